@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Configuration fields, their defaults, ranges and names, in one table (config_fields) that
+ * drives everything else: the JSON reader, the TOLLGATE_* environment, --set and the dump.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "config.h"
+#include "log.h"
+
+enum field_type {
+	FT_STR = 0, /* char array, size in 'max' */
+	FT_U32,	    /* integer in [min, max] */
+	FT_ENUM,    /* one of 'names', stored as its index (u32) */
+};
+
+struct config_field {
+	const char *name;	   /* dotted path: "store.path" */
+	enum field_type type;
+	size_t offset;		   /* in struct config */
+	uint64_t min, max;	   /* FT_U32 range; FT_STR buffer size */
+	const char *const *names;  /* FT_ENUM values, NULL-terminated */
+	const char *help;	   /* one line for the README and --help */
+};
+
+static const char *const sync_names[] = {"full", "meta", "none", NULL};
+static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+
+#define OFF(f) offsetof(struct config, f)
+#define KOFF(f) (offsetof(struct config, keys) + offsetof(struct keys_opts, f))
+
+static const struct config_field config_fields[] = {
+	{"store.path", FT_STR, OFF(store_path), 0, PATH_MAX, NULL, "LMDB store directory"},
+	{"store.map_size_mb", FT_U32, OFF(store_map_size_mb), 1, 1 << 20, NULL,
+	 "initial LMDB map size"},
+	{"store.max_map_size_mb", FT_U32, OFF(store_max_map_mb), 1, 1 << 24, NULL,
+	 "the map grows (doubling) up to this size"},
+	{"store.sync", FT_ENUM, OFF(store_sync), 0, 0, sync_names,
+	 "full: fsync each commit; meta: fdatasync, crash may undo the last commit; none"},
+	{"admin.listen", FT_STR, OFF(admin_listen), 0, 128, NULL, "admin API address host:port"},
+	{"admin.threads", FT_U32, OFF(admin_threads), 1, 64, NULL, "admin API worker threads"},
+	{"admin.max_body_bytes", FT_U32, OFF(admin_max_body), 1024, 16 << 20, NULL,
+	 "larger admin request bodies get 413"},
+	{"admin.timeout_sec", FT_U32, OFF(admin_timeout_sec), 1, 3600, NULL,
+	 "idle admin connections are closed after this"},
+	{"keys.argon2_t_cost", FT_U32, KOFF(t_cost), 1, 100, NULL, "argon2id iterations"},
+	{"keys.argon2_m_cost_kib", FT_U32, KOFF(m_cost_kib), 64, 4 << 20, NULL,
+	 "argon2id memory per hash (KiB)"},
+	{"keys.argon2_parallelism", FT_U32, KOFF(parallelism), 1, 16, NULL, "argon2id lanes"},
+	{"keys.rotation_grace_sec", FT_U32, KOFF(rotation_grace_sec), 0, 2592000, NULL,
+	 "how long a rotated secret keeps working by default"},
+	{"keys.argon2_per_sec", FT_U32, KOFF(argon2_per_sec), 1, 100000, NULL,
+	 "argon2 verifications per second, all credentials together"},
+	{"keys.fail_limit", FT_U32, KOFF(fail_limit), 1, 1000000, NULL,
+	 "failed verifications per id per window before that id is throttled"},
+	{"keys.fail_window_sec", FT_U32, KOFF(fail_window_sec), 1, 86400, NULL,
+	 "window of fail_limit, and how long a failed secret is remembered"},
+	{"keys.cache_max", FT_U32, KOFF(cache_max), 16, 1u << 26, NULL,
+	 "verified-credential cache entries"},
+	{"keys.last_used_flush_sec", FT_U32, KOFF(last_used_flush_sec), 1, 86400, NULL,
+	 "last_used_at is written to the store this often"},
+	{"log.level", FT_ENUM, OFF(log_level), 0, 0, level_names, "error, warn, info or debug"},
+};
+
+/* Environment variables that are not config fields but are expected (read elsewhere). */
+static const char *const env_known[] = {"TOLLGATE_ADMIN_TOKEN", "TOLLGATE_CONFIG",
+					"TOLLGATE_ADMIN_URL", NULL};
+
+void config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->store_path, sizeof(c->store_path), "var/store");
+	c->store_map_size_mb = 64;
+	c->store_max_map_mb = 65536;
+	c->store_sync = STORE_SYNC_META;
+	snprintf(c->admin_listen, sizeof(c->admin_listen), "127.0.0.1:8081");
+	c->admin_threads = 2;
+	c->admin_max_body = 65536;
+	c->admin_timeout_sec = 30;
+	keys_opts_default(&c->keys);
+	c->log_level = LOG_LVL_INFO;
+}
+
+static const struct config_field *field_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(config_fields) / sizeof(config_fields[0]); i++) {
+		if (strcmp(config_fields[i].name, name) == 0)
+			return &config_fields[i];
+	}
+	return NULL;
+}
+
+static void enum_list(const struct config_field *f, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; f->names[i] && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "", f->names[i]);
+}
+
+static int set_u32(struct config *c, const struct config_field *f, uint64_t v, char *err)
+{
+	if (v < f->min || v > f->max) {
+		snprintf(err, CONFIG_ERR_MAX, "%s: must be an integer from %llu to %llu", f->name,
+			 (unsigned long long)f->min, (unsigned long long)f->max);
+		return -ERANGE;
+	}
+	*(uint32_t *)((char *)c + f->offset) = (uint32_t)v;
+	return 0;
+}
+
+static int set_str(struct config *c, const struct config_field *f, const char *v, char *err)
+{
+	char allowed[128];
+
+	if (f->type == FT_ENUM) {
+		for (uint32_t i = 0; f->names[i]; i++) {
+			if (strcmp(f->names[i], v) == 0) {
+				*(uint32_t *)((char *)c + f->offset) = i;
+				return 0;
+			}
+		}
+		enum_list(f, allowed, sizeof(allowed));
+		snprintf(err, CONFIG_ERR_MAX, "%s: must be one of %s", f->name, allowed);
+		return -EINVAL;
+	}
+	if (v[0] == '\0' || strlen(v) >= f->max) {
+		snprintf(err, CONFIG_ERR_MAX, "%s: must be a non-empty string under %llu bytes",
+			 f->name, (unsigned long long)f->max);
+		return -EINVAL;
+	}
+	memcpy((char *)c + f->offset, v, strlen(v) + 1);
+	return 0;
+}
+
+int config_set(struct config *c, const char *field, const char *value, char err[CONFIG_ERR_MAX])
+{
+	const struct config_field *f = field_find(field);
+	unsigned long long v;
+	char *end;
+
+	if (!f) {
+		snprintf(err, CONFIG_ERR_MAX, "unknown config field '%.64s'", field);
+		return -ENOENT;
+	}
+	if (f->type != FT_U32)
+		return set_str(c, f, value, err);
+	errno = 0;
+	v = strtoull(value, &end, 10);
+	if (errno || end == value || *end != '\0' || !isdigit((unsigned char)value[0])) {
+		snprintf(err, CONFIG_ERR_MAX, "%s: '%.32s' is not a whole number", f->name, value);
+		return -EINVAL;
+	}
+	return set_u32(c, f, v, err);
+}
+
+static int set_json(struct config *c, const char *path, const cJSON *item, char *err)
+{
+	const struct config_field *f = field_find(path);
+	double d;
+
+	if (!f) {
+		snprintf(err, CONFIG_ERR_MAX, "unknown config field '%.64s'", path);
+		return -ENOENT;
+	}
+	if (f->type != FT_U32) {
+		if (!cJSON_IsString(item)) {
+			snprintf(err, CONFIG_ERR_MAX, "%s: must be a string", f->name);
+			return -EINVAL;
+		}
+		return set_str(c, f, item->valuestring, err);
+	}
+	d = cJSON_IsNumber(item) ? item->valuedouble : -1;
+	if (!cJSON_IsNumber(item) || d != (double)(uint64_t)d || d < 0 || d > 1e15) {
+		snprintf(err, CONFIG_ERR_MAX, "%s: must be a whole number", f->name);
+		return -EINVAL;
+	}
+	return set_u32(c, f, (uint64_t)d, err);
+}
+
+/* Walks a JSON object, applying each leaf under its dotted path. */
+static int walk_json(struct config *c, const cJSON *obj, const char *prefix, char *err)
+{
+	const cJSON *it;
+	char path[128];
+	int rc;
+
+	cJSON_ArrayForEach(it, obj)
+	{
+		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", it->string);
+		if (cJSON_IsObject(it))
+			rc = walk_json(c, it, path, err);
+		else
+			rc = set_json(c, path, it, err);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static char *read_file(const char *path, size_t max, char *err)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	size_t n;
+
+	if (!f) {
+		snprintf(err, CONFIG_ERR_MAX, "cannot open config file %s: %s", path,
+			 strerror(errno));
+		return NULL;
+	}
+	buf = malloc(max + 1);
+	n = buf ? fread(buf, 1, max + 1, f) : 0;
+	fclose(f);
+	if (!buf || n > max) {
+		snprintf(err, CONFIG_ERR_MAX, "config file %s is larger than %zu bytes", path, max);
+		free(buf);
+		return NULL;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
+int config_load_file(struct config *c, const char *path, char err[CONFIG_ERR_MAX])
+{
+	struct config tmp = *c;
+	const char *end = NULL;
+	char *text = read_file(path, 1 << 20, err);
+	cJSON *root;
+	int rc;
+
+	if (!text)
+		return -EINVAL;
+	root = cJSON_ParseWithOpts(text, &end, 1);
+	if (!root || !cJSON_IsObject(root)) {
+		snprintf(err, CONFIG_ERR_MAX, "%s: %s at byte %ld", path,
+			 root ? "the top level must be a JSON object" : "malformed JSON",
+			 root ? 0L : (long)(cJSON_GetErrorPtr() - text));
+		cJSON_Delete(root);
+		free(text);
+		return -EINVAL;
+	}
+	rc = walk_json(&tmp, root, "", err);
+	cJSON_Delete(root);
+	free(text);
+	if (rc == 0)
+		*c = tmp;
+	return rc ? -EINVAL : 0;
+}
+
+/* "keys.fail_limit" -> "TOLLGATE_KEYS_FAIL_LIMIT" */
+static void env_name(const char *field, char *out, size_t len)
+{
+	size_t n = (size_t)snprintf(out, len, "TOLLGATE_");
+
+	for (; *field && n + 1 < len; field++)
+		out[n++] = *field == '.' ? '_' : (char)toupper((unsigned char)*field);
+	out[n] = '\0';
+}
+
+static bool env_is_known(const char *var, size_t namelen)
+{
+	char name[96];
+
+	for (size_t i = 0; env_known[i]; i++) {
+		if (strlen(env_known[i]) == namelen && !strncmp(var, env_known[i], namelen))
+			return true;
+	}
+	for (size_t i = 0; i < sizeof(config_fields) / sizeof(config_fields[0]); i++) {
+		env_name(config_fields[i].name, name, sizeof(name));
+		if (strlen(name) == namelen && !strncmp(var, name, namelen))
+			return true;
+	}
+	return false;
+}
+
+int config_apply_env(struct config *c, char err[CONFIG_ERR_MAX])
+{
+	extern char **environ;
+	struct config tmp = *c;
+	char name[96];
+
+	for (size_t i = 0; i < sizeof(config_fields) / sizeof(config_fields[0]); i++) {
+		const char *v;
+
+		env_name(config_fields[i].name, name, sizeof(name));
+		v = getenv(name);
+		if (v && config_set(&tmp, config_fields[i].name, v, err)) {
+			size_t l = strlen(err);
+
+			snprintf(err + l, CONFIG_ERR_MAX - l, " (from %s)", name);
+			return -EINVAL;
+		}
+	}
+	/* A misspelt override silently ignored is a trap: say so (but do not fail, since
+	 * a shell may carry variables meant for another version). */
+	for (char **e = environ; *e; e++) {
+		const char *eq = strchr(*e, '=');
+
+		if (!strncmp(*e, "TOLLGATE_", 9) && eq && !env_is_known(*e, (size_t)(eq - *e)))
+			log_warnx("ignoring %.*s: not a tollgate setting", (int)(eq - *e), *e);
+	}
+	*c = tmp;
+	return 0;
+}
+
+void config_dump(const struct config *c, FILE *f)
+{
+	cJSON *root = cJSON_CreateObject();
+	char *text;
+
+	for (size_t i = 0; i < sizeof(config_fields) / sizeof(config_fields[0]); i++) {
+		const struct config_field *fl = &config_fields[i];
+		const char *dot = strchr(fl->name, '.');
+		char section[32];
+		cJSON *sec;
+
+		snprintf(section, sizeof(section), "%.*s", (int)(dot - fl->name), fl->name);
+		sec = cJSON_GetObjectItemCaseSensitive(root, section);
+		if (!sec)
+			sec = cJSON_AddObjectToObject(root, section);
+		if (fl->type == FT_STR)
+			cJSON_AddStringToObject(sec, dot + 1, (const char *)c + fl->offset);
+		else if (fl->type == FT_ENUM)
+			cJSON_AddStringToObject(sec, dot + 1,
+						fl->names[*(const uint32_t *)((const char *)c +
+									      fl->offset)]);
+		else
+			cJSON_AddNumberToObject(sec, dot + 1,
+						*(const uint32_t *)((const char *)c + fl->offset));
+	}
+	text = cJSON_Print(root);
+	if (text)
+		fprintf(f, "%s\n", text);
+	free(text);
+	cJSON_Delete(root);
+}

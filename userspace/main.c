@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * tollgated: wires the modules together. Parses the command line and configuration, opens
+ * the store (applying migrations), loads the key registry, bootstraps the first admin
+ * token, starts the admin API, and waits for a signal. Also the offline commands:
+ * --check (validate a config file) and migrate [--status].
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "config.h"
+#include "keys.h"
+#include "log.h"
+#include "migrations.h"
+#include "store.h"
+#include "util.h"
+
+#define TOLLGATED_VERSION "0.1.0"
+
+struct cmdline {
+	const char *command;	/* "run", "migrate" */
+	const char *ready_file; /* --ready-file */
+	const char *check_file; /* --check */
+	bool status;		/* migrate --status */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: tollgated [run] [options]      start the gateway\n"
+		"       tollgated migrate [--status] [options]\n"
+		"                                      apply pending store migrations, or show them\n"
+		"       tollgated --check FILE         validate a config file and print the result\n"
+		"       tollgated --version\n"
+		"options:\n"
+		"  -c, --config FILE     JSON config file (also TOLLGATE_CONFIG)\n"
+		"      --store DIR       store directory (store.path)\n"
+		"      --admin-listen A  admin API address host:port (admin.listen)\n"
+		"      --log-level L     error, warn, info or debug (log.level)\n"
+		"      --set FIELD=VAL   any config field, e.g. --set keys.fail_limit=10\n"
+		"      --ready-file F    when serving, write {\"pid\",\"admin\"} as JSON to F\n"
+		"Precedence: defaults < config file < TOLLGATE_* environment < options.\n");
+}
+
+static int set_or_die(struct config *c, const char *field, const char *value)
+{
+	char err[CONFIG_ERR_MAX];
+
+	if (config_set(c, field, value, err)) {
+		fprintf(stderr, "tollgated: %s\n", err);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Options become --set assignments, applied after the file and the environment. */
+static int parse_args(int argc, char **argv, struct cmdline *cl, const char **cfg_file,
+		      char ***sets, int *nsets)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'}, {"store", required_argument, NULL, 's'},
+		{"admin-listen", required_argument, NULL, 'a'},
+		{"log-level", required_argument, NULL, 'l'}, {"set", required_argument, NULL, 'S'},
+		{"ready-file", required_argument, NULL, 'r'},
+		{"check", required_argument, NULL, 'k'}, {"status", no_argument, NULL, 't'},
+		{"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'}, {0}};
+	static const char *const names[] = {['s'] = "store.path", ['a'] = "admin.listen",
+					    ['l'] = "log.level"};
+	int ch;
+
+	*sets = calloc((size_t)argc + 1, sizeof(char *));
+	while (*sets && (ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': *cfg_file = optarg; break;
+		case 's': case 'a': case 'l': {
+			char *kv = malloc(strlen(names[ch]) + strlen(optarg) + 2);
+
+			sprintf(kv, "%s=%s", names[ch], optarg);
+			(*sets)[(*nsets)++] = kv;
+			break;
+		}
+		case 'S': (*sets)[(*nsets)++] = strdup(optarg); break;
+		case 'r': cl->ready_file = optarg; break;
+		case 'k': cl->check_file = optarg; break;
+		case 't': cl->status = true; break;
+		case 'V': printf("tollgated %s\n", TOLLGATED_VERSION); exit(0);
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return -EINVAL;
+		}
+	}
+	if (optind < argc)
+		cl->command = argv[optind++];
+	if (optind < argc || (cl->command && strcmp(cl->command, "run") &&
+			      strcmp(cl->command, "migrate"))) {
+		fprintf(stderr, "tollgated: unexpected argument '%s'\n",
+			optind < argc ? argv[optind] : cl->command);
+		usage(stderr);
+		return -EINVAL;
+	}
+	if (cl->status && (!cl->command || strcmp(cl->command, "migrate"))) {
+		fprintf(stderr, "tollgated: --status goes with the migrate command\n");
+		return -EINVAL;
+	}
+	return *sets ? 0 : -ENOMEM;
+}
+
+static int load_config(struct config *c, const char *file, char **sets, int nsets)
+{
+	char err[CONFIG_ERR_MAX];
+
+	config_defaults(c);
+	if (!file)
+		file = getenv("TOLLGATE_CONFIG");
+	if (file && config_load_file(c, file, err)) {
+		fprintf(stderr, "tollgated: %s\n", err);
+		return -EINVAL;
+	}
+	if (config_apply_env(c, err)) {
+		fprintf(stderr, "tollgated: %s\n", err);
+		return -EINVAL;
+	}
+	for (int i = 0; i < nsets; i++) {
+		char *eq = strchr(sets[i], '=');
+
+		if (!eq) {
+			fprintf(stderr, "tollgated: --set wants FIELD=VALUE, got '%s'\n", sets[i]);
+			return -EINVAL;
+		}
+		*eq = '\0';
+		if (set_or_die(c, sets[i], eq + 1))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static void store_opts_from(const struct config *c, struct store_opts *o, bool read_only)
+{
+	memset(o, 0, sizeof(*o));
+	o->path = c->store_path;
+	o->map_size = (size_t)c->store_map_size_mb << 20;
+	o->max_map_size = (size_t)c->store_max_map_mb << 20;
+	if (o->max_map_size < o->map_size)
+		o->max_map_size = o->map_size;
+	o->sync = (enum store_sync)c->store_sync;
+	o->read_only = read_only;
+}
+
+static int cmd_check(const char *file)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config c;
+
+	config_defaults(&c);
+	if (config_load_file(&c, file, err)) {
+		fprintf(stderr, "tollgated: %s\n", err);
+		return 1;
+	}
+	printf("%s: ok; effective configuration (before environment and options):\n", file);
+	config_dump(&c, stdout);
+	return 0;
+}
+
+static int cmd_migrate(const struct config *c, bool status_only)
+{
+	unsigned latest = store_latest_version(), v;
+	struct store_opts so;
+	struct store *s;
+
+	store_opts_from(c, &so, status_only);
+	s = store_open(&so);
+	if (!s && errno == ENOENT && status_only) {
+		printf("store %s: does not exist yet; the first start creates it at schema "
+		       "version %u\n", c->store_path, latest);
+		return 0;
+	}
+	if (!s) {
+		fprintf(stderr, "tollgated: cannot open store %s: %s\n", c->store_path,
+			errno == EPROTO ? "written by a newer tollgated (see the log above)"
+					: strerror(errno));
+		return 1;
+	}
+	v = store_schema_version(s);
+	printf("store %s: schema version %u of %u (%s)\n", c->store_path, v, latest,
+	       v == latest ? "up to date" : "migrations pending");
+	for (unsigned i = 0; i < tg_migrations_count; i++)
+		printf("  %04u %-8s %s\n", tg_migrations[i].version,
+		       tg_migrations[i].version <= v ? "applied" : "pending", tg_migrations[i].name);
+	store_close(s);
+	return 0;
+}
+
+/* Writes the ready file atomically, so a test never reads half of it. */
+static int write_ready_file(const char *path, unsigned admin_port, const char *listen)
+{
+	char tmp[PATH_MAX], host[128];
+	const char *colon = strrchr(listen, ':');
+	FILE *f;
+
+	snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - listen) : 0, listen);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "{\"pid\": %d, \"admin\": \"%s:%u\"}\n", (int)getpid(), host, admin_port);
+	if (fclose(f) || rename(tmp, path))
+		return -errno;
+	return 0;
+}
+
+static void print_bootstrap_token(char token[TG_CRED_MAX])
+{
+	printf("\n"
+	       "==============================================================================\n"
+	       " tollgate: first start, no admin token configured. Generated admin token:\n\n"
+	       "   %s\n\n"
+	       " It is shown only this once and stored only as a hash. Use it as\n"
+	       "   export TOLLGATE_ADMIN_TOKEN=<the token>    (for tollctl and the admin API)\n"
+	       "==============================================================================\n\n",
+	       token);
+	fflush(stdout);
+	explicit_bzero(token, TG_CRED_MAX);
+}
+
+static int bootstrap(struct keys *k)
+{
+	char generated[TG_CRED_MAX];
+	const char *env = getenv("TOLLGATE_ADMIN_TOKEN");
+	bool made = false;
+	int rc = keys_bootstrap(k, env && *env ? env : NULL, generated, &made);
+
+	if (rc == -EINVAL) {
+		log_error("TOLLGATE_ADMIN_TOKEN must be 32 to 256 printable characters without "
+			  "spaces");
+		return rc;
+	}
+	if (rc) {
+		log_error("cannot set up the admin token: %s", strerror(-rc));
+		return rc;
+	}
+	if (made)
+		print_bootstrap_token(generated);
+	return 0;
+}
+
+/* Blocks until SIGINT or SIGTERM, running housekeeping once a second. */
+static void serve_until_signal(struct keys *k)
+{
+	struct timespec one = {.tv_sec = 1};
+	sigset_t set;
+	int sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	for (;;) {
+		sig = sigtimedwait(&set, NULL, &one);
+		if (sig == SIGINT || sig == SIGTERM)
+			break;
+		keys_tick(k);
+	}
+	log_info("signal %d: shutting down", sig);
+}
+
+static int cmd_run(const struct config *c, const char *ready_file)
+{
+	struct admin_opts ao = {.listen = c->admin_listen, .threads = c->admin_threads,
+				.max_body = c->admin_max_body, .timeout_sec = c->admin_timeout_sec};
+	struct store *s = NULL;
+	struct keys *k = NULL;
+	struct admin *a = NULL;
+	struct store_opts so;
+	int rc = 1;
+
+	store_opts_from(c, &so, false);
+	s = store_open(&so);
+	if (!s) {
+		log_warn("cannot open store %s", c->store_path);
+		goto out;
+	}
+	k = keys_open(s, &c->keys);
+	if (!k) {
+		log_warn("cannot load keys from %s", c->store_path);
+		goto out;
+	}
+	if (bootstrap(k))
+		goto out;
+	a = admin_start(&ao, k, s);
+	if (!a)
+		goto out;
+	log_info("tollgated %s ready: store %s (schema %u, %zu keys), admin API on %s (port %u)",
+		 TOLLGATED_VERSION, c->store_path, store_schema_version(s), keys_count(k),
+		 c->admin_listen, admin_port(a));
+	if (ready_file && write_ready_file(ready_file, admin_port(a), c->admin_listen))
+		log_warn("cannot write ready file %s", ready_file);
+	serve_until_signal(k);
+	rc = 0;
+out:
+	admin_stop(a);
+	keys_close(k);
+	store_close(s);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl = {0};
+	const char *cfg_file = NULL;
+	char **sets = NULL;
+	int nsets = 0, rc;
+	struct config c;
+	sigset_t set;
+
+	if (parse_args(argc, argv, &cl, &cfg_file, &sets, &nsets))
+		return 2;
+	if (cl.check_file)
+		return cmd_check(cl.check_file);
+	rc = load_config(&c, cfg_file, sets, nsets);
+	for (int i = 0; i < nsets; i++)
+		free(sets[i]);
+	free(sets);
+	if (rc)
+		return 2;
+	log_init("tollgated", (enum log_level)c.log_level);
+	umask(077);
+	if (cl.command && !strcmp(cl.command, "migrate"))
+		return cmd_migrate(&c, cl.status);
+	/* Signals are taken synchronously by serve_until_signal; every thread started after
+	 * this inherits the mask, so none of them is interrupted by them. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return cmd_run(&c, cl.ready_file);
+}

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Small pure helpers every module needs: clocks, randomness, constant-time comparison,
+ * RFC 3339 times and identifier validation. No state, no allocation.
+ */
+#ifndef TG_UTIL_H
+#define TG_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* CLOCK_MONOTONIC in nanoseconds: the only clock used for rates and timeouts. */
+int64_t tg_now_mono_ns(void);
+/* Wall-clock Unix seconds: for timestamps shown to people (created, expires), never rates. */
+int64_t tg_now_unix(void);
+
+/* Fills buf with len bytes from getrandom(2); returns 0 or -errno. */
+int tg_getrandom(void *buf, size_t len);
+/*
+ * Writes n characters drawn uniformly (rejection sampling) from alphabet, then a NUL, into
+ * out (n + 1 bytes). Returns 0 or -errno.
+ */
+int tg_random_chars(char *out, size_t n, const char *alphabet);
+
+/* Compares n bytes in time independent of their contents; true when equal. */
+bool tg_ct_equal(const void *a, const void *b, size_t n);
+
+/* Formats Unix seconds as "YYYY-MM-DDTHH:MM:SSZ" into buf (>= 21 bytes). */
+void tg_rfc3339_format(int64_t unix_s, char buf[32]);
+/*
+ * Parses "YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm)" (also lowercase t/z); fractional
+ * seconds are dropped. Returns 0 and *out, or -EINVAL.
+ */
+int tg_rfc3339_parse(const char *s, int64_t *out);
+
+/* True if s is 1..max characters, each a letter, digit, or one of the bytes in extra. */
+bool tg_ident_valid(const char *s, size_t max, const char *extra);
+
+#endif /* TG_UTIL_H */
