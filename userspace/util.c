@@ -50,11 +50,12 @@ int tg_random_chars(char *out, size_t n, const char *alphabet)
 	size_t alen = strlen(alphabet), filled = 0;
 	/* Reject bytes at or above the largest multiple of alen so every character is equally
 	 * likely (a plain modulo would favour the first 256 % alen characters). */
-	unsigned limit = 256 - 256 % (unsigned)alen;
+	unsigned limit;
 	unsigned char pool[64];
 
 	if (alen == 0 || alen > 256)
 		return -EINVAL;
+	limit = 256 - 256 % (unsigned)alen;
 	while (filled < n) {
 		int err = tg_getrandom(pool, sizeof(pool));
 

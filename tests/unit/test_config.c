@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Configuration: defaults need no file, files override defaults, the environment overrides
+ * files, every bad field is named in the error and a failed load changes nothing.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "tg_test.h"
+
+/* Writes text to a fresh temp file; returns its path (static buffer). */
+static const char *write_temp(const char *text)
+{
+	static char path[64];
+	FILE *f;
+	int fd;
+
+	snprintf(path, sizeof(path), "/tmp/tg-config-XXXXXX");
+	fd = mkstemp(path);
+	if (fd < 0)
+		return NULL;
+	f = fdopen(fd, "w");
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static void defaults_need_no_file(void)
+{
+	struct config c;
+
+	config_defaults(&c);
+	TG_CHECK_STR(c.store_path, "var/store");
+	TG_CHECK_STR(c.admin_listen, "127.0.0.1:8081");
+	TG_CHECK_INT(c.store_sync, STORE_SYNC_META);
+	TG_CHECK_INT(c.keys.t_cost, 2);
+	TG_CHECK_INT(c.keys.m_cost_kib, 19456);
+	TG_CHECK_INT(c.keys.parallelism, 1);
+	TG_CHECK_INT(c.log_level, LOG_LVL_INFO);
+}
+
+static void file_overrides_defaults(void)
+{
+	const char *p = write_temp("{\"store\": {\"path\": \"/srv/tg\", \"sync\": \"full\"},"
+				   " \"admin\": {\"listen\": \"[::1]:9000\", \"threads\": 4},"
+				   " \"keys\": {\"argon2_m_cost_kib\": 65536}, \"log\": {\"level\": \"debug\"}}");
+	char err[CONFIG_ERR_MAX];
+	struct config c;
+
+	TG_REQUIRE(p);
+	config_defaults(&c);
+	TG_CHECK_INT(config_load_file(&c, p, err), 0);
+	TG_CHECK_STR(c.store_path, "/srv/tg");
+	TG_CHECK_INT(c.store_sync, STORE_SYNC_FULL);
+	TG_CHECK_STR(c.admin_listen, "[::1]:9000");
+	TG_CHECK_INT(c.admin_threads, 4);
+	TG_CHECK_INT(c.keys.m_cost_kib, 65536);
+	TG_CHECK_INT(c.keys.t_cost, 2); /* untouched fields keep their defaults */
+	TG_CHECK_INT(c.log_level, LOG_LVL_DEBUG);
+	unlink(p);
+}
+
+static const struct {
+	const char *name;
+	const char *json;
+	const char *must_mention; /* the error names the field or the problem */
+} bad_files[] = {
+	{"unknown field", "{\"store\": {\"pathh\": \"x\"}}", "store.pathh"},
+	{"unknown section", "{\"storage\": {\"path\": \"x\"}}", "storage.path"},
+	{"wrong type", "{\"admin\": {\"threads\": \"four\"}}", "admin.threads"},
+	{"fraction", "{\"admin\": {\"threads\": 2.5}}", "admin.threads"},
+	{"negative", "{\"keys\": {\"fail_limit\": -1}}", "keys.fail_limit"},
+	{"out of range", "{\"admin\": {\"threads\": 1000}}", "admin.threads"},
+	{"bad enum", "{\"store\": {\"sync\": \"sometimes\"}}", "store.sync"},
+	{"empty string", "{\"store\": {\"path\": \"\"}}", "store.path"},
+	{"malformed", "{\"store\": {\"path\": \"x\"", "malformed JSON"},
+	{"not an object", "[1, 2]", "JSON object"},
+	{"trailing garbage", "{} x", "malformed JSON"},
+};
+
+static void bad_files_are_named_and_change_nothing(void)
+{
+	for (size_t i = 0; i < TG_NCASES(bad_files); i++) {
+		const char *p = write_temp(bad_files[i].json);
+		char err[CONFIG_ERR_MAX] = "";
+		struct config c, before;
+
+		TG_REQUIRE(p);
+		config_defaults(&c);
+		before = c;
+		if (config_load_file(&c, p, err) == 0) {
+			printf("#   %s: accepted\n", bad_files[i].name);
+			tg_failed++;
+		}
+		if (!strstr(err, bad_files[i].must_mention)) {
+			printf("#   %s: error '%s' does not mention '%s'\n", bad_files[i].name, err,
+			       bad_files[i].must_mention);
+			tg_failed++;
+		}
+		TG_CHECK(memcmp(&c, &before, sizeof(c)) == 0);
+		unlink(p);
+	}
+}
+
+static void missing_file_is_an_error(void)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config c;
+
+	config_defaults(&c);
+	TG_CHECK(config_load_file(&c, "/nonexistent/tollgate.json", err) < 0);
+	TG_CHECK(strstr(err, "/nonexistent/tollgate.json") != NULL);
+}
+
+static void environment_overrides_file(void)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config c;
+
+	config_defaults(&c);
+	setenv("TOLLGATE_ADMIN_LISTEN", "127.0.0.1:9999", 1);
+	setenv("TOLLGATE_KEYS_FAIL_LIMIT", "9", 1);
+	TG_CHECK_INT(config_apply_env(&c, err), 0);
+	TG_CHECK_STR(c.admin_listen, "127.0.0.1:9999");
+	TG_CHECK_INT(c.keys.fail_limit, 9);
+	setenv("TOLLGATE_KEYS_FAIL_LIMIT", "nine", 1);
+	TG_CHECK(config_apply_env(&c, err) < 0);
+	TG_CHECK(strstr(err, "TOLLGATE_KEYS_FAIL_LIMIT") != NULL);
+	TG_CHECK_INT(c.keys.fail_limit, 9); /* the failed pass changed nothing */
+	unsetenv("TOLLGATE_ADMIN_LISTEN");
+	unsetenv("TOLLGATE_KEYS_FAIL_LIMIT");
+}
+
+static void set_parses_text(void)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config c;
+
+	config_defaults(&c);
+	TG_CHECK_INT(config_set(&c, "store.map_size_mb", "128", err), 0);
+	TG_CHECK_INT(c.store_map_size_mb, 128);
+	TG_CHECK(config_set(&c, "store.map_size_mb", "12x", err) < 0);
+	TG_CHECK(config_set(&c, "store.map_size_mb", "-5", err) < 0);
+	TG_CHECK(config_set(&c, "store.map_size_mb", "", err) < 0);
+	TG_CHECK(config_set(&c, "no.such", "1", err) == -ENOENT);
+	TG_CHECK(strstr(err, "no.such") != NULL);
+	TG_CHECK_INT(c.store_map_size_mb, 128);
+}
+
+static void dump_round_trips(void)
+{
+	char err[CONFIG_ERR_MAX], path[] = "/tmp/tg-config-dump-XXXXXX";
+	struct config c, d;
+	int fd = mkstemp(path);
+	FILE *f;
+
+	TG_REQUIRE(fd >= 0);
+	f = fdopen(fd, "w");
+	config_defaults(&c);
+	snprintf(c.store_path, sizeof(c.store_path), "/data/tollgate");
+	c.keys.cache_max = 4096;
+	config_dump(&c, f);
+	fclose(f);
+	config_defaults(&d);
+	TG_CHECK_INT(config_load_file(&d, path, err), 0);
+	TG_CHECK(memcmp(&c, &d, sizeof(c)) == 0);
+	unlink(path);
+}
+
+static const struct tg_case cases[] = {
+	{"defaults need no file", defaults_need_no_file},
+	{"a file overrides defaults field by field", file_overrides_defaults},
+	{"bad files are refused, the field named, nothing changed",
+	 bad_files_are_named_and_change_nothing},
+	{"a missing file is an error naming it", missing_file_is_an_error},
+	{"TOLLGATE_* environment overrides; a bad value is named", environment_overrides_file},
+	{"--set parses text and refuses junk", set_parses_text},
+	{"the dump (--check output) loads back to the same config", dump_round_trips},
+};
+
+int main(void)
+{
+	log_init("test_config", LOG_LVL_ERROR);
+	return tg_run("config", cases, TG_NCASES(cases));
+}

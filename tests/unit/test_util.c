@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * util: RFC 3339 times parse and format exactly (offsets, fractions, calendar limits), random
+ * identifiers draw only from their alphabet, comparisons are exact, identifiers validate.
+ */
+#include <errno.h>
+
+#include "tg_test.h"
+#include "util.h"
+
+static const struct {
+	const char *text;
+	int64_t want; /* Unix seconds; INT64_MIN = must be refused */
+} rfc3339_table[] = {
+	{"1970-01-01T00:00:00Z", 0},
+	{"2026-11-23T10:00:00Z", 1795428000},
+	{"2026-11-23T12:00:00+02:00", 1795428000},
+	{"2026-11-23T08:30:00-01:30", 1795428000},
+	{"2026-11-23T10:00:00.123456Z", 1795428000},
+	{"2026-11-23t10:00:00z", 1795428000},
+	{"2024-02-29T00:00:00Z", 1709164800},
+	{"2000-03-01T00:00:00Z", 951868800},
+	{"2038-01-19T03:14:08Z", 2147483648LL},
+	{"2023-02-29T00:00:00Z", INT64_MIN},
+	{"2026-13-01T00:00:00Z", INT64_MIN},
+	{"2026-11-31T00:00:00Z", INT64_MIN},
+	{"2026-11-23T24:00:00Z", INT64_MIN},
+	{"2026-11-23 10:00:00Z", INT64_MIN},
+	{"2026-11-23T10:00:00", INT64_MIN},
+	{"2026-11-23T10:00:00+2", INT64_MIN},
+	{"2026-11-23T10:00:00+02:00x", INT64_MIN},
+	{"2026-11-23T10:00:00.Z", INT64_MIN},
+	{"tomorrow", INT64_MIN},
+	{"", INT64_MIN},
+};
+
+static void rfc3339_parse_table(void)
+{
+	for (size_t i = 0; i < TG_NCASES(rfc3339_table); i++) {
+		int64_t got = 0;
+		int rc = tg_rfc3339_parse(rfc3339_table[i].text, &got);
+
+		if (rfc3339_table[i].want == INT64_MIN) {
+			if (rc != -EINVAL) {
+				printf("#   '%s' accepted as %lld\n", rfc3339_table[i].text,
+				       (long long)got);
+				tg_failed++;
+			}
+		} else if (rc != 0 || got != rfc3339_table[i].want) {
+			printf("#   '%s': rc %d, got %lld, want %lld\n", rfc3339_table[i].text, rc,
+			       (long long)got, (long long)rfc3339_table[i].want);
+			tg_failed++;
+		}
+	}
+}
+
+static void rfc3339_format_round_trips(void)
+{
+	static const int64_t times[] = {0, 951868800, 1709164800, 1795428000, 4102444799LL};
+	char buf[32];
+
+	for (size_t i = 0; i < TG_NCASES(times); i++) {
+		int64_t back = -1;
+
+		tg_rfc3339_format(times[i], buf);
+		TG_CHECK_INT(strlen(buf), 20);
+		TG_CHECK_INT(tg_rfc3339_parse(buf, &back), 0);
+		TG_CHECK_INT(back, times[i]);
+	}
+	tg_rfc3339_format(1795428000, buf);
+	TG_CHECK_STR(buf, "2026-11-23T10:00:00Z");
+}
+
+static void random_chars_stay_in_alphabet(void)
+{
+	static const char alpha[] = "abc";
+	int seen[3] = {0};
+	char out[3001];
+
+	TG_REQUIRE(tg_random_chars(out, 3000, alpha) == 0);
+	TG_CHECK_INT(strlen(out), 3000);
+	for (size_t i = 0; i < 3000; i++) {
+		const char *p = strchr(alpha, out[i]);
+
+		TG_REQUIRE(p != NULL);
+		seen[p - alpha]++;
+	}
+	/* 3000 draws of 3 letters: each appears about 1000 times; 800 is > 8 sigma away. */
+	for (int i = 0; i < 3; i++)
+		TG_CHECK(seen[i] > 800);
+	TG_CHECK(tg_random_chars(out, 4, "") == -EINVAL);
+}
+
+static void ct_equal_is_exact(void)
+{
+	TG_CHECK(tg_ct_equal("abcdef", "abcdef", 6));
+	TG_CHECK(!tg_ct_equal("abcdef", "abcdeg", 6));
+	TG_CHECK(!tg_ct_equal("xbcdef", "abcdef", 6));
+	TG_CHECK(tg_ct_equal("a", "b", 0));
+}
+
+static void ident_validation(void)
+{
+	TG_CHECK(tg_ident_valid("abc-1.2_x", 64, "._-"));
+	TG_CHECK(!tg_ident_valid("", 64, "._-"));
+	TG_CHECK(!tg_ident_valid("a b", 64, "._-"));
+	TG_CHECK(!tg_ident_valid("a/b", 64, "._-"));
+	TG_CHECK(tg_ident_valid("abcd", 4, NULL));
+	TG_CHECK(!tg_ident_valid("abcde", 4, NULL));
+	TG_CHECK(!tg_ident_valid("a-b", 4, NULL));
+}
+
+static void monotonic_clock_moves_forward(void)
+{
+	int64_t a = tg_now_mono_ns(), b = tg_now_mono_ns();
+
+	TG_CHECK(a > 0);
+	TG_CHECK(b >= a);
+	TG_CHECK(tg_now_unix() > 1700000000);
+}
+
+static const struct tg_case cases[] = {
+	{"RFC 3339 parse: offsets, fractions, calendar limits", rfc3339_parse_table},
+	{"RFC 3339 format round-trips", rfc3339_format_round_trips},
+	{"random characters come only from the alphabet, all of it", random_chars_stay_in_alphabet},
+	{"constant-time compare is exact", ct_equal_is_exact},
+	{"identifier validation", ident_validation},
+	{"clocks", monotonic_clock_moves_forward},
+};
+
+int main(void)
+{
+	return tg_run("util", cases, TG_NCASES(cases));
+}
