@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * tollctl tiers: list the tiers, and create or change one (docs/admin-api.md, "Tier").
+ *
+ * PUT /api/v1/tiers/NAME replaces the whole tier, so "tiers set" reads the current tier,
+ * merges the fields given on the command line and writes the result back. The read and the
+ * write are two requests: a change another operator makes in between is overwritten.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tollctl.h"
+
+#define TIERS_PATH "/api/v1/tiers"
+
+/* getopt values of the shorthand flags: TIER_SHORTHAND + index in parse_limit_names. */
+#define TIER_SHORTHAND 1000
+
+static const struct out_col tiers_cols[] = {
+    {"NAME", "name"},
+    {"RPS", "requests_per_second"},
+    {"BURST", "burst"},
+    {"RPM", "requests_per_minute"},
+    {"RPH", "requests_per_hour"},
+    {"RPD", "requests_per_day"},
+    {"TPM", "tokens_per_minute"},
+    {"TOKENS/MONTH", "tokens_per_month"},
+    {"MAX CONC", "max_concurrent"},
+};
+
+/* tollctl tiers list: GET /api/v1/tiers. */
+int tiers_list(struct ctl *ctl, int argc, char **argv)
+{
+	return ctl_list_command(ctl, argc, argv, TIERS_PATH, tiers_cols,
+				sizeof(tiers_cols) / sizeof(tiers_cols[0]));
+}
+
+/* Collects --limit and the shorthands into SET; null is refused (a tier has every limit). */
+static int tier_set_opts(const struct ctl *ctl, int argc, char **argv, cJSON *set)
+{
+	static const struct option opts[] = {
+	    {"limit", required_argument, NULL, 'l'},
+	    {"rps", required_argument, NULL, TIER_SHORTHAND + 0},
+	    {"burst", required_argument, NULL, TIER_SHORTHAND + 1},
+	    {"rpm", required_argument, NULL, TIER_SHORTHAND + 2},
+	    {"rph", required_argument, NULL, TIER_SHORTHAND + 3},
+	    {"rpd", required_argument, NULL, TIER_SHORTHAND + 4},
+	    {"tpm", required_argument, NULL, TIER_SHORTHAND + 5},
+	    {"tokens-per-month", required_argument, NULL, TIER_SHORTHAND + 6},
+	    {"max-concurrent", required_argument, NULL, TIER_SHORTHAND + 7},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int opt, idx = 0, rc = CTL_CONTINUE;
+	char flag[32];
+
+	optind = 0;
+	while (rc == CTL_CONTINUE && (opt = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
+		if (opt == 'l') {
+			rc = ctl_limit_opt(ctl, set, "--limit", NULL, optarg, false);
+		} else if (opt >= TIER_SHORTHAND && opt < TIER_SHORTHAND + PARSE_NLIMITS) {
+			snprintf(flag, sizeof(flag), "--%s", opts[idx].name);
+			rc = ctl_limit_opt(ctl, set, flag, parse_limit_names[opt - TIER_SHORTHAND],
+					   optarg, false);
+		} else {
+			rc = ctl_common_opt(ctl, opt);
+		}
+	}
+	return rc;
+}
+
+/* Merges SET into the current TIER, keeping the server's field order. */
+static int tier_merge(cJSON *tier, const cJSON *set)
+{
+	const cJSON *f;
+
+	cJSON_DeleteItemFromObjectCaseSensitive(tier, "object");
+	cJSON_DeleteItemFromObjectCaseSensitive(tier, "name");
+	cJSON_ArrayForEach(f, set)
+	{
+		if (json_replace(tier, f->string, cJSON_Duplicate(f, true)) != 0)
+			return ctl_nomem();
+	}
+	return CTL_CONTINUE;
+}
+
+/*
+ * A new tier: the server insists on a rate and a burst, and the other limits are sent as 0
+ * (no limit) so the body is the complete tier whatever the server's defaults.
+ */
+static int tier_new(const struct ctl *ctl, const char *name, const cJSON *set, cJSON **tier)
+{
+	const cJSON *v;
+	int i;
+
+	if (!cJSON_GetObjectItemCaseSensitive(set, "requests_per_second") ||
+	    !cJSON_GetObjectItemCaseSensitive(set, "burst"))
+		return ctl_usage_error(ctl,
+				       "tier '%s' does not exist; creating it needs --rps "
+				       "(requests_per_second) and --burst",
+				       name);
+	*tier = cJSON_CreateObject();
+	if (!*tier)
+		return ctl_nomem();
+	for (i = 0; i < PARSE_NLIMITS; i++) {
+		v = cJSON_GetObjectItemCaseSensitive(set, parse_limit_names[i]);
+		if (!cJSON_AddItemToObject(*tier, parse_limit_names[i],
+					   v ? cJSON_Duplicate(v, true) : cJSON_CreateNumber(0)))
+			return ctl_nomem();
+	}
+	return CTL_CONTINUE;
+}
+
+/* GETs the tier at PATH into *TIER with SET merged in, or starts a new one on 404. */
+static int tier_build(struct ctl *ctl, const char *path, const char *name, const cJSON *set,
+		      cJSON **tier)
+{
+	cJSON *json = NULL;
+	long status;
+	int rc = http_send(ctl, "GET", path, NULL, true, &status, &json);
+
+	if (rc)
+		return rc;
+	if (status == 404) {
+		cJSON_Delete(json);
+		return tier_new(ctl, name, set, tier);
+	}
+	rc = http_check(ctl, status, json);
+	if (rc) {
+		cJSON_Delete(json);
+		return rc;
+	}
+	*tier = json;
+	return tier_merge(*tier, set);
+}
+
+/* tollctl tiers set NAME: GET, merge, then PUT /api/v1/tiers/NAME with the whole tier. */
+int tiers_set(struct ctl *ctl, int argc, char **argv)
+{
+	cJSON *set = cJSON_CreateObject(), *tier = NULL, *answer = NULL;
+	const char *name = NULL;
+	char *path = NULL;
+	int rc;
+
+	if (!set)
+		return ctl_nomem();
+	rc = tier_set_opts(ctl, argc, argv, set);
+	if (rc == CTL_CONTINUE)
+		rc = ctl_args(ctl, argc, argv, "NAME", &name);
+	if (rc == CTL_CONTINUE && !set->child)
+		rc = ctl_usage_error(ctl, "nothing to set: give at least one limit");
+	if (rc == CTL_CONTINUE && !(path = ctl_path(TIERS_PATH "/", name, NULL)))
+		rc = ctl_nomem();
+	if (rc == CTL_CONTINUE)
+		rc = tier_build(ctl, path, name, set, &tier);
+	if (rc == CTL_CONTINUE) {
+		rc = ctl_request(ctl, "PUT", path, tier, true, &answer);
+		if (!rc)
+			rc = ctl_show(ctl, answer);
+	}
+	cJSON_Delete(answer);
+	cJSON_Delete(tier);
+	cJSON_Delete(set);
+	free(path);
+	return rc;
+}
