@@ -151,7 +151,7 @@ extern const struct tier model_default_tiers[3];
  * -EMSGSIZE; decode returns 0, or -EINVAL for a truncated, corrupt or unknown-version record.
  * MODEL_*_MAX is the largest encoding, a safe buffer size.
  */
-#define MODEL_KEY_MAX 512
+#define MODEL_KEY_MAX 640
 #define MODEL_TIER_MAX 128
 #define MODEL_TOKEN_MAX 384
 #define MODEL_OWNER_MAX 128

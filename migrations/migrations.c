@@ -1,0 +1,15 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The ordered list of schema migrations. A new step is a new file and a new row at the end;
+ * released rows are never changed or reordered, since a store's schema version is the count
+ * of rows it has applied.
+ */
+#include "migrations.h"
+#include "steps.h"
+
+const struct migration tg_migrations[] = {
+    {1, "create the meta records (created_at, hash secret)", migration_0001_initial},
+    {2, "seed the default tiers (basic, premium, enterprise)", migration_0002_default_tiers},
+};
+
+const unsigned tg_migrations_count = sizeof(tg_migrations) / sizeof(tg_migrations[0]);

@@ -1,0 +1,520 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The records tollgate keeps and their on-disk form (see model.h). Encodings are little-endian:
+ * a u16 format version and a u16 record kind, then the fields in declaration order, integers at
+ * fixed width, strings as a u8 length and their bytes (no NUL). Decoding checks every length,
+ * the version and kind, refuses strings that are too long or hold a NUL, and refuses trailing
+ * bytes, so a record either decodes to exactly what was encoded or not at all.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "model.h"
+
+#define MODEL_FORMAT_V1 1u
+
+enum model_kind {
+	MODEL_KIND_KEY = 1,
+	MODEL_KIND_TIER,
+	MODEL_KIND_TOKEN,
+	MODEL_KIND_OWNER,
+};
+
+/* Largest encodings, field by field; MODEL_*_MAX in model.h must not be smaller. */
+#define ENC_HDR	     4
+#define ENC_STR(max) (1 + (max))
+#define ENC_LIMITS   (8 * LIMIT__COUNT)
+#define ENC_PWHASH   (3 * 4 + 16 + 32)
+#define ENC_KEY_MAX                                                                                \
+	(ENC_HDR + ENC_STR(TG_ID_LEN) + ENC_STR(TG_NAME_MAX) + ENC_STR(TG_OWNER_MAX) +             \
+	 ENC_STR(TG_SERVICE_MAX) + ENC_STR(TG_TIER_NAME_MAX) + ENC_LIMITS + 6 * 8 + 4 +            \
+	 2 * ENC_PWHASH + 2 * 8)
+#define ENC_TIER_MAX (ENC_HDR + ENC_STR(TG_TIER_NAME_MAX) + ENC_LIMITS)
+#define ENC_TOKEN_MAX                                                                              \
+	(ENC_HDR + ENC_STR(TG_ID_LEN) + ENC_STR(TG_NAME_MAX) + 4 + ENC_STR(TG_OWNER_ID_MAX) +      \
+	 ENC_STR(TG_TIER_NAME_MAX) + 3 * 8 + ENC_PWHASH)
+#define ENC_OWNER_MAX (ENC_HDR + ENC_STR(TG_OWNER_MAX) + 8 + 8)
+
+_Static_assert(ENC_KEY_MAX <= MODEL_KEY_MAX, "MODEL_KEY_MAX too small for a key");
+_Static_assert(ENC_TIER_MAX <= MODEL_TIER_MAX, "MODEL_TIER_MAX too small for a tier");
+_Static_assert(ENC_TOKEN_MAX <= MODEL_TOKEN_MAX, "MODEL_TOKEN_MAX too small for a token");
+_Static_assert(ENC_OWNER_MAX <= MODEL_OWNER_MAX, "MODEL_OWNER_MAX too small for an owner");
+_Static_assert(TG_NAME_MAX <= 255 && TG_OWNER_MAX <= 255 && TG_SERVICE_MAX <= 255,
+	       "strings are encoded with a u8 length");
+
+#define M1E9  1000000000ull
+#define M1E12 1000000000000ull
+#define M1E15 1000000000000000ull
+
+/*
+ * Request counts per minute/hour/day get 1e12 rather than 1e9 so that a day's worth of the
+ * largest accepted rate (1e6 req/s) can still be written down; token counts get 1e15, which
+ * is still exact as a JSON (double) number.
+ */
+const struct limit_desc limit_descs[LIMIT__COUNT] = {
+    [LIMIT_RPS] = {"requests_per_second", 1, M1E9, true},
+    [LIMIT_BURST] = {"burst", 1, M1E9, false},
+    [LIMIT_RPM] = {"requests_per_minute", 0, M1E12, false},
+    [LIMIT_RPH] = {"requests_per_hour", 0, M1E12, false},
+    [LIMIT_RPD] = {"requests_per_day", 0, M1E12, false},
+    [LIMIT_TPM] = {"tokens_per_minute", 0, M1E15, false},
+    [LIMIT_TOKENS_MONTH] = {"tokens_per_month", 0, M1E15, false},
+    [LIMIT_MAX_CONCURRENT] = {"max_concurrent", 0, M1E9, false},
+};
+
+/* Requests per second are stored in milli-requests per second (see enum limit_field). */
+const struct tier model_default_tiers[3] = {
+    {"basic", {{[LIMIT_RPS] = 10000, [LIMIT_BURST] = 20, [LIMIT_TOKENS_MONTH] = 100000}}},
+    {"premium", {{[LIMIT_RPS] = 100000, [LIMIT_BURST] = 200, [LIMIT_TOKENS_MONTH] = 10000000}}},
+    {"enterprise",
+     {{[LIMIT_RPS] = 1000000, [LIMIT_BURST] = 2000, [LIMIT_TOKENS_MONTH] = 1000000000}}},
+};
+
+int limit_field_by_name(const char *name)
+{
+	for (int f = 0; f < LIMIT__COUNT; f++) {
+		if (strcmp(name, limit_descs[f].name) == 0)
+			return f;
+	}
+	return -ENOENT;
+}
+
+int limit_check(enum limit_field f, uint64_t v)
+{
+	if ((unsigned)f >= LIMIT__COUNT)
+		return -ERANGE;
+	return v >= limit_descs[f].min && v <= limit_descs[f].max ? 0 : -ERANGE;
+}
+
+void limits_merge(const struct limits *tier, const struct limits *overrides, struct limits *out)
+{
+	/* Field by field, so out may be the same object as tier or overrides. */
+	for (int f = 0; f < LIMIT__COUNT; f++)
+		out->v[f] = overrides->v[f] != LIMIT_UNSET ? overrides->v[f] : tier->v[f];
+}
+
+void limits_clear(struct limits *l)
+{
+	for (int f = 0; f < LIMIT__COUNT; f++)
+		l->v[f] = LIMIT_UNSET;
+}
+
+enum key_status key_status_at(const struct key_record *k, int64_t now)
+{
+	/* A revoked key stays revoked whatever its expiry says. */
+	if (k->revoked_at != 0)
+		return KEY_REVOKED;
+	if (k->expires_at != 0 && k->expires_at <= now)
+		return KEY_EXPIRED;
+	return KEY_ACTIVE;
+}
+
+const char *key_status_name(enum key_status s)
+{
+	static const char *const names[] = {"active", "revoked", "expired"};
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
+}
+
+static const char *const role_names[] = {"admin", "viewer", "consumer"};
+
+const char *token_role_name(enum token_role r)
+{
+	return (unsigned)r < sizeof(role_names) / sizeof(role_names[0]) ? role_names[r] : "unknown";
+}
+
+int token_role_parse(const char *name)
+{
+	for (unsigned i = 0; i < sizeof(role_names) / sizeof(role_names[0]); i++) {
+		if (strcmp(name, role_names[i]) == 0)
+			return (int)i;
+	}
+	return -EINVAL;
+}
+
+/* Length of the UTF-8 sequence at p (at most n bytes available), or 0 if it is malformed. */
+static size_t utf8_seq_len(const unsigned char *p, size_t n, uint32_t *cp)
+{
+	size_t len;
+	uint32_t c;
+
+	if (p[0] < 0x80) {
+		*cp = p[0];
+		return 1;
+	}
+	/* 0x80..0xc1 never start a sequence (continuation bytes, overlong 2-byte forms). */
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	c = p[0] & (0x7fu >> len);
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (p[i] & 0x3f);
+	}
+	/* Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8. */
+	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || c > 0x10ffff ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+bool model_name_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strnlen(s, TG_NAME_MAX + 1);
+
+	if (n == 0 || n > TG_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t len = utf8_seq_len(p + i, n - i, &cp);
+
+		/* C0 controls, DEL and the C1 controls are not printable. */
+		if (len == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+/* True if s is min..max bytes, each one of [A-Za-z0-9] (or [a-z0-9] if lower) or in extra. */
+static bool chars_valid(const char *s, size_t min, size_t max, bool lower, const char *extra)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++) {
+		char c = s[n];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+			  (!lower && c >= 'A' && c <= 'Z') || strchr(extra, c);
+
+		if (!ok || n >= max)
+			return false;
+	}
+	return n >= min;
+}
+
+bool model_owner_valid(const char *s)
+{
+	static const char *const kinds[] = {"consumer:", "user:", "team:"};
+
+	for (unsigned i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+		size_t n = strlen(kinds[i]);
+
+		if (strncmp(s, kinds[i], n) == 0)
+			return chars_valid(s + n, 1, TG_OWNER_ID_MAX, false, "._-");
+	}
+	return false;
+}
+
+bool model_service_valid(const char *s)
+{
+	return chars_valid(s, 1, TG_SERVICE_MAX, false, "._-");
+}
+
+bool model_tier_name_valid(const char *s)
+{
+	return chars_valid(s, 1, TG_TIER_NAME_MAX, true, "_-");
+}
+
+bool model_consumer_id_valid(const char *s)
+{
+	return chars_valid(s, 1, TG_OWNER_ID_MAX, false, "._-");
+}
+
+bool model_id_valid(const char *s)
+{
+	return chars_valid(s, TG_ID_LEN, TG_ID_LEN, true, "");
+}
+
+/*
+ * Encoding: a cursor over the output buffer. Overflow and bad input are remembered rather
+ * than checked after every field, which keeps the per-record functions a flat list.
+ */
+struct enc {
+	uint8_t *p;
+	size_t cap, pos;
+	int err; /* first error: -EMSGSIZE (buffer too small) or -EINVAL (unencodable field) */
+};
+
+static void enc_bytes(struct enc *e, const void *v, size_t n)
+{
+	if (!e->err && n > e->cap - e->pos)
+		e->err = -EMSGSIZE;
+	if (e->err)
+		return;
+	memcpy(e->p + e->pos, v, n);
+	e->pos += n;
+}
+
+static void enc_uint(struct enc *e, uint64_t v, unsigned width)
+{
+	uint8_t b[8];
+
+	for (unsigned i = 0; i < width; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	enc_bytes(e, b, width);
+}
+
+/* s is a char array of max + 1 bytes that must hold a NUL within it. */
+static void enc_str(struct enc *e, const char *s, size_t max)
+{
+	size_t n = strnlen(s, max + 1);
+	uint8_t len = (uint8_t)n;
+
+	if (n > max) {
+		if (!e->err)
+			e->err = -EINVAL;
+		return;
+	}
+	enc_bytes(e, &len, 1);
+	enc_bytes(e, s, n);
+}
+
+static void enc_limits(struct enc *e, const struct limits *l)
+{
+	for (int f = 0; f < LIMIT__COUNT; f++)
+		enc_uint(e, l->v[f], 8);
+}
+
+static void enc_pwhash(struct enc *e, const struct pwhash *h)
+{
+	enc_uint(e, h->t_cost, 4);
+	enc_uint(e, h->m_cost_kib, 4);
+	enc_uint(e, h->parallelism, 4);
+	enc_bytes(e, h->salt, sizeof(h->salt));
+	enc_bytes(e, h->hash, sizeof(h->hash));
+}
+
+static void enc_start(struct enc *e, void *buf, size_t cap, enum model_kind kind)
+{
+	e->p = buf;
+	e->cap = cap;
+	e->pos = 0;
+	e->err = 0;
+	enc_uint(e, MODEL_FORMAT_V1, 2);
+	enc_uint(e, kind, 2);
+}
+
+static int enc_end(const struct enc *e)
+{
+	return e->err ? e->err : (int)e->pos;
+}
+
+/* Decoding: the mirror cursor; any short read or bad field sets bad and yields zeroes. */
+struct dec {
+	const uint8_t *p;
+	size_t len, pos;
+	bool bad;
+};
+
+static void dec_bytes(struct dec *d, void *out, size_t n)
+{
+	if (!d->bad && n > d->len - d->pos)
+		d->bad = true;
+	if (d->bad) {
+		memset(out, 0, n);
+		return;
+	}
+	memcpy(out, d->p + d->pos, n);
+	d->pos += n;
+}
+
+static uint64_t dec_uint(struct dec *d, unsigned width)
+{
+	uint8_t b[8];
+	uint64_t v = 0;
+
+	dec_bytes(d, b, width);
+	for (unsigned i = 0; i < width; i++)
+		v |= (uint64_t)b[i] << (8 * i);
+	return v;
+}
+
+/* out is a char array of max + 1 bytes. */
+static void dec_str(struct dec *d, char *out, size_t max)
+{
+	size_t n = (size_t)dec_uint(d, 1);
+
+	if (n > max) {
+		d->bad = true;
+		n = 0;
+	}
+	dec_bytes(d, out, n);
+	out[n] = '\0';
+	/* An embedded NUL would silently shorten the string: the record is corrupt. */
+	if (memchr(out, '\0', n))
+		d->bad = true;
+}
+
+static void dec_limits(struct dec *d, struct limits *l)
+{
+	for (int f = 0; f < LIMIT__COUNT; f++)
+		l->v[f] = dec_uint(d, 8);
+}
+
+static void dec_pwhash(struct dec *d, struct pwhash *h)
+{
+	h->t_cost = (uint32_t)dec_uint(d, 4);
+	h->m_cost_kib = (uint32_t)dec_uint(d, 4);
+	h->parallelism = (uint32_t)dec_uint(d, 4);
+	dec_bytes(d, h->salt, sizeof(h->salt));
+	dec_bytes(d, h->hash, sizeof(h->hash));
+}
+
+static void dec_start(struct dec *d, const void *buf, size_t len, enum model_kind kind)
+{
+	d->p = buf;
+	d->len = len;
+	d->pos = 0;
+	d->bad = false;
+	if (dec_uint(d, 2) != MODEL_FORMAT_V1 || dec_uint(d, 2) != kind)
+		d->bad = true;
+}
+
+/* 0 if every field decoded and nothing is left over, else -EINVAL. */
+static int dec_end(const struct dec *d)
+{
+	return d->bad || d->pos != d->len ? -EINVAL : 0;
+}
+
+int key_record_encode(const struct key_record *r, void *buf, size_t cap)
+{
+	struct enc e;
+
+	enc_start(&e, buf, cap, MODEL_KIND_KEY);
+	enc_str(&e, r->id, TG_ID_LEN);
+	enc_str(&e, r->name, TG_NAME_MAX);
+	enc_str(&e, r->owner, TG_OWNER_MAX);
+	enc_str(&e, r->service, TG_SERVICE_MAX);
+	enc_str(&e, r->tier, TG_TIER_NAME_MAX);
+	enc_limits(&e, &r->overrides);
+	enc_uint(&e, (uint64_t)r->created_at, 8);
+	enc_uint(&e, (uint64_t)r->expires_at, 8);
+	enc_uint(&e, (uint64_t)r->revoked_at, 8);
+	enc_uint(&e, (uint64_t)r->last_used_at, 8);
+	enc_uint(&e, (uint64_t)r->rotated_at, 8);
+	enc_uint(&e, (uint64_t)r->prev_valid_until, 8);
+	enc_uint(&e, r->secret_gen, 4);
+	enc_pwhash(&e, &r->cur);
+	enc_pwhash(&e, &r->prev);
+	enc_uint(&e, r->khash_cur, 8);
+	enc_uint(&e, r->khash_prev, 8);
+	return enc_end(&e);
+}
+
+int key_record_decode(const void *buf, size_t len, struct key_record *r)
+{
+	struct dec d;
+
+	memset(r, 0, sizeof(*r));
+	dec_start(&d, buf, len, MODEL_KIND_KEY);
+	dec_str(&d, r->id, TG_ID_LEN);
+	dec_str(&d, r->name, TG_NAME_MAX);
+	dec_str(&d, r->owner, TG_OWNER_MAX);
+	dec_str(&d, r->service, TG_SERVICE_MAX);
+	dec_str(&d, r->tier, TG_TIER_NAME_MAX);
+	dec_limits(&d, &r->overrides);
+	r->created_at = (int64_t)dec_uint(&d, 8);
+	r->expires_at = (int64_t)dec_uint(&d, 8);
+	r->revoked_at = (int64_t)dec_uint(&d, 8);
+	r->last_used_at = (int64_t)dec_uint(&d, 8);
+	r->rotated_at = (int64_t)dec_uint(&d, 8);
+	r->prev_valid_until = (int64_t)dec_uint(&d, 8);
+	r->secret_gen = (uint32_t)dec_uint(&d, 4);
+	dec_pwhash(&d, &r->cur);
+	dec_pwhash(&d, &r->prev);
+	r->khash_cur = dec_uint(&d, 8);
+	r->khash_prev = dec_uint(&d, 8);
+	return dec_end(&d);
+}
+
+int tier_encode(const struct tier *t, void *buf, size_t cap)
+{
+	struct enc e;
+
+	enc_start(&e, buf, cap, MODEL_KIND_TIER);
+	enc_str(&e, t->name, TG_TIER_NAME_MAX);
+	enc_limits(&e, &t->lim);
+	return enc_end(&e);
+}
+
+int tier_decode(const void *buf, size_t len, struct tier *t)
+{
+	struct dec d;
+
+	memset(t, 0, sizeof(*t));
+	dec_start(&d, buf, len, MODEL_KIND_TIER);
+	dec_str(&d, t->name, TG_TIER_NAME_MAX);
+	dec_limits(&d, &t->lim);
+	return dec_end(&d);
+}
+
+int token_record_encode(const struct token_record *r, void *buf, size_t cap)
+{
+	struct enc e;
+
+	enc_start(&e, buf, cap, MODEL_KIND_TOKEN);
+	enc_str(&e, r->id, TG_ID_LEN);
+	enc_str(&e, r->name, TG_NAME_MAX);
+	enc_uint(&e, r->role, 4);
+	enc_str(&e, r->consumer, TG_OWNER_ID_MAX);
+	enc_str(&e, r->tier, TG_TIER_NAME_MAX);
+	enc_uint(&e, (uint64_t)r->created_at, 8);
+	enc_uint(&e, (uint64_t)r->revoked_at, 8);
+	enc_uint(&e, (uint64_t)r->last_used_at, 8);
+	enc_pwhash(&e, &r->hash);
+	return enc_end(&e);
+}
+
+int token_record_decode(const void *buf, size_t len, struct token_record *r)
+{
+	struct dec d;
+
+	memset(r, 0, sizeof(*r));
+	dec_start(&d, buf, len, MODEL_KIND_TOKEN);
+	dec_str(&d, r->id, TG_ID_LEN);
+	dec_str(&d, r->name, TG_NAME_MAX);
+	r->role = (uint32_t)dec_uint(&d, 4);
+	dec_str(&d, r->consumer, TG_OWNER_ID_MAX);
+	dec_str(&d, r->tier, TG_TIER_NAME_MAX);
+	r->created_at = (int64_t)dec_uint(&d, 8);
+	r->revoked_at = (int64_t)dec_uint(&d, 8);
+	r->last_used_at = (int64_t)dec_uint(&d, 8);
+	dec_pwhash(&d, &r->hash);
+	/* A role this build does not know would be mistaken for another one: refuse it. */
+	if (r->role > ROLE_CONSUMER)
+		d.bad = true;
+	return dec_end(&d);
+}
+
+int owner_record_encode(const struct owner_record *r, void *buf, size_t cap)
+{
+	struct enc e;
+
+	enc_start(&e, buf, cap, MODEL_KIND_OWNER);
+	enc_str(&e, r->owner, TG_OWNER_MAX);
+	enc_uint(&e, (uint64_t)r->created_at, 8);
+	enc_uint(&e, r->keys, 8);
+	return enc_end(&e);
+}
+
+int owner_record_decode(const void *buf, size_t len, struct owner_record *r)
+{
+	struct dec d;
+
+	memset(r, 0, sizeof(*r));
+	dec_start(&d, buf, len, MODEL_KIND_OWNER);
+	dec_str(&d, r->owner, TG_OWNER_MAX);
+	r->created_at = (int64_t)dec_uint(&d, 8);
+	r->keys = dec_uint(&d, 8);
+	return dec_end(&d);
+}
