@@ -66,6 +66,27 @@ static const struct config_field config_fields[] = {
 	{"keys.last_used_flush_sec", FT_U32, KOFF(last_used_flush_sec), 1, 86400, NULL,
 	 "last_used_at is written to the store this often"},
 	{"log.level", FT_ENUM, OFF(log_level), 0, 0, level_names, "error, warn, info or debug"},
+	{"data.listen", FT_STR, OFF(data_listen), 0, 128, NULL,
+	 "OpenAI-compatible API address host:port"},
+	{"data.threads", FT_U32, OFF(data_threads), 1, 64, NULL, "data-plane HTTP threads"},
+	{"data.max_body_bytes", FT_U32, OFF(data_max_body), 1024, 64 << 20, NULL,
+	 "larger request bodies get 413"},
+	{"data.timeout_sec", FT_U32, OFF(data_timeout_sec), 1, 3600, NULL,
+	 "idle or slow client connections are closed after this"},
+	{"data.max_connections", FT_U32, OFF(data_max_conns), 16, 1000000, NULL,
+	 "concurrent client connections"},
+	{"data.default_model", FT_STR, OFF(data_default_model), 0, 65, NULL,
+	 "model used by /api/v1/consume when the body names none"},
+	{"data.rate_slots", FT_U32, OFF(data_slots), 16, 1u << 24, NULL,
+	 "rate-limit slots (keys with request-rate state)"},
+	{"upstream.default_url", FT_STR, OFF(upstream_url), 0, 256, NULL,
+	 "base URL of the built-in provider when the file lists none"},
+	{"upstream.max_host_connections", FT_U32, OFF(upstream_conns), 1, 100000, NULL,
+	 "connections kept per upstream host"},
+	{"usage.max_batch", FT_U32, OFF(usage_max_batch), 1, 1000000, NULL,
+	 "usage records per store transaction"},
+	{"usage.max_delay_us", FT_U32, OFF(usage_max_delay_us), 0, 1000000, NULL,
+	 "a usage batch waits at most this long for more records"},
 };
 
 /* Environment variables that are not config fields but are expected (read elsewhere). */
@@ -85,6 +106,17 @@ void config_defaults(struct config *c)
 	c->admin_timeout_sec = 30;
 	keys_opts_default(&c->keys);
 	c->log_level = LOG_LVL_INFO;
+	snprintf(c->data_listen, sizeof(c->data_listen), "127.0.0.1:8080");
+	c->data_threads = 2;
+	c->data_max_body = 1 << 20;
+	c->data_timeout_sec = 60;
+	c->data_max_conns = 20000;
+	snprintf(c->data_default_model, sizeof(c->data_default_model), "gpt-4o-mini");
+	c->data_slots = 1 << 20;
+	snprintf(c->upstream_url, sizeof(c->upstream_url), "http://127.0.0.1:9000/v1");
+	c->upstream_conns = 256;
+	c->usage_max_batch = 4096;
+	c->usage_max_delay_us = 0;
 }
 
 static const struct config_field *field_find(const char *name)
@@ -185,6 +217,22 @@ static int set_json(struct config *c, const char *path, const cJSON *item, char 
 	return set_u32(c, f, (uint64_t)d, err);
 }
 
+/* The one array in the file: replaces any providers read before. */
+static int set_providers(struct config *c, const cJSON *arr, char *err)
+{
+	struct providers p = {0};
+
+	if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0) {
+		snprintf(err, CONFIG_ERR_MAX, "providers: must be a non-empty array of providers");
+		return -EINVAL;
+	}
+	if (providers_parse(arr, &p, err, CONFIG_ERR_MAX))
+		return -EINVAL;
+	providers_free(&c->providers);
+	c->providers = p;
+	return 0;
+}
+
 /* Walks a JSON object, applying each leaf under its dotted path. */
 static int walk_json(struct config *c, const cJSON *obj, const char *prefix, char *err)
 {
@@ -195,7 +243,9 @@ static int walk_json(struct config *c, const cJSON *obj, const char *prefix, cha
 	cJSON_ArrayForEach(it, obj)
 	{
 		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", it->string);
-		if (cJSON_IsObject(it))
+		if (!strcmp(path, "providers"))
+			rc = set_providers(c, it, err);
+		else if (cJSON_IsObject(it))
 			rc = walk_json(c, it, path, err);
 		else
 			rc = set_json(c, path, it, err);
@@ -247,12 +297,21 @@ int config_load_file(struct config *c, const char *path, char err[CONFIG_ERR_MAX
 		free(text);
 		return -EINVAL;
 	}
+	tmp.providers = (struct providers){0};
 	rc = walk_json(&tmp, root, "", err);
 	cJSON_Delete(root);
 	free(text);
-	if (rc == 0)
-		*c = tmp;
-	return rc ? -EINVAL : 0;
+	if (rc) {
+		providers_free(&tmp.providers);
+		return -EINVAL;
+	}
+	if (tmp.providers.n) {
+		providers_free(&c->providers);
+	} else {
+		tmp.providers = c->providers;
+	}
+	*c = tmp;
+	return 0;
 }
 
 /* "keys.fail_limit" -> "TOLLGATE_KEYS_FAIL_LIMIT" */
@@ -311,6 +370,51 @@ int config_apply_env(struct config *c, char err[CONFIG_ERR_MAX])
 	return 0;
 }
 
+int config_finish(struct config *c, char err[CONFIG_ERR_MAX])
+{
+	if (c->providers.n)
+		return 0;
+	if (providers_default(&c->providers, c->upstream_url)) {
+		snprintf(err, CONFIG_ERR_MAX, "upstream.default_url: '%.200s' is not an http(s) URL",
+			 c->upstream_url);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void config_free(struct config *c)
+{
+	providers_free(&c->providers);
+}
+
+/* Providers as --check shows them: names, URLs, the variable holding the credential. */
+static void dump_providers(const struct config *c, cJSON *root)
+{
+	cJSON *arr = cJSON_AddArrayToObject(root, "providers");
+
+	for (size_t i = 0; i < c->providers.n; i++) {
+		const struct provider *p = &c->providers.v[i];
+		cJSON *o = cJSON_CreateObject(), *models = cJSON_AddArrayToObject(o, "models");
+
+		cJSON_AddStringToObject(o, "name", p->name);
+		cJSON_AddStringToObject(o, "base_url", p->base_url);
+		if (p->api_key_env[0])
+			cJSON_AddStringToObject(o, "api_key_env", p->api_key_env);
+		cJSON_AddNumberToObject(o, "timeout_sec", p->timeout_sec);
+		for (size_t m = 0; m < p->nmodels; m++) {
+			cJSON *mo = cJSON_CreateObject();
+
+			cJSON_AddStringToObject(mo, "name", p->models[m].name);
+			cJSON_AddNumberToObject(mo, "prompt_per_1k",
+						(double)p->models[m].prompt_nano_per_1k / 1e9);
+			cJSON_AddNumberToObject(mo, "completion_per_1k",
+						(double)p->models[m].completion_nano_per_1k / 1e9);
+			cJSON_AddItemToArray(models, mo);
+		}
+		cJSON_AddItemToArray(arr, o);
+	}
+}
+
 void config_dump(const struct config *c, FILE *f)
 {
 	cJSON *root = cJSON_CreateObject();
@@ -336,6 +440,8 @@ void config_dump(const struct config *c, FILE *f)
 			cJSON_AddNumberToObject(sec, dot + 1,
 						*(const uint32_t *)((const char *)c + fl->offset));
 	}
+	if (c->providers.n)
+		dump_providers(c, root);
 	text = cJSON_Print(root);
 	if (text)
 		fprintf(f, "%s\n", text);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "keys.h"
+#include "providers.h"
 #include "store.h"
 
 struct config {
@@ -28,6 +29,18 @@ struct config {
 	uint32_t admin_timeout_sec;  /* admin.timeout_sec */
 	struct keys_opts keys;	     /* keys.*: argon2 parameters, cache, throttles */
 	uint32_t log_level;	     /* log.level: enum log_level */
+	char data_listen[128];	     /* data.listen: host:port of the OpenAI-compatible API */
+	uint32_t data_threads;	     /* data.threads: HTTP worker threads */
+	uint32_t data_max_body;	     /* data.max_body_bytes: larger request bodies get 413 */
+	uint32_t data_timeout_sec;   /* data.timeout_sec: idle client connections are closed */
+	uint32_t data_max_conns;     /* data.max_connections */
+	char data_default_model[65]; /* data.default_model: model of /api/v1/consume calls */
+	uint32_t data_slots;	     /* data.rate_slots: keys that can hold a rate-limit slot */
+	char upstream_url[256];	     /* upstream.default_url: the built-in provider's base URL */
+	uint32_t upstream_conns;     /* upstream.max_host_connections */
+	uint32_t usage_max_batch;    /* usage.max_batch: records per commit */
+	uint32_t usage_max_delay_us; /* usage.max_delay_us: wait for more records at most this */
+	struct providers providers;  /* "providers": [...], or the built-in one; see providers.h */
 };
 
 #define CONFIG_ERR_MAX 256
@@ -40,7 +53,14 @@ int config_load_file(struct config *c, const char *path, char err[CONFIG_ERR_MAX
 int config_apply_env(struct config *c, char err[CONFIG_ERR_MAX]);
 /* Sets one field from text ("keys.fail_limit", "10"), as --set and the environment do. */
 int config_set(struct config *c, const char *field, const char *value, char err[CONFIG_ERR_MAX]);
-/* Writes the effective configuration as JSON (what --check prints). */
+/*
+ * Completes a loaded config: without a "providers" array in the file, the built-in
+ * provider at upstream.default_url. Call once after the file, environment and options.
+ */
+int config_finish(struct config *c, char err[CONFIG_ERR_MAX]);
+/* Frees what the config owns (providers and their credentials). */
+void config_free(struct config *c);
+/* Writes the effective configuration as JSON (what --check prints); never credentials. */
 void config_dump(const struct config *c, FILE *f);
 
 #endif /* TG_CONFIG_H */

@@ -137,6 +137,10 @@ static int load_config(struct config *c, const char *file, char **sets, int nset
 		if (set_or_die(c, sets[i], eq + 1))
 			return -EINVAL;
 	}
+	if (config_finish(c, err)) {
+		fprintf(stderr, "tollgated: %s\n", err);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -158,12 +162,14 @@ static int cmd_check(const char *file)
 	struct config c;
 
 	config_defaults(&c);
-	if (config_load_file(&c, file, err)) {
+	if (config_load_file(&c, file, err) || config_finish(&c, err)) {
 		fprintf(stderr, "tollgated: %s\n", err);
+		config_free(&c);
 		return 1;
 	}
 	printf("%s: ok; effective configuration (before environment and options):\n", file);
 	config_dump(&c, stdout);
+	config_free(&c);
 	return 0;
 }
 
@@ -329,8 +335,11 @@ int main(int argc, char **argv)
 		return 2;
 	log_init("tollgated", (enum log_level)c.log_level);
 	umask(077);
-	if (cl.command && !strcmp(cl.command, "migrate"))
-		return cmd_migrate(&c, cl.status);
+	if (cl.command && !strcmp(cl.command, "migrate")) {
+		rc = cmd_migrate(&c, cl.status);
+		config_free(&c);
+		return rc;
+	}
 	/* Signals are taken synchronously by serve_until_signal; every thread started after
 	 * this inherits the mask, so none of them is interrupted by them. */
 	sigemptyset(&set);
@@ -338,5 +347,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	return cmd_run(&c, cl.ready_file);
+	rc = cmd_run(&c, cl.ready_file);
+	config_free(&c);
+	return rc;
 }

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Prometheus metrics, rendered as text at /metrics on the admin listener. Counters are
+ * atomics in fixed-size tables of label sets; a label set is interned on first use, and
+ * once a family's table is full new label sets are counted under "other", so labels stay
+ * low-cardinality (there are no per-key labels): route, status code, window, endpoint,
+ * model (bounded by the configured model list). Recording is thread-safe and lock-free
+ * after a label set's first use.
+ */
+#ifndef TG_METRICS_H
+#define TG_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum metrics_listener {
+	METRICS_DATA = 0,
+	METRICS_ADMIN,
+};
+
+/* One finished HTTP request: http_requests_total and http_request_duration_seconds. */
+void metrics_http(enum metrics_listener l, const char *route, unsigned status,
+		  uint64_t duration_ns);
+/* One metered call: consumption_requests_total{endpoint,model,status} and
+ * tokens_consumed_total{endpoint,model,type="prompt"|"completion"}. */
+void metrics_consumption(const char *endpoint, const char *model, unsigned status,
+			 uint64_t prompt_tokens, uint64_t completion_tokens);
+/* rate_limits_exceeded_total{window} */
+void metrics_rate_limited(const char *window);
+/* quota_exceeded_total{quota} */
+void metrics_quota_exceeded(const char *quota);
+/* Upstream errors by class: upstream_errors_total{class="timeout"|"connect"|"status"|...} */
+void metrics_upstream_error(const char *cls);
+
+/*
+ * Renders every metric in Prometheus text exposition format 0.0.4 into a malloc'd buffer
+ * (the caller frees) and its length. Returns NULL on allocation failure.
+ */
+char *metrics_render(size_t *len);
+
+#endif /* TG_METRICS_H */

@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Per-key request rates: the slot array and the charge of up to three GCRA windows (second,
+ * minute, hour) with the shared decision of include/tollgate/gcra.h. Each window is one
+ * 64-bit TAT word in the key's slot, changed only by compare-and-swap; a refusal by a later
+ * window refunds the earlier ones. Also the verdict's headers and refusal message. No I/O
+ * beyond the mmap of the array.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "ratelimit.h"
+#include "tollgate/gcra.h"
+
+#define NS_PER_MS 1000000ULL
+
+struct slots {
+	struct tg_slot *v; /* capacity slots, MAP_SHARED */
+	uint32_t capacity;
+};
+
+/* One window's parameters for the key's current limits. */
+struct rl_win {
+	bool present; /* the limits define this window */
+	struct tg_gcra g;
+	uint64_t limit; /* requests per window (burst for the second window) */
+	double rate;	/* sustained requests per window length */
+};
+
+static const char *const window_names[RL__COUNT] = {"second", "minute", "hour"};
+
+const char *rl_window_name(enum rl_window w)
+{
+	return (unsigned)w < RL__COUNT ? window_names[w] : "unknown";
+}
+
+struct slots *slots_open(uint32_t capacity)
+{
+	struct slots *s;
+	int saved;
+
+	if (capacity == 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->v = mmap(NULL, (size_t)capacity * sizeof(struct tg_slot), PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (s->v == MAP_FAILED) {
+		saved = errno;
+		free(s);
+		errno = saved;
+		return NULL;
+	}
+	s->capacity = capacity;
+	return s;
+}
+
+void slots_close(struct slots *s)
+{
+	if (!s)
+		return;
+	munmap(s->v, (size_t)s->capacity * sizeof(struct tg_slot));
+	free(s);
+}
+
+uint32_t slots_capacity(const struct slots *s)
+{
+	return s ? s->capacity : 0;
+}
+
+struct tg_slot *slots_at(struct slots *s, uint32_t i)
+{
+	return s && i < s->capacity ? &s->v[i] : NULL;
+}
+
+/*
+ * Every store is atomic because the kernel may read the slot at any moment; it sees either
+ * the old key's or the new key's words, each whole, and key_gen tells readers which.
+ */
+void slots_assign(struct tg_slot *slot, const struct limits *lim)
+{
+	struct tg_gcra g = tg_gcra_params(lim->v[LIMIT_RPS], lim->v[LIMIT_BURST]);
+
+	__atomic_store_n(&slot->tat_ns, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->tat_min_ns, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->tat_hour_ns, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->interval_ns, g.interval_ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->tolerance_ns, g.tolerance_ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->allowed, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->refused, 0, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&slot->key_gen, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_or(&slot->flags, TG_SLOT_ACTIVE, __ATOMIC_RELEASE);
+}
+
+/*
+ * A window of n requests per period_ns: GCRA with T = period / n and burst n. Known
+ * imprecision: T is truncated to whole ns, as in tg_gcra_params, so the window runs fast
+ * by under 1 ns per interval: one extra request after more than 10^9 intervals (decades
+ * for any per-minute limit).
+ */
+static struct tg_gcra window_params(uint64_t period_ns, uint64_t n)
+{
+	struct tg_gcra g;
+
+	g.interval_ns = period_ns / n;
+	if (g.interval_ns == 0)
+		g.interval_ns = 1;
+	g.tolerance_ns =
+	    n - 1 > TG_GCRA_MAX_NS / g.interval_ns ? TG_GCRA_MAX_NS : (n - 1) * g.interval_ns;
+	return g;
+}
+
+static void windows_of(const struct limits *lim, struct rl_win w[RL__COUNT])
+{
+	uint64_t burst = lim->v[LIMIT_BURST] ? lim->v[LIMIT_BURST] : 1;
+	uint64_t rpm = lim->v[LIMIT_RPM], rph = lim->v[LIMIT_RPH];
+
+	w[RL_SECOND] = (struct rl_win){true, tg_gcra_params(lim->v[LIMIT_RPS], burst), burst,
+				       (double)lim->v[LIMIT_RPS] / 1000.0};
+	w[RL_MINUTE] = (struct rl_win){rpm > 0, {0, 0}, rpm, (double)rpm};
+	w[RL_HOUR] = (struct rl_win){rph > 0, {0, 0}, rph, (double)rph};
+	if (rpm)
+		w[RL_MINUTE].g = window_params(60 * TG_NSEC_PER_SEC, rpm);
+	if (rph)
+		w[RL_HOUR].g = window_params(3600 * TG_NSEC_PER_SEC, rph);
+}
+
+static __u64 *window_word(struct tg_slot *slot, enum rl_window w)
+{
+	return w == RL_SECOND	? &slot->tat_ns
+	       : w == RL_MINUTE ? &slot->tat_min_ns
+				: &slot->tat_hour_ns;
+}
+
+static __u64 window_load(const struct tg_slot *slot, enum rl_window w)
+{
+	const __u64 *p = w == RL_SECOND	  ? &slot->tat_ns
+			 : w == RL_MINUTE ? &slot->tat_min_ns
+					  : &slot->tat_hour_ns;
+
+	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+/* Charges one window: decide on the loaded TAT, store by CAS, retry on a lost race. */
+static int window_charge(__u64 *word, uint64_t now_ns, const struct tg_gcra *g,
+			 struct tg_gcra_verdict *gv)
+{
+	__u64 old = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+
+	for (;;) {
+		if (!tg_gcra_decide(old, now_ns, g, gv))
+			return 0;
+		if (__atomic_compare_exchange_n(word, &old, gv->new_tat_ns, true, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			return 1;
+	}
+}
+
+/*
+ * Gives back one interval taken by window_charge. Subtracting (rather than restoring the
+ * old TAT) stays right when other requests charged the word in between.
+ */
+static void window_refund(__u64 *word, __u64 interval_ns)
+{
+	__u64 old = __atomic_load_n(word, __ATOMIC_ACQUIRE), nv;
+
+	do {
+		nv = old > interval_ns ? old - interval_ns : 0;
+	} while (
+	    !__atomic_compare_exchange_n(word, &old, nv, true, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+}
+
+static uint64_t ns_to_ms_up(uint64_t ns)
+{
+	return ns / NS_PER_MS + (ns % NS_PER_MS != 0);
+}
+
+static void verdict_fill(struct rl_verdict *v, bool allowed, enum rl_window w,
+			 const struct rl_win *win, const struct tg_gcra_verdict *gv)
+{
+	v->allowed = allowed;
+	v->window = w;
+	v->limit = win->limit;
+	v->remaining = allowed ? gv->remaining : 0;
+	v->reset_ms = ns_to_ms_up(gv->reset_ns);
+	v->retry_after_ms = allowed ? 0 : ns_to_ms_up(gv->retry_after_ns);
+	v->rate = win->rate;
+}
+
+/* The slot carries the key's current per-second parameters: the kernel decides from them. */
+static void slot_sync_params(struct tg_slot *slot, const struct tg_gcra *g)
+{
+	if (__atomic_load_n(&slot->interval_ns, __ATOMIC_RELAXED) != g->interval_ns)
+		__atomic_store_n(&slot->interval_ns, g->interval_ns, __ATOMIC_RELAXED);
+	if (__atomic_load_n(&slot->tolerance_ns, __ATOMIC_RELAXED) != g->tolerance_ns)
+		__atomic_store_n(&slot->tolerance_ns, g->tolerance_ns, __ATOMIC_RELAXED);
+}
+
+/*
+ * After window `first` refused: of it and the later windows that would refuse too, the one
+ * that keeps refusing longest, so Retry-After is a time at which every window has room
+ * (ties: the shorter window). Later windows are only read, never charged.
+ */
+static enum rl_window refusing_window(const struct tg_slot *slot, const struct rl_win *win,
+				      enum rl_window first, uint64_t now_ns,
+				      struct tg_gcra_verdict *gv)
+{
+	enum rl_window pick = first;
+
+	for (int w = first + 1; w < RL__COUNT; w++) {
+		if (!win[w].present ||
+		    tg_gcra_decide(window_load(slot, w), now_ns, &win[w].g, &gv[w]))
+			continue;
+		if (gv[w].retry_after_ns > gv[pick].retry_after_ns)
+			pick = w;
+	}
+	return pick;
+}
+
+/* Of the windows that allowed the request, the one with the fewest requests left. */
+static enum rl_window tightest_window(const struct rl_win *win, const struct tg_gcra_verdict *gv)
+{
+	enum rl_window pick = RL_SECOND;
+
+	for (int w = RL_SECOND + 1; w < RL__COUNT; w++)
+		if (win[w].present && gv[w].remaining < gv[pick].remaining)
+			pick = w;
+	return pick;
+}
+
+bool ratelimit_charge(struct tg_slot *slot, const struct limits *lim, uint64_t now_ns, bool dry_run,
+		      struct rl_verdict *v)
+{
+	struct rl_win win[RL__COUNT];
+	struct tg_gcra_verdict gv[RL__COUNT];
+	enum rl_window pick;
+	int w, ok = 1;
+
+	windows_of(lim, win);
+	if (!dry_run)
+		slot_sync_params(slot, &win[RL_SECOND].g);
+	for (w = RL_SECOND; w < RL__COUNT && ok; w++) {
+		if (!win[w].present)
+			continue;
+		ok = dry_run ? tg_gcra_decide(window_load(slot, w), now_ns, &win[w].g, &gv[w])
+			     : window_charge(window_word(slot, w), now_ns, &win[w].g, &gv[w]);
+	}
+	if (ok) {
+		pick = tightest_window(win, gv);
+		verdict_fill(v, true, pick, &win[pick], &gv[pick]);
+		if (!dry_run)
+			__atomic_fetch_add(&slot->allowed, 1, __ATOMIC_RELAXED);
+		return true;
+	}
+	w--; /* the loop stepped past the refusing window */
+	pick = refusing_window(slot, win, w, now_ns, gv);
+	verdict_fill(v, false, pick, &win[pick], &gv[pick]);
+	if (dry_run)
+		return false;
+	while (w-- > RL_SECOND)
+		if (win[w].present)
+			window_refund(window_word(slot, w), win[w].g.interval_ns);
+	__atomic_fetch_add(&slot->refused, 1, __ATOMIC_RELAXED);
+	return false;
+}
+
+/*
+ * A window's state without a request: remaining counts this request too (the GCRA verdict
+ * counts those left after one), reset is when the bucket is full, not one interval later.
+ */
+static void window_status(const struct tg_slot *slot, enum rl_window w, const struct rl_win *win,
+			  uint64_t now_ns, struct rl_verdict *v)
+{
+	struct tg_gcra_verdict gv;
+	__u64 tat = window_load(slot, w);
+	bool allowed = tg_gcra_decide(tat, now_ns, &win->g, &gv);
+
+	verdict_fill(v, allowed, w, win, &gv);
+	v->remaining = allowed ? gv.remaining + 1 : 0;
+	v->reset_ms = ns_to_ms_up(tat > now_ns ? tat - now_ns : 0);
+}
+
+void ratelimit_status(const struct tg_slot *slot, const struct limits *lim, uint64_t now_ns,
+		      struct rl_verdict out[RL__COUNT])
+{
+	struct rl_win win[RL__COUNT];
+
+	windows_of(lim, win);
+	for (int w = RL_SECOND; w < RL__COUNT; w++) {
+		if (win[w].present) {
+			window_status(slot, w, &win[w], now_ns, &out[w]);
+			continue;
+		}
+		/* No such window: nothing limits there, so it allows and reports zeros. */
+		memset(&out[w], 0, sizeof(out[w]));
+		out[w].allowed = true;
+		out[w].window = w;
+	}
+}
+
+/*
+ * Milliseconds as seconds with up to 3 decimals, trailing zeros dropped ("0.1", "60",
+ * "0.02"); min_decimals keeps at least that many (1 gives "2.0" for messages).
+ */
+static void fmt_seconds(uint64_t ms, int min_decimals, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%" PRIu64 ".%03u", ms / 1000, (unsigned)(ms % 1000));
+	char *dot = strchr(buf, '.');
+
+	if (n < 0 || (size_t)n >= len || !dot)
+		return;
+	for (char *end = buf + n - 1; end > dot + min_decimals && *end == '0'; end--)
+		*end = '\0';
+	if (dot[1] == '\0')
+		*dot = '\0';
+}
+
+static uint64_t ms_to_s_up(uint64_t ms)
+{
+	return ms / 1000 + (ms % 1000 != 0);
+}
+
+void ratelimit_headers(const struct rl_verdict *v,
+		       void (*add)(void *ctx, const char *name, const char *value), void *ctx)
+{
+	char limit[24], remaining[24], reset[40], buf[32];
+	uint64_t retry_s;
+
+	snprintf(limit, sizeof(limit), "%" PRIu64, v->limit);
+	snprintf(remaining, sizeof(remaining), "%" PRIu64, v->remaining);
+	fmt_seconds(v->reset_ms, 0, buf, sizeof(buf));
+	snprintf(reset, sizeof(reset), "%ss", buf);
+	add(ctx, "x-ratelimit-limit-requests", limit);
+	add(ctx, "x-ratelimit-remaining-requests", remaining);
+	add(ctx, "x-ratelimit-reset-requests", reset);
+	add(ctx, "X-RateLimit-Limit", limit);
+	add(ctx, "X-RateLimit-Remaining", remaining);
+	snprintf(buf, sizeof(buf), "%" PRIu64, ms_to_s_up(v->reset_ms));
+	add(ctx, "X-RateLimit-Reset", buf);
+	if (v->allowed)
+		return;
+	retry_s = ms_to_s_up(v->retry_after_ms);
+	snprintf(buf, sizeof(buf), "%" PRIu64, retry_s ? retry_s : 1);
+	add(ctx, "Retry-After", buf);
+}
+
+/* The per-second window also says its sustained rate, since its limit is the burst. */
+static void fmt_window_limit(const struct rl_verdict *v, char *buf, size_t len)
+{
+	char rate[32];
+
+	const char *noun = v->limit == 1 ? "request" : "requests";
+
+	if (v->window != RL_SECOND) {
+		snprintf(buf, len, "%" PRIu64 " %s per %s", v->limit, noun,
+			 rl_window_name(v->window));
+		return;
+	}
+	fmt_seconds((uint64_t)(v->rate * 1000.0 + 0.5), 0, rate, sizeof(rate));
+	snprintf(buf, len, "%" PRIu64 " %s per second (rate %s/s, burst %" PRIu64 ")", v->limit,
+		 noun, rate, v->limit);
+}
+
+void ratelimit_message(const struct rl_verdict *v, const char *key_id, char *buf, size_t len)
+{
+	char what[96], retry[32], reset[32];
+
+	fmt_window_limit(v, what, sizeof(what));
+	fmt_seconds(v->retry_after_ms, 1, retry, sizeof(retry));
+	fmt_seconds(v->reset_ms, 1, reset, sizeof(reset));
+	snprintf(buf, len,
+		 "Rate limit exceeded for key %s: %s; retry after %s s "
+		 "(bucket full again in %s s)",
+		 key_id ? key_id : "(unknown)", what, retry, reset);
+}

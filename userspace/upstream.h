@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The upstream client: the only module that includes curl.h. One thread drives a libcurl
+ * multi handle (HTTP/1.1 keep-alive connection reuse per upstream host, no thread per
+ * call), so thousands of slow or streaming calls in flight cost memory, not threads.
+ * Calls are submitted from any thread; their callbacks run on the upstream thread and must
+ * not block.
+ */
+#ifndef TG_UPSTREAM_H
+#define TG_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum upstream_err {
+	UPSTREAM_OK = 0,
+	UPSTREAM_CONNECT,   /* could not connect (refused, unreachable, DNS) */
+	UPSTREAM_TIMEOUT,   /* no complete answer within the call's timeout */
+	UPSTREAM_BROKEN,    /* the connection broke mid-answer */
+	UPSTREAM_CANCELLED, /* upstream_cancel() was called */
+	UPSTREAM_INTERNAL,  /* allocation or libcurl failure */
+};
+
+struct upstream_call {
+	/* request (copied at submit) */
+	const char *url;	  /* full URL, e.g. base_url + "/chat/completions" */
+	const char *api_key;	  /* sent as "Authorization: Bearer"; NULL = none; never logged */
+	const char *method;	  /* "POST" or "GET" */
+	const void *body;
+	size_t body_len;
+	uint32_t timeout_ms;	  /* whole call */
+	/* callbacks (upstream thread) */
+	void (*on_status)(void *ctx, unsigned status, const char *content_type,
+			  const char *retry_after); /* once, when the headers are complete */
+	void (*on_data)(void *ctx, const char *buf, size_t len); /* body bytes as they come */
+	void (*on_done)(void *ctx, enum upstream_err err, const char *detail); /* last call */
+	void *ctx;
+};
+
+struct upstream;
+
+/* Starts the upstream thread. max_host_conns bounds connections per upstream host. */
+struct upstream *upstream_start(unsigned max_host_conns);
+/* Cancels every call in flight (on_done with UPSTREAM_CANCELLED), stops. Accepts NULL. */
+void upstream_stop(struct upstream *u);
+/*
+ * Queues a call; returns 0 and a handle for upstream_cancel, or -errno. After 0 exactly
+ * one on_done follows.
+ */
+int upstream_submit(struct upstream *u, const struct upstream_call *c, uint64_t *handle);
+/* Cancels a call (e.g. the client went away); on_done follows unless it already ran. */
+void upstream_cancel(struct upstream *u, uint64_t handle);
+/* Calls in flight right now. */
+unsigned upstream_inflight(struct upstream *u);
+/* Human text for an error class ("connect", "timeout", ...), also the metrics label. */
+const char *upstream_err_name(enum upstream_err e);
+
+#endif /* TG_UPSTREAM_H */

@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Usage metering: one record per data-plane call (who, what, tokens, cost, latency,
+ * status), written through the store's group-commit writer into STORE_DB_USAGE, and daily
+ * roll-ups per key (STORE_DB_ROLLUPS, updated in the same transactions) that answer usage
+ * and quota questions without scanning records. A call's record is committed before the
+ * last byte of its response is released, so a response the client fully received is never
+ * unmetered, even if the daemon is killed right after.
+ */
+#ifndef TG_USAGE_H
+#define TG_USAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "providers.h"
+
+struct store;
+struct store_writer_opts;
+
+struct usage_record {
+	int64_t time_ms;		    /* Unix ms when the call started */
+	char request_id[48];		    /* x-request-id */
+	char key_id[TG_ID_LEN + 1];
+	char owner[TG_OWNER_MAX + 1];
+	char service[TG_SERVICE_MAX + 1];
+	char provider[PROVIDER_NAME_MAX + 1];
+	char model[MODEL_NAME_MAX + 1];
+	char endpoint[32];		    /* "chat", "completions", "embeddings", "consume" */
+	uint32_t status;		    /* HTTP status returned to the client */
+	uint32_t stream;		    /* 1 = server-sent events */
+	uint64_t prompt_tokens;
+	uint64_t completion_tokens;
+	uint64_t cost_nano;		    /* USD 1e-9 */
+	uint64_t latency_us;		    /* start to last byte */
+	uint64_t bytes_in;		    /* request body bytes */
+	uint64_t bytes_out;		    /* response body bytes */
+};
+
+/* Binary encoding (versioned, little-endian). encode: bytes or -EMSGSIZE; decode: 0/-EINVAL. */
+#define USAGE_RECORD_MAX 512
+int usage_record_encode(const struct usage_record *r, void *buf, size_t cap);
+int usage_record_decode(const void *buf, size_t len, struct usage_record *r);
+
+struct usage_totals {
+	uint64_t requests;
+	uint64_t errors;	     /* status >= 400 */
+	uint64_t prompt_tokens;
+	uint64_t completion_tokens;
+	uint64_t cost_nano;
+	uint64_t latency_us_sum;
+};
+
+struct usage;
+
+/* Starts the writer (with the roll-up hook). NULL and errno on failure. */
+struct usage *usage_open(struct store *s, const struct store_writer_opts *o);
+/* Commits what is queued and stops. Accepts NULL. */
+void usage_close(struct usage *u);
+/* Queues a record; *seq identifies it for usage_wait. Never blocks on I/O. */
+int usage_append(struct usage *u, const struct usage_record *r, uint64_t *seq);
+/* Waits until record seq is committed: 0, -ETIMEDOUT, or the commit error. */
+int usage_wait(struct usage *u, uint64_t seq, int timeout_ms);
+/*
+ * Totals for one key over the last `days` UTC days including today (days 1..366), optionally
+ * only for one service (NULL = all), from the roll-ups.
+ */
+int usage_totals_days(struct usage *u, const char *key_id, const char *service, int days,
+		      int64_t now_unix, struct usage_totals *out);
+/* Totals for one key in the calendar month (UTC) containing now_unix. */
+int usage_totals_month(struct usage *u, const char *key_id, int64_t now_unix,
+		       struct usage_totals *out);
+
+#endif /* TG_USAGE_H */
