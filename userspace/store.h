@@ -27,6 +27,7 @@ enum store_db {
 	STORE_DB_OWNERS,   /* "team:x" -> owner record (kind, created_at, key count) */
 	STORE_DB_TOKENS,   /* admin token id -> token_record */
 	STORE_DB_USAGE,	   /* big-endian u64 sequence -> usage record (group commit) */
+	STORE_DB_ROLLUPS,  /* per key and UTC day usage totals, kept by the usage module */
 	STORE_DB__COUNT,
 };
 
@@ -34,9 +35,9 @@ enum store_db {
 extern const char *const store_db_names[STORE_DB__COUNT];
 
 /* Keys in STORE_DB_META. */
-#define STORE_META_SCHEMA "schema_version" /* u32 little-endian */
-#define STORE_META_SECRET "hash_secret"	   /* 16 random bytes: SipHash key for the kernel path */
-#define STORE_META_CREATED "created_at"	   /* i64 little-endian Unix seconds */
+#define STORE_META_SCHEMA  "schema_version" /* u32 little-endian */
+#define STORE_META_SECRET  "hash_secret"    /* 16 random bytes: SipHash key for the kernel path */
+#define STORE_META_CREATED "created_at"	    /* i64 little-endian Unix seconds */
 
 enum store_sync {
 	STORE_SYNC_FULL = 0, /* fsync data and meta page at every commit */
@@ -47,9 +48,9 @@ enum store_sync {
 };
 
 struct store_opts {
-	const char *path;	 /* directory holding data.mdb and lock.mdb; created if absent */
-	size_t map_size;	 /* initial map size in bytes (rounded up to the page size) */
-	size_t max_map_size;	 /* the map never grows past this; then writes fail -ENOSPC */
+	const char *path;    /* directory holding data.mdb and lock.mdb; created if absent */
+	size_t map_size;     /* initial map size in bytes (rounded up to the page size) */
+	size_t max_map_size; /* the map never grows past this; then writes fail -ENOSPC */
 	enum store_sync sync;
 	unsigned target_version; /* migrate up to this schema version; 0 = the latest (tests) */
 	bool read_only;		 /* open without migrating or writing (migrate --status) */
@@ -92,8 +93,8 @@ int store_write(struct store *s, store_txn_fn fn, void *arg);
 int store_get(struct store_txn *t, enum store_db db, const void *k, size_t klen, void *out,
 	      size_t cap, size_t *len);
 /* Like store_get, but borrows the value: *v is valid until the transaction ends. */
-int store_get_ref(struct store_txn *t, enum store_db db, const void *k, size_t klen,
-		  const void **v, size_t *len);
+int store_get_ref(struct store_txn *t, enum store_db db, const void *k, size_t klen, const void **v,
+		  size_t *len);
 #define STORE_NOOVERWRITE 1u /* store_put fails -EEXIST if the key exists */
 int store_put(struct store_txn *t, enum store_db db, const void *k, size_t klen, const void *v,
 	      size_t vlen, unsigned flags);
@@ -118,11 +119,25 @@ int store_count(struct store_txn *t, enum store_db db, size_t *count);
  * the big-endian sequence, at the latest max_delay_us after the first of a batch was queued.
  * A committed record survives a kill of the process. The queue holds queue_cap records;
  * append on a full queue waits for room (back-pressure rather than losing usage).
+ *
+ * on_batch, if set, runs on the writer thread inside each batch's write transaction, after
+ * the batch's records are put: recs[i] and lens[i] are the n queued records in sequence
+ * order, borrowed for the call. Whatever it writes through t commits with the records or not
+ * at all (the usage module keeps its daily roll-ups so). A negative return aborts the
+ * transaction: the batch is put back and retried after a backoff, like a failed commit, and
+ * store_writer_wait() reports that error meanwhile. So the hook may run several times for
+ * the same records (after a failure, or when the map grew mid-transaction) and must have no
+ * effect outside t; it must not append to its own writer (that could wait for room only the
+ * writer thread makes) nor open other transactions. A record it cannot use is better skipped
+ * than refused: a batch refused every time stops all metering behind it.
  */
 struct store_writer_opts {
-	unsigned max_batch;	/* records per transaction, default 4096 */
-	unsigned max_delay_us;	/* default 2000 */
-	unsigned queue_cap;	/* records queued at most, default 65536 */
+	unsigned max_batch;    /* records per transaction, default 4096 */
+	unsigned max_delay_us; /* default 2000 */
+	unsigned queue_cap;    /* records queued at most, default 65536 */
+	int (*on_batch)(struct store_txn *t, const void *const *recs, const size_t *lens, size_t n,
+			void *arg); /* NULL = none; 0 or -errno */
+	void *on_batch_arg;	    /* passed to on_batch as arg */
 };
 
 struct store_writer;

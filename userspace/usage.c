@@ -1,0 +1,568 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Usage metering (see usage.h). Records go through the store's group-commit writer into
+ * STORE_DB_USAGE; the writer's batch hook folds each batch into STORE_DB_ROLLUPS in the same
+ * transaction, so a record and its share of the roll-ups commit together or not at all, and
+ * a batch retried after a failure is counted once.
+ *
+ * Encodings are little-endian, like model.c's: a u16 format version and a u16 kind, then the
+ * fields in declaration order, integers at fixed width, strings as a u8 length and their
+ * bytes (no NUL). Decoding refuses a wrong version or kind, short or trailing bytes, and
+ * strings too long for their field or holding a NUL.
+ *
+ * A roll-up's key is the 12-byte key id, the UTC day (days since 1970-01-01) as a big-endian
+ * u32, then the service's bytes, so one key's days are adjacent and in order and a window
+ * of days is one cursor walk. Its value is struct usage_totals behind the same header.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "store.h"
+#include "usage.h"
+
+#define USAGE_FORMAT_V1 1u
+/* Kinds distinct from model.c's (1..4), so a record of one type never passes for another. */
+#define USAGE_KIND_RECORD 0x10u
+#define USAGE_KIND_TOTALS 0x11u
+
+#define MS_PER_DAY     86400000LL
+#define SECS_PER_DAY   86400LL
+#define USAGE_DAYS_MAX 366
+
+#define ENC_HDR	     4
+#define ENC_STR(max) (1 + (max))
+#define ENC_RECORD_MAX                                                                             \
+	(ENC_HDR + 8 + ENC_STR(47) + ENC_STR(TG_ID_LEN) + ENC_STR(TG_OWNER_MAX) +                  \
+	 ENC_STR(TG_SERVICE_MAX) + ENC_STR(PROVIDER_NAME_MAX) + ENC_STR(MODEL_NAME_MAX) +          \
+	 ENC_STR(31) + 2 * 4 + 6 * 8)
+#define TOTALS_LEN     (ENC_HDR + 6 * 8)
+#define ROLLUP_KEY_MAX (TG_ID_LEN + 4 + TG_SERVICE_MAX)
+
+_Static_assert(ENC_RECORD_MAX <= USAGE_RECORD_MAX, "USAGE_RECORD_MAX too small for a record");
+_Static_assert(sizeof(((struct usage_record *)0)->request_id) == 48 &&
+		   sizeof(((struct usage_record *)0)->endpoint) == 32,
+	       "ENC_RECORD_MAX assumes these field sizes");
+_Static_assert(TG_OWNER_MAX <= 255 && MODEL_NAME_MAX <= 255, "strings have a u8 length");
+
+/* Batches the roll-up hook fails with -EIO after its writes: for tests/unit/test_usage.c. */
+atomic_uint usage_debug_fail_batches;
+
+/* One roll-up a batch touches, with the batch's share of it. */
+struct rollup_acc {
+	uint8_t key[ROLLUP_KEY_MAX];
+	size_t klen;
+	struct usage_totals add;
+};
+
+struct usage {
+	struct store *s;
+	struct store_writer *w;
+	struct rollup_acc *acc; /* scratch of the writer thread's hook, grown on demand */
+	size_t acc_cap;
+};
+
+/* Encoding: a cursor that remembers its first error instead of checking every field. */
+struct enc {
+	uint8_t *p;
+	size_t cap, pos;
+	int err; /* -EMSGSIZE (buffer too small) or -EINVAL (unterminated string) */
+};
+
+static void enc_bytes(struct enc *e, const void *v, size_t n)
+{
+	if (!e->err && n > e->cap - e->pos)
+		e->err = -EMSGSIZE;
+	if (e->err)
+		return;
+	memcpy(e->p + e->pos, v, n);
+	e->pos += n;
+}
+
+static void enc_uint(struct enc *e, uint64_t v, unsigned width)
+{
+	uint8_t b[8];
+
+	for (unsigned i = 0; i < width; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+	enc_bytes(e, b, width);
+}
+
+/* s is a char array of max + 1 bytes that must hold a NUL within it. */
+static void enc_str(struct enc *e, const char *s, size_t max)
+{
+	size_t n = strnlen(s, max + 1);
+
+	if (n > max) {
+		if (!e->err)
+			e->err = -EINVAL;
+		return;
+	}
+	enc_uint(e, n, 1);
+	enc_bytes(e, s, n);
+}
+
+static void enc_start(struct enc *e, void *buf, size_t cap, unsigned kind)
+{
+	*e = (struct enc){.p = buf, .cap = cap};
+	enc_uint(e, USAGE_FORMAT_V1, 2);
+	enc_uint(e, kind, 2);
+}
+
+/* Decoding: the mirror cursor; a short read or a bad field sets bad and yields zeroes. */
+struct dec {
+	const uint8_t *p;
+	size_t len, pos;
+	bool bad;
+};
+
+static void dec_bytes(struct dec *d, void *out, size_t n)
+{
+	if (!d->bad && n > d->len - d->pos)
+		d->bad = true;
+	if (d->bad) {
+		memset(out, 0, n);
+		return;
+	}
+	memcpy(out, d->p + d->pos, n);
+	d->pos += n;
+}
+
+static uint64_t dec_uint(struct dec *d, unsigned width)
+{
+	uint8_t b[8];
+	uint64_t v = 0;
+
+	dec_bytes(d, b, width);
+	for (unsigned i = 0; i < width; i++)
+		v |= (uint64_t)b[i] << (8 * i);
+	return v;
+}
+
+/* out is a char array of max + 1 bytes. */
+static void dec_str(struct dec *d, char *out, size_t max)
+{
+	size_t n = (size_t)dec_uint(d, 1);
+
+	if (n > max) {
+		d->bad = true;
+		n = 0;
+	}
+	dec_bytes(d, out, n);
+	out[n] = '\0';
+	/* An embedded NUL would silently shorten the string: the record is corrupt. */
+	if (memchr(out, '\0', n))
+		d->bad = true;
+}
+
+static void dec_start(struct dec *d, const void *buf, size_t len, unsigned kind)
+{
+	*d = (struct dec){.p = buf, .len = len};
+	if (dec_uint(d, 2) != USAGE_FORMAT_V1 || dec_uint(d, 2) != kind)
+		d->bad = true;
+}
+
+static int dec_end(const struct dec *d)
+{
+	return d->bad || d->pos != d->len ? -EINVAL : 0;
+}
+
+#define STR_FIELD(r, f) (r)->f, sizeof((r)->f) - 1
+
+int usage_record_encode(const struct usage_record *r, void *buf, size_t cap)
+{
+	struct enc e;
+
+	enc_start(&e, buf, cap, USAGE_KIND_RECORD);
+	enc_uint(&e, (uint64_t)r->time_ms, 8);
+	enc_str(&e, STR_FIELD(r, request_id));
+	enc_str(&e, STR_FIELD(r, key_id));
+	enc_str(&e, STR_FIELD(r, owner));
+	enc_str(&e, STR_FIELD(r, service));
+	enc_str(&e, STR_FIELD(r, provider));
+	enc_str(&e, STR_FIELD(r, model));
+	enc_str(&e, STR_FIELD(r, endpoint));
+	enc_uint(&e, r->status, 4);
+	enc_uint(&e, r->stream, 4);
+	enc_uint(&e, r->prompt_tokens, 8);
+	enc_uint(&e, r->completion_tokens, 8);
+	enc_uint(&e, r->cost_nano, 8);
+	enc_uint(&e, r->latency_us, 8);
+	enc_uint(&e, r->bytes_in, 8);
+	enc_uint(&e, r->bytes_out, 8);
+	return e.err ? e.err : (int)e.pos;
+}
+
+int usage_record_decode(const void *buf, size_t len, struct usage_record *r)
+{
+	struct dec d;
+
+	/* Zeroed first, so that equal encodings decode to byte-identical structs. */
+	memset(r, 0, sizeof(*r));
+	dec_start(&d, buf, len, USAGE_KIND_RECORD);
+	r->time_ms = (int64_t)dec_uint(&d, 8);
+	dec_str(&d, STR_FIELD(r, request_id));
+	dec_str(&d, STR_FIELD(r, key_id));
+	dec_str(&d, STR_FIELD(r, owner));
+	dec_str(&d, STR_FIELD(r, service));
+	dec_str(&d, STR_FIELD(r, provider));
+	dec_str(&d, STR_FIELD(r, model));
+	dec_str(&d, STR_FIELD(r, endpoint));
+	r->status = (uint32_t)dec_uint(&d, 4);
+	r->stream = (uint32_t)dec_uint(&d, 4);
+	r->prompt_tokens = dec_uint(&d, 8);
+	r->completion_tokens = dec_uint(&d, 8);
+	r->cost_nano = dec_uint(&d, 8);
+	r->latency_us = dec_uint(&d, 8);
+	r->bytes_in = dec_uint(&d, 8);
+	r->bytes_out = dec_uint(&d, 8);
+	return dec_end(&d);
+}
+
+static void totals_encode(const struct usage_totals *t, uint8_t buf[TOTALS_LEN])
+{
+	struct enc e;
+
+	enc_start(&e, buf, TOTALS_LEN, USAGE_KIND_TOTALS);
+	enc_uint(&e, t->requests, 8);
+	enc_uint(&e, t->errors, 8);
+	enc_uint(&e, t->prompt_tokens, 8);
+	enc_uint(&e, t->completion_tokens, 8);
+	enc_uint(&e, t->cost_nano, 8);
+	enc_uint(&e, t->latency_us_sum, 8);
+}
+
+static int totals_decode(const void *buf, size_t len, struct usage_totals *t)
+{
+	struct dec d;
+
+	dec_start(&d, buf, len, USAGE_KIND_TOTALS);
+	t->requests = dec_uint(&d, 8);
+	t->errors = dec_uint(&d, 8);
+	t->prompt_tokens = dec_uint(&d, 8);
+	t->completion_tokens = dec_uint(&d, 8);
+	t->cost_nano = dec_uint(&d, 8);
+	t->latency_us_sum = dec_uint(&d, 8);
+	return dec_end(&d);
+}
+
+static void totals_add(struct usage_totals *to, const struct usage_totals *from)
+{
+	to->requests += from->requests;
+	to->errors += from->errors;
+	to->prompt_tokens += from->prompt_tokens;
+	to->completion_tokens += from->completion_tokens;
+	to->cost_nano += from->cost_nano;
+	to->latency_us_sum += from->latency_us_sum;
+}
+
+static void be32_put(uint8_t *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint32_t be32_get(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The roll-up key of (key id, day, service); its length. */
+static size_t rollup_key(uint8_t *k, const char *key_id, uint32_t day, const char *service)
+{
+	size_t n = strnlen(service, TG_SERVICE_MAX);
+
+	memcpy(k, key_id, TG_ID_LEN);
+	be32_put(k + TG_ID_LEN, day);
+	memcpy(k + TG_ID_LEN + 4, service, n);
+	return TG_ID_LEN + 4 + n;
+}
+
+/* True if r can have a roll-up key: a key id, and a UTC day that fits in a u32. */
+static bool record_rollable(const struct usage_record *r)
+{
+	return model_id_valid(r->key_id) && r->time_ms >= 0 &&
+	       r->time_ms / MS_PER_DAY <= UINT32_MAX;
+}
+
+/* One record's contribution to its roll-up. */
+static void rollup_from_record(const struct usage_record *r, struct rollup_acc *a)
+{
+	a->klen = rollup_key(a->key, r->key_id, (uint32_t)(r->time_ms / MS_PER_DAY), r->service);
+	a->add = (struct usage_totals){
+	    .requests = 1,
+	    .errors = r->status >= 400,
+	    .prompt_tokens = r->prompt_tokens,
+	    .completion_tokens = r->completion_tokens,
+	    .cost_nano = r->cost_nano,
+	    .latency_us_sum = r->latency_us,
+	};
+}
+
+static int acc_cmp(const void *a, const void *b)
+{
+	const struct rollup_acc *x = a, *y = b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = memcmp(x->key, y->key, n);
+
+	return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+}
+
+static int acc_reserve(struct usage *u, size_t n)
+{
+	struct rollup_acc *p;
+
+	if (n <= u->acc_cap)
+		return 0;
+	p = realloc(u->acc, n * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	u->acc = p;
+	u->acc_cap = n;
+	return 0;
+}
+
+/*
+ * Decodes the batch into one contribution per record, then sorts and merges them: one
+ * read-modify-write per roll-up touched, in key order. Returns how many remain.
+ */
+static size_t batch_aggregate(struct usage *u, const void *const *recs, const size_t *lens,
+			      size_t n)
+{
+	size_t m = 0, out = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct usage_record r;
+
+		/*
+		 * Only usage_append queues records, so this is a bug; still, refusing the batch
+		 * would stall all metering behind it, so the record is kept but not rolled up.
+		 */
+		if (usage_record_decode(recs[i], lens[i], &r) || !record_rollable(&r)) {
+			log_warnx("usage: a queued record does not decode; not in the roll-ups");
+			continue;
+		}
+		rollup_from_record(&r, &u->acc[m++]);
+	}
+	if (m > 1)
+		qsort(u->acc, m, sizeof(*u->acc), acc_cmp);
+	for (size_t i = 0; i < m; i++) {
+		if (out && acc_cmp(&u->acc[out - 1], &u->acc[i]) == 0) {
+			totals_add(&u->acc[out - 1].add, &u->acc[i].add);
+			continue;
+		}
+		if (out != i)
+			u->acc[out] = u->acc[i];
+		out++;
+	}
+	return out;
+}
+
+/* Adds a to its stored roll-up. */
+static int rollup_apply(struct store_txn *t, const struct rollup_acc *a)
+{
+	struct usage_totals sum = {0};
+	uint8_t val[TOTALS_LEN];
+	const void *v;
+	size_t len;
+	int rc = store_get_ref(t, STORE_DB_ROLLUPS, a->key, a->klen, &v, &len);
+
+	if (rc && rc != -ENOENT)
+		return rc;
+	/* A corrupt total cannot be repaired from here; refusing it would stop metering. */
+	if (!rc && totals_decode(v, len, &sum)) {
+		log_warnx("usage: a roll-up value of %zu bytes does not decode; restarting it",
+			  len);
+		sum = (struct usage_totals){0};
+	}
+	totals_add(&sum, &a->add);
+	totals_encode(&sum, val);
+	return store_put(t, STORE_DB_ROLLUPS, a->key, a->klen, val, sizeof(val), 0);
+}
+
+/* True while tests ask for failures; counts one down without going below zero. */
+static bool debug_fail_now(void)
+{
+	unsigned n = atomic_load(&usage_debug_fail_batches);
+
+	while (n && !atomic_compare_exchange_weak(&usage_debug_fail_batches, &n, n - 1))
+		;
+	return n != 0;
+}
+
+/* The writer's batch hook: runs in the transaction that puts the batch's records. */
+static int usage_on_batch(struct store_txn *t, const void *const *recs, const size_t *lens,
+			  size_t n, void *arg)
+{
+	struct usage *u = arg;
+	size_t m;
+	int rc = acc_reserve(u, n);
+
+	if (rc)
+		return rc;
+	m = batch_aggregate(u, recs, lens, n);
+	for (size_t i = 0; i < m; i++) {
+		rc = rollup_apply(t, &u->acc[i]);
+		if (rc)
+			return rc;
+	}
+	return debug_fail_now() ? -EIO : 0;
+}
+
+struct usage *usage_open(struct store *s, const struct store_writer_opts *o)
+{
+	struct store_writer_opts wo = {0};
+	struct usage *u;
+	int e;
+
+	if (!s) {
+		errno = EINVAL;
+		return NULL;
+	}
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	if (o)
+		wo = *o;
+	wo.on_batch = usage_on_batch;
+	wo.on_batch_arg = u;
+	u->s = s;
+	u->w = store_writer_start(s, &wo);
+	if (!u->w) {
+		e = errno;
+		free(u);
+		errno = e;
+		return NULL;
+	}
+	return u;
+}
+
+void usage_close(struct usage *u)
+{
+	if (!u)
+		return;
+	store_writer_stop(u->w);
+	free(u->acc);
+	free(u);
+}
+
+int usage_append(struct usage *u, const struct usage_record *r, uint64_t *seq)
+{
+	uint8_t buf[USAGE_RECORD_MAX];
+	int n;
+
+	if (!u || !r || !record_rollable(r))
+		return -EINVAL;
+	n = usage_record_encode(r, buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	return store_writer_append(u->w, buf, (size_t)n, seq);
+}
+
+int usage_wait(struct usage *u, uint64_t seq, int timeout_ms)
+{
+	return u ? store_writer_wait(u->w, seq, timeout_ms) : -EINVAL;
+}
+
+/* A walk over one key's roll-ups from day first to day last, summing into out. */
+struct totals_walk {
+	const char *key_id;
+	const char *service; /* NULL = all */
+	size_t service_len;
+	uint32_t first, last;
+	struct usage_totals *out;
+};
+
+static int totals_one(const void *k, size_t klen, const void *v, size_t vlen, void *arg)
+{
+	struct totals_walk *w = arg;
+	struct usage_totals t;
+
+	if (klen < TG_ID_LEN + 4 || memcmp(k, w->key_id, TG_ID_LEN) != 0 ||
+	    be32_get((const uint8_t *)k + TG_ID_LEN) > w->last)
+		return 1;
+	if (w->service && (klen - TG_ID_LEN - 4 != w->service_len ||
+			   memcmp((const uint8_t *)k + TG_ID_LEN + 4, w->service, w->service_len)))
+		return 0;
+	if (totals_decode(v, vlen, &t)) {
+		log_warnx("usage: a roll-up of key %.*s does not decode", TG_ID_LEN, w->key_id);
+		return -EIO;
+	}
+	totals_add(w->out, &t);
+	return 0;
+}
+
+static int totals_txn(struct store_txn *t, void *arg)
+{
+	struct totals_walk *w = arg;
+	uint8_t start[TG_ID_LEN + 4];
+
+	memcpy(start, w->key_id, TG_ID_LEN);
+	be32_put(start + TG_ID_LEN, w->first);
+	return store_iter(t, STORE_DB_ROLLUPS, start, sizeof(start), totals_one, w);
+}
+
+/* Sums the roll-ups of key_id for UTC days first..last (inclusive). */
+static int totals_range(struct usage *u, const char *key_id, const char *service, int64_t first,
+			int64_t last, struct usage_totals *out)
+{
+	struct totals_walk w = {
+	    .key_id = key_id,
+	    .service = service,
+	    .service_len = service ? strlen(service) : 0,
+	    .first = (uint32_t)(first < 0 ? 0 : first),
+	    .last = (uint32_t)last,
+	    .out = out,
+	};
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = store_read(u->s, totals_txn, &w);
+	if (rc)
+		memset(out, 0, sizeof(*out));
+	return rc;
+}
+
+/* Checks what both totals queries take; the UTC day number of now_unix in *today. */
+static int totals_args(struct usage *u, const char *key_id, const char *service, int64_t now_unix,
+		       const struct usage_totals *out, int64_t *today)
+{
+	if (!u || !key_id || !model_id_valid(key_id) || !out || now_unix < 0 ||
+	    now_unix / SECS_PER_DAY > UINT32_MAX)
+		return -EINVAL;
+	if (service && strlen(service) > TG_SERVICE_MAX)
+		return -EINVAL;
+	*today = now_unix / SECS_PER_DAY;
+	return 0;
+}
+
+int usage_totals_days(struct usage *u, const char *key_id, const char *service, int days,
+		      int64_t now_unix, struct usage_totals *out)
+{
+	int64_t today;
+	int rc = totals_args(u, key_id, service, now_unix, out, &today);
+
+	if (rc)
+		return rc;
+	if (days < 1 || days > USAGE_DAYS_MAX)
+		return -EINVAL;
+	return totals_range(u, key_id, service, today - days + 1, today, out);
+}
+
+int usage_totals_month(struct usage *u, const char *key_id, int64_t now_unix,
+		       struct usage_totals *out)
+{
+	time_t now = (time_t)now_unix;
+	int64_t today;
+	struct tm tm;
+	int rc = totals_args(u, key_id, NULL, now_unix, out, &today);
+
+	if (rc)
+		return rc;
+	if (!gmtime_r(&now, &tm))
+		return -EINVAL;
+	return totals_range(u, key_id, NULL, today - (tm.tm_mday - 1), today, out);
+}
