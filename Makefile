@@ -11,7 +11,7 @@ CFLAGS_BASE := -std=gnu11 -O2 -g -D_GNU_SOURCE -pthread \
 	-Iinclude -Iuserspace -Imigrations
 CFLAGS += $(CFLAGS_BASE) $(SAN)
 LDFLAGS += $(SAN) -pthread
-LIBS_DAEMON := -llmdb -largon2 -lmicrohttpd -lcjson
+LIBS_DAEMON := -llmdb -largon2 -lmicrohttpd -lcjson -lcurl
 LIBS_CTL := -lcurl -lcjson
 
 DAEMON_SRCS := $(wildcard userspace/*.c) $(wildcard migrations/*.c)
