@@ -26,6 +26,9 @@ struct http_opts {
 	bool require_json;	    /* bodies of POST/PUT/PATCH must be application/json (415) */
 	unsigned timeout_sec;	    /* idle connection timeout, default 30 */
 	unsigned max_conns;	    /* concurrent connections, default 1024 */
+	size_t max_header;	    /* per-connection buffer for the request line and headers,
+				       default 32768; longer headers are refused by the library
+				       (431) before any handler runs */
 };
 
 struct http_req;
@@ -58,6 +61,12 @@ int http_reply(struct http_req *r, unsigned status, const char *content_type, co
 	       size_t len);
 /* Serialises json (not freed) and sends it as application/json. */
 int http_reply_json(struct http_req *r, unsigned status, const struct cJSON *json);
+/*
+ * Like http_reply_json, for a body holding a secret (a key or token shown once): the
+ * serialised text is not copied again, and is wiped with explicit_bzero when the library is
+ * done sending it. The caller still wipes its own copies (json's strings).
+ */
+int http_reply_json_secret(struct http_req *r, unsigned status, const struct cJSON *json);
 /*
  * Sends an OpenAI-style error: {"error":{"message": <formatted>, "type", "param" (NULL ->
  * null), "code"}}. The message must never contain a secret.

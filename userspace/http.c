@@ -1,0 +1,665 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The HTTP layer over libmicrohttpd, the only file that includes microhttpd.h. A listener
+ * runs a pool of worker threads; each request gets a small state on the first call of the
+ * access handler, its body is gathered up to max_body (413 past it, without buffering the
+ * rest), non-JSON bodies are refused when asked (415), and the complete request goes to
+ * one handler function, which answers through http_reply*. Every answer carries
+ * x-request-id, and one access-log line per request is written when it completes: method,
+ * path, status, time and request id, never headers, bodies or query strings.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "http.h"
+#include "log.h"
+#include "util.h"
+
+#define HTTP_ID_MAX 64		 /* longest x-request-id taken from a client */
+#define HTTP_ID_RANDOM 24	 /* random characters of a generated id, after "req_" */
+#define HTTP_HDR_MAX 16		 /* response headers a handler may add */
+#define HTTP_LOG_PATH_MAX 160	 /* path characters shown in the access log */
+#define HTTP_ERR_MSG_MAX 512	 /* longest error message */
+#define HTTP_BODY_MIN_CAP 1024	 /* first allocation of a body buffer */
+#define HTTP_SECRET_BUF 2048	 /* first try at serialising a secret-bearing body */
+#define HTTP_SECRET_BUF_MAX (1u << 20)
+#define HTTP_ID_ALPHABET "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+struct http_server {
+	struct MHD_Daemon *d;
+	http_handler_fn fn;
+	void *arg;
+	size_t max_body;
+	bool require_json;
+	uint16_t port;
+	char name[32];
+};
+
+struct http_hdr {
+	char *name;
+	char *value;
+};
+
+struct http_req {
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	char *method;
+	char *path;
+	char *body;	 /* NUL-terminated; NULL until the first byte */
+	size_t len;
+	size_t cap;
+	bool too_large;	 /* the body passed max_body: 413, the rest is discarded */
+	bool answered;
+	unsigned status;
+	int64_t start_ns;
+	size_t nhdr;
+	struct http_hdr hdr[HTTP_HDR_MAX];
+	char id[HTTP_ID_MAX + 1];
+};
+
+/* ---- request state ---- */
+
+static void req_free(struct http_req *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->nhdr; i++) {
+		free(r->hdr[i].name);
+		free(r->hdr[i].value);
+	}
+	free(r->body);
+	free(r->path);
+	free(r->method);
+	free(r);
+}
+
+/* A client's id when it is sane (it ends up in our logs), else "req_" + 24 random chars. */
+static void req_set_id(struct http_req *r)
+{
+	static atomic_ulong fallback;
+	const char *c = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Id");
+
+	if (c && tg_ident_valid(c, HTTP_ID_MAX, "._-")) {
+		snprintf(r->id, sizeof(r->id), "%s", c);
+		return;
+	}
+	memcpy(r->id, "req_", 4);
+	if (tg_random_chars(r->id + 4, HTTP_ID_RANDOM, HTTP_ID_ALPHABET) != 0)
+		snprintf(r->id, sizeof(r->id), "req_%016lx%08lx", (unsigned long)tg_now_mono_ns(),
+			 atomic_fetch_add(&fallback, 1));
+}
+
+static struct http_req *req_new(struct http_server *h, struct MHD_Connection *conn,
+				const char *url, const char *method)
+{
+	struct http_req *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->srv = h;
+	r->conn = conn;
+	r->start_ns = tg_now_mono_ns();
+	r->method = strdup(method ? method : "");
+	r->path = strdup(url ? url : "");
+	if (!r->method || !r->path) {
+		req_free(r);
+		return NULL;
+	}
+	req_set_id(r);
+	return r;
+}
+
+/* Appends upload data; past max_body the buffer is dropped and the rest discarded. */
+static void req_append(struct http_req *r, const char *data, size_t n)
+{
+	size_t cap;
+	char *p;
+
+	if (r->too_large)
+		return;
+	if (n > r->srv->max_body - r->len)
+		goto drop;
+	if (r->len + n + 1 > r->cap) {
+		cap = r->cap ? r->cap : HTTP_BODY_MIN_CAP;
+		while (cap < r->len + n + 1)
+			cap *= 2;
+		if (cap > r->srv->max_body + 1)
+			cap = r->srv->max_body + 1;
+		p = realloc(r->body, cap);
+		if (!p) {
+			/* out of memory: answered like an oversize body, which it is for us now */
+			log_warnx("%s: no memory for a %zu-byte body, id=%s", r->srv->name,
+				  r->len + n, r->id);
+			goto drop;
+		}
+		r->body = p;
+		r->cap = cap;
+	}
+	memcpy(r->body + r->len, data, n);
+	r->len += n;
+	r->body[r->len] = '\0';
+	return;
+drop:
+	r->too_large = true;
+	free(r->body);
+	r->body = NULL;
+	r->len = r->cap = 0;
+}
+
+/* ---- request accessors ---- */
+
+const char *http_req_method(struct http_req *r)
+{
+	return r->method;
+}
+
+const char *http_req_path(struct http_req *r)
+{
+	return r->path;
+}
+
+const char *http_req_header(struct http_req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_req_query(struct http_req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+struct query_iter {
+	int (*cb)(const char *k, const char *v, void *a);
+	void *arg;
+	int rc;
+};
+
+static enum MHD_Result query_one(void *cls, enum MHD_ValueKind kind, const char *key,
+				 const char *value)
+{
+	struct query_iter *q = cls;
+
+	(void)kind;
+	q->rc = q->cb(key ? key : "", value ? value : "", q->arg);
+	return q->rc ? MHD_NO : MHD_YES;
+}
+
+int http_req_query_each(struct http_req *r, int (*cb)(const char *k, const char *v, void *a),
+			void *arg)
+{
+	struct query_iter q = {.cb = cb, .arg = arg};
+
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_one, &q);
+	return q.rc;
+}
+
+const char *http_req_body(struct http_req *r, size_t *len)
+{
+	if (len)
+		*len = r->len;
+	return r->body ? r->body : "";
+}
+
+const char *http_req_id(struct http_req *r)
+{
+	return r->id;
+}
+
+/* ---- replies ---- */
+
+int http_add_header(struct http_req *r, const char *name, const char *value)
+{
+	struct http_hdr *h;
+
+	if (!name || !value || !*name || strpbrk(name, "\r\n: ") || strpbrk(value, "\r\n"))
+		return -EINVAL;
+	if (r->nhdr >= HTTP_HDR_MAX)
+		return -ENOSPC;
+	h = &r->hdr[r->nhdr];
+	h->name = strdup(name);
+	h->value = strdup(value);
+	if (!h->name || !h->value) {
+		free(h->name);
+		free(h->value);
+		return -ENOMEM;
+	}
+	r->nhdr++;
+	return 0;
+}
+
+/* Adds our headers to resp and queues it; takes resp (destroyed here in every case). */
+static int reply_queue(struct http_req *r, unsigned status, const char *ctype,
+		       struct MHD_Response *resp)
+{
+	int rc = 0;
+
+	if (!resp)
+		return -ENOMEM;
+	if (MHD_add_response_header(resp, "x-request-id", r->id) != MHD_YES ||
+	    (ctype && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) != MHD_YES))
+		rc = -ENOMEM;
+	for (size_t i = 0; !rc && i < r->nhdr; i++) {
+		if (MHD_add_response_header(resp, r->hdr[i].name, r->hdr[i].value) != MHD_YES)
+			rc = -ENOMEM;
+	}
+	if (!rc && MHD_queue_response(r->conn, status, resp) != MHD_YES)
+		rc = -EIO;
+	MHD_destroy_response(resp);
+	if (!rc) {
+		r->answered = true;
+		r->status = status;
+	}
+	return rc;
+}
+
+int http_reply(struct http_req *r, unsigned status, const char *content_type, const void *body,
+	       size_t len)
+{
+	struct MHD_Response *resp;
+
+	if (r->answered)
+		return -EALREADY;
+	resp = MHD_create_response_from_buffer(len, (void *)(len ? body : ""),
+					       MHD_RESPMEM_MUST_COPY);
+	return reply_queue(r, status, content_type, resp);
+}
+
+int http_reply_json(struct http_req *r, unsigned status, const struct cJSON *json)
+{
+	char *s = cJSON_PrintUnformatted(json);
+	int rc;
+
+	if (!s)
+		return -ENOMEM;
+	rc = http_reply(r, status, "application/json", s, strlen(s));
+	cJSON_free(s);
+	return rc;
+}
+
+/* Free callback of a secret-bearing response: wipe, then free. */
+static void secret_free(void *cls)
+{
+	char *s = cls;
+
+	explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+/*
+ * Serialises into a buffer of our own (cJSON's printer would realloc and leave unwiped
+ * copies of the secret behind); a buffer too small is wiped and a larger one tried.
+ */
+static char *print_secret(const cJSON *json)
+{
+	size_t cap = HTTP_SECRET_BUF;
+	char *buf;
+
+	for (;;) {
+		buf = malloc(cap);
+		if (!buf)
+			return NULL;
+		if (cJSON_PrintPreallocated((cJSON *)json, buf, (int)cap, false))
+			return buf;
+		explicit_bzero(buf, cap);
+		free(buf);
+		if (cap >= HTTP_SECRET_BUF_MAX)
+			return NULL;
+		cap *= 2;
+	}
+}
+
+int http_reply_json_secret(struct http_req *r, unsigned status, const struct cJSON *json)
+{
+	struct MHD_Response *resp;
+	char *s;
+
+	if (r->answered)
+		return -EALREADY;
+	s = print_secret(json);
+	if (!s)
+		return -ENOMEM;
+	resp = MHD_create_response_from_buffer_with_free_callback_cls(strlen(s), s, secret_free,
+								      s);
+	if (!resp) {
+		secret_free(s);
+		return -ENOMEM;
+	}
+	return reply_queue(r, status, "application/json", resp);
+}
+
+int http_reply_error(struct http_req *r, unsigned status, const char *type, const char *code,
+		     const char *param, const char *fmt, ...)
+{
+	char msg[HTTP_ERR_MSG_MAX];
+	cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
+	va_list ap;
+	int rc = -ENOMEM;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (!err || !cJSON_AddStringToObject(err, "message", msg) ||
+	    !cJSON_AddStringToObject(err, "type", type) ||
+	    !(param ? cJSON_AddStringToObject(err, "param", param)
+		    : cJSON_AddNullToObject(err, "param")) ||
+	    !cJSON_AddStringToObject(err, "code", code))
+		goto out;
+	rc = http_reply_json(r, status, root);
+out:
+	cJSON_Delete(root);
+	return rc;
+}
+
+/* ---- the request cycle ---- */
+
+static bool content_type_is_json(const char *ct)
+{
+	static const char want[] = "application/json";
+
+	if (!ct)
+		return false;
+	ct += strspn(ct, " \t");
+	if (strncasecmp(ct, want, sizeof(want) - 1) != 0)
+		return false;
+	ct += sizeof(want) - 1;
+	ct += strspn(ct, " \t");
+	return *ct == '\0' || *ct == ';';
+}
+
+static bool method_has_body(const char *m)
+{
+	return !strcmp(m, "POST") || !strcmp(m, "PUT") || !strcmp(m, "PATCH");
+}
+
+static int reply_too_large(struct http_req *r)
+{
+	return http_reply_error(r, 413, "invalid_request_error", "body_too_large", NULL,
+				"request body too large: the limit is %zu bytes", r->srv->max_body);
+}
+
+/*
+ * First call, headers read: a declared Content-Length over the limit is answered at once,
+ * which also tells the library not to read the body (the connection closes after it).
+ */
+static enum MHD_Result req_first(struct http_req *r)
+{
+	const char *cl = http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	unsigned long long n;
+	char *end;
+
+	if (!cl)
+		return MHD_YES;
+	errno = 0;
+	n = strtoull(cl, &end, 10);
+	if (end == cl || errno == ERANGE || n > r->srv->max_body) {
+		r->too_large = true;
+		return reply_too_large(r) ? MHD_NO : MHD_YES;
+	}
+	return MHD_YES;
+}
+
+/* Whole request in: 413/415 from here, else the handler, which must have answered. */
+static enum MHD_Result req_finish(struct http_req *r)
+{
+	struct http_server *h = r->srv;
+
+	if (r->too_large)
+		reply_too_large(r);
+	else if (h->require_json && method_has_body(r->method) && r->len > 0 &&
+		 !content_type_is_json(http_req_header(r, MHD_HTTP_HEADER_CONTENT_TYPE)))
+		http_reply_error(r, 415, "invalid_request_error", "unsupported_media_type", NULL,
+				 "request bodies must be sent as Content-Type: application/json");
+	else
+		h->fn(r, h->arg);
+	if (!r->answered) {
+		log_warnx("%s: handler gave no answer, id=%s", h->name, r->id);
+		http_reply_error(r, 500, "server_error", "internal_error", NULL,
+				 "internal error (request id %s)", r->id);
+	}
+	return r->answered ? MHD_YES : MHD_NO;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version,
+				  const char *upload_data, size_t *upload_data_size,
+				  void **con_cls)
+{
+	struct http_server *h = cls;
+	struct http_req *r = *con_cls;
+
+	(void)version;
+	if (!r) {
+		r = req_new(h, conn, url, method);
+		if (!r) {
+			log_warnx("%s: no memory for a request", h->name);
+			return MHD_NO;
+		}
+		*con_cls = r;
+		return req_first(r);
+	}
+	if (*upload_data_size) {
+		req_append(r, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (r->answered)
+		return MHD_YES;
+	return req_finish(r);
+}
+
+/* Copies s for a log line: at most max characters, anything not printable ASCII as '?'. */
+static void log_clean(char *out, size_t size, const char *s, size_t max)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i < max && i + 1 < size; i++)
+		out[i] = (s[i] > 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	out[i] = '\0';
+	if (s[i] && i + 4 < size)
+		strcpy(out + i, "...");
+}
+
+static const char *termination_name(enum MHD_RequestTerminationCode toe)
+{
+	switch (toe) {
+	case MHD_REQUEST_TERMINATED_COMPLETED_OK:
+		return NULL;
+	case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED:
+		return "timeout";
+	case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN:
+		return "shutdown";
+	case MHD_REQUEST_TERMINATED_CLIENT_ABORT:
+		return "client gone";
+	default:
+		return "connection error";
+	}
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *h = cls;
+	struct http_req *r = *con_cls;
+	char method[17], path[HTTP_LOG_PATH_MAX + 4];
+	const char *why = termination_name(toe);
+	int64_t ms;
+
+	(void)conn;
+	if (!r)
+		return;
+	ms = (tg_now_mono_ns() - r->start_ns) / 1000000;
+	log_clean(method, sizeof(method), r->method, 16);
+	log_clean(path, sizeof(path), r->path, HTTP_LOG_PATH_MAX);
+	log_info("%s %s %s %u %lldms id=%s%s%s%s", h->name, method, path, r->status,
+		 (long long)ms, r->id, why ? " (" : "", why ? why : "", why ? ")" : "");
+	req_free(r);
+	*con_cls = NULL;
+}
+
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt,
+							     va_list ap)
+{
+	struct http_server *h = cls;
+	char buf[512];
+	size_t n;
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		buf[--n] = '\0';
+	log_warnx("%s: %s", h->name, buf);
+}
+
+/* ---- listener ---- */
+
+/* Splits "host:port" or "[v6]:port" into host and port (0..65535). */
+static int listen_split(const char *s, char *host, size_t hsize, uint16_t *port, bool *v6)
+{
+	const char *colon, *p;
+	unsigned long v;
+	size_t n;
+	char *end;
+
+	*v6 = s[0] == '[';
+	if (*v6) {
+		colon = strchr(s, ']');
+		if (!colon || colon[1] != ':')
+			return -EINVAL;
+		p = s + 1;
+		n = (size_t)(colon - p);
+		colon++;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || strchr(s, ':') != colon)
+			return -EINVAL;
+		p = s;
+		n = (size_t)(colon - s);
+	}
+	if (n == 0 || n >= hsize || colon[1] < '0' || colon[1] > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(colon + 1, &end, 10);
+	if (*end || errno || v > 65535)
+		return -EINVAL;
+	memcpy(host, p, n);
+	host[n] = '\0';
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/* Resolves the listen address (numeric, or a name such as localhost) into ss. */
+static int listen_parse(const char *s, struct sockaddr_storage *ss, bool *v6)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+	struct addrinfo *res = NULL;
+	char host[128];
+	uint16_t port;
+	int rc = listen_split(s, host, sizeof(host), &port, v6);
+
+	if (rc)
+		return rc;
+	hints.ai_family = *v6 ? AF_INET6 : AF_UNSPEC;
+	if (*v6)
+		hints.ai_flags |= AI_NUMERICHOST;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
+		return -EINVAL;
+	memset(ss, 0, sizeof(*ss));
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	*v6 = res->ai_family == AF_INET6;
+	if (*v6)
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+	else
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+	freeaddrinfo(res);
+	return 0;
+}
+
+static struct MHD_Daemon *daemon_start(struct http_server *h, const struct http_opts *o,
+				       const struct sockaddr_storage *ss, bool v6)
+{
+	/* the address comes from MHD_OPTION_SOCK_ADDR; the port is passed for its messages */
+	uint16_t port = ntohs(v6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+				 : ((const struct sockaddr_in *)ss)->sin_port);
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+			 MHD_USE_ITC | (v6 ? MHD_USE_IPv6 : 0);
+
+	/* the logger first, so that the library's messages about the options reach it too */
+	return MHD_start_daemon(
+		flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+		MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : 2),
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(o->timeout_sec ? o->timeout_sec : 30),
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o->max_conns ? o->max_conns : 1024),
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(o->max_header ? o->max_header : 32768),
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+}
+
+struct http_server *http_start(const struct http_opts *o, http_handler_fn fn, void *arg)
+{
+	struct sockaddr_storage ss;
+	struct http_server *h = NULL;
+	const union MHD_DaemonInfo *info;
+	bool v6 = false;
+	int err = EINVAL;
+
+	if (!o || !o->listen || !fn)
+		goto fail;
+	if (listen_parse(o->listen, &ss, &v6)) {
+		log_warnx("%s: bad listen address '%s': expected host:port or [v6]:port",
+			  o->name ? o->name : "http", o->listen);
+		goto fail;
+	}
+	err = ENOMEM;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		goto fail;
+	h->fn = fn;
+	h->arg = arg;
+	h->max_body = o->max_body;
+	h->require_json = o->require_json;
+	snprintf(h->name, sizeof(h->name), "%s", o->name ? o->name : "http");
+	errno = 0;
+	h->d = daemon_start(h, o, &ss, v6);
+	if (!h->d) {
+		err = errno ? errno : EADDRNOTAVAIL;
+		log_warnx("%s: cannot listen on %s: %s", h->name, o->listen, strerror(err));
+		goto fail;
+	}
+	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+	h->port = info ? info->port : 0;
+	return h;
+fail:
+	free(h);
+	errno = err;
+	return NULL;
+}
+
+void http_stop(struct http_server *h)
+{
+	MHD_socket fd;
+
+	if (!h)
+		return;
+	/* stop accepting first; requests already in a handler finish before the join */
+	fd = MHD_quiesce_daemon(h->d);
+	MHD_stop_daemon(h->d);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	free(h);
+}
+
+uint16_t http_port(const struct http_server *h)
+{
+	return h ? h->port : 0;
+}
