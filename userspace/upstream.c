@@ -1,0 +1,697 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The upstream client (see upstream.h), the only module that includes curl.h. One thread
+ * owns a libcurl multi handle: submitters build the easy handle on their own thread, then
+ * queue it under a mutex and wake the multi handle's poll with curl_multi_wakeup; cancels
+ * are queued the same way, by handle id. The thread alone touches the multi handle, the
+ * table that maps ids to calls, and every call after it was queued, so nothing but the two
+ * queues needs a lock. libcurl keeps idle connections per host for reuse (HTTP/1.1
+ * keep-alive) and queues transfers beyond the per-host connection bound itself.
+ *
+ * Flow control: callbacks must take every byte they are given (buffering in the caller if
+ * the client is slower than the upstream). Pausing the transfer (CURL_WRITEFUNC_PAUSE and
+ * curl_easy_pause from the upstream thread) is not implemented yet; a slow client therefore
+ * costs the caller memory, bounded by the size of the answer.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "log.h"
+#include "upstream.h"
+#include "util.h"
+
+#define UP_POLL_MS	    100 /* the loop looks at its queues at least this often */
+#define UP_SWEEP_MS	    50	/* how often deadlines are checked (see up_sweep) */
+#define UP_TABLE_MIN	    64	/* initial buckets of the id table (a power of two) */
+#define UP_CONTENT_TYPE_MAX 128
+#define UP_RETRY_AFTER_MAX  64
+#define UP_IDLE_PER_HOST    4 /* connection cache size, in multiples of max_host_conns */
+#define UP_AUTH_PREFIX	    "Authorization: Bearer "
+
+struct up_call {
+	uint64_t id;
+	CURL *easy;
+	struct curl_slist *headers; /* the Authorization line in it is wiped at free */
+	char *url;
+	char *body; /* curl reads it in place (CURLOPT_POSTFIELDS) until the call ends */
+	size_t body_len;
+	void (*on_status)(void *ctx, unsigned status, const char *content_type,
+			  const char *retry_after);
+	void (*on_data)(void *ctx, const char *buf, size_t len);
+	void (*on_done)(void *ctx, enum upstream_err err, const char *detail);
+	void *ctx;
+	int64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
+	bool added;	     /* in the multi handle */
+	bool status_sent;    /* on_status ran */
+	bool has_content_type, has_retry_after;
+	char content_type[UP_CONTENT_TYPE_MAX];
+	char retry_after[UP_RETRY_AFTER_MAX];
+	char errbuf[CURL_ERROR_SIZE];
+	struct up_call *next;  /* submit queue */
+	struct up_call *hnext; /* id table chain */
+};
+
+struct upstream {
+	CURLM *multi;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	/* under lock */
+	struct up_call *queue_head, *queue_tail;
+	uint64_t *cancels;
+	size_t ncancels, cancels_cap;
+	uint64_t last_id;
+	bool stopping;
+	_Atomic unsigned inflight;
+	/* upstream thread only */
+	struct up_call **table;
+	size_t table_mask, table_n;
+	int64_t next_sweep_ns;
+};
+
+static pthread_once_t up_global_once = PTHREAD_ONCE_INIT;
+static CURLcode up_global_rc;
+
+/* curl_global_init is not thread-safe in 7.88: run it once, before the first thread. */
+static void up_global_init(void)
+{
+	up_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+const char *upstream_err_name(enum upstream_err e)
+{
+	static const char *const names[] = {
+	    [UPSTREAM_OK] = "ok",
+	    [UPSTREAM_CONNECT] = "connect",
+	    [UPSTREAM_TIMEOUT] = "timeout",
+	    [UPSTREAM_BROKEN] = "broken",
+	    [UPSTREAM_CANCELLED] = "cancelled",
+	    [UPSTREAM_INTERNAL] = "internal",
+	};
+
+	if ((unsigned)e >= sizeof(names) / sizeof(names[0]))
+		return "unknown";
+	return names[e];
+}
+
+/* --- the id table (upstream thread only) --- */
+
+static size_t up_slot(const struct upstream *u, uint64_t id)
+{
+	return (size_t)((id * 0x9E3779B97F4A7C15ULL) >> 32) & u->table_mask;
+}
+
+/* Doubles the table; on allocation failure the chains just grow longer. */
+static void up_table_grow(struct upstream *u)
+{
+	size_t old = u->table_mask + 1, i;
+	struct up_call **t = calloc(old * 2, sizeof(*t)), **prev = u->table;
+
+	if (!t)
+		return;
+	u->table = t;
+	u->table_mask = old * 2 - 1;
+	for (i = 0; i < old; i++) {
+		while (prev[i]) {
+			struct up_call *c = prev[i];
+			size_t s = up_slot(u, c->id);
+
+			prev[i] = c->hnext;
+			c->hnext = t[s];
+			t[s] = c;
+		}
+	}
+	free(prev);
+}
+
+static void up_table_put(struct upstream *u, struct up_call *c)
+{
+	size_t s;
+
+	if (u->table_n >= u->table_mask + 1)
+		up_table_grow(u);
+	s = up_slot(u, c->id);
+	c->hnext = u->table[s];
+	u->table[s] = c;
+	u->table_n++;
+}
+
+static struct up_call *up_table_get(const struct upstream *u, uint64_t id)
+{
+	struct up_call *c = u->table[up_slot(u, id)];
+
+	while (c && c->id != id)
+		c = c->hnext;
+	return c;
+}
+
+static void up_table_del(struct upstream *u, struct up_call *c)
+{
+	struct up_call **pp = &u->table[up_slot(u, c->id)];
+
+	while (*pp && *pp != c)
+		pp = &(*pp)->hnext;
+	if (*pp) {
+		*pp = c->hnext;
+		u->table_n--;
+	}
+}
+
+/* --- one call --- */
+
+/* Frees a call that is not (or no longer) in the multi handle. Accepts NULL. */
+static void up_call_free(struct up_call *c)
+{
+	if (!c)
+		return;
+	if (c->easy)
+		curl_easy_cleanup(c->easy);
+	/* libcurl copied the header lines; wipe its copies, the API key among them */
+	for (struct curl_slist *l = c->headers; l; l = l->next)
+		explicit_bzero(l->data, strlen(l->data));
+	curl_slist_free_all(c->headers);
+	free(c->url);
+	free(c->body);
+	free(c);
+}
+
+/*
+ * Calls on_status once the status is final: at the end of the response headers (min_code
+ * 200, so a 1xx interim block is skipped), or failing that before the first body byte or
+ * at a successful end.
+ */
+static void up_status(struct up_call *c, long min_code)
+{
+	long code = 0;
+
+	if (c->status_sent)
+		return;
+	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &code);
+	if (code < min_code || code <= 0)
+		return;
+	c->status_sent = true;
+	if (c->on_status)
+		c->on_status(c->ctx, (unsigned)code, c->has_content_type ? c->content_type : NULL,
+			     c->has_retry_after ? c->retry_after : NULL);
+}
+
+/* Copies the trimmed value of header line buf into out if the line is header name. */
+static void up_header_value(const char *buf, size_t len, const char *name, char *out, size_t cap,
+			    bool *has)
+{
+	size_t nlen = strlen(name), s, e, n;
+
+	if (len <= nlen || buf[nlen] != ':' || strncasecmp(buf, name, nlen) != 0)
+		return;
+	for (s = nlen + 1; s < len && (buf[s] == ' ' || buf[s] == '\t'); s++)
+		;
+	for (e = len; e > s && strchr(" \t\r\n", buf[e - 1]); e--)
+		;
+	n = e - s < cap - 1 ? e - s : cap - 1;
+	memcpy(out, buf + s, n);
+	out[n] = '\0';
+	*has = true;
+}
+
+static size_t up_on_header(char *buf, size_t size, size_t nitems, void *arg)
+{
+	struct up_call *c = arg;
+	size_t len = size * nitems;
+
+	if (c->status_sent)
+		return len; /* trailers of a chunked body */
+	if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
+		/* a new header block (after a 1xx): forget the last one's values */
+		c->has_content_type = false;
+		c->has_retry_after = false;
+	} else if (len == 0 || buf[0] == '\r' || buf[0] == '\n') {
+		up_status(c, 200);
+	} else {
+		up_header_value(buf, len, "content-type", c->content_type, sizeof(c->content_type),
+				&c->has_content_type);
+		up_header_value(buf, len, "retry-after", c->retry_after, sizeof(c->retry_after),
+				&c->has_retry_after);
+	}
+	return len;
+}
+
+/* Body bytes go straight to on_data (see "Flow control" at the top). */
+static size_t up_on_body(char *buf, size_t size, size_t nitems, void *arg)
+{
+	struct up_call *c = arg;
+	size_t len = size * nitems;
+
+	up_status(c, 1);
+	if (c->on_data && len > 0)
+		c->on_data(c->ctx, buf, len);
+	return len;
+}
+
+static int up_header_add(struct curl_slist **list, const char *line)
+{
+	struct curl_slist *l = curl_slist_append(*list, line);
+
+	if (!l)
+		return -ENOMEM;
+	*list = l;
+	return 0;
+}
+
+/* Builds the request header lines. An empty or absent api_key sends no Authorization. */
+static int up_call_headers(struct up_call *c, const char *api_key)
+{
+	size_t n;
+	char *auth;
+	int err;
+
+	/* "Expect:" turns off 100-continue: no extra round trip before a large body */
+	err = up_header_add(&c->headers, "Expect:");
+	if (!err && c->body)
+		err = up_header_add(&c->headers, "Content-Type: application/json");
+	if (err || !api_key || !api_key[0])
+		return err;
+	n = sizeof(UP_AUTH_PREFIX) + strlen(api_key);
+	auth = malloc(n);
+	if (!auth)
+		return -ENOMEM;
+	snprintf(auth, n, "%s%s", UP_AUTH_PREFIX, api_key);
+	err = up_header_add(&c->headers, auth);
+	explicit_bzero(auth, n);
+	free(auth);
+	return err;
+}
+
+/* Sets the easy handle's options; -EINVAL if libcurl refuses one. */
+static int up_call_options(struct up_call *c, bool post, uint32_t timeout_ms)
+{
+	CURL *e = c->easy;
+	int bad = 0;
+
+	bad |= curl_easy_setopt(e, CURLOPT_URL, c->url) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, c) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK;
+	/* the whole call; 0 is libcurl's "no limit" */
+	bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_PROXY, "") != CURLE_OK; /* ignore *_proxy in env */
+	bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, "tollgate") != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, up_on_header) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, c) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, up_on_body) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, c) != CURLE_OK;
+	if (post) {
+		/* never NULL: with NULL fields libcurl would read the body from stdin */
+		bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body ? c->body : "") != CURLE_OK;
+		bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len) !=
+		       CURLE_OK;
+	} else {
+		bad |= curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) != CURLE_OK;
+	}
+	return bad ? -EINVAL : 0;
+}
+
+/* Checks a request: "POST" (or NULL with a body), "GET" (or NULL without) and no CR/LF. */
+static int up_call_check(const struct upstream_call *r, bool *post)
+{
+	if (!r || !r->url || !r->on_done || (r->body_len && !r->body))
+		return -EINVAL;
+	if (!r->method)
+		*post = r->body_len > 0;
+	else if (strcmp(r->method, "POST") == 0)
+		*post = true;
+	else if (strcmp(r->method, "GET") == 0 && r->body_len == 0)
+		*post = false;
+	else
+		return -EINVAL;
+	/* a CR or LF in the key would let it inject header lines */
+	if (r->api_key && strpbrk(r->api_key, "\r\n"))
+		return -EINVAL;
+	return 0;
+}
+
+/* Copies the request and builds its easy handle; 0 and *out, or -errno. */
+static int up_call_new(const struct upstream_call *r, struct up_call **out)
+{
+	struct up_call *c;
+	bool post = false;
+	int err = up_call_check(r, &post);
+
+	if (err)
+		return err;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	err = -ENOMEM;
+	c->url = strdup(r->url);
+	if (!c->url)
+		goto fail;
+	if (r->body_len) {
+		c->body = malloc(r->body_len);
+		if (!c->body)
+			goto fail;
+		memcpy(c->body, r->body, r->body_len);
+		c->body_len = r->body_len;
+	}
+	c->easy = curl_easy_init();
+	if (!c->easy || up_call_headers(c, r->api_key))
+		goto fail;
+	err = up_call_options(c, post, r->timeout_ms);
+	if (err)
+		goto fail;
+	c->on_status = r->on_status;
+	c->on_data = r->on_data;
+	c->on_done = r->on_done;
+	c->ctx = r->ctx;
+	if (r->timeout_ms)
+		c->deadline_ns = tg_now_mono_ns() + (int64_t)r->timeout_ms * 1000000;
+	*out = c;
+	return 0;
+fail:
+	up_call_free(c);
+	return err;
+}
+
+/* --- the upstream thread --- */
+
+static enum upstream_err up_classify(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_OK:
+		return UPSTREAM_OK;
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+		return UPSTREAM_CONNECT;
+	case CURLE_OPERATION_TIMEDOUT:
+		return UPSTREAM_TIMEOUT;
+	case CURLE_PARTIAL_FILE:
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+	case CURLE_SEND_ERROR:
+	case CURLE_WEIRD_SERVER_REPLY:
+		return UPSTREAM_BROKEN;
+	default:
+		return UPSTREAM_INTERNAL;
+	}
+}
+
+/* Ends a call: out of the table and the multi handle, on_done, freed. */
+static void up_finish(struct upstream *u, struct up_call *c, enum upstream_err err,
+		      const char *detail)
+{
+	up_table_del(u, c);
+	if (c->added)
+		curl_multi_remove_handle(u->multi, c->easy);
+	c->added = false;
+	if (err == UPSTREAM_OK)
+		up_status(c, 1);
+	c->on_done(c->ctx, err, detail);
+	up_call_free(c);
+	atomic_fetch_sub(&u->inflight, 1);
+}
+
+/*
+ * The text on_done gets: libcurl's error buffer, which names host and port but never a
+ * header line, so no key can be in it; "" on success.
+ */
+static const char *up_detail(const struct up_call *c, CURLcode rc)
+{
+	if (rc == CURLE_OK)
+		return "";
+	return c->errbuf[0] ? c->errbuf : curl_easy_strerror(rc);
+}
+
+/* Hands the transfers libcurl finished to up_finish. */
+static void up_reap(struct upstream *u)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(u->multi, &left))) {
+		char *priv = NULL;
+		struct up_call *c;
+		CURLcode rc;
+
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		rc = m->data.result; /* m dies with the handle's removal */
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
+		c = (struct up_call *)priv;
+		up_finish(u, c, up_classify(rc), up_detail(c, rc));
+	}
+}
+
+/* Takes the queued calls and cancels; returns whether the upstream is stopping. */
+static bool up_take(struct upstream *u, struct up_call **calls, uint64_t **ids, size_t *nids)
+{
+	bool stopping;
+
+	pthread_mutex_lock(&u->lock);
+	*calls = u->queue_head;
+	u->queue_head = u->queue_tail = NULL;
+	*ids = u->cancels;
+	*nids = u->ncancels;
+	u->cancels = NULL;
+	u->ncancels = u->cancels_cap = 0;
+	stopping = u->stopping;
+	pthread_mutex_unlock(&u->lock);
+	return stopping;
+}
+
+static void up_start_calls(struct upstream *u, struct up_call *list)
+{
+	while (list) {
+		struct up_call *c = list;
+
+		list = c->next;
+		c->next = NULL;
+		up_table_put(u, c);
+		if (curl_multi_add_handle(u->multi, c->easy) != CURLM_OK) {
+			up_finish(u, c, UPSTREAM_INTERNAL, "could not add the transfer");
+			continue;
+		}
+		c->added = true;
+	}
+}
+
+/* Cancels by id; an id no longer in the table belongs to a call that already ended. */
+static void up_apply_cancels(struct upstream *u, const uint64_t *ids, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct up_call *c = up_table_get(u, ids[i]);
+
+		if (c)
+			up_finish(u, c, UPSTREAM_CANCELLED, "cancelled");
+	}
+}
+
+/*
+ * Ends the calls whose deadline passed. libcurl times out a transfer it is running, but
+ * not one it holds back for a connection beyond max_host_conns (7.88 checks timeouts only
+ * once a transfer leaves that queue): behind hung connections such a call would wait past
+ * its timeout. This sweep, every UP_SWEEP_MS, bounds it to timeout_ms + UP_SWEEP_MS.
+ */
+static void up_sweep(struct upstream *u)
+{
+	int64_t now = tg_now_mono_ns();
+
+	if (now < u->next_sweep_ns)
+		return;
+	u->next_sweep_ns = now + UP_SWEEP_MS * 1000000LL;
+	for (size_t i = 0; i <= u->table_mask; i++) {
+		struct up_call *c = u->table[i], *next;
+
+		/* on_done cannot touch the table, so next stays valid */
+		for (; c; c = next) {
+			next = c->hnext;
+			if (c->deadline_ns && now >= c->deadline_ns)
+				up_finish(u, c, UPSTREAM_TIMEOUT,
+					  "no answer within the call's timeout");
+		}
+	}
+}
+
+static void up_cancel_all(struct upstream *u)
+{
+	for (size_t i = 0; i <= u->table_mask; i++) {
+		while (u->table[i])
+			up_finish(u, u->table[i], UPSTREAM_CANCELLED, "upstream stopping");
+	}
+}
+
+static void *up_main(void *arg)
+{
+	struct upstream *u = arg;
+
+	for (;;) {
+		struct up_call *calls;
+		uint64_t *ids;
+		size_t nids;
+		int running;
+		bool stopping = up_take(u, &calls, &ids, &nids);
+
+		/* new calls first, so that a cancel queued after its submit finds its call */
+		up_start_calls(u, calls);
+		up_apply_cancels(u, ids, nids);
+		free(ids);
+		if (stopping)
+			break;
+		curl_multi_perform(u->multi, &running);
+		up_reap(u);
+		up_sweep(u);
+		curl_multi_poll(u->multi, NULL, 0, UP_POLL_MS, NULL);
+	}
+	up_cancel_all(u);
+	return NULL;
+}
+
+/* --- the API --- */
+
+static int up_multi_setup(struct upstream *u, unsigned max_host_conns)
+{
+	/* 0 means no bound, for libcurl as for us */
+	long cache = max_host_conns ? (long)max_host_conns * UP_IDLE_PER_HOST : 1024;
+	int bad = 0;
+
+	u->multi = curl_multi_init();
+	if (!u->multi)
+		return -ENOMEM;
+	bad |= curl_multi_setopt(u->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)max_host_conns) !=
+	       CURLM_OK;
+	/* idle connections stay in this cache for reuse; the default would shrink with the
+	 * number of easy handles, which here come and go with each call */
+	bad |= curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, cache) != CURLM_OK;
+	bad |= curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING) != CURLM_OK;
+	return bad ? -EINVAL : 0;
+}
+
+struct upstream *upstream_start(unsigned max_host_conns)
+{
+	struct upstream *u;
+	int err;
+
+	pthread_once(&up_global_once, up_global_init);
+	if (up_global_rc != CURLE_OK) {
+		log_warnx("upstream: libcurl initialisation failed: %s",
+			  curl_easy_strerror(up_global_rc));
+		errno = EIO;
+		return NULL;
+	}
+	u = calloc(1, sizeof(*u));
+	if (!u) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	err = pthread_mutex_init(&u->lock, NULL);
+	if (err) {
+		free(u);
+		errno = err;
+		return NULL;
+	}
+	u->table_mask = UP_TABLE_MIN - 1;
+	u->table = calloc(UP_TABLE_MIN, sizeof(*u->table));
+	err = u->table ? up_multi_setup(u, max_host_conns) : -ENOMEM;
+	if (!err)
+		err = -pthread_create(&u->thread, NULL, up_main, u);
+	if (err) {
+		curl_multi_cleanup(u->multi);
+		free(u->table);
+		pthread_mutex_destroy(&u->lock);
+		free(u);
+		errno = -err;
+		return NULL;
+	}
+	return u;
+}
+
+/* Must not be called from a callback: it waits for the upstream thread. */
+void upstream_stop(struct upstream *u)
+{
+	if (!u)
+		return;
+	pthread_mutex_lock(&u->lock);
+	u->stopping = true;
+	curl_multi_wakeup(u->multi);
+	pthread_mutex_unlock(&u->lock);
+	pthread_join(u->thread, NULL);
+	curl_multi_cleanup(u->multi);
+	free(u->cancels);
+	free(u->table);
+	pthread_mutex_destroy(&u->lock);
+	free(u);
+}
+
+/* -ESHUTDOWN once upstream_stop has begun. Safe from callbacks. */
+int upstream_submit(struct upstream *u, const struct upstream_call *c, uint64_t *handle)
+{
+	struct up_call *call;
+	uint64_t id;
+	int err;
+
+	if (!u)
+		return -EINVAL;
+	err = up_call_new(c, &call);
+	if (err)
+		return err;
+	pthread_mutex_lock(&u->lock);
+	if (u->stopping) {
+		pthread_mutex_unlock(&u->lock);
+		up_call_free(call);
+		return -ESHUTDOWN;
+	}
+	id = call->id = ++u->last_id;
+	if (u->queue_tail)
+		u->queue_tail->next = call;
+	else
+		u->queue_head = call;
+	u->queue_tail = call;
+	atomic_fetch_add(&u->inflight, 1);
+	/* under the lock, so that upstream_stop cannot free the multi handle meanwhile */
+	curl_multi_wakeup(u->multi);
+	pthread_mutex_unlock(&u->lock);
+	if (handle)
+		*handle = id; /* not call->id: the call may be over and freed already */
+	return 0;
+}
+
+/* Safe from any thread, callbacks included; unknown or finished handles are ignored. */
+void upstream_cancel(struct upstream *u, uint64_t handle)
+{
+	if (!u || handle == 0)
+		return;
+	pthread_mutex_lock(&u->lock);
+	if (u->ncancels == u->cancels_cap) {
+		size_t cap = u->cancels_cap ? u->cancels_cap * 2 : 16;
+		uint64_t *n = realloc(u->cancels, cap * sizeof(*n));
+
+		if (!n) {
+			pthread_mutex_unlock(&u->lock);
+			/* the call still ends, at the latest when its timeout fires */
+			log_warnx("upstream: out of memory, cancel of call %llu dropped",
+				  (unsigned long long)handle);
+			return;
+		}
+		u->cancels = n;
+		u->cancels_cap = cap;
+	}
+	u->cancels[u->ncancels++] = handle;
+	curl_multi_wakeup(u->multi);
+	pthread_mutex_unlock(&u->lock);
+}
+
+unsigned upstream_inflight(struct upstream *u)
+{
+	return u ? atomic_load(&u->inflight) : 0;
+}
