@@ -24,8 +24,8 @@
 #define ADMIN_ARG_MAX 128 /* longest :id or :name path segment kept */
 
 /* Roles allowed on a route, a bit per enum token_role; 0: no token at all. */
-#define R_ADMIN (1u << ROLE_ADMIN)
-#define R_VIEWER (1u << ROLE_VIEWER)
+#define R_ADMIN	   (1u << ROLE_ADMIN)
+#define R_VIEWER   (1u << ROLE_VIEWER)
 #define R_CONSUMER (1u << ROLE_CONSUMER)
 
 #define MSG_AUTH "a valid admin token is required: Authorization: Bearer <token>"
@@ -40,7 +40,7 @@ struct admin {
 struct admin_call {
 	struct admin *a;
 	struct http_req *req;
-	struct keys_auth auth;	  /* who is asking (after authentication) */
+	struct keys_auth auth;	     /* who is asking (after authentication) */
 	char arg[ADMIN_ARG_MAX + 1]; /* the :id or :name segment of the path */
 	int64_t now;
 };
@@ -65,8 +65,8 @@ enum admin_obj {
 
 static void reply_err(struct admin_call *c, const struct admin_err *e)
 {
-	http_reply_error(c->req, e->status, e->type, e->code, e->param[0] ? e->param : NULL,
-			 "%s", e->msg);
+	http_reply_error(c->req, e->status, e->type, e->code, e->param[0] ? e->param : NULL, "%s",
+			 e->msg);
 }
 
 static void reply_500(struct admin_call *c, const char *what, int rc)
@@ -111,8 +111,8 @@ static void reply_registry(struct admin_call *c, int rc, enum admin_obj obj, con
 	case -EKEYREVOKED:
 		http_reply_error(c->req, 409, "conflict_error",
 				 obj == OBJ_TOKEN ? "token_revoked" : "key_revoked", NULL,
-				 "the %s '%s' is revoked", obj == OBJ_TOKEN ? "admin token" : "API key",
-				 c->arg);
+				 "the %s '%s' is revoked",
+				 obj == OBJ_TOKEN ? "admin token" : "API key", c->arg);
 		return;
 	case -EKEYEXPIRED:
 		http_reply_error(c->req, 409, "conflict_error", "key_expired", NULL,
@@ -136,8 +136,9 @@ static void reply_registry(struct admin_call *c, int rc, enum admin_obj obj, con
 		return;
 	case -EINVAL:
 		/* everything was checked before the call: only a race (expiry) gets here */
-		http_reply_error(c->req, 400, "invalid_request_error", "invalid_value", NULL,
-				 "the registry refused the request as invalid; nothing was changed");
+		http_reply_error(
+		    c->req, 400, "invalid_request_error", "invalid_value", NULL,
+		    "the registry refused the request as invalid; nothing was changed");
 		return;
 	default:
 		reply_500(c, what, rc);
@@ -784,21 +785,21 @@ static void h_token_revoke(struct admin_call *c)
 /* ---- routing ---- */
 
 static const struct admin_route admin_routes[] = {
-	{"GET", "/health", 0, h_health},
-	{"GET", "/ready", 0, h_ready},
-	{"POST", "/api/v1/keys", R_ADMIN | R_CONSUMER, h_key_create},
-	{"GET", "/api/v1/keys", R_ADMIN | R_VIEWER | R_CONSUMER, h_key_list},
-	{"GET", "/api/v1/keys/:", R_ADMIN | R_VIEWER | R_CONSUMER, h_key_get},
-	{"PATCH", "/api/v1/keys/:", R_ADMIN, h_key_patch},
-	{"DELETE", "/api/v1/keys/:", R_ADMIN | R_CONSUMER, h_key_revoke},
-	{"POST", "/api/v1/keys/:/rotate", R_ADMIN, h_key_rotate},
-	{"GET", "/api/v1/tiers", R_ADMIN | R_VIEWER, h_tiers_list},
-	{"PUT", "/api/v1/tiers", R_ADMIN, h_tiers_replace},
-	{"GET", "/api/v1/tiers/:", R_ADMIN | R_VIEWER, h_tier_get},
-	{"PUT", "/api/v1/tiers/:", R_ADMIN, h_tier_put},
-	{"POST", "/api/v1/admin/tokens", R_ADMIN, h_token_create},
-	{"GET", "/api/v1/admin/tokens", R_ADMIN | R_VIEWER, h_token_list},
-	{"DELETE", "/api/v1/admin/tokens/:", R_ADMIN, h_token_revoke},
+    {"GET", "/health", 0, h_health},
+    {"GET", "/ready", 0, h_ready},
+    {"POST", "/api/v1/keys", R_ADMIN | R_CONSUMER, h_key_create},
+    {"GET", "/api/v1/keys", R_ADMIN | R_VIEWER | R_CONSUMER, h_key_list},
+    {"GET", "/api/v1/keys/:", R_ADMIN | R_VIEWER | R_CONSUMER, h_key_get},
+    {"PATCH", "/api/v1/keys/:", R_ADMIN, h_key_patch},
+    {"DELETE", "/api/v1/keys/:", R_ADMIN | R_CONSUMER, h_key_revoke},
+    {"POST", "/api/v1/keys/:/rotate", R_ADMIN, h_key_rotate},
+    {"GET", "/api/v1/tiers", R_ADMIN | R_VIEWER, h_tiers_list},
+    {"PUT", "/api/v1/tiers", R_ADMIN, h_tiers_replace},
+    {"GET", "/api/v1/tiers/:", R_ADMIN | R_VIEWER, h_tier_get},
+    {"PUT", "/api/v1/tiers/:", R_ADMIN, h_tier_put},
+    {"POST", "/api/v1/admin/tokens", R_ADMIN, h_token_create},
+    {"GET", "/api/v1/admin/tokens", R_ADMIN | R_VIEWER, h_token_list},
+    {"DELETE", "/api/v1/admin/tokens/:", R_ADMIN, h_token_revoke},
 };
 
 /* Matches path against pattern segment by segment; the ':' segment is copied into arg. */
@@ -811,8 +812,8 @@ static bool path_match(const char *pattern, const char *path, char arg[ADMIN_ARG
 			n = strcspn(path, "/");
 			if (n == 0)
 				return false;
-			snprintf(arg, ADMIN_ARG_MAX + 1, "%.*s", (int)(n > ADMIN_ARG_MAX ? ADMIN_ARG_MAX : n),
-				 path);
+			snprintf(arg, ADMIN_ARG_MAX + 1, "%.*s",
+				 (int)(n > ADMIN_ARG_MAX ? ADMIN_ARG_MAX : n), path);
 			pattern++;
 			path += n;
 		} else if (*pattern++ != *path++) {
@@ -886,13 +887,13 @@ static void admin_handle(struct http_req *req, void *arg)
 struct admin *admin_start(const struct admin_opts *o, struct keys *k, struct store *s)
 {
 	struct http_opts ho = {
-		.listen = o && o->listen ? o->listen : "127.0.0.1:8081",
-		.name = "admin",
-		.threads = o && o->threads ? o->threads : 2,
-		.max_body = o && o->max_body ? o->max_body : 65536,
-		.require_json = true,
-		.timeout_sec = o && o->timeout_sec ? o->timeout_sec : 30,
-		.max_conns = 256,
+	    .listen = o && o->listen ? o->listen : "127.0.0.1:8081",
+	    .name = "admin",
+	    .threads = o && o->threads ? o->threads : 2,
+	    .max_body = o && o->max_body ? o->max_body : 65536,
+	    .require_json = true,
+	    .timeout_sec = o && o->timeout_sec ? o->timeout_sec : 30,
+	    .max_conns = 256,
 	};
 	struct admin *a;
 	int err;

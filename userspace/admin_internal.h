@@ -18,20 +18,20 @@
 #include "keys.h"
 #include "model.h"
 
-#define ADMIN_PARAM_MAX 96	   /* longest param named in an error (longer names are cut) */
-#define ADMIN_MSG_MAX 320	   /* longest error message */
-#define ADMIN_GRACE_MAX 2592000	   /* grace_period_sec of a rotation: at most 30 days */
-#define ADMIN_TIERS_MAX 256	   /* tiers in one PUT /api/v1/tiers */
+#define ADMIN_PARAM_MAX	   96	   /* longest param named in an error (longer names are cut) */
+#define ADMIN_MSG_MAX	   320	   /* longest error message */
+#define ADMIN_GRACE_MAX	   2592000 /* grace_period_sec of a rotation: at most 30 days */
+#define ADMIN_TIERS_MAX	   256	   /* tiers in one PUT /api/v1/tiers */
 #define ADMIN_LIST_DEFAULT 50	   /* keys per page without ?limit */
-#define ADMIN_LIST_MAX 1000	   /* largest ?limit */
+#define ADMIN_LIST_MAX	   1000	   /* largest ?limit */
 
 /* Why a request is refused: HTTP status, OpenAI error type and code, field, message. */
 struct admin_err {
 	unsigned status;
-	const char *type;		/* static string */
-	const char *code;		/* static string */
-	char param[ADMIN_PARAM_MAX];	/* the field or query parameter; "" for null */
-	char msg[ADMIN_MSG_MAX];	/* never holds a secret: values are not echoed */
+	const char *type;	     /* static string */
+	const char *code;	     /* static string */
+	char param[ADMIN_PARAM_MAX]; /* the field or query parameter; "" for null */
+	char msg[ADMIN_MSG_MAX];     /* never holds a secret: values are not echoed */
 };
 
 /* Fills e; returns -EINVAL so callers can `return admin_err_set(...)`. */
@@ -43,8 +43,7 @@ int admin_err_set(struct admin_err *e, unsigned status, const char *type, const 
  * invalid_json) and that value an object (invalid_body). An empty body gives *out NULL
  * and 0 when optional, else invalid_body. The caller frees *out with cJSON_Delete.
  */
-int admin_json_parse(const char *body, size_t len, bool optional, cJSON **out,
-		     struct admin_err *e);
+int admin_json_parse(const char *body, size_t len, bool optional, cJSON **out, struct admin_err *e);
 
 /*
  * One limit value in stored units: an integer in the field's range, or for
@@ -85,13 +84,13 @@ int admin_token_parse(const cJSON *o, struct token_spec *s, struct admin_err *e)
 
 /* GET /api/v1/keys query parameters, fed one by one. */
 struct admin_list_query {
-	char owner[TG_OWNER_MAX + 1];	   /* "" = any */
-	char service[TG_SERVICE_MAX + 1];  /* "" = any */
-	char tier[TG_TIER_NAME_MAX + 1];   /* "" = any */
-	int status;			   /* enum key_status, -1 = any */
+	char owner[TG_OWNER_MAX + 1];	  /* "" = any */
+	char service[TG_SERVICE_MAX + 1]; /* "" = any */
+	char tier[TG_TIER_NAME_MAX + 1];  /* "" = any */
+	int status;			  /* enum key_status, -1 = any */
 	size_t limit;
-	char after[TG_ID_LEN + 1];	   /* "" = from the start */
-	unsigned seen;			   /* parameters given, to refuse repeats */
+	char after[TG_ID_LEN + 1]; /* "" = from the start */
+	unsigned seen;		   /* parameters given, to refuse repeats */
 };
 void admin_list_query_init(struct admin_list_query *q);
 /* One parameter; an unknown, repeated or bad one is invalid_query naming it. */

@@ -18,19 +18,20 @@
 #include "util.h"
 
 #define BAD_REQ "invalid_request_error"
-#define MSG_OWNER "must be consumer:<id>, user:<id> or team:<id> where <id> is 1-64 of [A-Za-z0-9._-]"
+#define MSG_OWNER                                                                                  \
+	"must be consumer:<id>, user:<id> or team:<id> where <id> is 1-64 of [A-Za-z0-9._-]"
 #define MSG_SERVICE "must be 1-64 of [A-Za-z0-9._-]"
-#define MSG_TIER "must be a tier name: 1-32 of [a-z0-9_-]"
-#define MSG_NAME "must be 1-128 printable characters"
+#define MSG_TIER    "must be a tier name: 1-32 of [a-z0-9_-]"
+#define MSG_NAME    "must be 1-128 printable characters"
 #define MSG_EXPIRES                                                                                \
 	"must be an RFC 3339 time in the future (such as 2030-01-31T12:00:00Z), or null for "      \
 	"never"
 
 /* What a member must be; checked before its value. */
 enum ajtype {
-	AJ_ANY = 0,  /* checked by the field's own parser */
+	AJ_ANY = 0, /* checked by the field's own parser */
 	AJ_STRING,
-	AJ_TIME,     /* string, or null */
+	AJ_TIME, /* string, or null */
 	AJ_OBJECT,
 	AJ_ARRAY,
 };
@@ -71,8 +72,7 @@ static bool json_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-int admin_json_parse(const char *body, size_t len, bool optional, cJSON **out,
-		     struct admin_err *e)
+int admin_json_parse(const char *body, size_t len, bool optional, cJSON **out, struct admin_err *e)
 {
 	const char *end = NULL;
 	size_t i = 0;
@@ -82,8 +82,9 @@ int admin_json_parse(const char *body, size_t len, bool optional, cJSON **out,
 	while (i < len && json_space(body[i]))
 		i++;
 	if (i == len)
-		return optional ? 0 : admin_err_set(e, 400, BAD_REQ, "invalid_body", NULL,
-						    "a JSON object body is required");
+		return optional ? 0
+				: admin_err_set(e, 400, BAD_REQ, "invalid_body", NULL,
+						"a JSON object body is required");
 	if (memchr(body, '\0', len))
 		return admin_err_set(e, 400, BAD_REQ, "invalid_json", NULL,
 				     "the body is not valid JSON: it holds a NUL byte");
@@ -121,10 +122,10 @@ static int field_index(const struct afield *f, size_t n, const char *name)
 static int type_check(const cJSON *v, enum ajtype t, const char *param, struct admin_err *e)
 {
 	static const char *const want[] = {
-		[AJ_STRING] = "a string",
-		[AJ_TIME] = "an RFC 3339 time string or null",
-		[AJ_OBJECT] = "an object",
-		[AJ_ARRAY] = "an array",
+	    [AJ_STRING] = "a string",
+	    [AJ_TIME] = "an RFC 3339 time string or null",
+	    [AJ_OBJECT] = "an object",
+	    [AJ_ARRAY] = "an array",
 	};
 	bool ok = t == AJ_ANY || (t == AJ_STRING && cJSON_IsString(v)) ||
 		  (t == AJ_TIME && (cJSON_IsString(v) || cJSON_IsNull(v))) ||
@@ -154,8 +155,8 @@ static int fields_get(const cJSON *o, const struct afield *f, size_t n, const ch
 		i = field_index(f, n, m->string);
 		if (i < 0)
 			return admin_err_set(e, 400, BAD_REQ, "unknown_field",
-					     param_join(p, prefix, m->string),
-					     "%s: unknown field", p);
+					     param_join(p, prefix, m->string), "%s: unknown field",
+					     p);
 		if (found[i])
 			return admin_err_set(e, 400, BAD_REQ, "invalid_json",
 					     param_join(p, prefix, m->string),
@@ -165,8 +166,8 @@ static int fields_get(const cJSON *o, const struct afield *f, size_t n, const ch
 	for (size_t k = 0; k < n; k++) {
 		param_join(p, prefix, f[k].name);
 		if (!found[k] && f[k].required)
-			return admin_err_set(e, 400, BAD_REQ, "missing_field", p,
-					     "%s: required", p);
+			return admin_err_set(e, 400, BAD_REQ, "missing_field", p, "%s: required",
+					     p);
 		if (found[k] && type_check(found[k], f[k].type, p, e))
 			return -EINVAL;
 	}
@@ -298,10 +299,12 @@ int admin_key_create_parse(const cJSON *o, int64_t now, struct admin_key_create 
 			   struct admin_err *e)
 {
 	static const struct afield f[KC__COUNT] = {
-		[KC_NAME] = {"name", AJ_STRING, true},	    [KC_OWNER] = {"owner", AJ_STRING, false},
-		[KC_SERVICE] = {"service", AJ_STRING, false}, [KC_TIER] = {"tier", AJ_STRING, false},
-		[KC_EXPIRES] = {"expires_at", AJ_TIME, false},
-		[KC_LIMITS] = {"limits", AJ_OBJECT, false},
+	    [KC_NAME] = {"name", AJ_STRING, true},
+	    [KC_OWNER] = {"owner", AJ_STRING, false},
+	    [KC_SERVICE] = {"service", AJ_STRING, false},
+	    [KC_TIER] = {"tier", AJ_STRING, false},
+	    [KC_EXPIRES] = {"expires_at", AJ_TIME, false},
+	    [KC_LIMITS] = {"limits", AJ_OBJECT, false},
 	};
 	const cJSON *v[KC__COUNT];
 	struct key_spec *s = &out->spec;
@@ -334,10 +337,12 @@ int admin_key_patch_parse(const cJSON *o, int64_t now, struct key_patch *p, stru
 {
 	/* the same members as a creation; owner is listed to be refused by name */
 	static const struct afield f[KC__COUNT] = {
-		[KC_NAME] = {"name", AJ_STRING, false},	    [KC_OWNER] = {"owner", AJ_ANY, false},
-		[KC_SERVICE] = {"service", AJ_STRING, false}, [KC_TIER] = {"tier", AJ_STRING, false},
-		[KC_EXPIRES] = {"expires_at", AJ_TIME, false},
-		[KC_LIMITS] = {"limits", AJ_OBJECT, false},
+	    [KC_NAME] = {"name", AJ_STRING, false},
+	    [KC_OWNER] = {"owner", AJ_ANY, false},
+	    [KC_SERVICE] = {"service", AJ_STRING, false},
+	    [KC_TIER] = {"tier", AJ_STRING, false},
+	    [KC_EXPIRES] = {"expires_at", AJ_TIME, false},
+	    [KC_LIMITS] = {"limits", AJ_OBJECT, false},
 	};
 	const cJSON *v[KC__COUNT];
 	int rc;
@@ -509,10 +514,10 @@ static int token_consumer_check(const cJSON *const *v, enum token_role role, str
 int admin_token_parse(const cJSON *o, struct token_spec *s, struct admin_err *e)
 {
 	static const struct afield f[TK__COUNT] = {
-		[TK_NAME] = {"name", AJ_STRING, true},
-		[TK_ROLE] = {"role", AJ_STRING, true},
-		[TK_CONSUMER] = {"consumer", AJ_STRING, false},
-		[TK_TIER] = {"tier", AJ_STRING, false},
+	    [TK_NAME] = {"name", AJ_STRING, true},
+	    [TK_ROLE] = {"role", AJ_STRING, true},
+	    [TK_CONSUMER] = {"consumer", AJ_STRING, false},
+	    [TK_TIER] = {"tier", AJ_STRING, false},
 	};
 	const cJSON *v[TK__COUNT];
 	int rc, role;
@@ -540,8 +545,8 @@ int admin_token_parse(const cJSON *o, struct token_spec *s, struct admin_err *e)
 /* ---- list query ---- */
 
 enum { Q_OWNER = 0, Q_SERVICE, Q_TIER, Q_STATUS, Q_LIMIT, Q_AFTER, Q__COUNT };
-static const char *const query_names[Q__COUNT] = {"owner", "service", "tier",
-						  "status", "limit", "after"};
+static const char *const query_names[Q__COUNT] = {"owner",  "service", "tier",
+						  "status", "limit",   "after"};
 
 void admin_list_query_init(struct admin_list_query *q)
 {
@@ -587,8 +592,10 @@ int admin_list_query_add(struct admin_list_query *q, const char *k, const char *
 	for (i = 0; i < Q__COUNT && strcmp(k, query_names[i]) != 0; i++)
 		;
 	if (i == Q__COUNT)
-		return query_bad(k, "unknown query parameter; known: owner, service, tier, "
-				    "status, limit, after", e);
+		return query_bad(k,
+				 "unknown query parameter; known: owner, service, tier, "
+				 "status, limit, after",
+				 e);
 	if (q->seen & (1u << i))
 		return query_bad(k, "given more than once", e);
 	q->seen |= 1u << i;
@@ -614,7 +621,8 @@ int admin_list_query_add(struct admin_list_query *q, const char *k, const char *
 		return query_limit(v, &q->limit, e);
 	default:
 		if (*v && !model_id_valid(v))
-			return query_bad(k, "must be a key id (12 of [a-z0-9]), as in next_after", e);
+			return query_bad(k, "must be a key id (12 of [a-z0-9]), as in next_after",
+					 e);
 		snprintf(q->after, sizeof(q->after), "%s", v);
 		return 0;
 	}

@@ -27,15 +27,15 @@
 #include "log.h"
 #include "util.h"
 
-#define HTTP_ID_MAX 64		 /* longest x-request-id taken from a client */
-#define HTTP_ID_RANDOM 24	 /* random characters of a generated id, after "req_" */
-#define HTTP_HDR_MAX 16		 /* response headers a handler may add */
-#define HTTP_LOG_PATH_MAX 160	 /* path characters shown in the access log */
-#define HTTP_ERR_MSG_MAX 512	 /* longest error message */
-#define HTTP_BODY_MIN_CAP 1024	 /* first allocation of a body buffer */
-#define HTTP_SECRET_BUF 2048	 /* first try at serialising a secret-bearing body */
+#define HTTP_ID_MAX	    64	 /* longest x-request-id taken from a client */
+#define HTTP_ID_RANDOM	    24	 /* random characters of a generated id, after "req_" */
+#define HTTP_HDR_MAX	    16	 /* response headers a handler may add */
+#define HTTP_LOG_PATH_MAX   160	 /* path characters shown in the access log */
+#define HTTP_ERR_MSG_MAX    512	 /* longest error message */
+#define HTTP_BODY_MIN_CAP   1024 /* first allocation of a body buffer */
+#define HTTP_SECRET_BUF	    2048 /* first try at serialising a secret-bearing body */
 #define HTTP_SECRET_BUF_MAX (1u << 20)
-#define HTTP_ID_ALPHABET "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+#define HTTP_ID_ALPHABET    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 struct http_server {
 	struct MHD_Daemon *d;
@@ -57,10 +57,10 @@ struct http_req {
 	struct MHD_Connection *conn;
 	char *method;
 	char *path;
-	char *body;	 /* NUL-terminated; NULL until the first byte */
+	char *body; /* NUL-terminated; NULL until the first byte */
 	size_t len;
 	size_t cap;
-	bool too_large;	 /* the body passed max_body: 413, the rest is discarded */
+	bool too_large; /* the body passed max_body: 413, the rest is discarded */
 	bool answered;
 	unsigned status;
 	int64_t start_ns;
@@ -101,8 +101,8 @@ static void req_set_id(struct http_req *r)
 			 atomic_fetch_add(&fallback, 1));
 }
 
-static struct http_req *req_new(struct http_server *h, struct MHD_Connection *conn,
-				const char *url, const char *method)
+static struct http_req *req_new(struct http_server *h, struct MHD_Connection *conn, const char *url,
+				const char *method)
 {
 	struct http_req *r = calloc(1, sizeof(*r));
 
@@ -248,7 +248,8 @@ static int reply_queue(struct http_req *r, unsigned status, const char *ctype,
 	if (!resp)
 		return -ENOMEM;
 	if (MHD_add_response_header(resp, "x-request-id", r->id) != MHD_YES ||
-	    (ctype && MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) != MHD_YES))
+	    (ctype &&
+	     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) != MHD_YES))
 		rc = -ENOMEM;
 	for (size_t i = 0; !rc && i < r->nhdr; i++) {
 		if (MHD_add_response_header(resp, r->hdr[i].name, r->hdr[i].value) != MHD_YES)
@@ -271,8 +272,8 @@ int http_reply(struct http_req *r, unsigned status, const char *content_type, co
 
 	if (r->answered)
 		return -EALREADY;
-	resp = MHD_create_response_from_buffer(len, (void *)(len ? body : ""),
-					       MHD_RESPMEM_MUST_COPY);
+	resp =
+	    MHD_create_response_from_buffer(len, (void *)(len ? body : ""), MHD_RESPMEM_MUST_COPY);
 	return reply_queue(r, status, content_type, resp);
 }
 
@@ -330,8 +331,7 @@ int http_reply_json_secret(struct http_req *r, unsigned status, const struct cJS
 	s = print_secret(json);
 	if (!s)
 		return -ENOMEM;
-	resp = MHD_create_response_from_buffer_with_free_callback_cls(strlen(s), s, secret_free,
-								      s);
+	resp = MHD_create_response_from_buffer_with_free_callback_cls(strlen(s), s, secret_free, s);
 	if (!resp) {
 		secret_free(s);
 		return -ENOMEM;
@@ -432,9 +432,8 @@ static enum MHD_Result req_finish(struct http_req *r)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-				  const char *method, const char *version,
-				  const char *upload_data, size_t *upload_data_size,
-				  void **con_cls)
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
 {
 	struct http_server *h = cls;
 	struct http_req *r = *con_cls;
@@ -502,14 +501,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	ms = (tg_now_mono_ns() - r->start_ns) / 1000000;
 	log_clean(method, sizeof(method), r->method, 16);
 	log_clean(path, sizeof(path), r->path, HTTP_LOG_PATH_MAX);
-	log_info("%s %s %s %u %lldms id=%s%s%s%s", h->name, method, path, r->status,
-		 (long long)ms, r->id, why ? " (" : "", why ? why : "", why ? ")" : "");
+	log_info("%s %s %s %u %lldms id=%s%s%s%s", h->name, method, path, r->status, (long long)ms,
+		 r->id, why ? " (" : "", why ? why : "", why ? ")" : "");
 	req_free(r);
 	*con_cls = NULL;
 }
 
-__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt,
-							     va_list ap)
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	struct http_server *h = cls;
 	char buf[512];
@@ -597,12 +595,13 @@ static struct MHD_Daemon *daemon_start(struct http_server *h, const struct http_
 
 	/* the logger first, so that the library's messages about the options reach it too */
 	return MHD_start_daemon(
-		flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-		MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o->threads ? o->threads : 2),
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(o->timeout_sec ? o->timeout_sec : 30),
-		MHD_OPTION_CONNECTION_LIMIT, (unsigned)(o->max_conns ? o->max_conns : 1024),
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(o->max_header ? o->max_header : 32768),
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_END);
+	    flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+	    MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss, MHD_OPTION_THREAD_POOL_SIZE,
+	    (unsigned)(o->threads ? o->threads : 2), MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)(o->timeout_sec ? o->timeout_sec : 30), MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned)(o->max_conns ? o->max_conns : 1024), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)(o->max_header ? o->max_header : 32768), MHD_OPTION_NOTIFY_COMPLETED,
+	    on_completed, h, MHD_OPTION_END);
 }
 
 struct http_server *http_start(const struct http_opts *o, http_handler_fn fn, void *arg)

@@ -69,6 +69,7 @@ case_end() {
 	local name=$tg_case_name
 
 	[ -n "$name" ] || return 0
+	tg_flush
 	tg_case_name=""
 	if [ "$tg_case_fails" -eq 0 ]; then
 		echo "ok - $TG_SCRIPT: $name"
@@ -135,43 +136,72 @@ expect_status() { # CODE
 	[ "$STATUS" = "$1" ] || fail "expected status $1, got ${STATUS:-none}"
 }
 
-# The jq FILTER applied to the last body prints exactly VALUE (null for null or missing).
-expect_json() { # FILTER VALUE
-	local got
+# Expectations on the JSON body are queued and checked together, with one jq for all the
+# expectations on one body (jq's start-up dominates a run): when the case ends, or when an
+# expectation comes for another body. Each failure names the request it is about.
+tg_q_kind=() tg_q_filter=() tg_q_want=()
+tg_q_body="" tg_q_request=""
 
-	got=$(jq -r "$1" <<<"$BODY" 2>&1)
-	[ "$got" = "$2" ] || fail "expected $1 to be '$2', got '$got'"
+tg_queue() { # KIND (json|match|jq) FILTER WANT
+	[ "${#tg_q_kind[@]}" -gt 0 ] && [ "$tg_q_body" != "$BODY" ] && tg_flush
+	tg_q_body=$BODY tg_q_request=$tg_last_request
+	tg_q_kind+=("$1") tg_q_filter+=("$2") tg_q_want+=("$3")
+}
+
+tg_flush() {
+	local n=${#tg_q_kind[@]} prog="" i got=() g about=""
+
+	[ "$n" -gt 0 ] || return 0
+	# Each result as text ("null" for null, JSON for non-strings), NUL-terminated.
+	for ((i = 0; i < n; i++)); do
+		prog+="${prog:+, }(try ([${tg_q_filter[$i]}] | if length == 1 then .[0] else . end
+			| if type == \"string\" then . else tojson end) catch \"jq error: \\(.)\"), \"\\u0000\""
+	done
+	mapfile -t -d '' got < <(jq -j "$prog" <<<"$tg_q_body" 2>/dev/null)
+	[ -n "$tg_q_request" ] && about=" (answer to $tg_q_request)"
+	for ((i = 0; i < n; i++)); do
+		g=${got[$i]-}
+		case ${tg_q_kind[$i]} in
+		json) [ "$g" = "${tg_q_want[$i]}" ] ||
+			fail "expected ${tg_q_filter[$i]} to be '${tg_q_want[$i]}', got '$g'$about" ;;
+		match) [[ $g =~ ${tg_q_want[$i]} ]] ||
+			fail "expected ${tg_q_filter[$i]} to match /${tg_q_want[$i]}/, got '$g'$about" ;;
+		jq) [ "$g" = true ] || fail "expected the body to satisfy: ${tg_q_filter[$i]}$about" ;;
+		esac
+	done
+	tg_q_kind=() tg_q_filter=() tg_q_want=()
+}
+
+# The jq FILTER applied to the last body gives exactly VALUE (null for null or missing).
+expect_json() { # FILTER VALUE
+	tg_queue json "$1" "$2"
+}
+
+# The jq FILTER applied to the last body gives text matching the extended REGEX.
+expect_match() { # FILTER REGEX
+	tg_queue match "$1" "$2"
 }
 
 # The jq FILTER applied to the last body is true. jq options (--arg a v) may come first.
 expect_jq() { # [JQ_OPTIONS...] FILTER
 	local filter=${!#}
 
+	if [ $# -eq 1 ]; then
+		tg_queue jq "$filter" true
+		return 0
+	fi
 	jq -e "${@:1:$#-1}" "$filter" >/dev/null 2>&1 <<<"$BODY" ||
 		fail "expected the body to satisfy: $filter"
-}
-
-# The jq FILTER applied to the last body prints text matching the extended REGEX.
-expect_match() { # FILTER REGEX
-	local got
-
-	got=$(jq -r "$1" <<<"$BODY" 2>&1)
-	[[ $got =~ $2 ]] || fail "expected $1 to match /$2/, got '$got'"
 }
 
 # An error in the contract's shape: status, error.type, error.code, a message, and param
 # (the string "null" for a JSON null) when given.
 expect_error() { # STATUS TYPE CODE [PARAM]
-	local type="" code="" msg="" param=""
-
 	expect_status "$1"
-	IFS=$'\t' read -r type code msg param < <(jq -r '.error | [.type, .code,
-		(.message | type == "string" and length > 0), .param] | map(tostring) | @tsv' \
-		<<<"$BODY" 2>/dev/null)
-	[ "$type" = "$2" ] || fail "expected .error.type to be '$2', got '$type'"
-	[ "$code" = "$3" ] || fail "expected .error.code to be '$3', got '$code'"
-	[ "$msg" = true ] || fail "expected .error.message to be a non-empty string"
-	[ $# -lt 4 ] || [ "$param" = "$4" ] || fail "expected .error.param to be '$4', got '$param'"
+	expect_json .error.type "$2"
+	expect_json .error.code "$3"
+	expect_jq '.error.message | type == "string" and length > 0'
+	[ $# -lt 4 ] || expect_json .error.param "$4"
 }
 
 # WHAT is the same before and after (two texts); a diff otherwise.
@@ -218,10 +248,14 @@ api() {
 	fi
 	: >"$tmp/body"
 	: >"$HEADERS"
-	rm -f "$tmp/ctl.err"
+	: >"$tmp/ctl.err"
 	tg_last_request="$method $path"
-	STATUS=$(curl "${args[@]}" "$@" "$TG_URL$path" 2>"$tmp/curl.err") || STATUS="curl failed: $(cat "$tmp/curl.err")"
-	BODY=$(cat "$tmp/body")
+	if curl "${args[@]}" "$@" "$TG_URL$path" >"$tmp/status" 2>"$tmp/curl.err"; then
+		read -r STATUS <"$tmp/status"
+	else
+		STATUS="curl failed: $(cat "$tmp/curl.err")"
+	fi
+	IFS= read -r -d '' BODY <"$tmp/body"
 }
 
 # Prints the value of response header NAME of the last request; fails if absent.
