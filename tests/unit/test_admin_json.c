@@ -30,18 +30,18 @@ static const struct {
 	const char *body;
 	const char *code; /* NULL: accepted */
 } bodies[] = {
-	{"an object", "{\"a\":1}", NULL},
-	{"an object with blanks around it", " \n{\"a\":1}\t\r\n ", NULL},
-	{"cut short", "{\"name\":\"a\",\"owner\":", "invalid_json"},
-	{"single quotes", "{'name':'a'}", "invalid_json"},
-	{"trailing text", "{\"a\":1} xyz", "invalid_json"},
-	{"a second object", "{\"a\":1}{}", "invalid_json"},
-	{"an array", "[1,2]", "invalid_body"},
-	{"a string", "\"text\"", "invalid_body"},
-	{"a number", "42", "invalid_body"},
-	{"null", "null", "invalid_body"},
-	{"empty", "", "invalid_body"},
-	{"blanks only", "   ", "invalid_body"},
+    {"an object", "{\"a\":1}", NULL},
+    {"an object with blanks around it", " \n{\"a\":1}\t\r\n ", NULL},
+    {"cut short", "{\"name\":\"a\",\"owner\":", "invalid_json"},
+    {"single quotes", "{'name':'a'}", "invalid_json"},
+    {"trailing text", "{\"a\":1} xyz", "invalid_json"},
+    {"a second object", "{\"a\":1}{}", "invalid_json"},
+    {"an array", "[1,2]", "invalid_body"},
+    {"a string", "\"text\"", "invalid_body"},
+    {"a number", "42", "invalid_body"},
+    {"null", "null", "invalid_body"},
+    {"empty", "", "invalid_body"},
+    {"blanks only", "   ", "invalid_body"},
 };
 
 static void bodies_must_be_one_object(void)
@@ -84,48 +84,46 @@ static const struct {
 	const char *name;
 	const char *limits; /* the "limits" object */
 	bool allow_null;
-	const char *code;   /* NULL: accepted */
-	const char *param;  /* named field on refusal */
-	int field;	    /* on success: this field ... */
-	uint64_t value;	    /* ... has this stored value */
+	const char *code;  /* NULL: accepted */
+	const char *param; /* named field on refusal */
+	int field;	   /* on success: this field ... */
+	uint64_t value;	   /* ... has this stored value */
 } limit_cases[] = {
-	{"fractional rps in milli", "{\"requests_per_second\":0.5}", false, NULL, NULL, LIMIT_RPS, 500},
-	{"rps 2.5", "{\"requests_per_second\":2.5}", false, NULL, NULL, LIMIT_RPS, 2500},
-	{"rps with 3 decimals", "{\"requests_per_second\":0.125}", false, NULL, NULL, LIMIT_RPS, 125},
-	{"rps smallest", "{\"requests_per_second\":0.001}", false, NULL, NULL, LIMIT_RPS, 1},
-	{"rps largest", "{\"requests_per_second\":1000000}", false, NULL, NULL, LIMIT_RPS,
-	 1000000000},
-	{"rps in exponent form", "{\"requests_per_second\":1e2}", false, NULL, NULL, LIMIT_RPS,
-	 100000},
-	{"rps with 4 decimals", "{\"requests_per_second\":1.2345}", false, "invalid_value",
-	 "limits.requests_per_second", 0, 0},
-	{"rps below 0.001", "{\"requests_per_second\":0.0004}", false, "invalid_value",
-	 "limits.requests_per_second", 0, 0},
-	{"rps 0", "{\"requests_per_second\":0}", false, "invalid_value",
-	 "limits.requests_per_second", 0, 0},
-	{"rps negative", "{\"requests_per_second\":-2}", false, "invalid_value",
-	 "limits.requests_per_second", 0, 0},
-	{"rps over a million", "{\"requests_per_second\":1000000.001}", false, "invalid_value",
-	 "limits.requests_per_second", 0, 0},
-	{"rps as a string", "{\"requests_per_second\":\"5\"}", false, "invalid_type",
-	 "limits.requests_per_second", 0, 0},
-	{"burst integer", "{\"burst\":7}", false, NULL, NULL, LIMIT_BURST, 7},
-	{"burst fraction", "{\"burst\":2.5}", false, "invalid_value", "limits.burst", 0, 0},
-	{"burst 0", "{\"burst\":0}", false, "invalid_value", "limits.burst", 0, 0},
-	{"burst over 1e9", "{\"burst\":1000000001}", false, "invalid_value", "limits.burst", 0, 0},
-	{"burst as a string", "{\"burst\":\"20\"}", false, "invalid_type", "limits.burst", 0, 0},
-	{"burst true", "{\"burst\":true}", false, "invalid_type", "limits.burst", 0, 0},
-	{"tokens_per_month 0 (no limit)", "{\"tokens_per_month\":0}", false, NULL, NULL,
-	 LIMIT_TOKENS_MONTH, 0},
-	{"tokens_per_month 1e15 exactly", "{\"tokens_per_month\":1000000000000000}", false, NULL,
-	 NULL, LIMIT_TOKENS_MONTH, 1000000000000000ull},
-	{"tokens_per_month negative", "{\"tokens_per_month\":-5}", false, "invalid_value",
-	 "limits.tokens_per_month", 0, 0},
-	{"max_concurrent negative", "{\"max_concurrent\":-1}", false, "invalid_value",
-	 "limits.max_concurrent", 0, 0},
-	{"unknown limit", "{\"rps\":1}", false, "unknown_field", "limits.rps", 0, 0},
-	{"a limit twice", "{\"burst\":1,\"burst\":2}", false, "invalid_json", "limits.burst", 0, 0},
-	{"null outside PATCH", "{\"burst\":null}", false, "invalid_type", "limits.burst", 0, 0},
+    {"fractional rps in milli", "{\"requests_per_second\":0.5}", false, NULL, NULL, LIMIT_RPS, 500},
+    {"rps 2.5", "{\"requests_per_second\":2.5}", false, NULL, NULL, LIMIT_RPS, 2500},
+    {"rps with 3 decimals", "{\"requests_per_second\":0.125}", false, NULL, NULL, LIMIT_RPS, 125},
+    {"rps smallest", "{\"requests_per_second\":0.001}", false, NULL, NULL, LIMIT_RPS, 1},
+    {"rps largest", "{\"requests_per_second\":1000000}", false, NULL, NULL, LIMIT_RPS, 1000000000},
+    {"rps in exponent form", "{\"requests_per_second\":1e2}", false, NULL, NULL, LIMIT_RPS, 100000},
+    {"rps with 4 decimals", "{\"requests_per_second\":1.2345}", false, "invalid_value",
+     "limits.requests_per_second", 0, 0},
+    {"rps below 0.001", "{\"requests_per_second\":0.0004}", false, "invalid_value",
+     "limits.requests_per_second", 0, 0},
+    {"rps 0", "{\"requests_per_second\":0}", false, "invalid_value", "limits.requests_per_second",
+     0, 0},
+    {"rps negative", "{\"requests_per_second\":-2}", false, "invalid_value",
+     "limits.requests_per_second", 0, 0},
+    {"rps over a million", "{\"requests_per_second\":1000000.001}", false, "invalid_value",
+     "limits.requests_per_second", 0, 0},
+    {"rps as a string", "{\"requests_per_second\":\"5\"}", false, "invalid_type",
+     "limits.requests_per_second", 0, 0},
+    {"burst integer", "{\"burst\":7}", false, NULL, NULL, LIMIT_BURST, 7},
+    {"burst fraction", "{\"burst\":2.5}", false, "invalid_value", "limits.burst", 0, 0},
+    {"burst 0", "{\"burst\":0}", false, "invalid_value", "limits.burst", 0, 0},
+    {"burst over 1e9", "{\"burst\":1000000001}", false, "invalid_value", "limits.burst", 0, 0},
+    {"burst as a string", "{\"burst\":\"20\"}", false, "invalid_type", "limits.burst", 0, 0},
+    {"burst true", "{\"burst\":true}", false, "invalid_type", "limits.burst", 0, 0},
+    {"tokens_per_month 0 (no limit)", "{\"tokens_per_month\":0}", false, NULL, NULL,
+     LIMIT_TOKENS_MONTH, 0},
+    {"tokens_per_month 1e15 exactly", "{\"tokens_per_month\":1000000000000000}", false, NULL, NULL,
+     LIMIT_TOKENS_MONTH, 1000000000000000ull},
+    {"tokens_per_month negative", "{\"tokens_per_month\":-5}", false, "invalid_value",
+     "limits.tokens_per_month", 0, 0},
+    {"max_concurrent negative", "{\"max_concurrent\":-1}", false, "invalid_value",
+     "limits.max_concurrent", 0, 0},
+    {"unknown limit", "{\"rps\":1}", false, "unknown_field", "limits.rps", 0, 0},
+    {"a limit twice", "{\"burst\":1,\"burst\":2}", false, "invalid_json", "limits.burst", 0, 0},
+    {"null outside PATCH", "{\"burst\":null}", false, "invalid_type", "limits.burst", 0, 0},
 };
 
 static void limits_parse_and_name_the_field(void)
@@ -179,32 +177,32 @@ static const struct {
 	const char *code;
 	const char *param;
 } key_create_bad[] = {
-	{"missing name", "{\"owner\":\"team:x\"}", "missing_field", "name"},
-	{"name not a string", "{\"name\":5,\"owner\":\"team:x\"}", "invalid_type", "name"},
-	{"empty name", "{\"name\":\"\",\"owner\":\"team:x\"}", "invalid_value", "name"},
-	{"control char in name", "{\"name\":\"bell\\u0007\",\"owner\":\"team:x\"}", "invalid_value",
-	 "name"},
-	{"owner not a string", "{\"name\":\"a\",\"owner\":[\"team:x\"]}", "invalid_type", "owner"},
-	{"owner of an unknown kind", "{\"name\":\"a\",\"owner\":\"org:x\"}", "invalid_value", "owner"},
-	{"owner without an id", "{\"name\":\"a\",\"owner\":\"team:\"}", "invalid_value", "owner"},
-	{"owner with a slash", "{\"name\":\"a\",\"owner\":\"team:a/b\"}", "invalid_value", "owner"},
-	{"service with a blank", "{\"name\":\"a\",\"owner\":\"team:x\",\"service\":\"chat bot\"}",
-	 "invalid_value", "service"},
-	{"tier not a name", "{\"name\":\"a\",\"owner\":\"team:x\",\"tier\":\"Gold!\"}", "invalid_value",
-	 "tier"},
-	{"unknown field", "{\"name\":\"a\",\"owner\":\"team:x\",\"colour\":\"red\"}", "unknown_field",
-	 "colour"},
-	{"limits not an object", "{\"name\":\"a\",\"owner\":\"team:x\",\"limits\":\"fast\"}",
-	 "invalid_type", "limits"},
-	{"nested unknown limit", "{\"name\":\"a\",\"owner\":\"team:x\",\"limits\":{\"rps\":1}}",
-	 "unknown_field", "limits.rps"},
-	{"expires in the past",
-	 "{\"name\":\"a\",\"owner\":\"team:x\",\"expires_at\":\"2001-01-01T00:00:00Z\"}",
-	 "invalid_value", "expires_at"},
-	{"expires not a time", "{\"name\":\"a\",\"owner\":\"team:x\",\"expires_at\":\"tomorrow\"}",
-	 "invalid_value", "expires_at"},
-	{"expires a number", "{\"name\":\"a\",\"owner\":\"team:x\",\"expires_at\":12345}",
-	 "invalid_type", "expires_at"},
+    {"missing name", "{\"owner\":\"team:x\"}", "missing_field", "name"},
+    {"name not a string", "{\"name\":5,\"owner\":\"team:x\"}", "invalid_type", "name"},
+    {"empty name", "{\"name\":\"\",\"owner\":\"team:x\"}", "invalid_value", "name"},
+    {"control char in name", "{\"name\":\"bell\\u0007\",\"owner\":\"team:x\"}", "invalid_value",
+     "name"},
+    {"owner not a string", "{\"name\":\"a\",\"owner\":[\"team:x\"]}", "invalid_type", "owner"},
+    {"owner of an unknown kind", "{\"name\":\"a\",\"owner\":\"org:x\"}", "invalid_value", "owner"},
+    {"owner without an id", "{\"name\":\"a\",\"owner\":\"team:\"}", "invalid_value", "owner"},
+    {"owner with a slash", "{\"name\":\"a\",\"owner\":\"team:a/b\"}", "invalid_value", "owner"},
+    {"service with a blank", "{\"name\":\"a\",\"owner\":\"team:x\",\"service\":\"chat bot\"}",
+     "invalid_value", "service"},
+    {"tier not a name", "{\"name\":\"a\",\"owner\":\"team:x\",\"tier\":\"Gold!\"}", "invalid_value",
+     "tier"},
+    {"unknown field", "{\"name\":\"a\",\"owner\":\"team:x\",\"colour\":\"red\"}", "unknown_field",
+     "colour"},
+    {"limits not an object", "{\"name\":\"a\",\"owner\":\"team:x\",\"limits\":\"fast\"}",
+     "invalid_type", "limits"},
+    {"nested unknown limit", "{\"name\":\"a\",\"owner\":\"team:x\",\"limits\":{\"rps\":1}}",
+     "unknown_field", "limits.rps"},
+    {"expires in the past",
+     "{\"name\":\"a\",\"owner\":\"team:x\",\"expires_at\":\"2001-01-01T00:00:00Z\"}",
+     "invalid_value", "expires_at"},
+    {"expires not a time", "{\"name\":\"a\",\"owner\":\"team:x\",\"expires_at\":\"tomorrow\"}",
+     "invalid_value", "expires_at"},
+    {"expires a number", "{\"name\":\"a\",\"owner\":\"team:x\",\"expires_at\":12345}",
+     "invalid_type", "expires_at"},
 };
 
 static void key_create_refusals_name_the_field(void)
@@ -290,15 +288,15 @@ static const struct {
 	int64_t grace;
 	const char *code;
 } rotations[] = {
-	{NULL, 0, -1, NULL},
-	{"{}", 0, -1, NULL},
-	{"{\"grace_period_sec\":0}", 0, 0, NULL},
-	{"{\"grace_period_sec\":2592000}", 0, 2592000, NULL},
-	{"{\"grace_period_sec\":2592001}", -EINVAL, 0, "invalid_value"},
-	{"{\"grace_period_sec\":-1}", -EINVAL, 0, "invalid_value"},
-	{"{\"grace_period_sec\":1.5}", -EINVAL, 0, "invalid_value"},
-	{"{\"grace_period_sec\":\"soon\"}", -EINVAL, 0, "invalid_type"},
-	{"{\"grace\":5}", -EINVAL, 0, "unknown_field"},
+    {NULL, 0, -1, NULL},
+    {"{}", 0, -1, NULL},
+    {"{\"grace_period_sec\":0}", 0, 0, NULL},
+    {"{\"grace_period_sec\":2592000}", 0, 2592000, NULL},
+    {"{\"grace_period_sec\":2592001}", -EINVAL, 0, "invalid_value"},
+    {"{\"grace_period_sec\":-1}", -EINVAL, 0, "invalid_value"},
+    {"{\"grace_period_sec\":1.5}", -EINVAL, 0, "invalid_value"},
+    {"{\"grace_period_sec\":\"soon\"}", -EINVAL, 0, "invalid_type"},
+    {"{\"grace\":5}", -EINVAL, 0, "unknown_field"},
 };
 
 static void rotation_grace_is_0_to_30_days(void)
@@ -314,7 +312,8 @@ static void rotation_grace_is_0_to_30_days(void)
 		else
 			TG_CHECK_STR(e.code, rotations[i].code);
 		if (tg_failed)
-			printf("#   rotation case: %s\n", rotations[i].body ? rotations[i].body : "none");
+			printf("#   rotation case: %s\n",
+			       rotations[i].body ? rotations[i].body : "none");
 		cJSON_Delete(o);
 	}
 }
@@ -362,8 +361,8 @@ static void tier_set_refuses_repeats_and_non_objects(void)
 	struct admin_err e;
 	struct tier *t = NULL;
 	size_t n = 9;
-	cJSON *o = parse("{\"tiers\":[" TIER_BODY("\"name\":\"a\",") "," TIER_BODY(
-		"\"name\":\"b\",") "]}");
+	cJSON *o = parse(
+	    "{\"tiers\":[" TIER_BODY("\"name\":\"a\",") "," TIER_BODY("\"name\":\"b\",") "]}");
 
 	TG_REQUIRE(o);
 	TG_CHECK_INT(admin_tiers_parse(o, &t, &n, &e), 0);
@@ -372,7 +371,8 @@ static void tier_set_refuses_repeats_and_non_objects(void)
 	free(t);
 	cJSON_Delete(o);
 
-	o = parse("{\"tiers\":[" TIER_BODY("\"name\":\"a\",") "," TIER_BODY("\"name\":\"a\",") "]}");
+	o = parse(
+	    "{\"tiers\":[" TIER_BODY("\"name\":\"a\",") "," TIER_BODY("\"name\":\"a\",") "]}");
 	TG_REQUIRE(o);
 	TG_CHECK_INT(admin_tiers_parse(o, &t, &n, &e), -EINVAL);
 	TG_CHECK_STR(e.param, "tiers[1]");
@@ -400,16 +400,16 @@ static const struct {
 	const char *code; /* NULL: accepted */
 	const char *param;
 } tokens[] = {
-	{"{\"name\":\"t\",\"role\":\"viewer\"}", NULL, NULL},
-	{"{\"name\":\"t\",\"role\":\"consumer\",\"consumer\":\"acme\",\"tier\":\"gold\"}", NULL, NULL},
-	{"{\"name\":\"t\",\"role\":\"root\"}", "invalid_value", "role"},
-	{"{\"role\":\"viewer\"}", "missing_field", "name"},
-	{"{\"name\":\"t\"}", "missing_field", "role"},
-	{"{\"name\":\"t\",\"role\":\"consumer\"}", "missing_field", "consumer"},
-	{"{\"name\":\"t\",\"role\":\"consumer\",\"consumer\":\"a b\"}", "invalid_value", "consumer"},
-	{"{\"name\":\"t\",\"role\":\"viewer\",\"consumer\":\"acme\"}", "invalid_value", "consumer"},
-	{"{\"name\":\"t\",\"role\":\"admin\",\"tier\":\"basic\"}", "invalid_value", "tier"},
-	{"{\"name\":\"t\",\"role\":\"viewer\",\"scope\":\"all\"}", "unknown_field", "scope"},
+    {"{\"name\":\"t\",\"role\":\"viewer\"}", NULL, NULL},
+    {"{\"name\":\"t\",\"role\":\"consumer\",\"consumer\":\"acme\",\"tier\":\"gold\"}", NULL, NULL},
+    {"{\"name\":\"t\",\"role\":\"root\"}", "invalid_value", "role"},
+    {"{\"role\":\"viewer\"}", "missing_field", "name"},
+    {"{\"name\":\"t\"}", "missing_field", "role"},
+    {"{\"name\":\"t\",\"role\":\"consumer\"}", "missing_field", "consumer"},
+    {"{\"name\":\"t\",\"role\":\"consumer\",\"consumer\":\"a b\"}", "invalid_value", "consumer"},
+    {"{\"name\":\"t\",\"role\":\"viewer\",\"consumer\":\"acme\"}", "invalid_value", "consumer"},
+    {"{\"name\":\"t\",\"role\":\"admin\",\"tier\":\"basic\"}", "invalid_value", "tier"},
+    {"{\"name\":\"t\",\"role\":\"viewer\",\"scope\":\"all\"}", "unknown_field", "scope"},
 };
 
 static void token_fields_follow_the_role(void)
@@ -441,13 +441,13 @@ static const struct {
 	const char *k, *v;
 	bool ok;
 } queries[] = {
-	{"owner", "team:ml", true},	{"owner", "nobody", false},  {"service", "chat", true},
-	{"service", "a b", false},	{"tier", "basic", true},     {"tier", "Basic", false},
-	{"status", "expired", true},	{"status", "sleeping", false}, {"limit", "1", true},
-	{"limit", "1000", true},	{"limit", "0", false},	     {"limit", "1001", false},
-	{"limit", "ten", false},	{"limit", "", false},	     {"limit", "5x", false},
-	{"after", "k7dq2m9xa4bz", true}, {"after", "", true},	     {"after", "K7DQ", false},
-	{"colour", "red", false},
+    {"owner", "team:ml", true},	     {"owner", "nobody", false},    {"service", "chat", true},
+    {"service", "a b", false},	     {"tier", "basic", true},	    {"tier", "Basic", false},
+    {"status", "expired", true},     {"status", "sleeping", false}, {"limit", "1", true},
+    {"limit", "1000", true},	     {"limit", "0", false},	    {"limit", "1001", false},
+    {"limit", "ten", false},	     {"limit", "", false},	    {"limit", "5x", false},
+    {"after", "k7dq2m9xa4bz", true}, {"after", "", true},	    {"after", "K7DQ", false},
+    {"colour", "red", false},
 };
 
 static void list_query_names_the_bad_parameter(void)
@@ -489,8 +489,12 @@ static char *render(cJSON *o)
 
 static void key_object_has_overrides_and_effective_limits(void)
 {
-	struct key_record r = {.id = "k7dq2m9xa4bz", .name = "bot", .owner = "team:ml",
-			       .service = "chat", .tier = "basic", .created_at = 1795000000,
+	struct key_record r = {.id = "k7dq2m9xa4bz",
+			       .name = "bot",
+			       .owner = "team:ml",
+			       .service = "chat",
+			       .tier = "basic",
+			       .created_at = 1795000000,
 			       .expires_at = 1795000100};
 	char *s;
 
@@ -522,10 +526,14 @@ static void key_object_has_overrides_and_effective_limits(void)
 static void tier_and_token_objects(void)
 {
 	struct tier t = {.name = "gold"};
-	struct token_record c = {.id = "a3k9x0c2m1qz", .name = "ci", .role = ROLE_CONSUMER,
-				 .consumer = "acme", .tier = "basic", .created_at = 1795000000};
-	struct token_record v = {.id = "bootstrap", .name = "b", .role = ROLE_VIEWER,
-				 .revoked_at = 1795000000};
+	struct token_record c = {.id = "a3k9x0c2m1qz",
+				 .name = "ci",
+				 .role = ROLE_CONSUMER,
+				 .consumer = "acme",
+				 .tier = "basic",
+				 .created_at = 1795000000};
+	struct token_record v = {
+	    .id = "bootstrap", .name = "b", .role = ROLE_VIEWER, .revoked_at = 1795000000};
 	char *s;
 
 	for (int f = 0; f < LIMIT__COUNT; f++)
@@ -555,26 +563,26 @@ static void tier_and_token_objects(void)
 int main(void)
 {
 	static const struct tg_case cases[] = {
-		{"a body is exactly one JSON object", bodies_must_be_one_object},
-		{"an empty body is fine when optional; a NUL byte is not JSON",
-		 empty_body_is_fine_when_optional_and_nul_is_not},
-		{"limits: milli rps with up to 3 decimals, whole integers in range, fields named",
-		 limits_parse_and_name_the_field},
-		{"null clears an override in PATCH only", null_clears_an_override_in_patch_only},
-		{"key creation refusals name the field and code", key_create_refusals_name_the_field},
-		{"key creation takes every documented field", key_create_takes_every_field},
-		{"PATCH refuses owner, takes nulls, and refuses all for one bad field",
-		 key_patch_refuses_owner_and_takes_nulls},
-		{"rotation grace is 0 to 30 days, default without a body",
-		 rotation_grace_is_0_to_30_days},
-		{"a tier needs every limit and its own name", tier_needs_every_limit_and_its_own_name},
-		{"a tier set refuses repeated names and non-objects",
-		 tier_set_refuses_repeats_and_non_objects},
-		{"admin token fields follow the role", token_fields_follow_the_role},
-		{"list query parameters are checked and named", list_query_names_the_bad_parameter},
-		{"key object: overrides, effective limits, status, times",
-		 key_object_has_overrides_and_effective_limits},
-		{"tier and admin token objects", tier_and_token_objects},
+	    {"a body is exactly one JSON object", bodies_must_be_one_object},
+	    {"an empty body is fine when optional; a NUL byte is not JSON",
+	     empty_body_is_fine_when_optional_and_nul_is_not},
+	    {"limits: milli rps with up to 3 decimals, whole integers in range, fields named",
+	     limits_parse_and_name_the_field},
+	    {"null clears an override in PATCH only", null_clears_an_override_in_patch_only},
+	    {"key creation refusals name the field and code", key_create_refusals_name_the_field},
+	    {"key creation takes every documented field", key_create_takes_every_field},
+	    {"PATCH refuses owner, takes nulls, and refuses all for one bad field",
+	     key_patch_refuses_owner_and_takes_nulls},
+	    {"rotation grace is 0 to 30 days, default without a body",
+	     rotation_grace_is_0_to_30_days},
+	    {"a tier needs every limit and its own name", tier_needs_every_limit_and_its_own_name},
+	    {"a tier set refuses repeated names and non-objects",
+	     tier_set_refuses_repeats_and_non_objects},
+	    {"admin token fields follow the role", token_fields_follow_the_role},
+	    {"list query parameters are checked and named", list_query_names_the_bad_parameter},
+	    {"key object: overrides, effective limits, status, times",
+	     key_object_has_overrides_and_effective_limits},
+	    {"tier and admin token objects", tier_and_token_objects},
 	};
 
 	return tg_run("admin_json", cases, TG_NCASES(cases));
