@@ -19,6 +19,8 @@ LIB_SRCS := $(filter-out userspace/main.c,$(DAEMON_SRCS))
 LIB_OBJS := $(LIB_SRCS:%.c=$(O)/obj/%.o)
 CTL_SRCS := $(wildcard tools/tollctl/*.c)
 CTL_OBJS := $(CTL_SRCS:%.c=$(O)/obj/%.o)
+MOCK_SRCS := $(wildcard tools/mock-llm/*.c)
+MOCK_OBJS := $(MOCK_SRCS:%.c=$(O)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
 BENCH_SRCS := $(wildcard tools/bench/*.c)
@@ -27,7 +29,7 @@ BENCH_BINS := $(BENCH_SRCS:tools/bench/%.c=$(O)/bench/%)
 .PHONY: all deps test unit integration asan bench run clean help format check-format
 .DEFAULT_GOAL := all
 
-all: $(O)/tollgated $(O)/tollctl $(UNIT_BINS) $(BENCH_BINS) ## build daemon, CLI, tests, benches (-Werror)
+all: $(O)/tollgated $(O)/tollctl $(O)/mock-llm $(UNIT_BINS) $(BENCH_BINS) ## build everything (-Werror)
 
 $(O)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -42,6 +44,9 @@ $(O)/tollgated: $(O)/obj/userspace/main.o $(O)/libtollgate.a
 
 $(O)/tollctl: $(CTL_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_CTL)
+
+$(O)/mock-llm: $(MOCK_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ -lmicrohttpd -lcjson
 
 $(O)/tests/%: $(O)/obj/tests/unit/%.o $(O)/libtollgate.a
 	@mkdir -p $(@D)
@@ -83,8 +88,9 @@ run: ## build and start the gateway with working defaults (foreground)
 	@tools/run.sh $(O)
 
 format: ## reformat C sources with the committed .clang-format
-	clang-format -i $(DAEMON_SRCS) $(CTL_SRCS) $(UNIT_SRCS) $(BENCH_SRCS) \
-		$(wildcard userspace/*.h include/tollgate/*.h migrations/*.h tests/unit/*.h)
+	clang-format -i $(DAEMON_SRCS) $(CTL_SRCS) $(MOCK_SRCS) $(UNIT_SRCS) $(BENCH_SRCS) \
+		$(wildcard userspace/*.h include/tollgate/*.h migrations/*.h tests/unit/*.h \
+			tools/tollctl/*.h tools/mock-llm/*.h)
 
 clean: ## remove build output
 	rm -rf $(O)
