@@ -210,7 +210,8 @@ static int set_json(struct config *c, const char *path, const cJSON *item, char 
 		return set_str(c, f, item->valuestring, err);
 	}
 	d = cJSON_IsNumber(item) ? item->valuedouble : -1;
-	if (!cJSON_IsNumber(item) || d != (double)(uint64_t)d || d < 0 || d > 1e15) {
+	/* range first: converting a negative or huge double to an integer is undefined */
+	if (!cJSON_IsNumber(item) || d < 0 || d > 1e15 || d != (double)(uint64_t)d) {
 		snprintf(err, CONFIG_ERR_MAX, "%s: must be a whole number", f->name);
 		return -EINVAL;
 	}
