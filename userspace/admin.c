@@ -392,20 +392,19 @@ out:
 	cJSON_Delete(body);
 }
 
+static struct tier *tiers_read(struct admin_call *c, size_t *n, int *rc);
+
 /* Copies the page's keys into a list object, effective limits from a snapshot of tiers. */
 static cJSON *key_list_json(struct admin_call *c, const struct key_record *r, size_t n,
 			    bool has_more)
 {
 	cJSON *o = list_new(), *data = cJSON_GetObjectItemCaseSensitive(o, "data"), *item;
-	struct tier *tiers = NULL;
 	bool ok = data != NULL;
 	size_t nt = 0;
-
+	int rc;
 	/* one read of the tiers for the page, rather than one per key */
-	if (keys_tiers_list(c->a->k, NULL, 0, &nt) == 0 && nt)
-		tiers = calloc(nt, sizeof(*tiers));
-	if (tiers && keys_tiers_list(c->a->k, tiers, nt, &nt) != 0)
-		nt = 0;
+	struct tier *tiers = tiers_read(c, &nt, &rc);
+
 	for (size_t i = 0; ok && i < n; i++) {
 		const struct limits *lim = NULL;
 

@@ -67,6 +67,33 @@ static const char *param_join(char buf[ADMIN_PARAM_MAX], const char *prefix, con
 	return buf;
 }
 
+/*
+ * True if a JSON text escapes a NUL (\u0000) anywhere: cJSON would end the decoded string
+ * there, silently shortening the value, so such bodies are refused instead.
+ */
+static bool json_has_escaped_nul(const char *s, size_t len)
+{
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (s[i] != '\\')
+			continue;
+		if (s[i + 1] == 'u' && i + 5 < len && !memcmp(s + i + 2, "0000", 4))
+			return true;
+		i++; /* skip the escaped character, so "\\u0000" is not taken for one */
+	}
+	return false;
+}
+
+/*
+ * A name from the client is repeated in an error only if it looks like one of ours: a
+ * misplaced secret pasted as a field or query name must never be echoed back.
+ */
+static const char *echo_name(const char *name)
+{
+	size_t n = strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_");
+
+	return n > 0 && n <= 40 && name[n] == '\0' ? name : "(name not shown)";
+}
+
 static bool json_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -88,6 +115,9 @@ int admin_json_parse(const char *body, size_t len, bool optional, cJSON **out, s
 	if (memchr(body, '\0', len))
 		return admin_err_set(e, 400, BAD_REQ, "invalid_json", NULL,
 				     "the body is not valid JSON: it holds a NUL byte");
+	if (json_has_escaped_nul(body, len))
+		return admin_err_set(e, 400, BAD_REQ, "invalid_value", NULL,
+				     "strings may not contain NUL (\\u0000)");
 	j = cJSON_ParseWithLengthOpts(body, len, &end, false);
 	if (!j)
 		return admin_err_set(e, 400, BAD_REQ, "invalid_json", NULL,
@@ -155,8 +185,8 @@ static int fields_get(const cJSON *o, const struct afield *f, size_t n, const ch
 		i = field_index(f, n, m->string);
 		if (i < 0)
 			return admin_err_set(e, 400, BAD_REQ, "unknown_field",
-					     param_join(p, prefix, m->string), "%s: unknown field",
-					     p);
+					     param_join(p, prefix, echo_name(m->string)),
+					     "%s: unknown field", p);
 		if (found[i])
 			return admin_err_set(e, 400, BAD_REQ, "invalid_json",
 					     param_join(p, prefix, m->string),
@@ -592,7 +622,7 @@ int admin_list_query_add(struct admin_list_query *q, const char *k, const char *
 	for (i = 0; i < Q__COUNT && strcmp(k, query_names[i]) != 0; i++)
 		;
 	if (i == Q__COUNT)
-		return query_bad(k,
+		return query_bad(echo_name(k),
 				 "unknown query parameter; known: owner, service, tier, "
 				 "status, limit, after",
 				 e);

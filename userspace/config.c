@@ -373,6 +373,13 @@ int config_apply_env(struct config *c, char err[CONFIG_ERR_MAX])
 
 int config_finish(struct config *c, char err[CONFIG_ERR_MAX])
 {
+	/* argon2 needs at least 8 KiB of memory per lane */
+	if (c->keys.m_cost_kib < 8 * c->keys.parallelism) {
+		snprintf(err, CONFIG_ERR_MAX,
+			 "keys.argon2_m_cost_kib: must be at least 8 x keys.argon2_parallelism (%u)",
+			 8 * c->keys.parallelism);
+		return -EINVAL;
+	}
 	if (c->providers.n)
 		return 0;
 	if (providers_default(&c->providers, c->upstream_url)) {

@@ -560,6 +560,38 @@ static void tier_and_token_objects(void)
 	cJSON_free(s);
 }
 
+static void escaped_nul_and_secret_names_are_refused_unechoed(void)
+{
+	static const char nul_body[] = "{\"name\":\"ab\\u0000cd\"}";
+	static const char ok_body[] = "{\"name\":\"ab\\\\u0000cd\"}"; /* a backslash, then text */
+	static const char key[] = "tg_k7dq2m9xa4bz_T0Qy1k9etUBgQEqjNtpqhBa50ZmR2qbgIP1PslaMfKF";
+	struct admin_list_query q;
+	struct key_patch p;
+	struct admin_err e;
+	char body[256];
+	cJSON *o = NULL;
+
+	TG_CHECK_INT(admin_json_parse(nul_body, strlen(nul_body), false, &o, &e), -EINVAL);
+	TG_CHECK_INT(e.status, 400);
+	TG_CHECK(o == NULL);
+	TG_CHECK_INT(admin_json_parse(ok_body, strlen(ok_body), false, &o, &e), 0);
+	cJSON_Delete(o);
+	o = NULL;
+	/* an API key pasted as a field name or query name is never repeated in the error */
+	snprintf(body, sizeof(body), "{\"%s\": 1}", key);
+	TG_REQUIRE(admin_json_parse(body, strlen(body), false, &o, &e) == 0);
+	TG_CHECK_INT(admin_key_patch_parse(o, NOW, &p, &e), -EINVAL);
+	TG_CHECK_STR(e.code, "unknown_field");
+	TG_CHECK(strstr(e.msg, "k7dq2m9xa4bz") == NULL && strstr(e.param, "k7dq2m9xa4bz") == NULL);
+	cJSON_Delete(o);
+	memset(&q, 0, sizeof(q));
+	TG_CHECK_INT(admin_list_query_add(&q, key, "1", &e), -EINVAL);
+	TG_CHECK(strstr(e.msg, "k7dq2m9xa4bz") == NULL && strstr(e.param, "k7dq2m9xa4bz") == NULL);
+	/* an ordinary unknown name is still named */
+	TG_CHECK_INT(admin_list_query_add(&q, "colour", "1", &e), -EINVAL);
+	TG_CHECK_STR(e.param, "colour");
+}
+
 int main(void)
 {
 	static const struct tg_case cases[] = {
@@ -583,6 +615,8 @@ int main(void)
 	    {"key object: overrides, effective limits, status, times",
 	     key_object_has_overrides_and_effective_limits},
 	    {"tier and admin token objects", tier_and_token_objects},
+	    {"an escaped NUL is refused; a secret pasted as a name is not echoed",
+	     escaped_nul_and_secret_names_are_refused_unechoed},
 	};
 
 	return tg_run("admin_json", cases, TG_NCASES(cases));
