@@ -68,19 +68,58 @@ static const char *param_join(char buf[ADMIN_PARAM_MAX], const char *prefix, con
 }
 
 /*
- * True if a JSON text escapes a NUL (\u0000) anywhere: cJSON would end the decoded string
- * there, silently shortening the value, so such bodies are refused instead.
+ * Finds a string that escapes a NUL (\u0000): cJSON would end the decoded string there,
+ * silently shortening the value, so such bodies are refused. Returns true and the dotted
+ * path of the value's field in path ("" at the top level or when the key itself holds
+ * the NUL). A small scanner over already-valid JSON: it only tracks the keys of the
+ * enclosing objects.
  */
-static bool json_has_escaped_nul(const char *s, size_t len)
+static bool json_space(char c);
+
+static bool json_find_escaped_nul(const char *s, size_t len, char path[ADMIN_PARAM_MAX])
 {
-	for (size_t i = 0; i + 1 < len; i++) {
-		if (s[i] != '\\')
-			continue;
-		if (s[i + 1] == 'u' && i + 5 < len && !memcmp(s + i + 2, "0000", 4))
-			return true;
-		i++; /* skip the escaped character, so "\\u0000" is not taken for one */
+	char keys[8][48] = {{0}}, cur[48] = "";
+	size_t depth = 0, start = 0;
+	bool in_str = false, nul = false, nul_in_key = false;
+
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+
+		if (in_str && ch == '\\') {
+			nul |= i + 5 < len && s[i + 1] == 'u' && !memcmp(s + i + 2, "0000", 4);
+			i++;
+		} else if (in_str && ch == '"') {
+			size_t j = i + 1;
+
+			while (j < len && json_space(s[j]))
+				j++;
+			in_str = false;
+			nul_in_key = nul && j < len && s[j] == ':';
+			if (!nul && j < len && s[j] == ':') /* it was a key */
+				snprintf(cur, sizeof(cur), "%.*s", (int)(i - start), s + start);
+			if (nul)
+				break;
+		} else if (!in_str && ch == '"') {
+			in_str = true;
+			start = i + 1;
+		} else if (!in_str && ch == '{' && depth < 8) {
+			snprintf(keys[depth++], sizeof(keys[0]), "%s", cur);
+			cur[0] = '\0';
+		} else if (!in_str && ch == '}' && depth > 0) {
+			snprintf(cur, sizeof(cur), "%s", keys[--depth]);
+		}
 	}
-	return false;
+	if (!nul)
+		return false;
+	path[0] = '\0';
+	if (nul_in_key)
+		return true;
+	for (size_t d = 1; d < depth; d++)
+		snprintf(path + strlen(path), ADMIN_PARAM_MAX - strlen(path), "%s%s",
+			 path[0] ? "." : "", keys[d]);
+	snprintf(path + strlen(path), ADMIN_PARAM_MAX - strlen(path), "%s%s", path[0] ? "." : "",
+		 cur);
+	return true;
 }
 
 /*
@@ -101,6 +140,7 @@ static bool json_space(char c)
 
 int admin_json_parse(const char *body, size_t len, bool optional, cJSON **out, struct admin_err *e)
 {
+	char path[ADMIN_PARAM_MAX];
 	const char *end = NULL;
 	size_t i = 0;
 	cJSON *j;
@@ -115,9 +155,6 @@ int admin_json_parse(const char *body, size_t len, bool optional, cJSON **out, s
 	if (memchr(body, '\0', len))
 		return admin_err_set(e, 400, BAD_REQ, "invalid_json", NULL,
 				     "the body is not valid JSON: it holds a NUL byte");
-	if (json_has_escaped_nul(body, len))
-		return admin_err_set(e, 400, BAD_REQ, "invalid_value", NULL,
-				     "strings may not contain NUL (\\u0000)");
 	j = cJSON_ParseWithLengthOpts(body, len, &end, false);
 	if (!j)
 		return admin_err_set(e, 400, BAD_REQ, "invalid_json", NULL,
@@ -135,6 +172,12 @@ int admin_json_parse(const char *body, size_t len, bool optional, cJSON **out, s
 		cJSON_Delete(j);
 		return admin_err_set(e, 400, BAD_REQ, "invalid_body", NULL,
 				     "the body must be a JSON object");
+	}
+	if (json_find_escaped_nul(body, len, path)) {
+		cJSON_Delete(j);
+		return admin_err_set(e, 400, BAD_REQ, "invalid_value", path[0] ? path : NULL,
+				     "%s%sstrings may not contain NUL (\\u0000)", path,
+				     path[0] ? ": " : "");
 	}
 	*out = j;
 	return 0;

@@ -344,3 +344,21 @@ api GET /api/v1/keys "" ""
 expect_status 401
 expect_header x-request-id '.'
 case_end
+
+case_start "an x-request-id that is not sane (too long, blanks) is replaced by a new one"
+long_id=$(printf 'r%.0s' {1..300})
+api GET /health "" "" -- -H "X-Request-Id: $long_id"
+expect_header x-request-id '.'
+expect test "$(header x-request-id)" != "$long_id"
+api GET /health "" "" -- -H 'X-Request-Id: two words'
+expect_header x-request-id '^[^ ]+$'
+case_end
+
+case_start "answers are application/json, errors included"
+api GET /api/v1/keys
+expect_header Content-Type '^application/json'
+api GET /api/v1/keys/zzzzzzzzzzzz
+expect_header Content-Type '^application/json'
+api GET /health "" ""
+expect_header Content-Type '^application/json'
+case_end

@@ -96,6 +96,8 @@ api POST /api/v1/keys '{"name":"x","tier":"enterprise"}' "$acme"
 forbidden
 api POST /api/v1/keys '{"name":"x","limits":{"requests_per_second":1000}}' "$acme"
 forbidden
+api POST /api/v1/keys '{"name":"x","tier":"premium"}' "$acme" # its own tier, named
+forbidden
 case_end
 
 case_start "the consumer's refused creations made no key"

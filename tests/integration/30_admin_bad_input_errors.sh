@@ -5,7 +5,9 @@
 # invalid_value, immutable_field and invalid_query, each naming its param; 404 for unknown
 # keys, tiers, tokens and paths; 405 with an Allow header; 409; 413 over admin.max_body_bytes
 # (2048 here, chunked or not); 415 for bodies that are not application/json. After every
-# refusal the keys, tiers and tokens are exactly what they were.
+# refusal the keys, tiers and tokens are exactly what they were. Strings are taken whole:
+# a NUL inside one is refused, not cut short; names count characters, not UTF-8 bytes; and
+# the boundary values of the contract are accepted.
 . "$(dirname "$0")/lib.sh"
 
 bad() { # expectation: 400 invalid_request_error CODE PARAM
@@ -137,6 +139,17 @@ api POST /api/v1/keys '{"name":"a","owner":"team:x","service":""}'
 bad invalid_value service
 case_end
 
+case_start "a name that is not valid UTF-8 is 400 invalid_value name"
+api POST /api/v1/keys "$(printf '{"name":"\xff\xfe","owner":"team:x"}')"
+bad invalid_value name
+case_end
+
+case_start "a field given twice is 400 naming it"
+api POST /api/v1/keys '{"name":"a","owner":"team:x","name":"b"}'
+expect_status 400
+expect_json .error.param name
+case_end
+
 case_start "expires_at in the past or not a time is 400 invalid_value expires_at"
 api POST /api/v1/keys '{"name":"a","owner":"team:x","expires_at":"2001-01-01T00:00:00Z"}'
 bad invalid_value expires_at
@@ -174,6 +187,13 @@ api POST "/api/v1/keys/$key/rotate" '{"grace":5}'
 bad unknown_field grace
 api GET "/api/v1/keys/$key"
 expect_same "the key" "$key_before" "$BODY"
+case_end
+
+case_start "deeply nested JSON is 400 invalid_json, and the daemon goes on serving"
+api POST /api/v1/keys "$(printf '[%.0s' {1..1500})"
+bad invalid_json null
+api GET /health "" ""
+expect_status 200
 case_end
 
 case_start "a bad query is 400 invalid_query naming the parameter"
@@ -330,7 +350,68 @@ case_start "415 changed nothing"
 expect_same "keys, tiers and tokens" "$after_small" "$(snapshot)"
 case_end
 
-case_start "application/json with a charset parameter is taken"
+case_start "application/json is taken in any case and with a charset parameter; lookalikes are 415"
 CT='application/json; charset=utf-8' api POST /api/v1/keys '{"name":"charset","owner":"team:ct"}'
 expect_status 201
+CT='Application/JSON' api POST /api/v1/keys '{"name":"upper","owner":"team:ct"}'
+expect_status 201
+CT='application/jsonx' api POST /api/v1/keys '{"name":"lookalike","owner":"team:ct"}'
+expect_error 415 invalid_request_error unsupported_media_type
+case_end
+
+case_start "413 and 415 answers carry x-request-id too"
+api POST /api/v1/keys "@$tmp/big.json"
+expect_status 413
+expect_header x-request-id '.'
+CT=text/plain api POST /api/v1/keys '{"name":"plain","owner":"team:ct"}'
+expect_status 415
+expect_header x-request-id '.'
+case_end
+
+# ---- what must be taken ----
+case_start "boundary values are taken: owner and service ids of 64, burst 1 and 1e9, rps 0.001 and 1e6"
+id64=$(printf 'a%.0s' {1..64})
+api POST /api/v1/keys "{\"name\":\"edge\",\"owner\":\"team:$id64\",\"service\":\"$id64\",
+  \"limits\":{\"burst\":1,\"requests_per_second\":0.001,\"requests_per_minute\":0}}"
+expect_status 201
+expect_json .owner "team:$id64"
+expect_jq '.limits == {"burst":1,"requests_per_second":0.001,"requests_per_minute":0}'
+api PATCH "/api/v1/keys/$(json .id)" '{"limits":{"burst":1000000000,"requests_per_second":1000000}}'
+expect_status 200
+expect_jq '.limits.burst == 1000000000 and .limits.requests_per_second == 1000000'
+api GET '/api/v1/keys?limit=1000'
+expect_status 200
+api GET '/api/v1/keys?limit=1'
+expect_status 200
+case_end
+
+
+# ---- strings: NUL and UTF-8 (last: a failure here may change what it touches) ----
+nul_key=$(new_key '{"name":"nul-subject","owner":"team:nul"}' | jq -r .id)
+before=$(snapshot)
+case_start "a NUL character inside a string is 400 invalid_value naming the field, not cut short"
+api POST /api/v1/keys '{"name":"a\u0000b","owner":"team:x"}'
+bad invalid_value name
+api POST /api/v1/keys '{"name":"a","owner":"team:x\u0000evil"}'
+bad invalid_value owner
+api POST /api/v1/keys '{"name":"a","owner":"team:x","service":"chat\u0000"}'
+bad invalid_value service
+api PATCH "/api/v1/keys/$nul_key" '{"name":"renamed\u0000"}'
+bad invalid_value name
+api PUT /api/v1/tiers/gold "$(jq -c '.name = "gold\u0000x"' <<<"$tier_body")"
+bad invalid_value name
+case_end
+
+case_start "the NUL requests changed nothing"
+expect_same "keys, tiers and tokens" "$before" "$(snapshot)"
+case_end
+
+case_start "a name is at most 128 bytes of UTF-8: 128 bytes taken, 129 refused"
+name128="$(printf 'é%.0s' {1..8})$(printf 'n%.0s' {1..112})" # 120 characters, 128 bytes
+api POST /api/v1/keys "$(jq -nc --arg n "$name128" '{name:$n,owner:"team:utf8"}')"
+expect_status 201
+expect_json .name "$name128"
+api POST /api/v1/keys "$(jq -nc --arg n "${name128}n" '{name:$n,owner:"team:utf8"}')"
+expect_status 400
+expect_json .error.param name
 case_end

@@ -52,6 +52,13 @@ for i in "${!names[@]}"; do
 	case_end
 done
 
+case_start "the Bearer scheme is case-insensitive (RFC 7235)"
+api GET /api/v1/keys "" "" -- -H "Authorization: bearer $TG_TOKEN"
+expect_status 200
+api GET /api/v1/keys "" "" -- -H "Authorization: BEARER $TG_TOKEN"
+expect_status 200
+case_end
+
 case_start "a non-Bearer Authorization header is 401"
 api GET /api/v1/keys "" "" -- -H "Authorization: Basic $(printf 'admin:%s' "$TG_TOKEN" | base64 -w0)"
 expect_status 401

@@ -22,8 +22,9 @@ expect_field() { # NAME VALUE
 expect_stdout() { # EXTENDED_REGEX: some line of stdout matches
 	grep -qE "$1" <<<"$BODY" || fail "expected stdout to have a line matching /$1/"
 }
-expect_stderr() { # EXTENDED_REGEX
-	grep -qE "$1" <<<"$CTL_ERR" || fail "expected stderr to match /$1/, got '$CTL_ERR'"
+expect_stderr() { # [--] EXTENDED_REGEX
+	[ "$1" = -- ] && shift
+	grep -qE -- "$1" <<<"$CTL_ERR" || fail "expected stderr to match /$1/, got '$CTL_ERR'"
 }
 
 case_start "--version prints the version and exits 0"
@@ -248,6 +249,29 @@ expect_exit 0
 expect_json .object list
 case_end
 
+case_start "a --token-file with CRLF works; one with blanks in the token is refused (exit 2)"
+printf '%s\r\n' "$viewer" >"$tmp/crlf.token"
+CTL_TOKEN='' ctl --token-file "$tmp/crlf.token" keys list
+expect_exit 0
+printf 'tgadm_x y\n' >"$tmp/blank.token"
+CTL_TOKEN='' ctl --token-file "$tmp/blank.token" keys list
+expect_exit 2
+case_end
+
+case_start "--url with a trailing slash works, and so does TOLLGATE_ADMIN_URL"
+ctl --url "$TG_URL/" health
+expect_exit 0
+ctl health
+expect_exit 0
+case_end
+
+case_start "a list with no entries prints only the header"
+ctl keys list --owner team:nobody
+expect_exit 0
+expect test "$(wc -l <<<"$BODY")" = 1
+expect_stdout '^ID +NAME +OWNER'
+case_end
+
 case_start "tokens revoke revokes on the server"
 ctl tokens revoke "$viewer_id"
 expect_exit 0
@@ -271,11 +295,37 @@ ctl keys create --name x --owner team:cli --expires soon
 expect_exit 2
 ctl keys show
 expect_exit 2
-ctl keys list --json
-expect_exit 2
 ctl tiers set platinum --rps 5
 expect_exit 2
 ctl --url file:///etc/passwd keys list
+expect_exit 2
+case_end
+
+case_start "exit 2: what tollctl itself checks before any request"
+ctl keys list --json
+expect_exit 2
+expect_stderr -- '--json'
+ctl keys update "$key_id"
+expect_exit 2
+ctl tiers set gold
+expect_exit 2
+ctl tokens create --name t --role consumer
+expect_exit 2
+ctl tokens create --name t --role viewer --consumer acme
+expect_exit 2
+ctl tokens create --name t --role root
+expect_exit 2
+ctl keys create --name x --owner team:cli --limit burst=5 --limit burst=6
+expect_exit 2
+ctl keys update "$key_id" --limit burst=5 --clear-limit burst
+expect_exit 2
+ctl keys list --status sleeping
+expect_exit 2
+ctl keys list --limit 0
+expect_exit 2
+ctl --timeout 0 health
+expect_exit 2
+ctl keys rotate "$key_id" --grace soon
 expect_exit 2
 case_end
 

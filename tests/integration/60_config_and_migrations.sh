@@ -109,9 +109,9 @@ case_end
 
 # ---- environment and precedence ----
 case_start "TOLLGATE_ADMIN_LISTEN sets the admin address when no option does"
-TG_LISTEN='' TOLLGATE_ADMIN_LISTEN="$TG_GATEWAY_ADDR:0" tg_start_daemon
+TG_LISTEN='' TOLLGATE_ADMIN_LISTEN="$TG_GATEWAY_HOST:0" tg_start_daemon
 expect test -n "$TG_URL"
-expect test "${TG_ADMIN%:*}" = "$TG_GATEWAY_ADDR"
+expect test "${TG_ADMIN%:*}" = "$TG_GATEWAY_HOST"
 expect test "${TG_ADMIN##*:}" != 8081
 api GET /health "" ""
 expect_status 200
@@ -120,28 +120,28 @@ case_end
 
 case_start "defaults < config file < TOLLGATE_* environment < --set"
 TG_STORE=$tmp/prec tg_start_daemon || fail "tollgated did not start"
-got=$(grace_now)
-[ "$got" = 86400 ] || fail "defaults: expected 86400, got $got"
+grace=$(grace_now)
+[ "$grace" = 86400 ] || fail "defaults: expected 86400, got $grace"
 tg_stop_daemon
 TG_STORE=$tmp/prec tg_start_daemon -c "$tmp/good.json"
-got=$(grace_now)
-[ "$got" = 500 ] || fail "file: expected 500, got $got"
+grace=$(grace_now)
+[ "$grace" = 500 ] || fail "file: expected 500, got $grace"
 tg_stop_daemon
 TG_STORE=$tmp/prec TOLLGATE_KEYS_ROTATION_GRACE_SEC=600 tg_start_daemon -c "$tmp/good.json"
-got=$(grace_now)
-[ "$got" = 600 ] || fail "file + environment: expected 600, got $got"
+grace=$(grace_now)
+[ "$grace" = 600 ] || fail "file + environment: expected 600, got $grace"
 tg_stop_daemon
 TG_STORE=$tmp/prec TOLLGATE_KEYS_ROTATION_GRACE_SEC=600 tg_start_daemon -c "$tmp/good.json" \
 	--set keys.rotation_grace_sec=700
-got=$(grace_now)
-[ "$got" = 700 ] || fail "file + environment + --set: expected 700, got $got"
+grace=$(grace_now)
+[ "$grace" = 700 ] || fail "file + environment + --set: expected 700, got $grace"
 tg_stop_daemon
 case_end
 
 case_start "TOLLGATE_CONFIG names the config file"
 TG_STORE=$tmp/prec TOLLGATE_CONFIG=$tmp/good.json tg_start_daemon
-got=$(grace_now)
-[ "$got" = 500 ] || fail "TOLLGATE_CONFIG: expected 500, got $got"
+grace=$(grace_now)
+[ "$grace" = 500 ] || fail "TOLLGATE_CONFIG: expected 500, got $grace"
 tg_stop_daemon
 case_end
 
@@ -154,19 +154,19 @@ tg_stop_daemon
 case_end
 
 case_start "a bad TOLLGATE_* value stops tollgated at once, naming the variable"
-run_tollgated TOLLGATE_KEYS_FAIL_LIMIT=abc -- run --store "$tmp/envbad" --admin-listen "$TG_GATEWAY_ADDR:0"
+run_tollgated TOLLGATE_KEYS_FAIL_LIMIT=abc -- run --store "$tmp/envbad" --admin-listen "$TG_GATEWAY_HOST:0"
 expect_failed
 expect_err TOLLGATE_KEYS_FAIL_LIMIT
-run_tollgated TOLLGATE_ADMIN_THREADS=0 -- run --store "$tmp/envbad" --admin-listen "$TG_GATEWAY_ADDR:0"
+run_tollgated TOLLGATE_ADMIN_THREADS=0 -- run --store "$tmp/envbad" --admin-listen "$TG_GATEWAY_HOST:0"
 expect_failed
 expect_err TOLLGATE_ADMIN_THREADS
 case_end
 
 case_start "a bad --set stops tollgated at once, naming the field"
-run_tollgated -- run --store "$tmp/envbad" --admin-listen "$TG_GATEWAY_ADDR:0" --set keys.no_such=1
+run_tollgated -- run --store "$tmp/envbad" --admin-listen "$TG_GATEWAY_HOST:0" --set keys.no_such=1
 expect_failed
 expect_err keys.no_such
-run_tollgated -- run --store "$tmp/envbad" --admin-listen "$TG_GATEWAY_ADDR:0" --set keys.fail_limit=-3
+run_tollgated -- run --store "$tmp/envbad" --admin-listen "$TG_GATEWAY_HOST:0" --set keys.fail_limit=-3
 expect_failed
 expect_err keys.fail_limit
 case_end
@@ -213,7 +213,7 @@ case_end
 sum_before=$(sha256sum <"$tmp/store/data.mdb")
 
 case_start "tollgated refuses a store newer than it knows, naming both versions"
-run_tollgated TOLLGATE_ADMIN_TOKEN="$TG_TOKEN" -- run --store "$tmp/store" --admin-listen "$TG_GATEWAY_ADDR:0" --ready-file "$tmp/ready.newer"
+run_tollgated TOLLGATE_ADMIN_TOKEN="$TG_TOKEN" -- run --store "$tmp/store" --admin-listen "$TG_GATEWAY_HOST:0" --ready-file "$tmp/ready.newer"
 expect_failed
 expect_not test -e "$tmp/ready.newer"
 expect grep -qw "$newer" <<<"$ERR"

@@ -6,8 +6,9 @@
 # after SIGKILL (what was answered was committed); tokens keep working and revoked ones keep
 # failing. Without TOLLGATE_ADMIN_TOKEN, a fresh store gets a generated tgadm_ token printed
 # once on stdout, never on the log, and it works; later starts print none;
-# TOLLGATE_ADMIN_TOKEN becomes (and, when changed, replaces) the bootstrap token; a too short
-# one stops the daemon without being logged.
+# TOLLGATE_ADMIN_TOKEN becomes (and, when changed, replaces) the bootstrap token; a revoked
+# bootstrap token stays revoked while the value is the same; a too short one stops the
+# daemon without being logged.
 . "$(dirname "$0")/lib.sh"
 
 TOKEN_RE='tgadm_[a-z0-9]{12}_[A-Za-z0-9]+'
@@ -153,6 +154,27 @@ expect_jq '[.data[] | select(.id == "bootstrap")] | length == 1'
 tg_stop_daemon
 case_end
 
+case_start "a revoked bootstrap token stays revoked when tollgated starts again with the same value"
+tg_start_daemon || fail "tollgated did not start"
+api DELETE /api/v1/admin/tokens/bootstrap "" "$generated"
+expect_status 200
+tg_stop_daemon
+tg_start_daemon || fail "tollgated did not start"
+api GET /api/v1/keys
+expect_error 401 authentication_error invalid_token
+case_end
+
+case_start "a new TOLLGATE_ADMIN_TOKEN value replaces the revoked bootstrap token and works"
+tg_stop_daemon
+TG_TOKEN=tollgate-integration-test-third-token-0123456789
+tg_start_daemon || fail "tollgated did not start"
+api GET /api/v1/keys
+expect_status 200
+api GET /api/v1/admin/tokens
+expect_jq '[.data[] | select(.id == "bootstrap")] | length == 1 and .[0].status == "active"'
+tg_stop_daemon
+case_end
+
 case_start "a fresh store with TOLLGATE_ADMIN_TOKEN generates and prints no token"
 TG_STORE=$tmp/boot2 tg_start_daemon || fail "tollgated did not start"
 expect_not grep -qE 'tgadm_' "$TG_STDOUT"
@@ -164,7 +186,7 @@ case_end
 case_start "a TOLLGATE_ADMIN_TOKEN under 32 characters stops tollgated, and is not logged"
 short=short-token-$RANDOM
 (cd "$tmp" && timeout 10 env TOLLGATE_ADMIN_TOKEN="$short" "$TOLLGATED" run --store "$tmp/boot3" \
-	--admin-listen "$TG_GATEWAY_ADDR:0" >"$tmp/short.out" 2>"$tmp/short.err" </dev/null)
+	--admin-listen "$TG_GATEWAY_HOST:0" >"$tmp/short.out" 2>"$tmp/short.err" </dev/null)
 rc=$?
 [ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "expected tollgated to fail at once, got exit $rc"
 expect grep -q 32 "$tmp/short.err"

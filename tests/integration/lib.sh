@@ -10,11 +10,12 @@
 # PID and the directory removed; the script exits 1 if a case failed.
 #
 # Inputs: TG_TOP (repository, default: this checkout), TG_BUILD (default TG_TOP/build, holds
-# tollgated and tollctl), TG_GATEWAY_ADDR (default 127.0.0.1): the address the daemon under
-# test listens on and the only address the scripts talk to.
+# tollgated and tollctl), TG_GATEWAY_ADDR (default 127.0.0.1, IPv6 allowed): the address the
+# daemon under test listens on and the only address the scripts talk to.
 #
 # A case is either one line,        check "NAME" COMMAND...
 # or a block of expectations:       case_start "NAME"; api ...; expect_status 200; ...; case_end
+# Requests go through api (curl, admin API) or ctl (tollctl); both set STATUS and BODY.
 
 set -u -o pipefail
 export LC_ALL=C # byte order for sort (ids), plain ASCII messages
@@ -23,6 +24,9 @@ TG_TOP=${TG_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 TG_BUILD=${TG_BUILD:-$TG_TOP/build}
 TG_BUILD=$(cd "$TG_BUILD" 2>/dev/null && pwd || echo "$TG_BUILD")
 TG_GATEWAY_ADDR=${TG_GATEWAY_ADDR:-127.0.0.1}
+# The address as the host of HOST:PORT and of URLs: an IPv6 address goes in brackets.
+TG_GATEWAY_HOST=$TG_GATEWAY_ADDR
+[[ $TG_GATEWAY_ADDR == *:* && $TG_GATEWAY_ADDR != \[* ]] && TG_GATEWAY_HOST="[$TG_GATEWAY_ADDR]"
 TG_SCRIPT=$(basename "$0" .sh)
 TOLLGATED=$TG_BUILD/tollgated
 TOLLCTL=$TG_BUILD/tollctl
@@ -137,8 +141,9 @@ expect_status() { # CODE
 }
 
 # Expectations on the JSON body are queued and checked together, with one jq for all the
-# expectations on one body (jq's start-up dominates a run): when the case ends, or when an
-# expectation comes for another body. Each failure names the request it is about.
+# expectations on one body (jq's start-up dominates a run): before the next request, when
+# the case ends, or when an expectation comes for another body. Each failure names the
+# request it is about.
 tg_q_kind=() tg_q_filter=() tg_q_want=()
 tg_q_body="" tg_q_request=""
 
@@ -151,7 +156,8 @@ tg_queue() { # KIND (json|match|jq) FILTER WANT
 tg_flush() {
 	local n=${#tg_q_kind[@]} prog="" i got=() g about=""
 
-	[ "$n" -gt 0 ] || return 0
+	# Not from a subshell ($(snapshot)): its failures would be lost; the script flushes later.
+	[ "$n" -gt 0 ] && [ "$BASHPID" = "$$" ] || return 0
 	# Each result as text ("null" for null, JSON for non-strings), NUL-terminated.
 	for ((i = 0; i < n; i++)); do
 		prog+="${prog:+, }(try ([${tg_q_filter[$i]}] | if length == 1 then .[0] else . end
@@ -238,7 +244,9 @@ api() {
 	done
 	[ $# -gt 0 ] && shift
 	local method=${pos[0]} path=${pos[1]} body=${pos[2]-} token=${pos[3]-$TG_TOKEN}
-	local args=(-sS --max-time 10 -X "$method" -o "$tmp/body" -D "$HEADERS" -w '%{http_code}')
+	[ -d "$tmp" ] || bail "the temporary directory $tmp still exists (something else removed it)"
+	tg_flush # the expectations on the previous answer, so diagnostics come in order
+	local args=(-sS --globoff --max-time 10 -X "$method" -o "$tmp/body" -D "$HEADERS" -w '%{http_code}')
 
 	[ -n "$token" ] && args+=(-H "Authorization: Bearer $token")
 	if [ -n "$body" ] && [ "${CT-}" = none ]; then
@@ -303,6 +311,7 @@ ctl() {
 	local token=${CTL_TOKEN-$TG_TOKEN} envs=(-u TOLLGATE_ADMIN_TOKEN "TOLLGATE_ADMIN_URL=$TG_URL")
 
 	[ -n "$token" ] && envs+=("TOLLGATE_ADMIN_TOKEN=$token")
+	tg_flush
 	tg_last_request="tollctl $*"
 	timeout 30 env "${envs[@]}" "$TOLLCTL" "$@" >"$tmp/ctl.out" 2>"$tmp/ctl.err" </dev/null
 	CTL_RC=$?
@@ -327,12 +336,12 @@ tg_alive() { # PID: running and not a zombie
 
 # tg_start_daemon [TOLLGATED_ARGS...]
 # Starts build/tollgated in the background on store ${TG_STORE:-$tmp/store}, admin API on
-# ${TG_LISTEN-$TG_GATEWAY_ADDR:0} (TG_LISTEN= leaves --admin-listen out), with the bootstrap
+# ${TG_LISTEN-$TG_GATEWAY_HOST:0} (TG_LISTEN= leaves --admin-listen out), with the bootstrap
 # token TG_TOKEN (TG_NO_ADMIN_TOKEN=1: none) and cheap argon2 parameters. stdout goes to
 # $TG_STDOUT, stderr is appended to $TG_LOG. Waits up to 10 s for the ready file; sets
 # TG_PID, TG_ADMIN (host:port) and TG_URL. Returns 1, having said why, if it is not ready.
 tg_start_daemon() {
-	local store=${TG_STORE:-$tmp/store} listen=${TG_LISTEN-$TG_GATEWAY_ADDR:0}
+	local store=${TG_STORE:-$tmp/store} listen=${TG_LISTEN-$TG_GATEWAY_HOST:0}
 	local ready=$tmp/ready i
 	local args=(run --store "$store" --ready-file "$ready")
 	local envs=(TOLLGATE_KEYS_ARGON2_M_COST_KIB=256 TOLLGATE_KEYS_ARGON2_T_COST=1
@@ -417,12 +426,272 @@ tg_closed_port() {
 	return 1
 }
 
+# ---- the data plane (docs/data-plane.md) and its upstream, mock-llm (docs/mock-llm.md) ----
+#
+# A data-plane script starts mock-llm (tg_start_mock), then tollgated with its data listener
+# on $TG_GATEWAY_ADDR and the built-in provider pointing at the mock (tg_start_gateway), and
+# sends requests with an API key through dp. Costs are computed here from the default price
+# table (userspace/providers.c) and token counts from mock-llm's rule, so every expected
+# number is known before the request is sent.
+
+MOCK_LLM=$TG_BUILD/mock-llm
+MOCK_PID="" MOCK_URL="" MOCK_EXIT=""
+TG_DATA="" TG_DATA_URL=""
+DP_KEY=""  # the API key dp sends when none is given
+DP_RC=0    # curl's exit status of the last dp request (18: body cut, 28: timed out)
+tg_mock_pids=()
+declare -A tg_mock_waiter # mock PID -> PID of the subshell waiting for it
+tg_mock_starts=0
+
+# tg_start_mock [MOCK_LLM_ARGS...]
+# Starts build/mock-llm on 127.0.0.1, any free port, stderr appended to $tmp/mock.log; waits
+# up to 5 s for its ready file. Sets MOCK_PID and MOCK_URL (http://host:port, no /v1).
+tg_start_mock() {
+	local ready=$tmp/mock.ready n i
+
+	[ -x "$MOCK_LLM" ] || {
+		echo "# $MOCK_LLM is not built"
+		return 1
+	}
+	tg_mock_starts=$((tg_mock_starts + 1))
+	n=$tg_mock_starts
+	rm -f "$ready"
+	echo "---- mock start $n: mock-llm $*" >>"$tmp/mock.log"
+	(
+		"$MOCK_LLM" --listen 127.0.0.1:0 --ready-file "$ready" "$@" \
+			>/dev/null 2>>"$tmp/mock.log" </dev/null &
+		echo "$!" >"$tmp/mock.pid.$n"
+		wait "$!"
+		echo "$?" >"$tmp/mock.exit.$n"
+	) 2>/dev/null &
+	local waiter=$!
+	for ((i = 0; i < 200; i++)); do
+		[ -s "$tmp/mock.pid.$n" ] && break
+		sleep 0.01
+	done
+	MOCK_PID=$(cat "$tmp/mock.pid.$n")
+	tg_mock_waiter[$MOCK_PID]=$waiter
+	tg_mock_pids+=("$MOCK_PID")
+	for ((i = 0; i < 100; i++)); do
+		[ -s "$ready" ] && break
+		tg_alive "$MOCK_PID" || break
+		sleep 0.05
+	done
+	if ! [ -s "$ready" ] || ! MOCK_URL=http://$(jq -er .listen "$ready"); then
+		echo "# mock-llm (pid $MOCK_PID) did not write its ready file within 5 s:"
+		tail -n 5 "$tmp/mock.log" | sed 's/^/#   /'
+		return 1
+	fi
+}
+
+# SIGTERM to the current mock-llm, up to 5 s to exit, then SIGKILL. MOCK_EXIT: its status.
+tg_stop_mock() {
+	local pid=$MOCK_PID i
+
+	[ -n "$pid" ] || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 100; i++)); do
+		tg_alive "$pid" || break
+		sleep 0.05
+	done
+	tg_alive "$pid" && kill -KILL "$pid" 2>/dev/null
+	wait "${tg_mock_waiter[$pid]}" 2>/dev/null
+	MOCK_EXIT=$(cat "$tmp/mock.exit.$tg_mock_starts" 2>/dev/null)
+}
+
+# mock METHOD PATH [BODY]: one request to the mock's control API (/_mock/...); prints the
+# answer's body, fails unless it is a 200.
+mock() {
+	local args=(-sS --max-time 5 -X "$1" -o "$tmp/mock.body" -w '%{http_code}')
+	local code
+
+	[ $# -ge 3 ] && args+=(-H 'Content-Type: application/json' --data-binary "$3")
+	code=$(curl "${args[@]}" "$MOCK_URL$2" 2>>"$tmp/mock.log") || code="curl failed"
+	cat "$tmp/mock.body" 2>/dev/null
+	[ "$code" = 200 ] || {
+		echo "# mock $1 $2 ${3-}: $code" >&2
+		return 1
+	}
+}
+
+mock_config() { mock PUT /_mock/config "$1" >/dev/null; } # JSON: faults and delays from now on
+mock_reset() { mock POST /_mock/reset >/dev/null; }      # faults off, counters zeroed
+mock_stats() { mock GET /_mock/stats; }                  # prints the counters
+# Prints one counter of the mock's stats (a jq path such as .requests.chat_completions).
+mock_stat() { mock GET /_mock/stats | jq -r "$1"; }
+
+# Waits up to 10 s for the mock to have no stream and no hung request in flight (its
+# counters of a stream are final a moment after the client read its end).
+mock_settle() {
+	local i
+
+	for ((i = 0; i < 100; i++)); do
+		mock_stats | jq -e '.streams_in_flight == 0 and .hung_in_flight == 0' >/dev/null && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# tg_start_gateway [TOLLGATED_ARGS...]
+# tg_start_daemon with the data plane on $TG_GATEWAY_ADDR (any free port) and the built-in
+# provider at the mock ($MOCK_URL/v1); sets TG_DATA (host:port, the ready file's "data") and
+# TG_DATA_URL, besides what tg_start_daemon sets. Returns 1, having said why, if not ready.
+tg_start_gateway() {
+	tg_start_daemon --set "upstream.default_url=$MOCK_URL/v1" \
+		--set "data.listen=$TG_GATEWAY_ADDR:0" "$@" || return 1
+	if ! TG_DATA=$(jq -er '.data | strings' "$tmp/ready" 2>/dev/null); then
+		echo "# the ready file has no \"data\" address: $(cat "$tmp/ready" 2>/dev/null)"
+		return 1
+	fi
+	TG_DATA_URL=http://$TG_DATA
+}
+
+# dp METHOD PATH [BODY [KEY]] [-- CURL_ARGS...]
+# One request to the data plane, like api: sets STATUS (the HTTP status, or "curl failed:
+# ..." when none came), BODY, the headers in $HEADERS, and DP_RC (curl's exit status: a
+# stream cut mid-way still has its status and the body received). BODY goes as
+# application/json unless CT says otherwise (CT=none: no Content-Type). KEY defaults to
+# $DP_KEY and goes as Authorization: Bearer; "" sends no key. DP_MAX_TIME bounds the request
+# (default 10 s).
+dp() {
+	local pos=()
+
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		pos+=("$1")
+		shift
+	done
+	[ $# -gt 0 ] && shift
+	local method=${pos[0]} path=${pos[1]} body=${pos[2]-} key=${pos[3]-$DP_KEY}
+	local args=(-sS --max-time "${DP_MAX_TIME:-10}" -X "$method" -o "$tmp/body" -D "$HEADERS"
+		-w '%{http_code}')
+
+	[ -d "$tmp" ] || bail "the temporary directory $tmp still exists (something else removed it)"
+	[ -n "$key" ] && args+=(-H "Authorization: Bearer $key")
+	if [ -n "$body" ] && [ "${CT-}" = none ]; then
+		args+=(-H 'Content-Type:' --data-binary "$body")
+	elif [ -n "$body" ]; then
+		args+=(-H "Content-Type: ${CT:-application/json}" --data-binary "$body")
+	fi
+	: >"$tmp/body"
+	: >"$HEADERS"
+	: >"$tmp/ctl.err"
+	tg_last_request="$method $TG_DATA_URL$path"
+	curl "${args[@]}" "$@" "$TG_DATA_URL$path" >"$tmp/status" 2>"$tmp/curl.err"
+	DP_RC=$?
+	read -r STATUS <"$tmp/status"
+	if [ -z "$STATUS" ] || [ "$STATUS" = 000 ]; then
+		STATUS="curl failed: $(cat "$tmp/curl.err")"
+	fi
+	IFS= read -r -d '' BODY <"$tmp/body"
+}
+
+# The data payloads of the server-sent events in BODY, one per line ("[DONE]" included).
+sse_data() {
+	printf '%s' "$BODY" | tr -d '\r' | sed -n 's/^data: \{0,1\}//p'
+}
+
+# The SSE payloads of BODY as one JSON array (text payloads such as [DONE] as strings), so
+# that expect_jq can look at a whole stream: BODY=$(sse_json); expect_jq ...
+sse_json() {
+	sse_data | jq -R '. as $l | try fromjson catch $l' | jq -sc .
+}
+
+# usage_of SERVICE [KEY [QUERY]]: prints GET /api/v1/usage/SERVICE?QUERY (default days=1)
+# as KEY (default $DP_KEY); fails unless it answers 200. Leaves STATUS and BODY alone.
+usage_of() {
+	local STATUS BODY tg_last_request=$tg_last_request
+
+	dp GET "/api/v1/usage/$1?${3:-days=1}" "" "${2-$DP_KEY}"
+	[ "$STATUS" = 200 ] || {
+		echo "# usage_of $1: $STATUS $BODY" >&2
+		return 1
+	}
+	printf '%s\n' "$BODY"
+}
+
+# Prompt tokens by mock-llm's rule: ceil(bytes / 4) summed over TEXTs (plus 3 per chat
+# message: chat_tokens).
+text_tokens() { # TEXT...
+	local t n=0 b
+
+	for t in "$@"; do
+		b=$(printf '%s' "$t" | wc -c)
+		n=$((n + (b + 3) / 4))
+	done
+	echo "$n"
+}
+chat_tokens() { # MESSAGE_CONTENT...
+	echo $(($(text_tokens "$@") + 3 * $#))
+}
+
+# cost_nano MODEL PROMPT_TOKENS COMPLETION_TOKENS: the cost in USD 1e-9 from the default
+# price table (USD per 1M tokens: gpt-4o-mini 0.15/0.60, gpt-4o 2.50/10, gpt-3.5-turbo
+# 0.50/1.50, text-embedding-3-small 0.02/0), each part rounded up to a nano-dollar.
+cost_nano() {
+	local p c
+
+	case $1 in
+	gpt-4o-mini) p=150000 c=600000 ;;
+	gpt-4o) p=2500000 c=10000000 ;;
+	gpt-3.5-turbo) p=500000 c=1500000 ;;
+	text-embedding-3-small) p=20000 c=0 ;;
+	*) return 1 ;;
+	esac
+	echo $((($2 * p + 999) / 1000 + ($3 * c + 999) / 1000))
+}
+
+# The jq FILTER of the last body is a number of USD equal to NANO nano-dollars (within half
+# a nano-dollar, or one part in a million for rounding in the number's text).
+expect_usd() { # FILTER NANO
+	jq -e --argjson n "$2" "($1) as \$v | (\$v | type) == \"number\" and
+		((\$v * 1e9 - \$n) | if . < 0 then -. else . end) as \$d |
+		(\$d < 0.5 or \$d <= 1e-6 * \$n)" >/dev/null 2>&1 <<<"$BODY" ||
+		fail "expected $1 to be $2e-9 USD, got $(jq -c "$1" <<<"$BODY" 2>/dev/null)${tg_last_request:+ (answer to $tg_last_request)}"
+}
+
+# What a script expects GET /api/v1/usage to show for its key, summed as it goes: each call
+# that should be metered is noted with metered MODEL PROMPT_TOKENS COMPLETION_TOKENS [STATUS].
+m_calls=0 m_prompt=0 m_completion=0 m_nano=0 m_errors=0
+metered() {
+	m_calls=$((m_calls + 1)) m_prompt=$((m_prompt + $2)) m_completion=$((m_completion + $3))
+	m_nano=$((m_nano + $(cost_nano "$1" "$2" "$3")))
+	[ "${4:-200}" -lt 400 ] || m_errors=$((m_errors + 1))
+}
+metered_reset() { m_calls=0 m_prompt=0 m_completion=0 m_nano=0 m_errors=0; }
+
+# expect_metered SERVICE [KEY]: GET /api/v1/usage/SERVICE?days=1 as KEY (default $DP_KEY)
+# shows exactly the calls noted with metered: requests, tokens, cost and error rate. Leaves
+# the usage answer in BODY.
+expect_metered() {
+	local u
+
+	if ! u=$(usage_of "$1" "${2-$DP_KEY}"); then
+		fail "GET /api/v1/usage/$1?days=1 did not answer 200"
+		return 1
+	fi
+	BODY=$u
+	expect_json .requests "$m_calls"
+	expect_json .prompt_tokens "$m_prompt"
+	expect_json .completion_tokens "$m_completion"
+	expect_json .total_tokens "$((m_prompt + m_completion))"
+	expect_usd .cost "$m_nano"
+	expect_json .currency USD
+	if [ "$m_calls" -gt 0 ]; then
+		expect_jq --argjson e "$m_errors" --argjson n "$m_calls" \
+			'(.error_rate - $e / $n) | (. < 1e-6 and . > -1e-6)' ||
+			fail "(expected error_rate $m_errors/$m_calls)"
+	fi
+}
+
 tg_cleanup() {
 	local rc=$? pid
 
 	[ -n "$tg_case_name" ] && case_end
 	for pid in "${tg_pids[@]}"; do
 		tg_alive "$pid" && tg_stop_pid "$pid" TERM
+	done
+	for pid in "${tg_mock_pids[@]}"; do
+		tg_alive "$pid" && MOCK_PID=$pid tg_stop_mock
 	done
 	rm -rf "$tmp"
 	[ "$tg_failed" -gt 0 ] && rc=1
