@@ -18,6 +18,7 @@
 #include "admin_internal.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "util.h"
 
@@ -298,6 +299,20 @@ static void h_ready(struct admin_call *c)
 		o = NULL;
 	}
 	reply_obj(c, 200, o);
+}
+
+/* Prometheus text; no token (docs/data-plane.md: bind the admin listener to a trusted host). */
+static void h_metrics(struct admin_call *c)
+{
+	size_t len = 0;
+	char *text = metrics_render(&len);
+
+	if (!text) {
+		reply_500(c, "rendering metrics", -ENOMEM);
+		return;
+	}
+	http_reply(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+	free(text);
 }
 
 /* {"object":"list","data":[]}, for the caller to fill; NULL when out of memory. */
@@ -786,6 +801,7 @@ static void h_token_revoke(struct admin_call *c)
 static const struct admin_route admin_routes[] = {
     {"GET", "/health", 0, h_health},
     {"GET", "/ready", 0, h_ready},
+    {"GET", "/metrics", 0, h_metrics},
     {"POST", "/api/v1/keys", R_ADMIN | R_CONSUMER, h_key_create},
     {"GET", "/api/v1/keys", R_ADMIN | R_VIEWER | R_CONSUMER, h_key_list},
     {"GET", "/api/v1/keys/:", R_ADMIN | R_VIEWER | R_CONSUMER, h_key_get},

@@ -1,16 +1,21 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The HTTP layer over libmicrohttpd, the only file that includes microhttpd.h. A listener
+ * The HTTP layer over libmicrohttpd (with http_defer.c and http_internal.h the only files
+ * that include microhttpd.h). A listener
  * runs a pool of worker threads; each request gets a small state on the first call of the
  * access handler, its body is gathered up to max_body (413 past it, without buffering the
  * rest), non-JSON bodies are refused when asked (415), and the complete request goes to
  * one handler function, which answers through http_reply*. Every answer carries
  * x-request-id, and one access-log line per request is written when it completes: method,
  * path, status, time and request id, never headers, bodies or query strings.
+ *
+ * Handlers may defer their answer and stream it from other threads: http_defer.c, over the
+ * state declared in http_internal.h.
  */
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,56 +23,14 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
-#include <microhttpd.h>
 
-#include "http.h"
+#include "http_internal.h"
 #include "log.h"
 #include "util.h"
-
-#define HTTP_ID_MAX	    64	 /* longest x-request-id taken from a client */
-#define HTTP_ID_RANDOM	    24	 /* random characters of a generated id, after "req_" */
-#define HTTP_HDR_MAX	    16	 /* response headers a handler may add */
-#define HTTP_LOG_PATH_MAX   160	 /* path characters shown in the access log */
-#define HTTP_ERR_MSG_MAX    512	 /* longest error message */
-#define HTTP_BODY_MIN_CAP   1024 /* first allocation of a body buffer */
-#define HTTP_SECRET_BUF	    2048 /* first try at serialising a secret-bearing body */
-#define HTTP_SECRET_BUF_MAX (1u << 20)
-#define HTTP_ID_ALPHABET    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-struct http_server {
-	struct MHD_Daemon *d;
-	http_handler_fn fn;
-	void *arg;
-	size_t max_body;
-	bool require_json;
-	uint16_t port;
-	char name[32];
-};
-
-struct http_hdr {
-	char *name;
-	char *value;
-};
-
-struct http_req {
-	struct http_server *srv;
-	struct MHD_Connection *conn;
-	char *method;
-	char *path;
-	char *body; /* NUL-terminated; NULL until the first byte */
-	size_t len;
-	size_t cap;
-	bool too_large; /* the body passed max_body: 413, the rest is discarded */
-	bool answered;
-	unsigned status;
-	int64_t start_ns;
-	size_t nhdr;
-	struct http_hdr hdr[HTTP_HDR_MAX];
-	char id[HTTP_ID_MAX + 1];
-};
 
 /* ---- request state ---- */
 
@@ -79,10 +42,30 @@ static void req_free(struct http_req *r)
 		free(r->hdr[i].name);
 		free(r->hdr[i].value);
 	}
+	if (r->stream) {
+		free(r->stream->buf);
+		free(r->stream);
+	}
+	pthread_mutex_destroy(&r->mu);
 	free(r->body);
 	free(r->path);
 	free(r->method);
 	free(r);
+}
+
+void http_req_release(struct http_req *r)
+{
+	if (r && atomic_fetch_sub(&r->refs, 1) == 1)
+		req_free(r);
+}
+
+/* Resumes the connection if we suspended it. Caller holds r->mu. */
+void http_req_wake(struct http_req *r)
+{
+	if (!r->suspended)
+		return;
+	r->suspended = false;
+	MHD_resume_connection(r->conn);
 }
 
 /* A client's id when it is sane (it ends up in our logs), else "req_" + 24 random chars. */
@@ -108,6 +91,11 @@ static struct http_req *req_new(struct http_server *h, struct MHD_Connection *co
 
 	if (!r)
 		return NULL;
+	if (pthread_mutex_init(&r->mu, NULL)) {
+		free(r);
+		return NULL;
+	}
+	atomic_init(&r->refs, 1); /* the library's, until on_completed */
 	r->srv = h;
 	r->conn = conn;
 	r->start_ns = tg_now_mono_ns();
@@ -222,45 +210,89 @@ const char *http_req_id(struct http_req *r)
 int http_add_header(struct http_req *r, const char *name, const char *value)
 {
 	struct http_hdr *h;
+	int rc = 0;
 
 	if (!name || !value || !*name || strpbrk(name, "\r\n: ") || strpbrk(value, "\r\n"))
 		return -EINVAL;
-	if (r->nhdr >= HTTP_HDR_MAX)
-		return -ENOSPC;
+	pthread_mutex_lock(&r->mu);
+	if (r->nhdr >= HTTP_HDR_MAX) {
+		rc = -ENOSPC;
+		goto out;
+	}
 	h = &r->hdr[r->nhdr];
 	h->name = strdup(name);
 	h->value = strdup(value);
 	if (!h->name || !h->value) {
 		free(h->name);
 		free(h->value);
-		return -ENOMEM;
+		rc = -ENOMEM;
+		goto out;
 	}
 	r->nhdr++;
-	return 0;
+out:
+	pthread_mutex_unlock(&r->mu);
+	return rc;
 }
 
-/* Adds our headers to resp and queues it; takes resp (destroyed here in every case). */
-static int reply_queue(struct http_req *r, unsigned status, const char *ctype,
-		       struct MHD_Response *resp)
+/* Adds our headers to a response nobody else holds yet. Caller holds r->mu. */
+int http_resp_headers(struct http_req *r, const char *ctype, struct MHD_Response *resp)
 {
-	int rc = 0;
-
-	if (!resp)
-		return -ENOMEM;
 	if (MHD_add_response_header(resp, "x-request-id", r->id) != MHD_YES ||
 	    (ctype &&
 	     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) != MHD_YES))
-		rc = -ENOMEM;
-	for (size_t i = 0; !rc && i < r->nhdr; i++) {
+		return -ENOMEM;
+	for (size_t i = 0; i < r->nhdr; i++) {
 		if (MHD_add_response_header(resp, r->hdr[i].name, r->hdr[i].value) != MHD_YES)
-			rc = -ENOMEM;
+			return -ENOMEM;
 	}
-	if (!rc && MHD_queue_response(r->conn, status, resp) != MHD_YES)
-		rc = -EIO;
+	return 0;
+}
+
+/* Queues resp on the connection (listener thread, inside the access handler); takes it. */
+int http_queue_now(struct http_req *r, unsigned status, struct MHD_Response *resp)
+{
+	int rc = MHD_queue_response(r->conn, status, resp) == MHD_YES ? 0 : -EIO;
+
 	MHD_destroy_response(resp);
-	if (!rc) {
+	if (!rc)
 		r->answered = true;
-		r->status = status;
+	return rc;
+}
+
+/*
+ * Gives the answer resp (taken, destroyed here on failure): queued at once by a handler
+ * answering synchronously, else stored for the resumed handler of a deferred request.
+ */
+static int reply_submit(struct http_req *r, unsigned status, const char *ctype,
+			struct MHD_Response *resp)
+{
+	int rc;
+
+	if (!resp)
+		return -ENOMEM;
+	pthread_mutex_lock(&r->mu);
+	rc = r->replied ? -EALREADY : r->closed ? -ECONNRESET : http_resp_headers(r, ctype, resp);
+	if (rc) {
+		pthread_mutex_unlock(&r->mu);
+		MHD_destroy_response(resp);
+		return rc;
+	}
+	r->replied = true;
+	r->status = status;
+	if (r->deferred) {
+		r->pending = resp;
+		r->pending_status = status;
+		http_req_wake(r);
+		pthread_mutex_unlock(&r->mu);
+		return 0;
+	}
+	pthread_mutex_unlock(&r->mu);
+	/* not deferred: only the handler's own thread knows r, so this is inside the handler */
+	rc = http_queue_now(r, status, resp);
+	if (rc) {
+		pthread_mutex_lock(&r->mu);
+		r->replied = false;
+		pthread_mutex_unlock(&r->mu);
 	}
 	return rc;
 }
@@ -270,11 +302,9 @@ int http_reply(struct http_req *r, unsigned status, const char *content_type, co
 {
 	struct MHD_Response *resp;
 
-	if (r->answered)
-		return -EALREADY;
 	resp =
 	    MHD_create_response_from_buffer(len, (void *)(len ? body : ""), MHD_RESPMEM_MUST_COPY);
-	return reply_queue(r, status, content_type, resp);
+	return reply_submit(r, status, content_type, resp);
 }
 
 int http_reply_json(struct http_req *r, unsigned status, const struct cJSON *json)
@@ -326,8 +356,6 @@ int http_reply_json_secret(struct http_req *r, unsigned status, const struct cJS
 	struct MHD_Response *resp;
 	char *s;
 
-	if (r->answered)
-		return -EALREADY;
 	s = print_secret(json);
 	if (!s)
 		return -ENOMEM;
@@ -336,7 +364,7 @@ int http_reply_json_secret(struct http_req *r, unsigned status, const struct cJS
 		secret_free(s);
 		return -ENOMEM;
 	}
-	return reply_queue(r, status, "application/json", resp);
+	return reply_submit(r, status, "application/json", resp);
 }
 
 int http_reply_error(struct http_req *r, unsigned status, const char *type, const char *code,
@@ -423,6 +451,8 @@ static enum MHD_Result req_finish(struct http_req *r)
 				 "request bodies must be sent as Content-Type: application/json");
 	else
 		h->fn(r, h->arg);
+	if (r->deferred)
+		return http_req_deferred(r);
 	if (!r->answered) {
 		log_warnx("%s: handler gave no answer, id=%s", h->name, r->id);
 		http_reply_error(r, 500, "server_error", "internal_error", NULL,
@@ -455,6 +485,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	}
 	if (r->answered)
 		return MHD_YES;
+	if (r->deferred)
+		return http_req_deferred(r);
 	return req_finish(r);
 }
 
@@ -486,24 +518,58 @@ static const char *termination_name(enum MHD_RequestTerminationCode toe)
 	}
 }
 
+/* The access-log line and the request metrics of a finished request. */
+static void req_account(struct http_server *h, struct http_req *r, const char *why)
+{
+	char method[17], path[HTTP_LOG_PATH_MAX + 4];
+	int64_t ns = tg_now_mono_ns() - r->start_ns;
+	unsigned status;
+
+	pthread_mutex_lock(&r->mu);
+	status = r->status;
+	pthread_mutex_unlock(&r->mu);
+	log_clean(method, sizeof(method), r->method, 16);
+	log_clean(path, sizeof(path), r->path, HTTP_LOG_PATH_MAX);
+	log_info("%s %s %s %u %lldms id=%s%s%s%s", h->name, method, path, status,
+		 (long long)(ns / 1000000), r->id, why ? " (" : "", why ? why : "", why ? ")" : "");
+	if (h->route_label)
+		metrics_http(h->listener, h->route_label(r->method, r->path),
+			     status ? status : HTTP_STATUS_GONE, ns > 0 ? (uint64_t)ns : 0);
+}
+
+/*
+ * The request is over (answered, client gone, or shutdown): no library call on it from
+ * now on. Drops an answer that never went out, tells the on_close callback, and drops the
+ * library's reference; a deferring party may still hold one.
+ */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
 	struct http_server *h = cls;
 	struct http_req *r = *con_cls;
-	char method[17], path[HTTP_LOG_PATH_MAX + 4];
-	const char *why = termination_name(toe);
-	int64_t ms;
+	struct MHD_Response *pending;
+	void (*fn)(void *arg);
+	void *arg;
 
 	(void)conn;
 	if (!r)
 		return;
-	ms = (tg_now_mono_ns() - r->start_ns) / 1000000;
-	log_clean(method, sizeof(method), r->method, 16);
-	log_clean(path, sizeof(path), r->path, HTTP_LOG_PATH_MAX);
-	log_info("%s %s %s %u %lldms id=%s%s%s%s", h->name, method, path, r->status, (long long)ms,
-		 r->id, why ? " (" : "", why ? why : "", why ? ")" : "");
-	req_free(r);
+	pthread_mutex_lock(&r->mu);
+	r->closed = true;
+	r->suspended = false;
+	pending = r->pending;
+	r->pending = NULL;
+	fn = r->on_close;
+	arg = r->on_close_arg;
+	r->on_close = NULL;
+	pthread_mutex_unlock(&r->mu);
+	http_req_unpark(r);
+	req_account(h, r, termination_name(toe));
+	if (pending)
+		MHD_destroy_response(pending);
+	if (fn)
+		fn(arg);
+	http_req_release(r);
 	*con_cls = NULL;
 }
 
@@ -591,7 +657,7 @@ static struct MHD_Daemon *daemon_start(struct http_server *h, const struct http_
 	uint16_t port = ntohs(v6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
 				 : ((const struct sockaddr_in *)ss)->sin_port);
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-			 MHD_USE_ITC | (v6 ? MHD_USE_IPv6 : 0);
+			 MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | (v6 ? MHD_USE_IPv6 : 0);
 
 	/* the logger first, so that the library's messages about the options reach it too */
 	return MHD_start_daemon(
@@ -602,6 +668,28 @@ static struct MHD_Daemon *daemon_start(struct http_server *h, const struct http_
 	    (unsigned)(o->max_conns ? o->max_conns : 1024), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	    (size_t)(o->max_header ? o->max_header : 32768), MHD_OPTION_NOTIFY_COMPLETED,
 	    on_completed, h, MHD_OPTION_END);
+}
+
+/* The server's mutex, and its condition variable on the monotonic clock. 0 or -1. */
+static int server_sync_init(struct http_server *h)
+{
+	pthread_condattr_t ca;
+	int rc;
+
+	if (pthread_mutex_init(&h->mu, NULL))
+		return -1;
+	rc = pthread_condattr_init(&ca);
+	if (!rc) {
+		rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		if (!rc)
+			rc = pthread_cond_init(&h->parked_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
+	if (rc) {
+		pthread_mutex_destroy(&h->mu);
+		return -1;
+	}
+	return 0;
 }
 
 struct http_server *http_start(const struct http_opts *o, http_handler_fn fn, void *arg)
@@ -626,13 +714,24 @@ struct http_server *http_start(const struct http_opts *o, http_handler_fn fn, vo
 	h->fn = fn;
 	h->arg = arg;
 	h->max_body = o->max_body;
+	h->stream_max = o->stream_buffer_max ? o->stream_buffer_max : HTTP_STREAM_MAX_DEF;
 	h->require_json = o->require_json;
+	h->drain_ms = o->drain_ms;
+	h->route_label = o->route_label;
+	h->listener = o->listener;
+	atomic_init(&h->stopping, false);
 	snprintf(h->name, sizeof(h->name), "%s", o->name ? o->name : "http");
+	if (server_sync_init(h)) {
+		err = ENOMEM;
+		goto fail;
+	}
 	errno = 0;
 	h->d = daemon_start(h, o, &ss, v6);
 	if (!h->d) {
 		err = errno ? errno : EADDRNOTAVAIL;
 		log_warnx("%s: cannot listen on %s: %s", h->name, o->listen, strerror(err));
+		pthread_cond_destroy(&h->parked_cv);
+		pthread_mutex_destroy(&h->mu);
 		goto fail;
 	}
 	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
@@ -652,9 +751,17 @@ void http_stop(struct http_server *h)
 		return;
 	/* stop accepting first; requests already in a handler finish before the join */
 	fd = MHD_quiesce_daemon(h->d);
+	pthread_mutex_lock(&h->mu);
+	h->draining = true;
+	http_server_drain(h);
+	http_server_wake_all(h);
+	pthread_mutex_unlock(&h->mu);
+	/* every request completes here (on_completed): none touches h or its connection after */
 	MHD_stop_daemon(h->d);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
+	pthread_cond_destroy(&h->parked_cv);
+	pthread_mutex_destroy(&h->mu);
 	free(h);
 }
 

@@ -6,8 +6,12 @@
  * complete requests to one handler function. Responses are built with the http_reply_*
  * calls; error bodies have the OpenAI shape {"error":{"message","type","param","code"}}.
  *
- * Handlers run on the listener's worker threads and answer synchronously (the data plane
- * will add suspend/resume on top of this).
+ * Handlers run on the listener's worker threads. Most answer synchronously. A handler that
+ * must wait (for an upstream call) calls http_defer() and returns without answering: the
+ * connection is suspended, costing no thread, and any thread later completes it with
+ * http_reply* or streams it with http_stream_*. A deferred request is reference-counted:
+ * it stays valid for the deferring party until http_req_release(), even after the client
+ * went away, and http_req_on_close() says when that happened.
  */
 #ifndef TG_HTTP_H
 #define TG_HTTP_H
@@ -15,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "metrics.h"
 
 struct cJSON;
 
@@ -29,6 +35,19 @@ struct http_opts {
 	size_t max_header;	    /* per-connection buffer for the request line and headers,
 				       default 32768; longer headers are refused by the library
 				       (431) before any handler runs */
+	size_t stream_buffer_max;   /* bytes a stream may buffer for a slow client before it is
+				       cut (http_stream_write), default 1 MiB */
+	unsigned drain_ms;	    /* http_stop waits this long for deferred requests to finish
+				       before cutting them, default 0 */
+	/*
+	 * With route_label set, every request is counted in http_requests_total and
+	 * http_request_duration_seconds{listener,route} (metrics.h), route being what
+	 * route_label returns for the method and path: a route template such as
+	 * "/api/v1/quota/:serviceId", never the raw path (bounded label values). A request
+	 * that ends without an answer (client gone, shutdown) is counted with code 499.
+	 */
+	const char *(*route_label)(const char *method, const char *path);
+	enum metrics_listener listener;
 };
 
 struct http_req;
@@ -43,7 +62,12 @@ void http_stop(struct http_server *h);
 /* The port actually bound (useful with port 0). */
 uint16_t http_port(const struct http_server *h);
 
-/* Request accessors; returned strings are borrowed until the reply is sent. */
+/*
+ * Request accessors; returned strings are borrowed until the reply is sent. After
+ * http_defer, only http_req_id and http_req_body may be used from other threads (their
+ * strings live as long as the reference); headers and query parameters belong to the
+ * connection and must be copied by the handler before it returns.
+ */
 const char *http_req_method(struct http_req *r);
 const char *http_req_path(struct http_req *r);	       /* without the query string */
 const char *http_req_header(struct http_req *r, const char *name); /* case-insensitive */
@@ -54,9 +78,16 @@ int http_req_query_each(struct http_req *r, int (*cb)(const char *k, const char 
 const char *http_req_body(struct http_req *r, size_t *len); /* NUL-terminated, may be "" */
 const char *http_req_id(struct http_req *r);
 
-/* Adds a response header; call before the reply. Values must not contain CR or LF. */
+/*
+ * Adds a response header; call before the reply. Values must not contain CR or LF. Any
+ * thread may call it for a deferred request.
+ */
 int http_add_header(struct http_req *r, const char *name, const char *value);
-/* Sends the response (copies body). A request is answered exactly once. */
+/*
+ * Sends the response (copies body). A request is answered exactly once: -EALREADY for a
+ * second answer. For a deferred request this may be called from any thread; the answer is
+ * stored and the connection resumed to send it. -ECONNRESET when the client is gone.
+ */
 int http_reply(struct http_req *r, unsigned status, const char *content_type, const void *body,
 	       size_t len);
 /* Serialises json (not freed) and sends it as application/json. */
@@ -73,5 +104,48 @@ int http_reply_json_secret(struct http_req *r, unsigned status, const struct cJS
  */
 int http_reply_error(struct http_req *r, unsigned status, const char *type, const char *code,
 		     const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* ---- deferred answers and streams ---- */
+
+/*
+ * Called by a handler that will answer later, from any thread: when it returns, the
+ * connection is suspended until the answer comes. Takes a reference on the request for the
+ * caller, who drops it with http_req_release once it will touch the request no more (after
+ * answering, or after learning the client is gone). -ESHUTDOWN while the listener is
+ * stopping (answer synchronously then), -EALREADY if already deferred or answered.
+ */
+int http_defer(struct http_req *r);
+/* Drops a reference taken by http_defer; the request is freed with the last one. */
+void http_req_release(struct http_req *r);
+/*
+ * Registers fn(arg), called exactly once, on a listener thread, when the request is over:
+ * the answer was sent, the client went away, or the listener stopped. fn must not block;
+ * it may call the http_* functions of this request (they then fail with -ECONNRESET).
+ * One callback per request; -ECONNRESET if the request is already over (fn not called).
+ */
+int http_req_on_close(struct http_req *r, void (*fn)(void *arg), void *arg);
+
+struct http_stream;
+
+/*
+ * Starts a streamed answer of a deferred request, from any thread: the status, the headers
+ * added so far and content_type go out, then a chunked body of what http_stream_write
+ * supplies. The stream is owned by the request (valid while the caller holds its
+ * reference). NULL and errno: ECONNRESET (client gone), EALREADY (answered), EINVAL (not
+ * deferred), ENOMEM.
+ */
+struct http_stream *http_stream_start(struct http_req *r, unsigned status,
+				      const char *content_type);
+/*
+ * Appends bytes to the stream, from any thread, and wakes the connection to send them.
+ * Bytes wait in a per-stream buffer while the client is slower than the writer; past
+ * stream_buffer_max the stream is cut (the client sees a broken response) and -ENOBUFS
+ * returned. -ECONNRESET when the client is gone, -EPIPE after the end or a cut.
+ */
+int http_stream_write(struct http_stream *s, const void *buf, size_t len);
+/* Ends the stream cleanly once the buffered bytes are sent. Any thread. */
+int http_stream_end(struct http_stream *s);
+/* Cuts the stream at once, without its last chunk: the client sees an incomplete answer. */
+int http_stream_abort(struct http_stream *s);
 
 #endif /* TG_HTTP_H */

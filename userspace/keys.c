@@ -472,9 +472,11 @@ static void copy_str(char *dst, size_t cap, const char *src)
 }
 
 /* Status and output of entry e once its secret is known good. Caller holds the read lock. */
-static int entry_auth(struct keys *k, struct kentry *e, bool via_prev, int64_t now,
+static int entry_auth(struct keys *k, uint32_t eidx, bool via_prev, int64_t now,
 		      struct keys_auth *out)
 {
+	struct kentry *e = kidx_at(&k->idx, eidx);
+
 	if (e->revoked_at)
 		return -EKEYREVOKED;
 	if (e->kind == KENT_KEY && e->expires_at && now >= e->expires_at)
@@ -491,6 +493,7 @@ static int entry_auth(struct keys *k, struct kentry *e, bool via_prev, int64_t n
 		copy_str(out->service, sizeof(out->service), kidx_str(&k->idx, e->service));
 		copy_str(out->tier, sizeof(out->tier), kidx_str(&k->idx, e->tier));
 		out->via_previous = via_prev;
+		out->slot = eidx;
 	} else {
 		out->role = (enum token_role)e->role;
 		copy_str(out->consumer, sizeof(out->consumer), kidx_str(&k->idx, e->owner));
@@ -534,7 +537,7 @@ static int verify_cached(struct keys *k, const struct cred *c, const struct kcac
 	if (e->kind == c->kind && strncmp(e->id, c->id, TG_ID_LEN) == 0) {
 		v = cached_valid(e, ce, now);
 		if (v >= 0)
-			rc = entry_auth(k, e, v == 1, now, out);
+			rc = entry_auth(k, ce->eidx, v == 1, now, out);
 	}
 	pthread_rwlock_unlock(&k->lock);
 	return rc;
@@ -623,7 +626,7 @@ static int verify_slow(struct keys *k, const struct cred *c, const char *p, size
 	kcache_put(&k->cache, &ce);
 	/* The store just said which secret matched; the index says what the key may do. */
 	pthread_rwlock_rdlock(&k->lock);
-	rc = entry_auth(k, kidx_at(&k->idx, ce.eidx), ce.state == KC_PREV, keys_now_unix(k), out);
+	rc = entry_auth(k, ce.eidx, ce.state == KC_PREV, keys_now_unix(k), out);
 	pthread_rwlock_unlock(&k->lock);
 out:
 	explicit_bzero(&h, sizeof(h));

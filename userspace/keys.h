@@ -170,6 +170,12 @@ struct keys_auth {
 	char tier[TG_TIER_NAME_MAX + 1];
 	struct limits limits;	/* effective: tier merged with overrides */
 	bool via_previous;	/* authenticated by a rotated secret still in its grace */
+	/*
+	 * The key's index entry number: its request-rate slot (slots_at). Stable while the
+	 * process runs (entries are never freed before keys_close), but not across restarts:
+	 * slots are per process until the kernel-path issue persists them.
+	 */
+	uint32_t slot;
 	/* admin tokens */
 	enum token_role role;
 	char consumer[TG_OWNER_ID_MAX + 1];

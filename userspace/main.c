@@ -2,8 +2,9 @@
 /*
  * tollgated: wires the modules together. Parses the command line and configuration, opens
  * the store (applying migrations), loads the key registry, bootstraps the first admin
- * token, starts the admin API, and waits for a signal. Also the offline commands:
- * --check (validate a config file) and migrate [--status].
+ * token, starts the admin API and the data plane (rate-limit slots, upstream client, usage
+ * writer, listener), and waits for a signal. Also the offline commands: --check (validate
+ * a config file) and migrate [--status].
  */
 #include <errno.h>
 #include <getopt.h>
@@ -16,10 +17,14 @@
 
 #include "admin.h"
 #include "config.h"
+#include "dataplane.h"
 #include "keys.h"
 #include "log.h"
 #include "migrations.h"
+#include "ratelimit.h"
 #include "store.h"
+#include "upstream.h"
+#include "usage.h"
 #include "util.h"
 
 #define TOLLGATED_VERSION "0.1.0"
@@ -45,7 +50,7 @@ static void usage(FILE *f)
 		"      --admin-listen A  admin API address host:port (admin.listen)\n"
 		"      --log-level L     error, warn, info or debug (log.level)\n"
 		"      --set FIELD=VAL   any config field, e.g. --set keys.fail_limit=10\n"
-		"      --ready-file F    when serving, write {\"pid\",\"admin\"} as JSON to F\n"
+		"      --ready-file F    when serving, write {\"pid\",\"admin\",\"data\"} as JSON to F\n"
 		"Precedence: defaults < config file < TOLLGATE_* environment < options.\n");
 }
 
@@ -202,19 +207,29 @@ static int cmd_migrate(const struct config *c, bool status_only)
 	return 0;
 }
 
-/* Writes the ready file atomically, so a test never reads half of it. */
-static int write_ready_file(const char *path, unsigned admin_port, const char *listen)
+/* The host part of a listen address "host:port" or "[v6]:port" (brackets kept). */
+static void listen_host(const char *listen, char host[128])
 {
-	char tmp[PATH_MAX], host[128];
 	const char *colon = strrchr(listen, ':');
+
+	snprintf(host, 128, "%.*s", colon ? (int)(colon - listen) : 0, listen);
+}
+
+/* Writes the ready file atomically, so a test never reads half of it. */
+static int write_ready_file(const char *path, const struct config *c, unsigned admin_port,
+			    unsigned data_port)
+{
+	char tmp[PATH_MAX], admin[128], data[128];
 	FILE *f;
 
-	snprintf(host, sizeof(host), "%.*s", colon ? (int)(colon - listen) : 0, listen);
+	listen_host(c->admin_listen, admin);
+	listen_host(c->data_listen, data);
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	f = fopen(tmp, "w");
 	if (!f)
 		return -errno;
-	fprintf(f, "{\"pid\": %d, \"admin\": \"%s:%u\"}\n", (int)getpid(), host, admin_port);
+	fprintf(f, "{\"pid\": %d, \"admin\": \"%s:%u\", \"data\": \"%s:%u\"}\n", (int)getpid(),
+		admin, admin_port, data, data_port);
 	if (fclose(f) || rename(tmp, path))
 		return -errno;
 	return 0;
@@ -274,10 +289,65 @@ static void serve_until_signal(struct keys *k)
 	log_info("signal %d: shutting down", sig);
 }
 
+/* What the data plane runs on: slots, upstream client, usage writer; then its listener. */
+struct data_path {
+	struct slots *slots;
+	struct upstream *up;
+	struct usage *usage;
+	struct dataplane *dp;
+};
+
+static int data_path_start(const struct config *c, struct store *s, struct keys *k,
+			   struct data_path *p)
+{
+	struct store_writer_opts wo = {.max_batch = c->usage_max_batch,
+				       .max_delay_us = c->usage_max_delay_us};
+	struct dataplane_opts o = {.listen = c->data_listen, .threads = c->data_threads,
+				   .max_body = c->data_max_body, .timeout_sec = c->data_timeout_sec,
+				   .max_conns = c->data_max_conns,
+				   .default_model = c->data_default_model};
+	struct dataplane_deps d;
+
+	p->slots = slots_open(c->data_slots);
+	if (!p->slots) {
+		log_warn("cannot map %u rate-limit slots (data.rate_slots)", c->data_slots);
+		return -1;
+	}
+	p->up = upstream_start(c->upstream_conns);
+	if (!p->up) {
+		log_warn("cannot start the upstream client");
+		return -1;
+	}
+	p->usage = usage_open(s, &wo);
+	if (!p->usage) {
+		log_warn("cannot start the usage writer");
+		return -1;
+	}
+	d = (struct dataplane_deps){.k = k, .slots = p->slots, .up = p->up, .usage = p->usage,
+				    .prov = &c->providers};
+	p->dp = dataplane_start(&o, &d);
+	return p->dp ? 0 : -1;
+}
+
+/*
+ * In order: no new data-plane requests (those in flight get a moment, then are cut), every
+ * upstream call ends (cancelled), the data plane meters what they used, the usage writer
+ * commits everything queued.
+ */
+static void data_path_stop(struct data_path *p)
+{
+	dataplane_stop(p->dp);
+	upstream_stop(p->up);
+	dataplane_close(p->dp);
+	usage_close(p->usage);
+	slots_close(p->slots);
+}
+
 static int cmd_run(const struct config *c, const char *ready_file)
 {
 	struct admin_opts ao = {.listen = c->admin_listen, .threads = c->admin_threads,
 				.max_body = c->admin_max_body, .timeout_sec = c->admin_timeout_sec};
+	struct data_path dpath = {0};
 	struct store *s = NULL;
 	struct keys *k = NULL;
 	struct admin *a = NULL;
@@ -298,16 +368,19 @@ static int cmd_run(const struct config *c, const char *ready_file)
 	if (bootstrap(k))
 		goto out;
 	a = admin_start(&ao, k, s);
-	if (!a)
+	if (!a || data_path_start(c, s, k, &dpath))
 		goto out;
-	log_info("tollgated %s ready: store %s (schema %u, %zu keys), admin API on %s (port %u)",
+	log_info("tollgated %s ready: store %s (schema %u, %zu keys), admin API on %s (port %u), "
+		 "data plane on %s (port %u), %zu providers",
 		 TOLLGATED_VERSION, c->store_path, store_schema_version(s), keys_count(k),
-		 c->admin_listen, admin_port(a));
-	if (ready_file && write_ready_file(ready_file, admin_port(a), c->admin_listen))
+		 c->admin_listen, admin_port(a), c->data_listen, dataplane_port(dpath.dp),
+		 c->providers.n);
+	if (ready_file && write_ready_file(ready_file, c, admin_port(a), dataplane_port(dpath.dp)))
 		log_warn("cannot write ready file %s", ready_file);
 	serve_until_signal(k);
 	rc = 0;
 out:
+	data_path_stop(&dpath);
 	admin_stop(a);
 	keys_close(k);
 	store_close(s);
@@ -323,16 +396,16 @@ int main(int argc, char **argv)
 	struct config c;
 	sigset_t set;
 
-	if (parse_args(argc, argv, &cl, &cfg_file, &sets, &nsets))
-		return 2;
-	if (cl.check_file)
-		return cmd_check(cl.check_file);
-	rc = load_config(&c, cfg_file, sets, nsets);
+	rc = parse_args(argc, argv, &cl, &cfg_file, &sets, &nsets) ? 2 : 0;
+	if (!rc && cl.check_file)
+		rc = cmd_check(cl.check_file);
+	else if (!rc && load_config(&c, cfg_file, sets, nsets))
+		rc = 2;
 	for (int i = 0; i < nsets; i++)
 		free(sets[i]);
 	free(sets);
-	if (rc)
-		return 2;
+	if (rc || cl.check_file)
+		return rc;
 	log_init("tollgated", (enum log_level)c.log_level);
 	umask(077);
 	if (cl.command && !strcmp(cl.command, "migrate")) {

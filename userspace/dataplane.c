@@ -1,0 +1,748 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The data plane's frame (see dataplane_internal.h for the split and the threads): the
+ * listener and its route table, API-key authentication, the request-rate charge and its
+ * headers, the life of a forwarded call (defer, close callback, submit, references), the
+ * completion worker that meters calls in batches and releases their answers only once
+ * their usage records are committed, and the usage record itself.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "dataplane_internal.h"
+#include "log.h"
+#include "metrics.h"
+#include "tollgate/gcra.h"
+#include "util.h"
+
+#define MSG_NO_KEY  "no API key: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+#define MSG_BAD_KEY "the API key is not valid"
+
+/* ---- routes ---- */
+
+static const struct dp_route dp_routes[] = {
+    {"POST", "/v1/chat/completions", "/v1/chat/completions", DP_CHARGE, dp_h_chat},
+    {"POST", "/v1/completions", "/v1/completions", DP_CHARGE, dp_h_completions},
+    {"POST", "/v1/embeddings", "/v1/embeddings", DP_CHARGE, dp_h_embeddings},
+    {"GET", "/v1/models", "/v1/models", DP_CHARGE, dp_h_models},
+    {"POST", "/api/v1/consume/:", "/api/v1/consume/:serviceId", DP_CHARGE | DP_SERVICE,
+     dp_h_consume},
+    {"GET", "/api/v1/quota/:", "/api/v1/quota/:serviceId", DP_CHARGE | DP_SERVICE, dp_h_quota},
+    {"GET", "/api/v1/usage/:", "/api/v1/usage/:serviceId", DP_CHARGE | DP_SERVICE, dp_h_usage},
+    {"GET", "/api/v1/rate-limits", "/api/v1/rate-limits", 0, dp_h_rate_status},
+    {"POST", "/api/v1/rate-limits/check", "/api/v1/rate-limits/check", 0, dp_h_rate_check},
+};
+
+/* Matches path against pattern segment by segment; the ':' segment is copied into arg. */
+static bool path_match(const char *pattern, const char *path, char arg[DP_ARG_MAX + 1])
+{
+	size_t n;
+
+	while (*pattern && *path) {
+		if (*pattern == ':') {
+			n = strcspn(path, "/");
+			if (n == 0)
+				return false;
+			snprintf(arg, DP_ARG_MAX + 1, "%.*s",
+				 (int)(n > DP_ARG_MAX ? DP_ARG_MAX : n), path);
+			pattern++;
+			path += n;
+		} else if (*pattern++ != *path++) {
+			return false;
+		}
+	}
+	return !*pattern && !*path;
+}
+
+/* The route for method and path, or NULL; then allow lists the methods the path takes. */
+static const struct dp_route *route_find(const char *method, const char *path,
+					 char arg[DP_ARG_MAX + 1], char *allow, size_t size)
+{
+	size_t used = 0;
+
+	allow[0] = '\0';
+	for (size_t i = 0; i < TG_ARRAY_SIZE(dp_routes); i++) {
+		const struct dp_route *r = &dp_routes[i];
+
+		if (!path_match(r->pattern, path, arg))
+			continue;
+		if (strcmp(r->method, method) == 0)
+			return r;
+		if (used < size)
+			used += (size_t)snprintf(allow + used, size - used, "%s%s",
+						 used ? ", " : "", r->method);
+	}
+	return NULL;
+}
+
+/* Metrics label of a request: its route's template, whatever the method. */
+static const char *dp_route_label(const char *method, const char *path)
+{
+	char arg[DP_ARG_MAX + 1];
+
+	(void)method;
+	for (size_t i = 0; i < TG_ARRAY_SIZE(dp_routes); i++)
+		if (path_match(dp_routes[i].pattern, path, arg))
+			return dp_routes[i].label;
+	return "unmatched";
+}
+
+/* ---- small helpers ---- */
+
+int64_t dp_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *dp_endpoint_name(enum dp_endpoint ep)
+{
+	static const char *const names[] = {
+	    [DP_EP_CHAT] = "chat",
+	    [DP_EP_COMPLETIONS] = "completions",
+	    [DP_EP_EMBEDDINGS] = "embeddings",
+	    [DP_EP_CONSUME] = "consume",
+	};
+
+	return (unsigned)ep < TG_ARRAY_SIZE(names) ? names[ep] : "unknown";
+}
+
+void dp_reply_500(struct http_req *req, const char *what, int rc)
+{
+	log_warnx("data: %s failed: %s, id=%s", what, strerror(rc < 0 ? -rc : rc),
+		  http_req_id(req));
+	http_reply_error(req, 500, "server_error", "internal_error", NULL,
+			 "internal error (request id %s)", http_req_id(req));
+}
+
+void dp_reply_obj(struct http_req *req, unsigned status, cJSON *json)
+{
+	int rc;
+
+	if (!json) {
+		dp_reply_500(req, "rendering", -ENOMEM);
+		return;
+	}
+	rc = http_reply_json(req, status, json);
+	cJSON_Delete(json);
+	if (rc && rc != -ECONNRESET)
+		dp_reply_500(req, "sending", rc);
+}
+
+cJSON *dp_body_object(struct http_req *req)
+{
+	size_t len;
+	const char *body = http_req_body(req, &len), *end = NULL;
+	cJSON *root = cJSON_ParseWithOpts(body, &end, 0);
+
+	/* the body is NUL-terminated; a NUL inside it stops the parser short of len */
+	if (root && end)
+		end += strspn(end, " \t\r\n");
+	if (!root || end != body + len || !cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		http_reply_error(req, 400, "invalid_request_error", "invalid_json", NULL,
+				 "the request body must be one JSON object");
+		return NULL;
+	}
+	return root;
+}
+
+/* ---- authentication ---- */
+
+/* The token of "Bearer <token>" (scheme in any case); false if there is none. */
+static bool bearer_token(const char *h, const char **tok, size_t *len)
+{
+	size_t n;
+
+	if (!h)
+		return false;
+	h += strspn(h, " \t");
+	if (strncasecmp(h, "bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
+		return false;
+	h += 6;
+	h += strspn(h, " \t");
+	n = strlen(h);
+	while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+		n--;
+	*tok = h;
+	*len = n;
+	return n > 0;
+}
+
+/* X-API-Key's value without surrounding blanks; false if absent or empty. */
+static bool header_key(const char *h, const char **tok, size_t *len)
+{
+	size_t n;
+
+	if (!h)
+		return false;
+	h += strspn(h, " \t");
+	n = strlen(h);
+	while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+		n--;
+	*tok = h;
+	*len = n;
+	return n > 0;
+}
+
+/*
+ * The presented key: 0, -ENOENT (none), -EBADMSG (an Authorization header that is not a
+ * bearer token, and no X-API-Key), -EINVAL (the two headers carry different keys).
+ */
+static int presented_key(struct http_req *req, const char **key, size_t *len)
+{
+	const char *auth = http_req_header(req, "Authorization"), *b = NULL, *x = NULL;
+	size_t blen = 0, xlen = 0;
+	bool has_b = bearer_token(auth, &b, &blen);
+	bool has_x = header_key(http_req_header(req, "X-API-Key"), &x, &xlen);
+
+	if (has_b && has_x && (blen != xlen || !tg_ct_equal(b, x, blen)))
+		return -EINVAL;
+	if (!has_b && !has_x)
+		return auth && auth[strspn(auth, " \t")] ? -EBADMSG : -ENOENT;
+	*key = has_b ? b : x;
+	*len = has_b ? blen : xlen;
+	return 0;
+}
+
+static void reply_unauthorized(struct http_req *req, const char *code, const char *msg)
+{
+	http_add_header(req, "WWW-Authenticate", "Bearer realm=\"tollgate\"");
+	http_reply_error(req, 401, "invalid_request_error", code, NULL, "%s", msg);
+}
+
+/* Answers a failed verification per the contract. */
+static void reply_auth_error(struct dp_req *q, int rc)
+{
+	char retry[16];
+
+	switch (rc) {
+	case -EAGAIN:
+		snprintf(retry, sizeof(retry), "%u",
+			 q->auth.retry_after_sec ? q->auth.retry_after_sec : 1);
+		http_add_header(q->req, "Retry-After", retry);
+		http_reply_error(q->req, 429, "rate_limit_error", "auth_throttled", NULL,
+				 "too many failed key verifications; retry in %s seconds", retry);
+		return;
+	case -EINVAL:
+	case -ENOENT:
+	case -EACCES:
+		/* one answer for all three: the client must not learn which it was */
+		reply_unauthorized(q->req, "invalid_api_key", MSG_BAD_KEY);
+		return;
+	case -EKEYREVOKED:
+		http_reply_error(q->req, 403, "permission_error", "key_revoked", NULL,
+				 "this API key has been revoked");
+		return;
+	case -EKEYEXPIRED:
+		http_reply_error(q->req, 403, "permission_error", "key_expired", NULL,
+				 "this API key has expired");
+		return;
+	default:
+		dp_reply_500(q->req, "key verification", rc);
+	}
+}
+
+/*
+ * Verifies the request's key into q->auth; false once it has answered the refusal.
+ * keys_verify pays one argon2id verification (20-50 ms) on a cache miss, and runs here on
+ * the listener thread: acceptable for now, since misses are rare (first use of a key, and
+ * failures are throttled); a follow-up may hand misses to a worker and defer the request.
+ */
+static bool dp_authenticate(struct dp_req *q)
+{
+	const char *key = NULL;
+	size_t len = 0;
+	int rc = presented_key(q->req, &key, &len);
+
+	if (rc == -EINVAL) {
+		http_reply_error(q->req, 400, "invalid_request_error", "conflicting_api_keys", NULL,
+				 "the Authorization and X-API-Key headers carry different keys");
+		return false;
+	}
+	if (rc == -ENOENT) {
+		reply_unauthorized(q->req, "missing_api_key", MSG_NO_KEY);
+		return false;
+	}
+	if (rc == -EBADMSG) {
+		reply_unauthorized(q->req, "invalid_api_key", MSG_BAD_KEY);
+		return false;
+	}
+	rc = keys_verify(q->dp->d.k, key, len, KEYS_API, &q->auth);
+	if (rc) {
+		reply_auth_error(q, rc);
+		return false;
+	}
+	return true;
+}
+
+/* ---- request rates ---- */
+
+static void add_header_cb(void *ctx, const char *name, const char *value)
+{
+	http_add_header(ctx, name, value);
+}
+
+void dp_rate_headers(struct http_req *req, const struct rl_verdict *v)
+{
+	ratelimit_headers(v, add_header_cb, req);
+}
+
+/* Does the slot hold a key with these per-second parameters? */
+static bool slot_current(const struct tg_slot *s, const struct tg_gcra *g)
+{
+	return (__atomic_load_n(&s->flags, __ATOMIC_ACQUIRE) & TG_SLOT_ACTIVE) &&
+	       __atomic_load_n(&s->interval_ns, __ATOMIC_RELAXED) == g->interval_ns &&
+	       __atomic_load_n(&s->tolerance_ns, __ATOMIC_RELAXED) == g->tolerance_ns;
+}
+
+/*
+ * The key's slot, assigned on its first use and again when its limits changed (a fresh
+ * bucket for the new limits). NULL when the index entry is beyond data.rate_slots.
+ */
+static struct tg_slot *dp_slot(struct dataplane *dp, const struct keys_auth *a)
+{
+	struct tg_slot *s = slots_at(dp->d.slots, a->slot);
+	const uint64_t *v = a->limits.v;
+	struct tg_gcra g = tg_gcra_params(v[LIMIT_RPS], v[LIMIT_BURST] ? v[LIMIT_BURST] : 1);
+
+	if (!s || slot_current(s, &g))
+		return s;
+	pthread_mutex_lock(&dp->assign_mu);
+	if (!slot_current(s, &g))
+		slots_assign(s, &a->limits);
+	pthread_mutex_unlock(&dp->assign_mu);
+	return s;
+}
+
+/* Charges (or dry-runs) the request; false once it has answered a refusal. */
+static bool dp_rate(struct dp_req *q)
+{
+	bool charge = q->route->flags & DP_CHARGE;
+	struct rl_verdict *v = &q->verdict;
+	char msg[256], code[32];
+
+	q->slot = dp_slot(q->dp, &q->auth);
+	if (!q->slot) {
+		if (!atomic_exchange(&q->dp->slots_full_logged, true))
+			log_warnx("data: key %s has index entry %u, beyond data.rate_slots (%u): "
+				  "such keys are refused; raise data.rate_slots",
+				  q->auth.id, q->auth.slot, slots_capacity(q->dp->d.slots));
+		http_reply_error(q->req, 503, "server_error", "rate_slots_exhausted", NULL,
+				 "no request-rate slot is free for this key (data.rate_slots)");
+		return false;
+	}
+	ratelimit_charge(q->slot, &q->auth.limits, (uint64_t)tg_now_mono_ns(), !charge, v);
+	dp_rate_headers(q->req, v);
+	if (!charge || v->allowed)
+		return true;
+	metrics_rate_limited(rl_window_name(v->window));
+	ratelimit_message(v, q->auth.id, msg, sizeof(msg));
+	snprintf(code, sizeof(code), "requests_per_%s", rl_window_name(v->window));
+	http_reply_error(q->req, 429, "request_rate_limit_exceeded", code, NULL, "%s", msg);
+	return false;
+}
+
+/* ---- token quota ---- */
+
+void dp_month_reset(int64_t now, char out[32])
+{
+	time_t t = (time_t)now;
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm)) {
+		snprintf(out, 32, "the first of next month");
+		return;
+	}
+	tm.tm_mday = 1;
+	tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+	if (++tm.tm_mon == 12) {
+		tm.tm_mon = 0;
+		tm.tm_year++;
+	}
+	tg_rfc3339_format((int64_t)timegm(&tm), out);
+}
+
+/*
+ * Known imprecision: the check reads committed usage, it reserves nothing, so calls in
+ * flight together may all pass and overshoot the quota by what they use; the next call
+ * after they are metered is refused.
+ */
+bool dp_quota_allows(struct dp_req *q)
+{
+	uint64_t total = q->auth.limits.v[LIMIT_TOKENS_MONTH], used;
+	int64_t now = q->time_ms / 1000;
+	struct usage_totals t;
+	char reset[32];
+	int rc;
+
+	if (!total)
+		return true;
+	rc = usage_totals_month(q->dp->d.usage, q->auth.id, now, &t);
+	if (rc) {
+		dp_reply_500(q->req, "reading the month's usage", rc);
+		return false;
+	}
+	used = t.prompt_tokens + t.completion_tokens;
+	if (used < total)
+		return true;
+	metrics_quota_exceeded("tokens_per_month");
+	dp_month_reset(now, reset);
+	http_reply_error(q->req, 429, "token_quota_exceeded", "tokens_per_month", NULL,
+			 "Monthly token quota exceeded for key %s: %llu tokens per month (used "
+			 "%llu); it resets at %s",
+			 q->auth.id, (unsigned long long)total, (unsigned long long)used, reset);
+	return false;
+}
+
+/* ---- the handler ---- */
+
+static void dp_handle(struct http_req *req, void *arg)
+{
+	struct dp_req q = {
+	    .dp = arg, .req = req, .start_ns = tg_now_mono_ns(), .time_ms = dp_now_ms()};
+	char allow[64];
+
+	q.route = route_find(http_req_method(req), http_req_path(req), q.arg, allow, sizeof(allow));
+	if (!q.route && allow[0]) {
+		http_add_header(req, "Allow", allow);
+		http_reply_error(req, 405, "invalid_request_error", "method_not_allowed", NULL,
+				 "this path takes %s only", allow);
+		return;
+	}
+	if (!q.route) {
+		http_reply_error(req, 404, "invalid_request_error", "unknown_url", NULL,
+				 "no such endpoint (see docs/data-plane.md)");
+		return;
+	}
+	if (!dp_authenticate(&q) || !dp_rate(&q))
+		goto out;
+	if ((q.route->flags & DP_SERVICE) && strcmp(q.arg, q.auth.service) != 0) {
+		http_reply_error(req, 403, "permission_error", "service_not_allowed", NULL,
+				 "this API key belongs to service '%s'", q.auth.service);
+		goto out;
+	}
+	log_debug("data: %s by key %s, id=%s", q.route->label, q.auth.id, http_req_id(req));
+	q.route->fn(&q);
+out:
+	explicit_bzero(&q.auth, sizeof(q.auth));
+}
+
+/* ---- forwarded calls ---- */
+
+struct dp_call *dp_call_new(struct dp_req *q, enum dp_endpoint ep, const struct provider *p,
+			    const struct model_price *price, const char *model)
+{
+	struct dp_call *c = calloc(1, sizeof(*c));
+	size_t n = 0;
+
+	if (!c) {
+		dp_reply_500(q->req, "a new call", -ENOMEM);
+		return NULL;
+	}
+	c->dp = q->dp;
+	c->req = q->req;
+	c->ep = ep;
+	c->prov = p;
+	c->price = price;
+	snprintf(c->model, sizeof(c->model), "%s", model);
+	snprintf(c->key_id, sizeof(c->key_id), "%s", q->auth.id);
+	snprintf(c->owner, sizeof(c->owner), "%s", q->auth.owner);
+	snprintf(c->service, sizeof(c->service), "%s", q->auth.service);
+	c->start_ns = q->start_ns;
+	c->time_ms = q->time_ms;
+	http_req_body(q->req, &n);
+	c->bytes_in = n;
+	sse_init(&c->sse);
+	atomic_init(&c->refs, 1);
+	return c;
+}
+
+/* Frees c; held: it owns the request reference of http_defer. */
+static void dp_call_free(struct dp_call *c, bool held)
+{
+	if (held)
+		http_req_release(c->req);
+	sse_free(&c->sse);
+	cJSON_Delete(c->json);
+	free(c->body);
+	free(c);
+}
+
+void dp_call_put(struct dp_call *c)
+{
+	if (c && atomic_fetch_sub(&c->refs, 1) == 1)
+		dp_call_free(c, true);
+}
+
+void dp_call_cancel(struct dp_call *c)
+{
+	uint64_t h = atomic_load(&c->handle);
+
+	if (h && !atomic_load(&c->up_done))
+		upstream_cancel(c->dp->d.up, h);
+}
+
+/* The request is over (answered, client gone, listener stopped). Listener thread. */
+static void dp_on_close(void *arg)
+{
+	struct dp_call *c = arg;
+
+	atomic_store(&c->client_gone, true);
+	dp_call_cancel(c);
+	dp_call_put(c);
+}
+
+void dp_call_submit(struct dp_call *c, const char *path, const char *body, size_t len)
+{
+	char url[sizeof(c->prov->base_url) + 32];
+	struct upstream_call uc = {.url = url,
+				   .api_key = c->prov->api_key,
+				   .method = "POST",
+				   .body = body,
+				   .body_len = len,
+				   .timeout_ms = c->prov->timeout_sec * 1000u,
+				   .on_status = dp_up_on_status,
+				   .on_data = dp_up_on_data,
+				   .on_done = dp_up_on_done,
+				   .ctx = c};
+	uint64_t h = 0;
+	int rc = http_defer(c->req);
+
+	if (rc) {
+		http_reply_error(c->req, 503, "server_error", "shutting_down", NULL,
+				 "the gateway is shutting down; retry");
+		dp_call_free(c, false);
+		return;
+	}
+	/* a second reference for the close callback, which cancels the call if the client goes */
+	atomic_fetch_add(&c->refs, 1);
+	if (http_req_on_close(c->req, dp_on_close, c))
+		atomic_fetch_sub(&c->refs, 1); /* cannot happen inside the handler; kept safe */
+	snprintf(url, sizeof(url), "%s%s", c->prov->base_url, path);
+	rc = upstream_submit(c->dp->d.up, &uc, &h);
+	if (rc) {
+		/* metered and answered (502) like any call that could not reach its provider */
+		c->err = UPSTREAM_INTERNAL;
+		snprintf(c->detail, sizeof(c->detail), "submit: %s", strerror(-rc));
+		atomic_store(&c->up_done, true);
+		dp_worker_push(c->dp, c);
+		return;
+	}
+	/* the call may be over already; only the handle (for a cancel) is written after submit */
+	atomic_store(&c->handle, h);
+}
+
+/* ---- metering ---- */
+
+/* Appends c's usage record (c->seq, c->append_rc) and counts it in the metrics. */
+static void dp_meter(struct dp_call *c)
+{
+	struct usage_record r;
+	int64_t ns = tg_now_mono_ns() - c->start_ns;
+
+	memset(&r, 0, sizeof(r));
+	r.time_ms = c->time_ms;
+	snprintf(r.request_id, sizeof(r.request_id), "%s", http_req_id(c->req));
+	snprintf(r.key_id, sizeof(r.key_id), "%s", c->key_id);
+	snprintf(r.owner, sizeof(r.owner), "%s", c->owner);
+	snprintf(r.service, sizeof(r.service), "%s", c->service);
+	snprintf(r.provider, sizeof(r.provider), "%s", c->prov->name);
+	snprintf(r.model, sizeof(r.model), "%s", c->model);
+	snprintf(r.endpoint, sizeof(r.endpoint), "%s%s", dp_endpoint_name(c->ep),
+		 c->estimated ? DP_ESTIMATED : "");
+	r.status = c->status;
+	r.stream = c->hs != NULL;
+	r.prompt_tokens = c->prompt_tokens;
+	r.completion_tokens = c->completion_tokens;
+	r.cost_nano = c->cost.total_nano;
+	r.latency_us = ns > 0 ? (uint64_t)ns / 1000 : 0;
+	r.bytes_in = c->bytes_in;
+	r.bytes_out = c->bytes_out;
+	c->append_rc = usage_append(c->dp->d.usage, &r, &c->seq);
+	if (c->append_rc)
+		log_warnx("data: usage record of %s not queued: %s", r.request_id,
+			  strerror(-c->append_rc));
+	metrics_consumption(dp_endpoint_name(c->ep), c->model, c->status, c->prompt_tokens,
+			    c->completion_tokens);
+}
+
+/* ---- the completion worker ---- */
+
+void dp_worker_push(struct dataplane *dp, struct dp_call *c)
+{
+	struct dp_worker *w = &dp->w;
+
+	c->next = NULL;
+	pthread_mutex_lock(&w->mu);
+	if (w->tail)
+		w->tail->next = c;
+	else
+		w->head = c;
+	w->tail = c;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/*
+ * One batch: settle and append every record, wait once for the last to commit (group
+ * commit: the whole batch shares the wait), then release the answers.
+ */
+static void dp_batch(struct dataplane *dp, struct dp_call *list)
+{
+	struct dp_call *c, *next;
+	uint64_t last = 0;
+	int rc = 0;
+
+	for (c = list; c; c = c->next) {
+		dp_settle(c);
+		dp_meter(c);
+		if (!c->append_rc && c->seq > last)
+			last = c->seq;
+	}
+	if (last)
+		rc = usage_wait(dp->d.usage, last, DP_COMMIT_WAIT_MS);
+	if (rc)
+		log_warnx("data: usage records not committed: %s; their answers are withheld",
+			  strerror(-rc));
+	for (c = list; c; c = next) {
+		next = c->next;
+		dp_release(c, c->append_rc ? c->append_rc : rc);
+		dp_call_put(c);
+	}
+}
+
+static void *dp_worker_main(void *arg)
+{
+	struct dataplane *dp = arg;
+	struct dp_worker *w = &dp->w;
+	struct dp_call *list;
+
+	for (;;) {
+		pthread_mutex_lock(&w->mu);
+		while (!w->head && !w->stopping)
+			pthread_cond_wait(&w->cv, &w->mu);
+		list = w->head;
+		w->head = w->tail = NULL;
+		pthread_mutex_unlock(&w->mu);
+		if (!list)
+			break; /* stopping, and nothing left */
+		dp_batch(dp, list);
+	}
+	return NULL;
+}
+
+static int dp_worker_start(struct dataplane *dp)
+{
+	struct dp_worker *w = &dp->w;
+	int rc;
+
+	if (pthread_mutex_init(&w->mu, NULL))
+		return -ENOMEM;
+	if (pthread_cond_init(&w->cv, NULL)) {
+		pthread_mutex_destroy(&w->mu);
+		return -ENOMEM;
+	}
+	rc = pthread_create(&w->thread, NULL, dp_worker_main, dp);
+	if (rc) {
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+		return -rc;
+	}
+	w->running = true;
+	return 0;
+}
+
+/* Lets the worker finish what is queued, then joins it. */
+static void dp_worker_stop(struct dataplane *dp)
+{
+	struct dp_worker *w = &dp->w;
+
+	if (!w->running)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stopping = true;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cv);
+	pthread_mutex_destroy(&w->mu);
+	w->running = false;
+}
+
+/* ---- lifecycle ---- */
+
+struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct dataplane_deps *d)
+{
+	struct http_opts ho = {
+	    .listen = o && o->listen ? o->listen : "127.0.0.1:8080",
+	    .name = "data",
+	    .threads = o && o->threads ? o->threads : 2,
+	    .max_body = o && o->max_body ? o->max_body : 1u << 20,
+	    .require_json = true,
+	    .timeout_sec = o && o->timeout_sec ? o->timeout_sec : 60,
+	    .max_conns = o && o->max_conns ? o->max_conns : 20000,
+	    .drain_ms = o && o->drain_ms ? o->drain_ms : 2000,
+	    .route_label = dp_route_label,
+	    .listener = METRICS_DATA,
+	};
+	struct dataplane *dp;
+	int err;
+
+	if (!d || !d->k || !d->slots || !d->up || !d->usage || !d->prov) {
+		errno = EINVAL;
+		return NULL;
+	}
+	dp = calloc(1, sizeof(*dp));
+	if (!dp)
+		return NULL;
+	dp->d = *d;
+	snprintf(dp->default_model, sizeof(dp->default_model), "%s",
+		 o && o->default_model && *o->default_model ? o->default_model : "gpt-4o-mini");
+	atomic_init(&dp->slots_full_logged, false);
+	err = pthread_mutex_init(&dp->assign_mu, NULL) ? -ENOMEM : dp_worker_start(dp);
+	if (err) {
+		free(dp);
+		errno = -err;
+		return NULL;
+	}
+	dp->http = http_start(&ho, dp_handle, dp);
+	if (!dp->http) {
+		err = errno;
+		dp_worker_stop(dp);
+		pthread_mutex_destroy(&dp->assign_mu);
+		free(dp);
+		errno = err;
+		return NULL;
+	}
+	return dp;
+}
+
+uint16_t dataplane_port(const struct dataplane *dp)
+{
+	return dp ? http_port(dp->http) : 0;
+}
+
+void dataplane_stop(struct dataplane *dp)
+{
+	if (!dp)
+		return;
+	http_stop(dp->http);
+	dp->http = NULL;
+}
+
+void dataplane_close(struct dataplane *dp)
+{
+	if (!dp)
+		return;
+	http_stop(dp->http); /* in case dataplane_stop was not called */
+	dp_worker_stop(dp);
+	pthread_mutex_destroy(&dp->assign_mu);
+	free(dp);
+}

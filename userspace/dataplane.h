@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * The data plane (docs/data-plane.md): the listener applications call with their API key.
+ * OpenAI-compatible endpoints forwarded to the upstream providers, plain and streamed, and
+ * the marketplace endpoints. Each request is authenticated (keys_verify), charged against
+ * its key's request-rate windows (ratelimit_charge), checked, routed, forwarded, metered
+ * (one usage record per forwarded call, committed before the answer is released) and
+ * counted in the metrics. It owns a completion worker thread; everything else it uses is
+ * borrowed from the daemon and must outlive it.
+ */
+#ifndef TG_DATAPLANE_H
+#define TG_DATAPLANE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct keys;
+struct slots;
+struct upstream;
+struct usage;
+struct providers;
+
+struct dataplane_opts {
+	const char *listen;	   /* default "127.0.0.1:8080" */
+	unsigned threads;	   /* listener threads, default 2 */
+	size_t max_body;	   /* request bodies, default 1 MiB (413 beyond) */
+	unsigned timeout_sec;	   /* idle client connections, default 60 */
+	unsigned max_conns;	   /* default 20000 */
+	const char *default_model; /* of /api/v1/consume, default "gpt-4o-mini" */
+	unsigned drain_ms;	   /* dataplane_stop lets calls in flight finish this long,
+				      default 2000 */
+};
+
+/* Borrowed for the life of the data plane. */
+struct dataplane_deps {
+	struct keys *k;
+	struct slots *slots;
+	struct upstream *up;
+	struct usage *usage;
+	const struct providers *prov;
+};
+
+struct dataplane;
+
+/* Starts the completion worker and the listener; NULL and errno on failure (logged). */
+struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct dataplane_deps *d);
+/* The port actually bound. */
+uint16_t dataplane_port(const struct dataplane *dp);
+/*
+ * Stops the listener: no new requests; calls in flight get drain_ms to finish, then their
+ * clients are cut (and their upstream calls cancelled). Accepts NULL.
+ */
+void dataplane_stop(struct dataplane *dp);
+/*
+ * After dataplane_stop and upstream_stop (so every call has had its last callback):
+ * meters what is left, stops the worker, frees. Accepts NULL.
+ */
+void dataplane_close(struct dataplane *dp);
+
+#endif /* TG_DATAPLANE_H */

@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Private to the data plane. dataplane.c holds the listener, the route table,
+ * authentication, the request-rate charge, the forwarded call's life (struct dp_call: its
+ * references, the close callback, the completion worker) and metering; dataplane_openai.c
+ * the OpenAI-compatible endpoints, their checks and the upstream callbacks that stream or
+ * collect an answer; dataplane_market.c the marketplace endpoints.
+ *
+ * Threads. Listener threads run handlers: authenticate, charge, check, submit the upstream
+ * call and defer. The upstream thread runs the call's callbacks: it starts and feeds
+ * streams, collects plain bodies, and on the last callback hands the call to the
+ * completion worker; it never waits on the store. The completion worker settles each call
+ * (tokens, cost, usage record appended), waits once per batch for the records to commit,
+ * and only then releases the answers (a plain reply, or a stream's end).
+ */
+#ifndef TG_DATAPLANE_INTERNAL_H
+#define TG_DATAPLANE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "dataplane.h"
+#include "http.h"
+#include "keys.h"
+#include "providers.h"
+#include "ratelimit.h"
+#include "sse.h"
+#include "upstream.h"
+#include "usage.h"
+
+#define DP_ARG_MAX	   128	       /* longest :serviceId segment kept */
+#define DP_BODY_MAX	   (16u << 20) /* largest plain upstream answer taken (else 502) */
+#define DP_COMMIT_WAIT_MS  10000       /* how long an answer waits for its usage record */
+#define DP_DETAIL_MAX	   160	       /* upstream error text kept for logs */
+#define DP_CTYPE_MAX	   128
+#define DP_RETRY_AFTER_MAX 64
+#define DP_ESTIMATED	   "+est" /* endpoint suffix of a record whose tokens are estimated */
+
+enum dp_endpoint {
+	DP_EP_CHAT = 0,
+	DP_EP_COMPLETIONS,
+	DP_EP_EMBEDDINGS,
+	DP_EP_CONSUME,
+};
+
+struct dp_worker {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct dp_call *head, *tail; /* finished upstream calls, in order */
+	bool stopping;
+	bool running;
+};
+
+struct dataplane {
+	struct http_server *http;
+	struct dataplane_deps d;
+	char default_model[MODEL_NAME_MAX + 1];
+	pthread_mutex_t assign_mu; /* slot (re)assignments, a rare path */
+	atomic_bool slots_full_logged;
+	struct dp_worker w;
+};
+
+struct dp_route;
+
+/* One request in a handler, after authentication and the rate charge. */
+struct dp_req {
+	struct dataplane *dp;
+	struct http_req *req;
+	const struct dp_route *route;
+	struct keys_auth auth;
+	struct tg_slot *slot;
+	char arg[DP_ARG_MAX + 1];  /* the :serviceId segment */
+	struct rl_verdict verdict; /* the charge (or the dry run of a route that does not charge) */
+	int64_t start_ns;
+	int64_t time_ms; /* wall clock, Unix ms */
+};
+
+typedef void (*dp_handler_fn)(struct dp_req *q);
+
+enum dp_route_flags {
+	DP_CHARGE = 1u << 0,  /* charge the request-rate windows (else a dry run for headers) */
+	DP_SERVICE = 1u << 1, /* :serviceId must be the key's service */
+};
+
+struct dp_route {
+	const char *method;
+	const char *pattern; /* ':' is one captured segment */
+	const char *label;   /* metrics route label */
+	unsigned flags;
+	dp_handler_fn fn;
+};
+
+struct dp_call;
+/* Renders a successful (2xx, complete) plain answer; called by the worker after commit. */
+typedef void (*dp_render_fn)(struct dp_call *c);
+
+/* How a call ended, as the client sees it. */
+enum dp_outcome {
+	DP_OUT_UPSTREAM = 0, /* the provider's answer (any status), passed through */
+	DP_OUT_UNREACHABLE,  /* 502 upstream_error: connect, broken, internal, too large */
+	DP_OUT_TIMEOUT,	     /* 504 upstream_timeout */
+	DP_OUT_BAD_ANSWER,   /* 502 upstream_error: a 2xx answer we could not read (consume) */
+	DP_OUT_STOPPING,     /* 503: cancelled by the daemon's shutdown */
+	DP_OUT_GONE,	     /* 499: the client went away first (nothing is sent) */
+};
+
+/*
+ * A forwarded call. References: one for the upstream side (dropped by the worker once the
+ * answer is released), one for the close callback (dropped when the request is over). The
+ * last one frees the call and drops the request reference taken by http_defer.
+ */
+struct dp_call {
+	struct dataplane *dp;
+	struct http_req *req;
+	atomic_int refs;
+	_Atomic uint64_t handle; /* upstream call, for upstream_cancel */
+	atomic_bool client_gone; /* the request is over (on_close ran) */
+	atomic_bool up_done;	 /* on_done ran */
+	/* set by the handler before submit */
+	enum dp_endpoint ep;
+	bool stream;	   /* the client asked for a stream */
+	bool client_usage; /* ... with stream_options.include_usage true */
+	const struct provider *prov;
+	const struct model_price *price;
+	char model[MODEL_NAME_MAX + 1];
+	char key_id[TG_ID_LEN + 1];
+	char owner[TG_OWNER_MAX + 1];
+	char service[TG_SERVICE_MAX + 1];
+	int64_t start_ns;
+	int64_t time_ms;
+	uint64_t bytes_in;
+	dp_render_fn render; /* NULL: pass the upstream answer through */
+	/* upstream thread, then the worker */
+	unsigned up_status;
+	bool status_seen;
+	char ctype[DP_CTYPE_MAX];
+	char retry_after[DP_RETRY_AFTER_MAX];
+	char *body; /* plain answers: up to DP_BODY_MAX bytes */
+	size_t len, cap;
+	bool too_large;
+	struct http_stream *hs; /* set once the stream started */
+	struct sse_parser sse;
+	struct sse_usage su;
+	bool sse_broken;   /* the upstream's event stream could not be parsed */
+	bool write_failed; /* the client stream refused bytes (gone, too slow) */
+	bool saw_done;	   /* "data: [DONE]" arrived; held back until the record commits */
+	uint64_t bytes_out;
+	enum upstream_err err;
+	char detail[DP_DETAIL_MAX];
+	/* the worker */
+	enum dp_outcome outcome;
+	cJSON *json;	 /* a 2xx plain answer, parsed (NULL if not JSON) */
+	unsigned status; /* as told to the client and recorded */
+	uint64_t prompt_tokens, completion_tokens;
+	bool estimated;
+	struct cost cost;
+	uint64_t seq;
+	int append_rc;
+	struct dp_call *next;
+};
+
+/* ---- dataplane.c ---- */
+
+/* Adds the verdict's rate-limit headers to the answer. */
+void dp_rate_headers(struct http_req *req, const struct rl_verdict *v);
+/* A 500 with the request id, logged with what failed. */
+void dp_reply_500(struct http_req *req, const char *what, int rc);
+/* Sends json (taken) as the answer; NULL is a 500. */
+void dp_reply_obj(struct http_req *req, unsigned status, cJSON *json);
+/* The JSON object the whole body is, or NULL after answering 400 invalid_json. */
+cJSON *dp_body_object(struct http_req *req);
+/* A new call for an authenticated request; NULL after answering 500. */
+struct dp_call *dp_call_new(struct dp_req *q, enum dp_endpoint ep, const struct provider *p,
+			    const struct model_price *price, const char *model);
+/*
+ * Defers the request and submits the call: POST base_url + path with body. Takes c: on
+ * failure it is answered (503 while stopping, 502 when the submit fails) and metered.
+ */
+void dp_call_submit(struct dp_call *c, const char *path, const char *body, size_t len);
+/* Drops a reference of c. */
+void dp_call_put(struct dp_call *c);
+/* Upstream thread: hands a finished call to the completion worker (never blocks long). */
+void dp_worker_push(struct dataplane *dp, struct dp_call *c);
+/* Asks the upstream to drop the call (best effort: a no-op before the handle is known). */
+void dp_call_cancel(struct dp_call *c);
+/* The call's endpoint name as recorded and labelled ("chat", "completions", ...). */
+const char *dp_endpoint_name(enum dp_endpoint ep);
+/* Ms since the epoch (wall clock), for records and quota windows. */
+int64_t dp_now_ms(void);
+/* The first instant of the calendar month (UTC) after the one of now, as RFC 3339. */
+void dp_month_reset(int64_t now, char out[32]);
+
+/* ---- dataplane_openai.c ---- */
+
+void dp_h_chat(struct dp_req *q);
+void dp_h_completions(struct dp_req *q);
+void dp_h_embeddings(struct dp_req *q);
+void dp_h_models(struct dp_req *q);
+/* The upstream callbacks of every call (plain and streamed). */
+void dp_up_on_status(void *ctx, unsigned status, const char *ctype, const char *retry_after);
+void dp_up_on_data(void *ctx, const char *buf, size_t len);
+void dp_up_on_done(void *ctx, enum upstream_err err, const char *detail);
+/* Worker: decides status and tokens of a finished call (before its record). */
+void dp_settle(struct dp_call *c);
+/* Worker: releases the answer once the record committed (commit_rc 0) or not. */
+void dp_release(struct dp_call *c, int commit_rc);
+/*
+ * Checks an optional field: absent or null is fine; else it must satisfy the kind. False
+ * after answering 400 naming the field.
+ */
+bool dp_check_max_tokens(struct http_req *req, const cJSON *root, const char *field);
+/* The provider serving model, or NULL after answering 400 model_not_found or 503. */
+const struct provider *dp_route_model(struct dp_req *q, const char *model,
+				      const struct model_price **price);
+
+/*
+ * The key's monthly token quota before a call is forwarded: false once it has answered 429
+ * (token_quota_exceeded) because the month's committed usage reached it.
+ */
+bool dp_quota_allows(struct dp_req *q);
+
+/* ---- dataplane_market.c ---- */
+
+void dp_h_consume(struct dp_req *q);
+void dp_h_quota(struct dp_req *q);
+void dp_h_usage(struct dp_req *q);
+void dp_h_rate_status(struct dp_req *q);
+void dp_h_rate_check(struct dp_req *q);
+
+#endif /* TG_DATAPLANE_INTERNAL_H */
