@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Private to the HTTP layer (http.c: listener, request cycle, replies; http_defer.c:
+ * deferred answers and streams). The request and server state both files work on, and the
+ * few functions they share. With http.h, the only headers that include microhttpd.h.
+ *
+ * Lifetimes: a request has a reference for the library (dropped when it reports the
+ * request completed), one per http_defer (dropped by http_req_release) and one while a
+ * stream response exists (dropped by the response's free callback); whoever drops the last
+ * frees it. After completion nothing touches the connection or the server again: every
+ * call on the request sees `closed` and fails with -ECONNRESET.
+ *
+ * Locking order: the server's mutex, then a request's mutex, then the library's own. No
+ * library call that takes a response's mutex (queue, destroy) is made under a request's
+ * mutex, since the library holds that mutex while it calls the content reader.
+ */
+#ifndef TG_HTTP_INTERNAL_H
+#define TG_HTTP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+#include "http.h"
+
+#define HTTP_ID_MAX	    64	 /* longest x-request-id taken from a client */
+#define HTTP_ID_RANDOM	    24	 /* random characters of a generated id, after "req_" */
+#define HTTP_HDR_MAX	    16	 /* response headers a handler may add */
+#define HTTP_LOG_PATH_MAX   160	 /* path characters shown in the access log */
+#define HTTP_ERR_MSG_MAX    512	 /* longest error message */
+#define HTTP_BODY_MIN_CAP   1024 /* first allocation of a body buffer */
+#define HTTP_SECRET_BUF	    2048 /* first try at serialising a secret-bearing body */
+#define HTTP_SECRET_BUF_MAX (1u << 20)
+#define HTTP_ID_ALPHABET    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+#define HTTP_STREAM_BLOCK   16384      /* preferred size of a content-reader call */
+#define HTTP_STREAM_MIN_CAP 4096       /* first allocation of a stream buffer */
+#define HTTP_STREAM_MAX_DEF (1u << 20) /* default stream_buffer_max */
+#define HTTP_STATUS_GONE    499	       /* metrics code of a request that ended unanswered */
+
+struct http_server {
+	struct MHD_Daemon *d;
+	http_handler_fn fn;
+	void *arg;
+	size_t max_body;
+	size_t stream_max;
+	bool require_json;
+	uint16_t port;
+	char name[32];
+	unsigned drain_ms;
+	const char *(*route_label)(const char *method, const char *path);
+	enum metrics_listener listener;
+	pthread_mutex_t mu;	  /* parked, nparked, draining */
+	pthread_cond_t parked_cv; /* nparked went down */
+	struct http_req *parked;  /* deferred requests not yet completed (doubly linked) */
+	unsigned nparked;
+	bool draining;	      /* http_defer refuses: the listener is going away */
+	atomic_bool stopping; /* no more suspensions: every parked one is being resumed */
+};
+
+struct http_stream {
+	struct http_req *r;
+	char *buf; /* bytes not yet taken by the reader: buf[off, off + len) */
+	size_t off, len, cap, max;
+	bool ended;   /* http_stream_end: the reader ends the body once buf is empty */
+	bool aborted; /* cut: the reader fails, the library closes the connection */
+};
+
+struct http_hdr {
+	char *name;
+	char *value;
+};
+
+struct http_req {
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	char *method;
+	char *path;
+	char *body; /* NUL-terminated; NULL until the first byte */
+	size_t len;
+	size_t cap;
+	bool too_large; /* the body passed max_body: 413, the rest is discarded */
+	bool answered;	/* a response was queued to the library (listener thread only) */
+	unsigned status;
+	atomic_uint refs;
+	pthread_mutex_t mu; /* everything below, and hdr/nhdr once the request is deferred */
+	bool deferred;	    /* http_defer was called */
+	bool replied;	    /* an answer was given (queued, pending or a stream) */
+	bool suspended;	    /* we suspended the connection and have not resumed it */
+	bool closed;	    /* the library completed the request: conn is gone */
+	bool parked;	    /* in the server's parked list (server mutex) */
+	struct MHD_Response *pending; /* a deferred answer waiting for the resumed handler */
+	unsigned pending_status;
+	struct http_stream *stream;
+	void (*on_close)(void *arg);
+	void *on_close_arg;
+	struct http_req *pnext, *pprev; /* parked list */
+	int64_t start_ns;
+	size_t nhdr;
+	struct http_hdr hdr[HTTP_HDR_MAX];
+	char id[HTTP_ID_MAX + 1];
+};
+
+/* Resumes the connection if we suspended it (exactly once per suspension). Holds r->mu. */
+void http_req_wake(struct http_req *r);
+/* Adds x-request-id, the content type and the handler's headers to a fresh response. */
+int http_resp_headers(struct http_req *r, const char *ctype, struct MHD_Response *resp);
+/* Queues resp (taken) on the connection: listener thread, inside the access handler. */
+int http_queue_now(struct http_req *r, unsigned status, struct MHD_Response *resp);
+/* The access handler's part for a deferred request: queue its answer or suspend. */
+enum MHD_Result http_req_deferred(struct http_req *r);
+/* Takes a completed request out of the server's parked list. */
+void http_req_unpark(struct http_req *r);
+/* http_stop: wait for parked requests (drain_ms), then resume every one. Hold h->mu. */
+void http_server_drain(struct http_server *h);
+void http_server_wake_all(struct http_server *h);
+
+#endif /* TG_HTTP_INTERNAL_H */
