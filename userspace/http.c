@@ -491,6 +491,45 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 /* Copies s for a log line: at most max characters, anything not printable ASCII as '?'. */
+static void log_clean(char *out, size_t size, const char *s, size_t max);
+
+/*
+ * A path segment that could hold a credential (a pasted "tg_<id>_<secret>", or anything
+ * longer than our ids and names) is logged as "[redacted]": logs never carry secrets.
+ */
+static bool segment_secret_like(const char *seg, size_t len)
+{
+	size_t underscores = 0;
+
+	for (size_t i = 0; i < len; i++)
+		underscores += seg[i] == '_';
+	return len > 32 || (len > 3 && !strncmp(seg, "tg", 2) && underscores >= 2);
+}
+
+/* Copies path into out (size bytes) with secret-like segments replaced. */
+static void log_path(char *out, size_t size, const char *path)
+{
+	char clean[HTTP_LOG_PATH_MAX + 8];
+	size_t n = 0;
+	const char *seg = path;
+
+	while (*seg && n + 1 < sizeof(clean)) {
+		size_t len = strcspn(seg, "/");
+		const char *piece = segment_secret_like(seg, len) ? "[redacted]" : seg;
+		size_t plen = piece == seg ? len : strlen(piece);
+
+		if (plen > sizeof(clean) - 1 - n)
+			plen = sizeof(clean) - 1 - n;
+		memcpy(clean + n, piece, plen);
+		n += plen;
+		seg += len;
+		if (*seg == '/' && n + 1 < sizeof(clean))
+			clean[n++] = *seg++;
+	}
+	clean[n] = '\0';
+	log_clean(out, size, clean, HTTP_LOG_PATH_MAX);
+}
+
 static void log_clean(char *out, size_t size, const char *s, size_t max)
 {
 	size_t i;
@@ -529,7 +568,7 @@ static void req_account(struct http_server *h, struct http_req *r, const char *w
 	status = r->status;
 	pthread_mutex_unlock(&r->mu);
 	log_clean(method, sizeof(method), r->method, 16);
-	log_clean(path, sizeof(path), r->path, HTTP_LOG_PATH_MAX);
+	log_path(path, sizeof(path), r->path);
 	log_info("%s %s %s %u %lldms id=%s%s%s%s", h->name, method, path, status,
 		 (long long)(ns / 1000000), r->id, why ? " (" : "", why ? why : "", why ? ")" : "");
 	if (h->route_label)

@@ -252,10 +252,15 @@ static void print_bootstrap_token(char token[TG_CRED_MAX])
 static int bootstrap(struct keys *k)
 {
 	char generated[TG_CRED_MAX];
-	const char *env = getenv("TOLLGATE_ADMIN_TOKEN");
+	char *env = getenv("TOLLGATE_ADMIN_TOKEN");
 	bool made = false;
 	int rc = keys_bootstrap(k, env && *env ? env : NULL, generated, &made);
 
+	/* The token has been hashed: wipe it from the environment (and /proc/PID/environ). */
+	if (env) {
+		explicit_bzero(env, strlen(env));
+		unsetenv("TOLLGATE_ADMIN_TOKEN");
+	}
 	if (rc == -EINVAL) {
 		log_error("TOLLGATE_ADMIN_TOKEN must be 32 to 256 printable characters without "
 			  "spaces");

@@ -113,6 +113,11 @@ api GET /api/v1/tiers
 keep "$views"
 api GET /ready "" ""
 keep "$views"
+# a key pasted into a URL by mistake: the 404 and the access log must not repeat it
+for s in "${secrets[@]}"; do
+	api GET "/api/v1/keys/$s"
+	keep "$errors"
+done
 tg_stop_daemon
 
 # ---- search ----

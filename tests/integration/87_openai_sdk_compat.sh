@@ -7,9 +7,9 @@
 # models.list; a revoked key makes the SDK throw its 403 PermissionDeniedError with code
 # key_revoked, a wrong key its 401 AuthenticationError, and a flooded key (maxRetries 0)
 # its 429 RateLimitError with code requests_per_second and a Retry-After; and the SDK's
-# calls are metered exactly. The SDK is installed from the npm registry into the script's
-# temporary directory; if node, npm or the package cannot be had, every case is skipped
-# saying why.
+# calls are metered exactly. The SDK is installed from the npm registry (npm's cache first)
+# into the script's temporary directory; if node, npm or the package cannot be had, every
+# case is skipped saying why.
 . "$(dirname "$0")/lib.sh"
 
 cases=("chat.completions.create answers the upstream's text and usage"
@@ -32,7 +32,8 @@ command -v node >/dev/null || skip_all "node is not installed"
 command -v npm >/dev/null || skip_all "npm is not installed"
 mkdir -p "$tmp/sdk"
 echo '{"name":"tollgate-sdk-test","private":true}' >"$tmp/sdk/package.json"
-if ! (cd "$tmp/sdk" && timeout 240 npm install --no-audit --no-fund --no-save --loglevel=error --fetch-retries=1 \
+if ! (cd "$tmp/sdk" && timeout 240 npm install --prefer-offline --no-audit --no-fund --no-save --loglevel=error \
+	--fetch-retries=1 --fetch-timeout=20000 \
 	openai@6 >"$tmp/npm.log" 2>&1) || ! [ -f "$tmp/sdk/node_modules/openai/package.json" ]; then
 	echo "# npm install openai@6 failed:"
 	tail -n 5 "$tmp/npm.log" | sed 's/^/#   /'

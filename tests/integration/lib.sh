@@ -345,9 +345,11 @@ tg_start_daemon() {
 	local ready=$tmp/ready i
 	local args=(run --store "$store" --ready-file "$ready")
 	local envs=(TOLLGATE_KEYS_ARGON2_M_COST_KIB=256 TOLLGATE_KEYS_ARGON2_T_COST=1
-		TOLLGATE_KEYS_ARGON2_PER_SEC=100000)
+		TOLLGATE_KEYS_ARGON2_PER_SEC=100000 "TOLLGATE_DATA_LISTEN=$TG_GATEWAY_HOST:0")
 
-	# The global argon2 budget is raised so that only keys.fail_limit throttles here.
+	# The global argon2 budget is raised so that only keys.fail_limit throttles here. The
+	# data plane gets a free port (options given to a test override it), so scripts never
+	# compete for 8080 with each other or with a running gateway.
 	[ -n "$listen" ] && args+=(--admin-listen "$listen")
 	[ -z "${TG_NO_ADMIN_TOKEN:-}" ] && envs+=("TOLLGATE_ADMIN_TOKEN=$TG_TOKEN")
 	rm -f "$ready"
