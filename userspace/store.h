@@ -133,7 +133,7 @@ int store_count(struct store_txn *t, enum store_db db, size_t *count);
  */
 struct store_writer_opts {
 	unsigned max_batch;    /* records per transaction, default 4096 */
-	unsigned max_delay_us; /* default 2000 */
+	unsigned max_delay_us; /* 0: commit what is queued at once; 2000 without options */
 	unsigned queue_cap;    /* records queued at most, default 65536 */
 	int (*on_batch)(struct store_txn *t, const void *const *recs, const size_t *lens, size_t n,
 			void *arg); /* NULL = none; 0 or -errno */

@@ -303,7 +303,9 @@ struct store_writer *store_writer_start(struct store *s, const struct store_writ
 		return NULL;
 	w->s = s;
 	w->max_batch = o && o->max_batch ? o->max_batch : 4096;
-	w->max_delay_us = o && o->max_delay_us ? o->max_delay_us : 2000;
+	/* 0 is a real setting (commit what is queued at once; batches still form while a
+	 * commit runs): the 2 ms default applies only without options */
+	w->max_delay_us = o ? o->max_delay_us : 2000;
 	w->queue_cap = o && o->queue_cap ? o->queue_cap : 65536;
 	w->on_batch = o ? o->on_batch : NULL;
 	w->on_batch_arg = o ? o->on_batch_arg : NULL;

@@ -1,0 +1,383 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
+# Data-plane benchmark: tollgated in front of mock-llm, against its baselines measured in the
+# same run (mock-llm called directly; nginx limit_req proxying the same mock with upstream
+# keep-alive). Prints metric lines as tools/bench/run does:
+#   metric=<name> value=<v> unit=<u> baseline=<b> ratio=<r> goal=<g> pass=<yes|no|->
+# and "# " comment lines with the raw counts behind each metric.
+#
+# usage: tools/bench/bench_dataplane.sh [BUILD_DIR]
+# Environment: BENCH_SEC (seconds per load run, default 5), BENCH_STREAMS (concurrent
+# streaming calls of the last scenario, space-separated, default "2000 5000"; empty skips it),
+# BENCH_VARIANTS (1 by default: also measure latency and throughput with store.sync=none,
+# usage.max_delay_us=1 and both, each labelled).
+#
+# Pinning (KERNEL-NOTES.md "Measuring"): wrk runs on CPU 0, every server (tollgated, nginx,
+# mock-llm) on CPU 1. Server CPU is read from /proc/<pid>/stat (utime+stime) of each server
+# separately, and both CPUs' busy time from /proc/stat. Everything talks to 127.0.0.1 only,
+# every load run is bounded by wrk -d, and the trap stops every process started here by PID
+# and removes the temporary directory.
+set -euo pipefail
+
+build=$(cd "${1:-build}" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+lua=$here/dataplane/post.lua
+SEC=${BENCH_SEC:-5}
+STREAMS=${BENCH_STREAMS-2000 5000}
+VARIANTS=${BENCH_VARIANTS:-1}
+LCPU=0 SCPU=1 # load generator CPU, server CPU
+TOKEN=tollgate-bench-admin-token-0123456789abcdef
+HZ=$(getconf CLK_TCK)
+
+for t in wrk nginx taskset jq curl; do
+	command -v "$t" >/dev/null || {
+		echo "bench_dataplane: $t is not installed" >&2
+		exit 1
+	}
+done
+NGINX=$(command -v nginx)
+
+tmp=$(mktemp -d /tmp/bench_dataplane.XXXXXX)
+pids=()
+
+alive() { [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
+
+stop_pid() { # PID: SIGTERM, up to 5 s, then SIGKILL
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 100; i++)); do
+		alive "$pid" || break
+		sleep 0.05
+	done
+	alive "$pid" && kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null || true
+	local keep=() p
+	for p in "${pids[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+	pids=("${keep[@]}")
+}
+
+cleanup() {
+	local rc=$? i
+	trap - EXIT
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		stop_pid "${pids[$i]}"
+	done
+	rm -rf "$tmp"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
+
+# raise the open-file limit for the many-streams scenario (servers and wrk inherit it)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+wait_file() { # FILE PID: up to 10 s for FILE to be non-empty while PID lives
+	local i
+	for ((i = 0; i < 200; i++)); do
+		[ -s "$1" ] && return 0
+		alive "$2" || break
+		sleep 0.05
+	done
+	echo "bench_dataplane: $1 did not appear (pid $2)" >&2
+	return 1
+}
+
+# ---- processes ----
+
+start_mock() { # NAME [MOCK ARGS...]: sets MOCK_PID_<NAME>, MOCK_<NAME> (host:port)
+	local name=$1
+	shift
+	taskset -c $SCPU "$build/mock-llm" --listen 127.0.0.1:0 --ready-file "$tmp/mock.$name.ready" \
+		"$@" >/dev/null 2>>"$tmp/mock.$name.log" </dev/null &
+	local pid=$!
+	pids+=("$pid")
+	wait_file "$tmp/mock.$name.ready" "$pid"
+	printf -v "MOCK_PID_$name" %s "$pid"
+	printf -v "MOCK_$name" %s "$(jq -r .listen "$tmp/mock.$name.ready")"
+}
+
+tg_n=0
+start_tg() { # UPSTREAM(host:port) [TOLLGATED ARGS...]: sets TG_PID, TG_DATA, TG_ADMIN
+	local up=$1
+	shift
+	tg_n=$((tg_n + 1))
+	local ready=$tmp/tg.$tg_n.ready
+	env TOLLGATE_ADMIN_TOKEN=$TOKEN TOLLGATE_KEYS_ARGON2_M_COST_KIB=256 \
+		TOLLGATE_KEYS_ARGON2_T_COST=1 TOLLGATE_KEYS_ARGON2_PER_SEC=100000 \
+		taskset -c $SCPU "$build/tollgated" run --store "$tmp/store.$tg_n" --ready-file "$ready" \
+		--admin-listen 127.0.0.1:0 --set "data.listen=127.0.0.1:0" \
+		--set "upstream.default_url=http://$up/v1" --log-level warn "$@" \
+		>"$tmp/tg.$tg_n.out" 2>"$tmp/tg.$tg_n.log" </dev/null &
+	TG_PID=$!
+	pids+=("$TG_PID")
+	wait_file "$ready" "$TG_PID"
+	TG_DATA=$(jq -r .data "$ready")
+	TG_ADMIN=$(jq -r .admin "$ready")
+}
+
+new_keys() { # N TIER FILE: creates N keys of TIER, one full key per line in FILE
+	local i
+	: >"$3"
+	for ((i = 0; i < $1; i++)); do
+		curl -sS --max-time 10 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+			--data-binary "{\"name\":\"bench-$2-$i\",\"owner\":\"team:bench\",\"service\":\"bench\",\"tier\":\"$2\"}" \
+			"http://$TG_ADMIN/api/v1/keys" | jq -er .key >>"$3"
+	done
+}
+
+start_nginx() { # UPSTREAM(host:port): sets NGINX_PID, NGINX_HI, NGINX_LO (host:port)
+	local p_hi p_lo
+	p_hi=$(free_port)
+	p_lo=$(free_port "$p_hi")
+	mkdir -p "$tmp/nginx"
+	# Zones mirror the tollgate tiers used here: hi = enterprise (1000 r/s, burst 2000),
+	# lo = basic (10 r/s, burst 20); both keyed by the Authorization header.
+	cat >"$tmp/nginx/nginx.conf" <<EOF
+worker_processes 1;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 20000; }
+http {
+    access_log $tmp/nginx/access.log combined buffer=64k flush=1s;
+    client_body_temp_path $tmp/nginx/body;
+    proxy_temp_path $tmp/nginx/proxy;
+    fastcgi_temp_path $tmp/nginx/fastcgi;
+    uwsgi_temp_path $tmp/nginx/uwsgi;
+    scgi_temp_path $tmp/nginx/scgi;
+    keepalive_requests 1000000;
+    limit_req_zone \$http_authorization zone=hi:10m rate=1000r/s;
+    limit_req_zone \$http_authorization zone=lo:10m rate=10r/s;
+    limit_req_status 429;
+    upstream mock {
+        server $1;
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:$p_hi;
+        location / {
+            limit_req zone=hi burst=2000 nodelay;
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+    server {
+        listen 127.0.0.1:$p_lo;
+        location / {
+            limit_req zone=lo burst=20 nodelay;
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }
+    }
+}
+EOF
+	taskset -c $SCPU "$NGINX" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" \
+		-g "daemon off; pid $tmp/nginx/nginx.pid;" >"$tmp/nginx/stdout" 2>&1 </dev/null &
+	NGINX_PID=$!
+	pids+=("$NGINX_PID")
+	wait_file "$tmp/nginx/nginx.pid" "$NGINX_PID"
+	local i
+	for ((i = 0; i < 100; i++)); do
+		curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$p_hi/v1/models" && break
+		sleep 0.05
+	done
+	NGINX_HI=127.0.0.1:$p_hi
+	NGINX_LO=127.0.0.1:$p_lo
+}
+
+free_port() { # [EXCLUDE]: a TCP port on 127.0.0.1 where nothing listens
+	local p
+	for ((p = 20000 + RANDOM % 5000; p < 40000; p++)); do
+		[ "$p" = "${1:-}" ] && continue
+		[ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] && {
+			echo "$p"
+			return 0
+		}
+	done
+	return 1
+}
+
+# ---- measuring ----
+
+ticks() { # PID...: utime+stime of these processes (all threads), in clock ticks
+	local t=0 p f
+	for p in "$@"; do
+		f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		f=${f##*) }
+		set -- $f
+		t=$((t + ${12} + ${13}))
+	done
+	echo "$t"
+}
+nginx_pids() { echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"; }
+cpustat() { awk '/^cpu[01] / {printf "%d %d ", $2+$3+$4+$7+$8, $5+$6}' /proc/stat; }
+busy() { # BEFORE AFTER (cpustat outputs): "cpu0 X% cpu1 Y%" busy over the interval (all processes)
+	awk -v a="$1" -v b="$2" 'BEGIN {split(a, x); split(b, y)
+		printf "cpu0 %.0f%% cpu1 %.0f%%", 100 * (y[1] - x[1]) / (y[1] - x[1] + y[2] - x[2] + 1e-9),
+			100 * (y[3] - x[3]) / (y[3] - x[3] + y[4] - x[4] + 1e-9)}'
+}
+
+# load NAME URL KEYS_FILE CONNS [WRK ARGS...]: one bounded wrk run from CPU 0 while the
+# server-side PIDs in SRV_A (the server under test) and SRV_B (the mock) are accounted.
+# Sets REQ, OK (non-error answers), SERR (non-2xx/3xx), P50, P99 (µs), RPS, CPU_A, CPU_B (µs).
+load() {
+	local name=$1 url=$2 keys=$3 conns=$4
+	shift 4
+	local a0 b0 a1 b1 c0 c1 line
+	a0=$(ticks $SRV_A)
+	b0=$(ticks $SRV_B)
+	c0=$(cpustat)
+	BENCH_KEYS=$keys BENCH_PATH=${BENCH_PATH:-/v1/chat/completions} taskset -c $LCPU \
+		wrk -t1 -c"$conns" -d"${SEC}s" --timeout 10s -s "$lua" "$@" "$url" >"$tmp/wrk.$name" 2>&1 || true
+	a1=$(ticks $SRV_A)
+	b1=$(ticks $SRV_B)
+	c1=$(cpustat)
+	line=$(grep '^RESULT ' "$tmp/wrk.$name") || {
+		echo "bench_dataplane: wrk $name failed:" >&2
+		cat "$tmp/wrk.$name" >&2
+		return 1
+	}
+	eval "$(sed 's/^RESULT //; s/\([a-z0-9_]*\)=/W_\1=/g' <<<"$line")"
+	REQ=$W_requests
+	SERR=$W_status_errors
+	OK=$((REQ - SERR))
+	P50=$W_p50_us P99=$W_p99_us
+	RPS=$(awk -v r="$REQ" -v d="$W_duration_us" 'BEGIN {printf "%.0f", r / (d / 1e6)}')
+	CPU_A=$(((a1 - a0) * 1000000 / HZ))
+	CPU_B=$(((b1 - b0) * 1000000 / HZ))
+	echo "# $name: requests=$REQ non2xx=$SERR errors(connect/read/write/timeout)=$W_connect/$W_read/$W_write/$W_timeout rps=$RPS p50=${P50}us p99=${P99}us server_cpu=${CPU_A}us mock_cpu=${CPU_B}us busy(all processes): $(busy "$c0" "$c1")"
+}
+
+div() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN {if (b == 0) print "-"; else printf f "\n", a / b}'; }
+metric() { # NAME VALUE UNIT BASELINE GOAL_TEXT PASS [RATIO]
+	local ratio=${7:-$(div "$2" "$4" %.3f)}
+	echo "metric=$1 value=$2 unit=$3 baseline=$4 ratio=$ratio goal=$5 pass=$6"
+}
+yesno() { awk "BEGIN {exit !($1)}" && echo yes || echo no; }
+
+echo "# bench_dataplane: machine $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+echo "# date $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# wrk on CPU $LCPU, servers on CPU $SCPU, $SEC s per run, open-file limit $(ulimit -n)"
+
+BODY='{"model":"gpt-4o-mini","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}'
+export BENCH_BODY=$BODY
+
+start_mock fast --threads 2
+start_tg "$MOCK_fast"
+echo "# mock-llm pid $MOCK_PID_fast at $MOCK_fast; tollgated pid $TG_PID data $TG_DATA (defaults: store.sync=meta, data.threads=2)"
+new_keys 100 enterprise "$tmp/keys.hi"
+new_keys 1 basic "$tmp/keys.lo"
+start_nginx "$MOCK_fast"
+echo "# nginx pid $NGINX_PID (1 worker) hi=$NGINX_HI lo=$NGINX_LO"
+
+# warm up: every key verified once (argon2) and cached, upstream connections open
+SEC_SAVE=$SEC SEC=2
+SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load warm-tg "http://$TG_DATA" "$tmp/keys.hi" 32 >/dev/null
+SRV_A="$(nginx_pids)" SRV_B=$MOCK_PID_fast load warm-nginx "http://$NGINX_HI" "$tmp/keys.hi" 32 >/dev/null
+SEC=$SEC_SAVE
+
+# ---- 1. added latency at concurrency 1 ----
+latency() { # LABEL
+	SRV_A=$MOCK_PID_fast SRV_B= load "lat-direct$1" "http://$MOCK_fast" "" 1 --latency
+	local d50=$P50 d99=$P99
+	SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load "lat-tollgated$1" "http://$TG_DATA" "$tmp/keys.hi" 1 --latency
+	[ "$SERR" = 0 ] || echo "# WARNING: $SERR non-2xx answers through tollgated"
+	local t50=$P50 t99=$P99 a50 a99
+	a50=$(awk -v a="$t50" -v b="$d50" 'BEGIN {printf "%.1f", a - b}')
+	a99=$(awk -v a="$t99" -v b="$d99" 'BEGIN {printf "%.1f", a - b}')
+	echo "metric=added_latency_p50_c1$1 value=$a50 unit=us baseline=$d50 ratio=$(div "$t50" "$d50") goal=<100 pass=$(yesno "$a50 < 100")"
+	echo "metric=added_latency_p99_c1$1 value=$a99 unit=us baseline=$d99 ratio=$(div "$t99" "$d99") goal=<500 pass=$(yesno "$a99 < 500")"
+	echo "# (value = tollgated percentile minus direct; tollgated p50=${t50}us p99=${t99}us; direct p50=${d50}us p99=${d99}us)"
+}
+latency ""
+
+# ---- 2. allowed traffic: 100 enterprise keys, keep-alive, 32 connections ----
+SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load allowed-tollgated "http://$TG_DATA" "$tmp/keys.hi" 32
+[ "$SERR" = 0 ] || echo "# WARNING: $SERR non-2xx answers through tollgated"
+tg_rps=$RPS tg_cpu=$(div "$CPU_A" "$OK" %.1f) tg_mcpu=$(div "$CPU_B" "$OK" %.1f)
+SRV_A="$(nginx_pids)" SRV_B=$MOCK_PID_fast load allowed-nginx "http://$NGINX_HI" "$tmp/keys.hi" 32
+[ "$SERR" = 0 ] || echo "# WARNING: $SERR non-2xx answers through nginx"
+ng_rps=$RPS ng_cpu=$(div "$CPU_A" "$OK" %.1f) ng_mcpu=$(div "$CPU_B" "$OK" %.1f)
+metric allowed_throughput_c32 "$tg_rps" req/s "$ng_rps" ">=1.0x nginx" "$(yesno "$tg_rps >= $ng_rps")"
+metric allowed_cpu_per_request "$tg_cpu" us/req "$ng_cpu" "ratio reported" -
+echo "# (server CPU per allowed request: tollgated vs nginx worker+master; the mock behind them used ${tg_mcpu} vs ${ng_mcpu} us/req)"
+
+# ---- 3. one key flooding (basic tier: 10 r/s, burst 20), keep-alive ----
+SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load flood-tollgated "http://$TG_DATA" "$tmp/keys.lo" 32
+tg_ref=$SERR tg_fcpu=$(div "$CPU_A" "$SERR" %.2f) tg_frps=$RPS
+SRV_A="$(nginx_pids)" SRV_B=$MOCK_PID_fast load flood-nginx "http://$NGINX_LO" "$tmp/keys.lo" 32
+ng_ref=$SERR ng_fcpu=$(div "$CPU_A" "$SERR" %.2f) ng_frps=$RPS
+metric flood_cpu_per_refusal "$tg_fcpu" us/refusal "$ng_fcpu" "<=1.0x nginx" "$(yesno "$tg_fcpu <= $ng_fcpu")"
+metric flood_refusals_per_sec "$(div "$tg_ref" "$SEC" %.0f)" refusals/s "$(div "$ng_ref" "$SEC" %.0f)" "-" -
+echo "# (refusals: tollgated $tg_ref of $tg_frps req/s, nginx $ng_ref of $ng_frps req/s)"
+
+# ---- variants: where the added latency goes ----
+# store.sync=none: no fdatasync per usage commit. usage.max_delay_us=1: the usage writer
+# commits at once instead of lingering for more records (a configured 0 means its built-in
+# 2000 us, see userspace/store_writer.c).
+variant() { # LABEL TOLLGATED_ARGS...
+	local label=$1
+	shift
+	stop_pid "$TG_PID"
+	start_tg "$MOCK_fast" "$@"
+	new_keys 100 enterprise "$tmp/keys.hi"
+	SEC_SAVE=$SEC SEC=2
+	SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load "warm$label" "http://$TG_DATA" "$tmp/keys.hi" 32 >/dev/null
+	SEC=$SEC_SAVE
+	echo "# variant $label: tollgated $* (pid $TG_PID)"
+	latency "$label"
+	SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load "allowed-tollgated$label" "http://$TG_DATA" "$tmp/keys.hi" 32
+	[ "$SERR" = 0 ] || echo "# WARNING: $SERR non-2xx answers through tollgated"
+	local rps=$RPS
+	metric "allowed_throughput_c32$label" "$rps" req/s "$ng_rps" ">=1.0x nginx" "$(yesno "$rps >= $ng_rps")"
+	metric "allowed_cpu_per_request$label" "$(div "$CPU_A" "$OK" %.1f)" us/req "$ng_cpu" "ratio reported" -
+}
+if [ "$VARIANTS" = 1 ]; then
+	variant _syncnone --set store.sync=none
+	variant _delay1 --set usage.max_delay_us=1
+	variant _delay1_syncnone --set usage.max_delay_us=1 --set store.sync=none
+fi
+
+# ---- 4. many concurrent streaming calls against a slow mock ----
+if [ -n "$STREAMS" ]; then
+	stop_pid "$TG_PID"
+	stop_pid "$NGINX_PID"
+	stop_pid "$MOCK_PID_fast"
+	# 20 tokens, 100 ms apart: each call lasts about 2 s
+	start_mock slow --threads 2 --token-ms 100
+	echo "# streams: mock-llm pid $MOCK_PID_slow (token_ms 100, 20 tokens/call); a fresh tollgated per level with upstream.max_host_connections=20000 (default 256 would queue the calls)"
+	export BENCH_BODY='{"model":"gpt-4o-mini","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
+	for n in $STREAMS; do
+		stop_pid "$TG_PID"
+		start_tg "$MOCK_slow" --set upstream.max_host_connections=20000 --set data.max_connections=20000
+		new_keys 100 enterprise "$tmp/keys.st"
+		sleep 1
+		rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$TG_PID/status")
+		SEC_SAVE=$SEC SEC=8
+		(
+			sleep 5
+			awk '/^VmRSS/ {print $2}' "/proc/$TG_PID/status" >"$tmp/rss.$n"
+			curl -s --max-time 2 "http://$MOCK_slow/_mock/stats" >"$tmp/mstats.$n" || true
+			ls "/proc/$TG_PID/fd" | wc -l >"$tmp/fds.$n"
+		) &
+		sampler=$!
+		SRV_A=$TG_PID SRV_B=$MOCK_PID_slow load "streams-$n" "http://$TG_DATA" "$tmp/keys.st" "$n" || true
+		wait "$sampler" || true
+		SEC=$SEC_SAVE
+		rss1=$(cat "$tmp/rss.$n")
+		inflight=$(jq -r '.streams_in_flight // empty' "$tmp/mstats.$n" 2>/dev/null || true)
+		inflight=${inflight:-$n}
+		errs=$((SERR + W_connect + W_read + W_write + W_timeout))
+		echo "# streams-$n: tollgated VmRSS idle ${rss0} KiB, at 5 s ${rss1} KiB with $inflight streams in flight at the mock, $(cat "$tmp/fds.$n") fds; completed $REQ calls, p50 ${P50}us"
+		metric "streams_${n}_errors" "$errs" errors 0 "0" "$(yesno "$errs == 0")" -
+		metric "streams_${n}_rss" "$((rss1 / 1024))" MiB - "-" - -
+		metric "streams_${n}_bytes_per_inflight" "$(div "$(((rss1 - rss0) * 1024))" "$inflight" %.0f)" bytes - "-" - -
+		# per client connection held open (wrk keeps all n connected, each a call in flight
+		# or waiting for tollgated; upstream streams active at the sample: $inflight)
+		metric "streams_${n}_bytes_per_client_conn" "$(div "$(((rss1 - rss0) * 1024))" "$n" %.0f)" bytes - "-" - -
+		metric "streams_${n}_calls_per_sec" "$RPS" calls/s "$(div "$n" 2 %.0f)" "ideal n/2s" - "$(div "$RPS" "$(div "$n" 2 %.0f)" %.2f)"
+	done
+fi
+echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
