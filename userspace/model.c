@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "codec.h"
 #include "model.h"
 
 #define MODEL_FORMAT_V1 1u
@@ -235,260 +236,170 @@ bool model_id_valid(const char *s)
 	return chars_valid(s, TG_ID_LEN, TG_ID_LEN, true, "");
 }
 
-/*
- * Encoding: a cursor over the output buffer. Overflow and bad input are remembered rather
- * than checked after every field, which keeps the per-record functions a flat list.
- */
-struct enc {
-	uint8_t *p;
-	size_t cap, pos;
-	int err; /* first error: -EMSGSIZE (buffer too small) or -EINVAL (unencodable field) */
-};
-
-static void enc_bytes(struct enc *e, const void *v, size_t n)
-{
-	if (!e->err && n > e->cap - e->pos)
-		e->err = -EMSGSIZE;
-	if (e->err)
-		return;
-	memcpy(e->p + e->pos, v, n);
-	e->pos += n;
-}
-
-static void enc_uint(struct enc *e, uint64_t v, unsigned width)
-{
-	uint8_t b[8];
-
-	for (unsigned i = 0; i < width; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-	enc_bytes(e, b, width);
-}
-
-/* s is a char array of max + 1 bytes that must hold a NUL within it. */
-static void enc_str(struct enc *e, const char *s, size_t max)
-{
-	size_t n = strnlen(s, max + 1);
-	uint8_t len = (uint8_t)n;
-
-	if (n > max) {
-		if (!e->err)
-			e->err = -EINVAL;
-		return;
-	}
-	enc_bytes(e, &len, 1);
-	enc_bytes(e, s, n);
-}
-
-static void enc_limits(struct enc *e, const struct limits *l)
+static void enc_limits(struct codec_enc *e, const struct limits *l)
 {
 	for (int f = 0; f < LIMIT__COUNT; f++)
-		enc_uint(e, l->v[f], 8);
+		codec_put_uint(e, l->v[f], 8);
 }
 
-static void enc_pwhash(struct enc *e, const struct pwhash *h)
+static void enc_pwhash(struct codec_enc *e, const struct pwhash *h)
 {
-	enc_uint(e, h->t_cost, 4);
-	enc_uint(e, h->m_cost_kib, 4);
-	enc_uint(e, h->parallelism, 4);
-	enc_bytes(e, h->salt, sizeof(h->salt));
-	enc_bytes(e, h->hash, sizeof(h->hash));
+	codec_put_uint(e, h->t_cost, 4);
+	codec_put_uint(e, h->m_cost_kib, 4);
+	codec_put_uint(e, h->parallelism, 4);
+	codec_put(e, h->salt, sizeof(h->salt));
+	codec_put(e, h->hash, sizeof(h->hash));
 }
 
-static void enc_start(struct enc *e, void *buf, size_t cap, enum model_kind kind)
+static void enc_start(struct codec_enc *e, void *buf, size_t cap, enum model_kind kind)
 {
 	e->p = buf;
 	e->cap = cap;
 	e->pos = 0;
 	e->err = 0;
-	enc_uint(e, MODEL_FORMAT_V1, 2);
-	enc_uint(e, kind, 2);
+	codec_put_uint(e, MODEL_FORMAT_V1, 2);
+	codec_put_uint(e, kind, 2);
 }
 
-static int enc_end(const struct enc *e)
+static int enc_end(const struct codec_enc *e)
 {
 	return e->err ? e->err : (int)e->pos;
 }
 
-/* Decoding: the mirror cursor; any short read or bad field sets bad and yields zeroes. */
-struct dec {
-	const uint8_t *p;
-	size_t len, pos;
-	bool bad;
-};
-
-static void dec_bytes(struct dec *d, void *out, size_t n)
-{
-	if (!d->bad && n > d->len - d->pos)
-		d->bad = true;
-	if (d->bad) {
-		memset(out, 0, n);
-		return;
-	}
-	memcpy(out, d->p + d->pos, n);
-	d->pos += n;
-}
-
-static uint64_t dec_uint(struct dec *d, unsigned width)
-{
-	uint8_t b[8];
-	uint64_t v = 0;
-
-	dec_bytes(d, b, width);
-	for (unsigned i = 0; i < width; i++)
-		v |= (uint64_t)b[i] << (8 * i);
-	return v;
-}
-
-/* out is a char array of max + 1 bytes. */
-static void dec_str(struct dec *d, char *out, size_t max)
-{
-	size_t n = (size_t)dec_uint(d, 1);
-
-	if (n > max) {
-		d->bad = true;
-		n = 0;
-	}
-	dec_bytes(d, out, n);
-	out[n] = '\0';
-	/* An embedded NUL would silently shorten the string: the record is corrupt. */
-	if (memchr(out, '\0', n))
-		d->bad = true;
-}
-
-static void dec_limits(struct dec *d, struct limits *l)
+static void dec_limits(struct codec_dec *d, struct limits *l)
 {
 	for (int f = 0; f < LIMIT__COUNT; f++)
-		l->v[f] = dec_uint(d, 8);
+		l->v[f] = codec_get_uint(d, 8);
 }
 
-static void dec_pwhash(struct dec *d, struct pwhash *h)
+static void dec_pwhash(struct codec_dec *d, struct pwhash *h)
 {
-	h->t_cost = (uint32_t)dec_uint(d, 4);
-	h->m_cost_kib = (uint32_t)dec_uint(d, 4);
-	h->parallelism = (uint32_t)dec_uint(d, 4);
-	dec_bytes(d, h->salt, sizeof(h->salt));
-	dec_bytes(d, h->hash, sizeof(h->hash));
+	h->t_cost = (uint32_t)codec_get_uint(d, 4);
+	h->m_cost_kib = (uint32_t)codec_get_uint(d, 4);
+	h->parallelism = (uint32_t)codec_get_uint(d, 4);
+	codec_get(d, h->salt, sizeof(h->salt));
+	codec_get(d, h->hash, sizeof(h->hash));
 }
 
-static void dec_start(struct dec *d, const void *buf, size_t len, enum model_kind kind)
+static void dec_start(struct codec_dec *d, const void *buf, size_t len, enum model_kind kind)
 {
 	d->p = buf;
 	d->len = len;
 	d->pos = 0;
 	d->bad = false;
-	if (dec_uint(d, 2) != MODEL_FORMAT_V1 || dec_uint(d, 2) != kind)
+	if (codec_get_uint(d, 2) != MODEL_FORMAT_V1 || codec_get_uint(d, 2) != kind)
 		d->bad = true;
 }
 
 /* 0 if every field decoded and nothing is left over, else -EINVAL. */
-static int dec_end(const struct dec *d)
+static int dec_end(const struct codec_dec *d)
 {
 	return d->bad || d->pos != d->len ? -EINVAL : 0;
 }
 
 int key_record_encode(const struct key_record *r, void *buf, size_t cap)
 {
-	struct enc e;
+	struct codec_enc e;
 
 	enc_start(&e, buf, cap, MODEL_KIND_KEY);
-	enc_str(&e, r->id, TG_ID_LEN);
-	enc_str(&e, r->name, TG_NAME_MAX);
-	enc_str(&e, r->owner, TG_OWNER_MAX);
-	enc_str(&e, r->service, TG_SERVICE_MAX);
-	enc_str(&e, r->tier, TG_TIER_NAME_MAX);
+	codec_put_str(&e, r->id, TG_ID_LEN);
+	codec_put_str(&e, r->name, TG_NAME_MAX);
+	codec_put_str(&e, r->owner, TG_OWNER_MAX);
+	codec_put_str(&e, r->service, TG_SERVICE_MAX);
+	codec_put_str(&e, r->tier, TG_TIER_NAME_MAX);
 	enc_limits(&e, &r->overrides);
-	enc_uint(&e, (uint64_t)r->created_at, 8);
-	enc_uint(&e, (uint64_t)r->expires_at, 8);
-	enc_uint(&e, (uint64_t)r->revoked_at, 8);
-	enc_uint(&e, (uint64_t)r->last_used_at, 8);
-	enc_uint(&e, (uint64_t)r->rotated_at, 8);
-	enc_uint(&e, (uint64_t)r->prev_valid_until, 8);
-	enc_uint(&e, r->secret_gen, 4);
+	codec_put_uint(&e, (uint64_t)r->created_at, 8);
+	codec_put_uint(&e, (uint64_t)r->expires_at, 8);
+	codec_put_uint(&e, (uint64_t)r->revoked_at, 8);
+	codec_put_uint(&e, (uint64_t)r->last_used_at, 8);
+	codec_put_uint(&e, (uint64_t)r->rotated_at, 8);
+	codec_put_uint(&e, (uint64_t)r->prev_valid_until, 8);
+	codec_put_uint(&e, r->secret_gen, 4);
 	enc_pwhash(&e, &r->cur);
 	enc_pwhash(&e, &r->prev);
-	enc_uint(&e, r->khash_cur, 8);
-	enc_uint(&e, r->khash_prev, 8);
+	codec_put_uint(&e, r->khash_cur, 8);
+	codec_put_uint(&e, r->khash_prev, 8);
 	return enc_end(&e);
 }
 
 int key_record_decode(const void *buf, size_t len, struct key_record *r)
 {
-	struct dec d;
+	struct codec_dec d;
 
 	memset(r, 0, sizeof(*r));
 	dec_start(&d, buf, len, MODEL_KIND_KEY);
-	dec_str(&d, r->id, TG_ID_LEN);
-	dec_str(&d, r->name, TG_NAME_MAX);
-	dec_str(&d, r->owner, TG_OWNER_MAX);
-	dec_str(&d, r->service, TG_SERVICE_MAX);
-	dec_str(&d, r->tier, TG_TIER_NAME_MAX);
+	codec_get_str(&d, r->id, TG_ID_LEN);
+	codec_get_str(&d, r->name, TG_NAME_MAX);
+	codec_get_str(&d, r->owner, TG_OWNER_MAX);
+	codec_get_str(&d, r->service, TG_SERVICE_MAX);
+	codec_get_str(&d, r->tier, TG_TIER_NAME_MAX);
 	dec_limits(&d, &r->overrides);
-	r->created_at = (int64_t)dec_uint(&d, 8);
-	r->expires_at = (int64_t)dec_uint(&d, 8);
-	r->revoked_at = (int64_t)dec_uint(&d, 8);
-	r->last_used_at = (int64_t)dec_uint(&d, 8);
-	r->rotated_at = (int64_t)dec_uint(&d, 8);
-	r->prev_valid_until = (int64_t)dec_uint(&d, 8);
-	r->secret_gen = (uint32_t)dec_uint(&d, 4);
+	r->created_at = (int64_t)codec_get_uint(&d, 8);
+	r->expires_at = (int64_t)codec_get_uint(&d, 8);
+	r->revoked_at = (int64_t)codec_get_uint(&d, 8);
+	r->last_used_at = (int64_t)codec_get_uint(&d, 8);
+	r->rotated_at = (int64_t)codec_get_uint(&d, 8);
+	r->prev_valid_until = (int64_t)codec_get_uint(&d, 8);
+	r->secret_gen = (uint32_t)codec_get_uint(&d, 4);
 	dec_pwhash(&d, &r->cur);
 	dec_pwhash(&d, &r->prev);
-	r->khash_cur = dec_uint(&d, 8);
-	r->khash_prev = dec_uint(&d, 8);
+	r->khash_cur = codec_get_uint(&d, 8);
+	r->khash_prev = codec_get_uint(&d, 8);
 	return dec_end(&d);
 }
 
 int tier_encode(const struct tier *t, void *buf, size_t cap)
 {
-	struct enc e;
+	struct codec_enc e;
 
 	enc_start(&e, buf, cap, MODEL_KIND_TIER);
-	enc_str(&e, t->name, TG_TIER_NAME_MAX);
+	codec_put_str(&e, t->name, TG_TIER_NAME_MAX);
 	enc_limits(&e, &t->lim);
 	return enc_end(&e);
 }
 
 int tier_decode(const void *buf, size_t len, struct tier *t)
 {
-	struct dec d;
+	struct codec_dec d;
 
 	memset(t, 0, sizeof(*t));
 	dec_start(&d, buf, len, MODEL_KIND_TIER);
-	dec_str(&d, t->name, TG_TIER_NAME_MAX);
+	codec_get_str(&d, t->name, TG_TIER_NAME_MAX);
 	dec_limits(&d, &t->lim);
 	return dec_end(&d);
 }
 
 int token_record_encode(const struct token_record *r, void *buf, size_t cap)
 {
-	struct enc e;
+	struct codec_enc e;
 
 	enc_start(&e, buf, cap, MODEL_KIND_TOKEN);
-	enc_str(&e, r->id, TG_ID_LEN);
-	enc_str(&e, r->name, TG_NAME_MAX);
-	enc_uint(&e, r->role, 4);
-	enc_str(&e, r->consumer, TG_OWNER_ID_MAX);
-	enc_str(&e, r->tier, TG_TIER_NAME_MAX);
-	enc_uint(&e, (uint64_t)r->created_at, 8);
-	enc_uint(&e, (uint64_t)r->revoked_at, 8);
-	enc_uint(&e, (uint64_t)r->last_used_at, 8);
+	codec_put_str(&e, r->id, TG_ID_LEN);
+	codec_put_str(&e, r->name, TG_NAME_MAX);
+	codec_put_uint(&e, r->role, 4);
+	codec_put_str(&e, r->consumer, TG_OWNER_ID_MAX);
+	codec_put_str(&e, r->tier, TG_TIER_NAME_MAX);
+	codec_put_uint(&e, (uint64_t)r->created_at, 8);
+	codec_put_uint(&e, (uint64_t)r->revoked_at, 8);
+	codec_put_uint(&e, (uint64_t)r->last_used_at, 8);
 	enc_pwhash(&e, &r->hash);
 	return enc_end(&e);
 }
 
 int token_record_decode(const void *buf, size_t len, struct token_record *r)
 {
-	struct dec d;
+	struct codec_dec d;
 
 	memset(r, 0, sizeof(*r));
 	dec_start(&d, buf, len, MODEL_KIND_TOKEN);
-	dec_str(&d, r->id, TG_ID_LEN);
-	dec_str(&d, r->name, TG_NAME_MAX);
-	r->role = (uint32_t)dec_uint(&d, 4);
-	dec_str(&d, r->consumer, TG_OWNER_ID_MAX);
-	dec_str(&d, r->tier, TG_TIER_NAME_MAX);
-	r->created_at = (int64_t)dec_uint(&d, 8);
-	r->revoked_at = (int64_t)dec_uint(&d, 8);
-	r->last_used_at = (int64_t)dec_uint(&d, 8);
+	codec_get_str(&d, r->id, TG_ID_LEN);
+	codec_get_str(&d, r->name, TG_NAME_MAX);
+	r->role = (uint32_t)codec_get_uint(&d, 4);
+	codec_get_str(&d, r->consumer, TG_OWNER_ID_MAX);
+	codec_get_str(&d, r->tier, TG_TIER_NAME_MAX);
+	r->created_at = (int64_t)codec_get_uint(&d, 8);
+	r->revoked_at = (int64_t)codec_get_uint(&d, 8);
+	r->last_used_at = (int64_t)codec_get_uint(&d, 8);
 	dec_pwhash(&d, &r->hash);
 	/* A role this build does not know would be mistaken for another one: refuse it. */
 	if (r->role > ROLE_CONSUMER)
@@ -498,23 +409,23 @@ int token_record_decode(const void *buf, size_t len, struct token_record *r)
 
 int owner_record_encode(const struct owner_record *r, void *buf, size_t cap)
 {
-	struct enc e;
+	struct codec_enc e;
 
 	enc_start(&e, buf, cap, MODEL_KIND_OWNER);
-	enc_str(&e, r->owner, TG_OWNER_MAX);
-	enc_uint(&e, (uint64_t)r->created_at, 8);
-	enc_uint(&e, r->keys, 8);
+	codec_put_str(&e, r->owner, TG_OWNER_MAX);
+	codec_put_uint(&e, (uint64_t)r->created_at, 8);
+	codec_put_uint(&e, r->keys, 8);
 	return enc_end(&e);
 }
 
 int owner_record_decode(const void *buf, size_t len, struct owner_record *r)
 {
-	struct dec d;
+	struct codec_dec d;
 
 	memset(r, 0, sizeof(*r));
 	dec_start(&d, buf, len, MODEL_KIND_OWNER);
-	dec_str(&d, r->owner, TG_OWNER_MAX);
-	r->created_at = (int64_t)dec_uint(&d, 8);
-	r->keys = dec_uint(&d, 8);
+	codec_get_str(&d, r->owner, TG_OWNER_MAX);
+	r->created_at = (int64_t)codec_get_uint(&d, 8);
+	r->keys = codec_get_uint(&d, 8);
 	return dec_end(&d);
 }

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "store.h"
+#include "codec.h"
 #include "usage.h"
 
 #define USAGE_FORMAT_V1 1u
@@ -65,107 +66,21 @@ struct usage {
 	size_t acc_cap;
 };
 
-/* Encoding: a cursor that remembers its first error instead of checking every field. */
-struct enc {
-	uint8_t *p;
-	size_t cap, pos;
-	int err; /* -EMSGSIZE (buffer too small) or -EINVAL (unterminated string) */
-};
-
-static void enc_bytes(struct enc *e, const void *v, size_t n)
+static void enc_start(struct codec_enc *e, void *buf, size_t cap, unsigned kind)
 {
-	if (!e->err && n > e->cap - e->pos)
-		e->err = -EMSGSIZE;
-	if (e->err)
-		return;
-	memcpy(e->p + e->pos, v, n);
-	e->pos += n;
+	*e = (struct codec_enc){.p = buf, .cap = cap};
+	codec_put_uint(e, USAGE_FORMAT_V1, 2);
+	codec_put_uint(e, kind, 2);
 }
 
-static void enc_uint(struct enc *e, uint64_t v, unsigned width)
+static void dec_start(struct codec_dec *d, const void *buf, size_t len, unsigned kind)
 {
-	uint8_t b[8];
-
-	for (unsigned i = 0; i < width; i++)
-		b[i] = (uint8_t)(v >> (8 * i));
-	enc_bytes(e, b, width);
-}
-
-/* s is a char array of max + 1 bytes that must hold a NUL within it. */
-static void enc_str(struct enc *e, const char *s, size_t max)
-{
-	size_t n = strnlen(s, max + 1);
-
-	if (n > max) {
-		if (!e->err)
-			e->err = -EINVAL;
-		return;
-	}
-	enc_uint(e, n, 1);
-	enc_bytes(e, s, n);
-}
-
-static void enc_start(struct enc *e, void *buf, size_t cap, unsigned kind)
-{
-	*e = (struct enc){.p = buf, .cap = cap};
-	enc_uint(e, USAGE_FORMAT_V1, 2);
-	enc_uint(e, kind, 2);
-}
-
-/* Decoding: the mirror cursor; a short read or a bad field sets bad and yields zeroes. */
-struct dec {
-	const uint8_t *p;
-	size_t len, pos;
-	bool bad;
-};
-
-static void dec_bytes(struct dec *d, void *out, size_t n)
-{
-	if (!d->bad && n > d->len - d->pos)
-		d->bad = true;
-	if (d->bad) {
-		memset(out, 0, n);
-		return;
-	}
-	memcpy(out, d->p + d->pos, n);
-	d->pos += n;
-}
-
-static uint64_t dec_uint(struct dec *d, unsigned width)
-{
-	uint8_t b[8];
-	uint64_t v = 0;
-
-	dec_bytes(d, b, width);
-	for (unsigned i = 0; i < width; i++)
-		v |= (uint64_t)b[i] << (8 * i);
-	return v;
-}
-
-/* out is a char array of max + 1 bytes. */
-static void dec_str(struct dec *d, char *out, size_t max)
-{
-	size_t n = (size_t)dec_uint(d, 1);
-
-	if (n > max) {
-		d->bad = true;
-		n = 0;
-	}
-	dec_bytes(d, out, n);
-	out[n] = '\0';
-	/* An embedded NUL would silently shorten the string: the record is corrupt. */
-	if (memchr(out, '\0', n))
+	*d = (struct codec_dec){.p = buf, .len = len};
+	if (codec_get_uint(d, 2) != USAGE_FORMAT_V1 || codec_get_uint(d, 2) != kind)
 		d->bad = true;
 }
 
-static void dec_start(struct dec *d, const void *buf, size_t len, unsigned kind)
-{
-	*d = (struct dec){.p = buf, .len = len};
-	if (dec_uint(d, 2) != USAGE_FORMAT_V1 || dec_uint(d, 2) != kind)
-		d->bad = true;
-}
-
-static int dec_end(const struct dec *d)
+static int dec_end(const struct codec_dec *d)
 {
 	return d->bad || d->pos != d->len ? -EINVAL : 0;
 }
@@ -174,78 +89,78 @@ static int dec_end(const struct dec *d)
 
 int usage_record_encode(const struct usage_record *r, void *buf, size_t cap)
 {
-	struct enc e;
+	struct codec_enc e;
 
 	enc_start(&e, buf, cap, USAGE_KIND_RECORD);
-	enc_uint(&e, (uint64_t)r->time_ms, 8);
-	enc_str(&e, STR_FIELD(r, request_id));
-	enc_str(&e, STR_FIELD(r, key_id));
-	enc_str(&e, STR_FIELD(r, owner));
-	enc_str(&e, STR_FIELD(r, service));
-	enc_str(&e, STR_FIELD(r, provider));
-	enc_str(&e, STR_FIELD(r, model));
-	enc_str(&e, STR_FIELD(r, endpoint));
-	enc_uint(&e, r->status, 4);
-	enc_uint(&e, r->stream, 4);
-	enc_uint(&e, r->prompt_tokens, 8);
-	enc_uint(&e, r->completion_tokens, 8);
-	enc_uint(&e, r->cost_nano, 8);
-	enc_uint(&e, r->latency_us, 8);
-	enc_uint(&e, r->bytes_in, 8);
-	enc_uint(&e, r->bytes_out, 8);
+	codec_put_uint(&e, (uint64_t)r->time_ms, 8);
+	codec_put_str(&e, STR_FIELD(r, request_id));
+	codec_put_str(&e, STR_FIELD(r, key_id));
+	codec_put_str(&e, STR_FIELD(r, owner));
+	codec_put_str(&e, STR_FIELD(r, service));
+	codec_put_str(&e, STR_FIELD(r, provider));
+	codec_put_str(&e, STR_FIELD(r, model));
+	codec_put_str(&e, STR_FIELD(r, endpoint));
+	codec_put_uint(&e, r->status, 4);
+	codec_put_uint(&e, r->stream, 4);
+	codec_put_uint(&e, r->prompt_tokens, 8);
+	codec_put_uint(&e, r->completion_tokens, 8);
+	codec_put_uint(&e, r->cost_nano, 8);
+	codec_put_uint(&e, r->latency_us, 8);
+	codec_put_uint(&e, r->bytes_in, 8);
+	codec_put_uint(&e, r->bytes_out, 8);
 	return e.err ? e.err : (int)e.pos;
 }
 
 int usage_record_decode(const void *buf, size_t len, struct usage_record *r)
 {
-	struct dec d;
+	struct codec_dec d;
 
 	/* Zeroed first, so that equal encodings decode to byte-identical structs. */
 	memset(r, 0, sizeof(*r));
 	dec_start(&d, buf, len, USAGE_KIND_RECORD);
-	r->time_ms = (int64_t)dec_uint(&d, 8);
-	dec_str(&d, STR_FIELD(r, request_id));
-	dec_str(&d, STR_FIELD(r, key_id));
-	dec_str(&d, STR_FIELD(r, owner));
-	dec_str(&d, STR_FIELD(r, service));
-	dec_str(&d, STR_FIELD(r, provider));
-	dec_str(&d, STR_FIELD(r, model));
-	dec_str(&d, STR_FIELD(r, endpoint));
-	r->status = (uint32_t)dec_uint(&d, 4);
-	r->stream = (uint32_t)dec_uint(&d, 4);
-	r->prompt_tokens = dec_uint(&d, 8);
-	r->completion_tokens = dec_uint(&d, 8);
-	r->cost_nano = dec_uint(&d, 8);
-	r->latency_us = dec_uint(&d, 8);
-	r->bytes_in = dec_uint(&d, 8);
-	r->bytes_out = dec_uint(&d, 8);
+	r->time_ms = (int64_t)codec_get_uint(&d, 8);
+	codec_get_str(&d, STR_FIELD(r, request_id));
+	codec_get_str(&d, STR_FIELD(r, key_id));
+	codec_get_str(&d, STR_FIELD(r, owner));
+	codec_get_str(&d, STR_FIELD(r, service));
+	codec_get_str(&d, STR_FIELD(r, provider));
+	codec_get_str(&d, STR_FIELD(r, model));
+	codec_get_str(&d, STR_FIELD(r, endpoint));
+	r->status = (uint32_t)codec_get_uint(&d, 4);
+	r->stream = (uint32_t)codec_get_uint(&d, 4);
+	r->prompt_tokens = codec_get_uint(&d, 8);
+	r->completion_tokens = codec_get_uint(&d, 8);
+	r->cost_nano = codec_get_uint(&d, 8);
+	r->latency_us = codec_get_uint(&d, 8);
+	r->bytes_in = codec_get_uint(&d, 8);
+	r->bytes_out = codec_get_uint(&d, 8);
 	return dec_end(&d);
 }
 
 static void totals_encode(const struct usage_totals *t, uint8_t buf[TOTALS_LEN])
 {
-	struct enc e;
+	struct codec_enc e;
 
 	enc_start(&e, buf, TOTALS_LEN, USAGE_KIND_TOTALS);
-	enc_uint(&e, t->requests, 8);
-	enc_uint(&e, t->errors, 8);
-	enc_uint(&e, t->prompt_tokens, 8);
-	enc_uint(&e, t->completion_tokens, 8);
-	enc_uint(&e, t->cost_nano, 8);
-	enc_uint(&e, t->latency_us_sum, 8);
+	codec_put_uint(&e, t->requests, 8);
+	codec_put_uint(&e, t->errors, 8);
+	codec_put_uint(&e, t->prompt_tokens, 8);
+	codec_put_uint(&e, t->completion_tokens, 8);
+	codec_put_uint(&e, t->cost_nano, 8);
+	codec_put_uint(&e, t->latency_us_sum, 8);
 }
 
 static int totals_decode(const void *buf, size_t len, struct usage_totals *t)
 {
-	struct dec d;
+	struct codec_dec d;
 
 	dec_start(&d, buf, len, USAGE_KIND_TOTALS);
-	t->requests = dec_uint(&d, 8);
-	t->errors = dec_uint(&d, 8);
-	t->prompt_tokens = dec_uint(&d, 8);
-	t->completion_tokens = dec_uint(&d, 8);
-	t->cost_nano = dec_uint(&d, 8);
-	t->latency_us_sum = dec_uint(&d, 8);
+	t->requests = codec_get_uint(&d, 8);
+	t->errors = codec_get_uint(&d, 8);
+	t->prompt_tokens = codec_get_uint(&d, 8);
+	t->completion_tokens = codec_get_uint(&d, 8);
+	t->cost_nano = codec_get_uint(&d, 8);
+	t->latency_us_sum = codec_get_uint(&d, 8);
 	return dec_end(&d);
 }
 
