@@ -817,26 +817,6 @@ static const struct admin_route admin_routes[] = {
     {"DELETE", "/api/v1/admin/tokens/:", R_ADMIN, h_token_revoke},
 };
 
-/* Matches path against pattern segment by segment; the ':' segment is copied into arg. */
-static bool path_match(const char *pattern, const char *path, char arg[ADMIN_ARG_MAX + 1])
-{
-	size_t n;
-
-	while (*pattern && *path) {
-		if (*pattern == ':') {
-			n = strcspn(path, "/");
-			if (n == 0)
-				return false;
-			snprintf(arg, ADMIN_ARG_MAX + 1, "%.*s",
-				 (int)(n > ADMIN_ARG_MAX ? ADMIN_ARG_MAX : n), path);
-			pattern++;
-			path += n;
-		} else if (*pattern++ != *path++) {
-			return false;
-		}
-	}
-	return !*pattern && !*path;
-}
 
 /*
  * The route for method and path, or NULL; then allow lists the methods the path takes
@@ -854,7 +834,7 @@ static const struct admin_route *route_find(const char *method, const char *path
 
 		bool get = strcmp(r->method, "GET") == 0;
 
-		if (!path_match(r->pattern, path, arg))
+		if (!http_path_match(r->pattern, path, arg, ADMIN_ARG_MAX + 1))
 			continue;
 		/* HEAD is a GET without the body (the library drops it), as probes expect */
 		if (strcmp(r->method, method) == 0 || (get && strcmp(method, "HEAD") == 0))

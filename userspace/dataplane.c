@@ -37,26 +37,6 @@ static const struct dp_route dp_routes[] = {
     {"POST", "/api/v1/rate-limits/check", "/api/v1/rate-limits/check", 0, dp_h_rate_check},
 };
 
-/* Matches path against pattern segment by segment; the ':' segment is copied into arg. */
-static bool path_match(const char *pattern, const char *path, char arg[DP_ARG_MAX + 1])
-{
-	size_t n;
-
-	while (*pattern && *path) {
-		if (*pattern == ':') {
-			n = strcspn(path, "/");
-			if (n == 0)
-				return false;
-			snprintf(arg, DP_ARG_MAX + 1, "%.*s",
-				 (int)(n > DP_ARG_MAX ? DP_ARG_MAX : n), path);
-			pattern++;
-			path += n;
-		} else if (*pattern++ != *path++) {
-			return false;
-		}
-	}
-	return !*pattern && !*path;
-}
 
 /* The route for method and path, or NULL; then allow lists the methods the path takes. */
 static const struct dp_route *route_find(const char *method, const char *path,
@@ -68,7 +48,7 @@ static const struct dp_route *route_find(const char *method, const char *path,
 	for (size_t i = 0; i < TG_ARRAY_SIZE(dp_routes); i++) {
 		const struct dp_route *r = &dp_routes[i];
 
-		if (!path_match(r->pattern, path, arg))
+		if (!http_path_match(r->pattern, path, arg, DP_ARG_MAX + 1))
 			continue;
 		if (strcmp(r->method, method) == 0)
 			return r;
@@ -86,7 +66,7 @@ static const char *dp_route_label(const char *method, const char *path)
 
 	(void)method;
 	for (size_t i = 0; i < TG_ARRAY_SIZE(dp_routes); i++)
-		if (path_match(dp_routes[i].pattern, path, arg))
+		if (http_path_match(dp_routes[i].pattern, path, arg, DP_ARG_MAX + 1))
 			return dp_routes[i].label;
 	return "unmatched";
 }

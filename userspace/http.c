@@ -148,6 +148,25 @@ drop:
 
 /* ---- request accessors ---- */
 
+bool http_path_match(const char *pattern, const char *path, char *arg, size_t argsize)
+{
+	size_t n;
+
+	while (*pattern && *path) {
+		if (*pattern == ':') {
+			n = strcspn(path, "/");
+			if (n == 0)
+				return false;
+			snprintf(arg, argsize, "%.*s", (int)(n >= argsize ? argsize - 1 : n), path);
+			pattern++;
+			path += n;
+		} else if (*pattern++ != *path++) {
+			return false;
+		}
+	}
+	return !*pattern && !*path;
+}
+
 const char *http_req_method(struct http_req *r)
 {
 	return r->method;

@@ -63,6 +63,12 @@ void http_stop(struct http_server *h);
 uint16_t http_port(const struct http_server *h);
 
 /*
+ * Matches a path against a route pattern segment by segment; a ":" segment of the pattern
+ * matches one non-empty path segment, copied (truncated to argsize - 1 bytes) into arg.
+ */
+bool http_path_match(const char *pattern, const char *path, char *arg, size_t argsize);
+
+/*
  * Request accessors; returned strings are borrowed until the reply is sent. After
  * http_defer, only http_req_id and http_req_body may be used from other threads (their
  * strings live as long as the reference); headers and query parameters belong to the
