@@ -96,7 +96,7 @@ clean: ## remove build output
 	rm -rf $(O)
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort | \
+	@grep -hE '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/:.*## /\t/' | sort | \
 		awk -F'\t' '{ printf "  make %-12s %s\n", $$1, $$2 }'
 
 -include $(shell find $(O)/obj -name '*.d' 2>/dev/null)
