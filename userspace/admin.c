@@ -181,25 +181,6 @@ static void reply_secret(struct admin_call *c, unsigned status, cJSON *obj, cons
 
 /* ---- authentication ---- */
 
-/* Finds the token of "Bearer <token>" (scheme in any case); false if there is none. */
-static bool bearer_token(const char *h, const char **tok, size_t *len)
-{
-	size_t n;
-
-	if (!h)
-		return false;
-	h += strspn(h, " \t");
-	if (strncasecmp(h, "bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
-		return false;
-	h += 6;
-	h += strspn(h, " \t");
-	n = strlen(h);
-	while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
-		n--;
-	*tok = h;
-	*len = n;
-	return n > 0;
-}
 
 static void reply_unauthorized(struct admin_call *c, const char *code)
 {
@@ -216,7 +197,7 @@ static bool authenticate(struct admin_call *c)
 	size_t len = 0;
 	int rc;
 
-	if (!bearer_token(http_req_header(c->req, "Authorization"), &tok, &len)) {
+	if (!http_bearer_token(http_req_header(c->req, "Authorization"), &tok, &len)) {
 		reply_unauthorized(c, "missing_token");
 		return false;
 	}

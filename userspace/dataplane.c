@@ -135,25 +135,6 @@ cJSON *dp_body_object(struct http_req *req)
 
 /* ---- authentication ---- */
 
-/* The token of "Bearer <token>" (scheme in any case); false if there is none. */
-static bool bearer_token(const char *h, const char **tok, size_t *len)
-{
-	size_t n;
-
-	if (!h)
-		return false;
-	h += strspn(h, " \t");
-	if (strncasecmp(h, "bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
-		return false;
-	h += 6;
-	h += strspn(h, " \t");
-	n = strlen(h);
-	while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
-		n--;
-	*tok = h;
-	*len = n;
-	return n > 0;
-}
 
 /* X-API-Key's value without surrounding blanks; false if absent or empty. */
 static bool header_key(const char *h, const char **tok, size_t *len)
@@ -179,7 +160,7 @@ static int presented_key(struct http_req *req, const char **key, size_t *len)
 {
 	const char *auth = http_req_header(req, "Authorization"), *b = NULL, *x = NULL;
 	size_t blen = 0, xlen = 0;
-	bool has_b = bearer_token(auth, &b, &blen);
+	bool has_b = http_bearer_token(auth, &b, &blen);
 	bool has_x = header_key(http_req_header(req, "X-API-Key"), &x, &xlen);
 
 	if (has_b && has_x && (blen != xlen || !tg_ct_equal(b, x, blen)))

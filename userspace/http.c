@@ -167,6 +167,25 @@ bool http_path_match(const char *pattern, const char *path, char *arg, size_t ar
 	return !*pattern && !*path;
 }
 
+bool http_bearer_token(const char *h, const char **tok, size_t *len)
+{
+	size_t n;
+
+	if (!h)
+		return false;
+	h += strspn(h, " \t");
+	if (strncasecmp(h, "bearer", 6) != 0 || (h[6] != ' ' && h[6] != '\t'))
+		return false;
+	h += 6;
+	h += strspn(h, " \t");
+	n = strlen(h);
+	while (n && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+		n--;
+	*tok = h;
+	*len = n;
+	return n > 0;
+}
+
 const char *http_req_method(struct http_req *r)
 {
 	return r->method;

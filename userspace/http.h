@@ -67,6 +67,12 @@ uint16_t http_port(const struct http_server *h);
  * matches one non-empty path segment, copied (truncated to argsize - 1 bytes) into arg.
  */
 bool http_path_match(const char *pattern, const char *path, char *arg, size_t argsize);
+/*
+ * Finds the credential of an Authorization value "Bearer <token>" (scheme in any case,
+ * spaces or tabs around): *tok points into h, *len excludes trailing blanks. False if h is
+ * NULL, another scheme, or empty.
+ */
+bool http_bearer_token(const char *h, const char **tok, size_t *len);
 
 /*
  * Request accessors; returned strings are borrowed until the reply is sent. After
