@@ -259,8 +259,8 @@ void dp_rate_headers(struct http_req *req, const struct rl_verdict *v)
 static bool slot_current(const struct tg_slot *s, const struct tg_gcra *g)
 {
 	return (__atomic_load_n(&s->flags, __ATOMIC_ACQUIRE) & TG_SLOT_ACTIVE) &&
-	       __atomic_load_n(&s->interval_ns, __ATOMIC_RELAXED) == g->interval_ns &&
-	       __atomic_load_n(&s->tolerance_ns, __ATOMIC_RELAXED) == g->tolerance_ns;
+	       __atomic_load_n(&s->win[TG_WIN_SECOND].interval_ns, __ATOMIC_RELAXED) == g->interval_ns &&
+	       __atomic_load_n(&s->win[TG_WIN_SECOND].tolerance_ns, __ATOMIC_RELAXED) == g->tolerance_ns;
 }
 
 /*

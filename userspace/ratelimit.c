@@ -81,25 +81,6 @@ struct tg_slot *slots_at(struct slots *s, uint32_t i)
 }
 
 /*
- * Every store is atomic because the kernel may read the slot at any moment; it sees either
- * the old key's or the new key's words, each whole, and key_gen tells readers which.
- */
-void slots_assign(struct tg_slot *slot, const struct limits *lim)
-{
-	struct tg_gcra g = tg_gcra_params(lim->v[LIMIT_RPS], lim->v[LIMIT_BURST]);
-
-	__atomic_store_n(&slot->tat_ns, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&slot->tat_min_ns, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&slot->tat_hour_ns, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&slot->interval_ns, g.interval_ns, __ATOMIC_RELAXED);
-	__atomic_store_n(&slot->tolerance_ns, g.tolerance_ns, __ATOMIC_RELAXED);
-	__atomic_store_n(&slot->allowed, 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&slot->refused, 0, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&slot->key_gen, 1, __ATOMIC_RELAXED);
-	__atomic_fetch_or(&slot->flags, TG_SLOT_ACTIVE, __ATOMIC_RELEASE);
-}
-
-/*
  * A window of n requests per period_ns: GCRA with T = period / n and burst n. Known
  * imprecision: T is truncated to whole ns, as in tg_gcra_params, so the window runs fast
  * by under 1 ns per interval: one extra request after more than 10^9 intervals (decades
@@ -132,20 +113,51 @@ static void windows_of(const struct limits *lim, struct rl_win w[RL__COUNT])
 		w[RL_HOUR].g = window_params(3600 * TG_NSEC_PER_SEC, rph);
 }
 
+/*
+ * Writes the windows' parameters for lim into the slot, each word atomically because the
+ * kernel may read the slot at any moment. An absent window gets interval 0 (the kernel and
+ * the daemon skip it). TATs are left alone: a limits change keeps what was spent.
+ */
+void slots_set_limits(struct tg_slot *slot, const struct limits *lim)
+{
+	struct rl_win w[RL__COUNT];
+
+	windows_of(lim, w);
+	for (int i = 0; i < RL__COUNT; i++) {
+		struct tg_window *sw = &slot->win[i];
+		__u64 iv = w[i].present ? w[i].g.interval_ns : 0;
+		__u64 tol = w[i].present ? w[i].g.tolerance_ns : 0;
+
+		if (__atomic_load_n(&sw->interval_ns, __ATOMIC_RELAXED) != iv)
+			__atomic_store_n(&sw->interval_ns, iv, __ATOMIC_RELAXED);
+		if (__atomic_load_n(&sw->tolerance_ns, __ATOMIC_RELAXED) != tol)
+			__atomic_store_n(&sw->tolerance_ns, tol, __ATOMIC_RELAXED);
+	}
+}
+
+/*
+ * Every store is atomic because the kernel may read the slot at any moment; it sees either
+ * the old key's or the new key's words, each whole, and key_gen tells readers which.
+ */
+void slots_assign(struct tg_slot *slot, const struct limits *lim)
+{
+	for (int i = 0; i < RL__COUNT; i++)
+		__atomic_store_n(&slot->win[i].tat_ns, 0, __ATOMIC_RELAXED);
+	slots_set_limits(slot, lim);
+	__atomic_store_n(&slot->allowed, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->refused, 0, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&slot->key_gen, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_or(&slot->flags, TG_SLOT_ACTIVE, __ATOMIC_RELEASE);
+}
+
 static __u64 *window_word(struct tg_slot *slot, enum rl_window w)
 {
-	return w == RL_SECOND	? &slot->tat_ns
-	       : w == RL_MINUTE ? &slot->tat_min_ns
-				: &slot->tat_hour_ns;
+	return &slot->win[w].tat_ns;
 }
 
 static __u64 window_load(const struct tg_slot *slot, enum rl_window w)
 {
-	const __u64 *p = w == RL_SECOND	  ? &slot->tat_ns
-			 : w == RL_MINUTE ? &slot->tat_min_ns
-					  : &slot->tat_hour_ns;
-
-	return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(&slot->win[w].tat_ns, __ATOMIC_ACQUIRE);
 }
 
 /* Charges one window: decide on the loaded TAT, store by CAS, retry on a lost race. */
@@ -194,15 +206,6 @@ static void verdict_fill(struct rl_verdict *v, bool allowed, enum rl_window w,
 	v->rate = win->rate;
 }
 
-/* The slot carries the key's current per-second parameters: the kernel decides from them. */
-static void slot_sync_params(struct tg_slot *slot, const struct tg_gcra *g)
-{
-	if (__atomic_load_n(&slot->interval_ns, __ATOMIC_RELAXED) != g->interval_ns)
-		__atomic_store_n(&slot->interval_ns, g->interval_ns, __ATOMIC_RELAXED);
-	if (__atomic_load_n(&slot->tolerance_ns, __ATOMIC_RELAXED) != g->tolerance_ns)
-		__atomic_store_n(&slot->tolerance_ns, g->tolerance_ns, __ATOMIC_RELAXED);
-}
-
 /*
  * After window `first` refused: of it and the later windows that would refuse too, the one
  * that keeps refusing longest, so Retry-After is a time at which every window has room
@@ -245,7 +248,7 @@ bool ratelimit_charge(struct tg_slot *slot, const struct limits *lim, uint64_t n
 
 	windows_of(lim, win);
 	if (!dry_run)
-		slot_sync_params(slot, &win[RL_SECOND].g);
+		slots_set_limits(slot, lim); /* the kernel decides from the slot's parameters */
 	for (w = RL_SECOND; w < RL__COUNT && ok; w++) {
 		if (!win[w].present)
 			continue;

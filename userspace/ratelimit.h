@@ -59,6 +59,8 @@ uint32_t slots_capacity(const struct slots *s);
 struct tg_slot *slots_at(struct slots *s, uint32_t i);
 /* Resets a slot for a new key: zero state, parameters from lim, flags, key_gen bumped. */
 void slots_assign(struct tg_slot *slot, const struct limits *lim);
+/* Writes the windows' parameters for lim (absent windows: interval 0), keeping the TATs. */
+void slots_set_limits(struct tg_slot *slot, const struct limits *lim);
 
 /*
  * Charges one request at now_ns (CLOCK_MONOTONIC) against the key's windows from lim

@@ -135,14 +135,14 @@ static void slot_array_and_assignment(void)
 	slots_assign(slot, &lim);
 	TG_CHECK_INT(slot->flags, TG_SLOT_ACTIVE);
 	TG_CHECK_INT(slot->key_gen, 1);
-	TG_CHECK_INT(slot->interval_ns, 100 * MS);
-	TG_CHECK_INT(slot->tolerance_ns, 1900 * MS);
+	TG_CHECK_INT(slot->win[0].interval_ns, 100 * MS);
+	TG_CHECK_INT(slot->win[0].tolerance_ns, 1900 * MS);
 	ratelimit_charge(slot, &lim, T0, false, &v);
-	TG_CHECK_INT(slot->tat_ns, T0 + 100 * MS);
+	TG_CHECK_INT(slot->win[0].tat_ns, T0 + 100 * MS);
 	TG_CHECK_INT(slot->allowed, 1);
 	slots_assign(slot, &lim); /* a new key in the slot starts idle */
 	TG_CHECK_INT(slot->key_gen, 2);
-	TG_CHECK_INT(slot->tat_ns, 0);
+	TG_CHECK_INT(slot->win[0].tat_ns, 0);
 	TG_CHECK_INT(slot->allowed, 0);
 	TG_CHECK(slots_open(0) == NULL);
 	slots_close(s);
@@ -172,9 +172,9 @@ static void refusal_refunds_earlier_windows(void)
 		before = *slot;
 		TG_CHECK(!ratelimit_charge(slot, &rows[i].lim, T0, false, &v));
 		TG_CHECK_INT(v.window, rows[i].window);
-		TG_CHECK_INT(slot->tat_ns, before.tat_ns);
-		TG_CHECK_INT(slot->tat_min_ns, before.tat_min_ns);
-		TG_CHECK_INT(slot->tat_hour_ns, before.tat_hour_ns);
+		TG_CHECK_INT(slot->win[0].tat_ns, before.win[0].tat_ns);
+		TG_CHECK_INT(slot->win[1].tat_ns, before.win[1].tat_ns);
+		TG_CHECK_INT(slot->win[2].tat_ns, before.win[2].tat_ns);
 		TG_CHECK_INT(slot->refused, 1);
 		TG_CHECK_INT(slot->allowed, rows[i].fill);
 		if (tg_failed)
@@ -228,12 +228,12 @@ static void new_limits_apply_to_a_live_slot(void)
 	TG_CHECK(ratelimit_charge(slot, &lim, T0, false, &v));
 	TG_CHECK_INT(v.limit, 40);
 	TG_CHECK_INT(v.remaining, 19); /* 21 of 40 used */
-	TG_CHECK_INT(slot->tolerance_ns, 39 * 100 * MS);
+	TG_CHECK_INT(slot->win[0].tolerance_ns, 39 * 100 * MS);
 	lim = lim_of(1000, 1, 0, 0); /* lowered to 1/s: refused until the debt drains */
 	TG_CHECK(!ratelimit_charge(slot, &lim, T0, false, &v));
 	TG_CHECK_INT(v.retry_after_ms, 2100);
-	TG_CHECK_INT(slot->interval_ns, SEC);
-	TG_CHECK_INT(slot->tolerance_ns, 0);
+	TG_CHECK_INT(slot->win[0].interval_ns, SEC);
+	TG_CHECK_INT(slot->win[0].tolerance_ns, 0);
 	lim = lim_of(10000, 20, 0, 0);
 	TG_CHECK(ratelimit_charge(slot, &lim, T0 + 10 * SEC, false, &v));
 	lim.v[LIMIT_RPM] = 2; /* a minute window added later counts from now */
