@@ -22,6 +22,7 @@
 #include "log.h"
 #include "migrations.h"
 #include "ratelimit.h"
+#include "sync.h"
 #include "store.h"
 #include "upstream.h"
 #include "usage.h"
@@ -276,7 +277,7 @@ static int bootstrap(struct keys *k)
 }
 
 /* Blocks until SIGINT or SIGTERM, running housekeeping once a second. */
-static void serve_until_signal(struct keys *k)
+static void serve_until_signal(struct keys *k, struct sync *sy)
 {
 	struct timespec one = {.tv_sec = 1};
 	sigset_t set;
@@ -290,6 +291,7 @@ static void serve_until_signal(struct keys *k)
 		if (sig == SIGINT || sig == SIGTERM)
 			break;
 		keys_tick(k);
+		sync_tick(sy, tg_now_unix());
 	}
 	log_info("signal %d: shutting down", sig);
 }
@@ -297,6 +299,7 @@ static void serve_until_signal(struct keys *k)
 /* What the data plane runs on: slots, upstream client, usage writer; then its listener. */
 struct data_path {
 	struct slots *slots;
+	struct sync *sync;
 	struct upstream *up;
 	struct usage *usage;
 	struct dataplane *dp;
@@ -313,11 +316,6 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 				   .default_model = c->data_default_model};
 	struct dataplane_deps d;
 
-	p->slots = slots_open(c->data_slots);
-	if (!p->slots) {
-		log_warn("cannot map %u rate-limit slots (data.rate_slots)", c->data_slots);
-		return -1;
-	}
 	p->up = upstream_start(c->upstream_conns);
 	if (!p->up) {
 		log_warn("cannot start the upstream client");
@@ -335,6 +333,33 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 }
 
 /*
+ * The slot array and the key sync, before any listener opens: every active key's slot is
+ * ready (and the kernel's key table, once it exists) when the first request arrives.
+ */
+static int data_slots_start(const struct config *c, struct keys *k, struct data_path *p)
+{
+	static const struct keys_sync_ops ops = {.changed = sync_key_changed};
+	int rc;
+
+	p->slots = slots_open(c->data_slots);
+	if (!p->slots) {
+		log_warn("cannot map %u rate-limit slots (data.rate_slots)", c->data_slots);
+		return -1;
+	}
+	p->sync = sync_new(p->slots, NULL, NULL);
+	if (!p->sync) {
+		log_warn("cannot start the key sync");
+		return -1;
+	}
+	keys_set_sync(k, &ops, p->sync);
+	rc = sync_reconcile(p->sync, k);
+	if (rc)
+		log_warnx("cannot reconcile the request-rate slots with the store: %s",
+			  strerror(-rc));
+	return rc ? -1 : 0;
+}
+
+/*
  * In order: no new data-plane requests (those in flight get a moment, then are cut), every
  * upstream call ends (cancelled), the data plane meters what they used, the usage writer
  * commits everything queued.
@@ -345,6 +370,7 @@ static void data_path_stop(struct data_path *p)
 	upstream_stop(p->up);
 	dataplane_close(p->dp);
 	usage_close(p->usage);
+	sync_free(p->sync);
 	slots_close(p->slots);
 }
 
@@ -370,7 +396,7 @@ static int cmd_run(const struct config *c, const char *ready_file)
 		log_warn("cannot load keys from %s", c->store_path);
 		goto out;
 	}
-	if (bootstrap(k))
+	if (bootstrap(k) || data_slots_start(c, k, &dpath))
 		goto out;
 	a = admin_start(&ao, k, s);
 	if (!a || data_path_start(c, s, k, &dpath))
@@ -382,11 +408,13 @@ static int cmd_run(const struct config *c, const char *ready_file)
 		 c->providers.n);
 	if (ready_file && write_ready_file(ready_file, c, admin_port(a), dataplane_port(dpath.dp)))
 		log_warn("cannot write ready file %s", ready_file);
-	serve_until_signal(k);
+	serve_until_signal(k, dpath.sync);
 	rc = 0;
 out:
+	admin_stop(a); /* no more key changes: the sync can go */
+	if (k)
+		keys_set_sync(k, NULL, NULL);
 	data_path_stop(&dpath);
-	admin_stop(a);
 	keys_close(k);
 	store_close(s);
 	return rc;
