@@ -79,8 +79,8 @@ static int fk_del(void *ctx, uint64_t khash)
 	return 0;
 }
 
-static int fk_reconcile(void *ctx, const uint64_t *khash, const uint32_t *slot,
-			const uint32_t *gen, size_t n)
+static int fk_reconcile(void *ctx, const uint64_t *khash, const uint32_t *slot, const uint32_t *gen,
+			size_t n)
 {
 	struct fake_kernel *fk = ctx;
 
@@ -134,8 +134,8 @@ struct fx {
 
 static bool fx_keys_open(struct fx *f)
 {
-	struct store_opts so = {.path = f->dir, .map_size = 1 << 20, .max_map_size = 1 << 28,
-				.sync = STORE_SYNC_NONE};
+	struct store_opts so = {
+	    .path = f->dir, .map_size = 1 << 20, .max_map_size = 1 << 28, .sync = STORE_SYNC_NONE};
 
 	f->s = store_open(&so);
 	f->k = f->s ? keys_open(f->s, &f->o) : NULL;
@@ -336,7 +336,7 @@ static void rotate_puts_both_then_grace_end_deletes_prev(void)
 	tat = sl->win[0].tat_ns;
 	f.fk.ncalls = 0;
 	TG_REQUIRE(keys_rotate(f.k, r.id, 60, &rot, pt) == 0);
-	TG_CHECK_INT(rot.slot, r.slot); /* rotation keeps the slot */
+	TG_CHECK_INT(rot.slot, r.slot);	      /* rotation keeps the slot */
 	TG_CHECK_INT(slots_key_gen(sl), gen); /* and the bucket */
 	TG_CHECK_INT(sl->win[0].tat_ns, tat);
 	TG_CHECK(fk_has(&f.fk, KOP_PUT, rot.khash_cur, r.slot, gen));
@@ -597,7 +597,8 @@ static void foreach_active_skips_and_stops(void)
 }
 
 static const struct tg_case cases[] = {
-    {"allocator: lowest free slot; a revoked key's slot is reused", lowest_free_and_reuse_after_revoke},
+    {"allocator: lowest free slot; a revoked key's slot is reused",
+     lowest_free_and_reuse_after_revoke},
     {"allocator: full array refuses creation (-ENOBUFS), writes and syncs nothing",
      full_array_refuses_and_writes_nothing},
     {"allocator: slots survive a reopen of the store", slots_survive_reopen},
