@@ -64,7 +64,7 @@ $(O)/bpf/%.bpf.o: bpf/%.bpf.c $(O)/bpf/vmlinux.h
 	$(BPF_CLANG) $(BPF_CFLAGS) -MMD -MP -MF $@.d -c $< -o $@
 
 $(O)/bpf/%.skel.h: $(O)/bpf/%.bpf.o
-	$(BPFTOOL) gen skeleton $< > $@.tmp
+	$(BPFTOOL) gen skeleton $< name $(notdir $*) > $@.tmp
 	@mv $@.tmp $@
 
 # A BPF test binary needs its skeleton before its first compile (before a .d file exists).
