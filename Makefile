@@ -70,7 +70,7 @@ $(O)/bpf/%.skel.h: $(O)/bpf/%.bpf.o
 # A BPF test binary needs its skeleton before its first compile (before a .d file exists).
 $(O)/obj/tests/bpf/test_xdp.o: $(O)/bpf/tollgate_xdp.skel.h
 $(O)/obj/tests/bpf/test_tc.o: $(O)/bpf/tollgate_tc.skel.h
-$(O)/obj/tests/bpf/test_penalty.o: $(O)/bpf/test/penalty_probe.skel.h
+$(O)/obj/tests/bpf/test_penalty.o: $(O)/bpf/test/penalty_probe.skel.h $(O)/bpf/tollgate_xdp.skel.h
 $(O)/obj/tools/bench/bench_bpf.o: $(O)/bpf/tollgate_xdp.skel.h
 
 $(O)/obj/tests/bpf/%.o $(O)/obj/tools/bench/bench_bpf.o: CFLAGS += -I$(O)/bpf -Itests/unit -Itests/bpf
