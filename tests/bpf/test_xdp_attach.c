@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -81,6 +82,8 @@ static int netns_setup(void)
 	t.ns_self = open("/proc/self/ns/net", O_RDONLY);
 	t.child = fork();
 	if (t.child == 0) {
+		/* Dies with the test, whatever kills it: the namespace must not outlive it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		close(sync[0]);
 		if (unshare(CLONE_NEWNET) == 0)
 			(void)!write(sync[1], "x", 1);
@@ -323,6 +326,32 @@ static void case_detach(void)
 		xdp_multiprog__close(mp);
 }
 
+/* On SIGTERM/SIGINT (a timeout): remove the pins; the namespaces, the veth and the XDP
+ * attachment on it die with the processes. Only async-signal-safe calls. */
+static void on_signal(int sig)
+{
+	static const char *const names[] = { TG_MAP_KEYS,   TG_MAP_SLOTS, TG_MAP_CONFIG,
+					     TG_MAP_SECRET, TG_MAP_STATS, TG_MAP_PENALTY,
+					     TG_MAP_ALLOW,  TG_MAP_KILLED };
+	char path[128];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && t.pin_dir[0]; i++) {
+		size_t n = strlen(t.pin_dir), m = strlen(names[i]);
+
+		memcpy(path, t.pin_dir, n);
+		path[n] = '/';
+		memcpy(path + n + 1, names[i], m + 1);
+		unlink(path);
+	}
+	if (t.pin_dir[0])
+		rmdir(t.pin_dir);
+	if (t.child > 0) {
+		kill(t.child, SIGKILL);
+		waitpid(t.child, NULL, 0);
+	}
+	_exit(128 + sig);
+}
+
 static const struct tg_case cases[] = {
 	{ "libxdp reads the run config: priority 10, chain on XDP_PASS only", case_run_config },
 	{ "every map pinned by name under the pin_root_path", case_pinned },
@@ -350,6 +379,8 @@ int main(void)
 	if (why)
 		return tg_bpf_unavailable("bpf/xdp_attach", why);
 	libxdp_set_print(quiet_libxdp);
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
 	if (bpffs_ensure() || netns_setup() || listener_open()) {
 		printf("not ok - bpf/xdp_attach: namespaces, veth or listener setup failed\n");
 		goto out;
