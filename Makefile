@@ -41,7 +41,7 @@ BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(BPF_SRCS:bpf/%.bpf.c=$(O)/bpf/%.bpf.o)
 BPF_SKELS := $(BPF_OBJS:.bpf.o=.skel.h)
 BPF_TEST_SRCS := $(wildcard bpf/test/*.bpf.c)
-BPF_TEST_SKELS := $(BPF_TEST_SRCS:bpf/test/%.bpf.c=$(O)/bpf/test/%.skel.h)
+BPF_TEST_OBJS := $(BPF_TEST_SRCS:bpf/test/%.bpf.c=$(O)/bpf/test/%.bpf.o)
 BPF_TEST_SRCS_C := $(wildcard tests/bpf/test_*.c)
 BPF_TEST_BINS := $(BPF_TEST_SRCS_C:tests/bpf/%.c=$(O)/tests/bpf/%)
 LIBS_BPF := -lbpf -lelf -lz
@@ -53,6 +53,9 @@ all: $(O)/tollgated $(O)/tollctl $(O)/mock-llm $(UNIT_BINS) $(BENCH_BINS) bpf $(
 	$(BENCH_BPF_BINS) ## build everything (-Werror)
 
 bpf: $(BPF_OBJS) $(BPF_SKELS) ## kernel programs: $(O)/bpf/*.bpf.o and their *.skel.h
+
+# Keep the test probes' objects too (for bpftool/llvm-objdump), not only their skeletons.
+.SECONDARY: $(BPF_TEST_OBJS)
 
 $(O)/bpf/vmlinux.h:
 	@mkdir -p $(@D)
