@@ -36,7 +36,6 @@ struct tg_tc_scratch {
 	struct tg_refusal refusal;
 };
 
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -48,7 +47,9 @@ static __always_inline struct tg_tc_scratch *tg_scratch(void)
 {
 	__u32 zero = 0;
 
-	/* A one-entry per-CPU array: the lookup cannot fail. Callers that get NULL pass. */
+	/* A one-entry per-CPU array: the lookup cannot fail. A caller that gets NULL fails
+	 * open (passes), except the absorbing of a refused flow, which then drops the
+	 * segment as absorbing would, only without the ACK. */
 	return bpf_map_lookup_elem(&tg_tc_scratch, &zero);
 }
 
