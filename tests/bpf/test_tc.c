@@ -47,8 +47,10 @@ static const struct tg_secret secret = { 0x0706050403020100ULL, 0x0f0e0d0c0b0a09
 #define KEY_SOFT "tg_live_soft_9a8b7c6d5e4f3a2b"
 #define KEY_STALE "tg_live_stale_4e5f6a7b8c9d0e1f"
 #define KEY_OTHER "tg_live_other_00112233445566778"
+#define KEY_EDGE "tg_live_edge_0f1e2d3c4b5a69788"
+#define KEY_BIG "tg_live_big_8796a5b4c3d2e1f00"
 
-enum { S_UNDER, S_OVER, S_MIN, S_HOUR, S_SOFT, S_STALE, S__COUNT };
+enum { S_UNDER, S_OVER, S_MIN, S_HOUR, S_SOFT, S_STALE, S_EDGE, S_BIG, S__COUNT };
 
 static __u64 key_hash(const char *key, size_t len)
 {
@@ -74,6 +76,13 @@ static struct tg_slot slot_of(int which)
 		s.win[TG_WIN_MINUTE] = (struct tg_window){ NOW + 99 * 600 * MS + 12300 * MS,
 							   600 * MS, 99 * 600 * MS };
 		break;
+	case S_EDGE: /* 1/s, burst 1, one ns to wait: every figure rounds up */
+		s.win[TG_WIN_SECOND] = (struct tg_window){ NOW + 1, 1000 * MS, 0 };
+		break;
+	case S_BIG: /* 1,000,000/s, burst 2,000,000, an hour to wait */
+		s.win[TG_WIN_SECOND] = (struct tg_window){ NOW + 1999999000ULL + 3600000 * MS,
+							   1000, 1999999000ULL };
+		break;
 	case S_HOUR: /* minute refuses 0.5 s, hour 1.5 s: the hour is reported */
 		s.win[TG_WIN_MINUTE] = (struct tg_window){ NOW + 99 * 600 * MS + 500 * MS,
 							   600 * MS, 99 * 600 * MS };
@@ -96,8 +105,8 @@ static int add_key(const char *key, size_t len, __u32 slot)
 /* The whole world: configuration, secret, slots, keys; nothing killed or penalised. */
 static int world_set(int mode)
 {
-	static const char *const keys[S__COUNT] = { KEY_UNDER, KEY_OVER, KEY_MIN,
-						    KEY_HOUR,  KEY_SOFT, KEY_STALE };
+	static const char *const keys[S__COUNT] = { KEY_UNDER, KEY_OVER,  KEY_MIN,  KEY_HOUR,
+						    KEY_SOFT,  KEY_STALE, KEY_EDGE, KEY_BIG };
 	struct tg_config cfg = tg_bpf_config_default();
 	const struct bpf_object *obj = skel->obj;
 	int err;
@@ -700,6 +709,17 @@ static const struct want want_hour = {
 	"(bucket full again in 3597.9 s)"
 };
 
+static const struct want want_edge = {
+	"1", "1", "0.001s", "1", "second",
+	"Rate limit exceeded for this key: 1 request per second (rate 1/s, burst 1); "
+	"retry after 0.001 s (bucket full again in 0.001 s)"
+};
+static const struct want want_big = {
+	"3600", "2000000", "3602s", "3602", "second",
+	"Rate limit exceeded for this key: 2000000 requests per second (rate 1000000/s, "
+	"burst 2000000); retry after 3600.0 s (bucket full again in 3602.0 s)"
+};
+
 /* A request segment of a real connection and what must come of it. */
 struct refusal {
 	int family;
@@ -863,6 +883,20 @@ static void case_refuse_hour_longest(void)
 	refusal_run(&r);
 }
 
+static void case_refuse_rounding(void)
+{
+	struct refusal r = { 4, 8080, KEY_EDGE, &want_edge, 1, 0, 0 };
+
+	refusal_run(&r);
+}
+
+static void case_refuse_big_numbers(void)
+{
+	struct refusal r = { 6, 8080, KEY_BIG, &want_big, 1, 0, 0 };
+
+	refusal_run(&r);
+}
+
 static void case_established_passes(void)
 {
 	struct refusal r = { 4, 8081, KEY_OVER, NULL, 1, 0, 0 };
@@ -909,6 +943,8 @@ static const struct tg_case cases[] = {
 	{ "IPv6 embryonic over limit: exact 429 and RST", case_refuse_v6 },
 	{ "minute window refusing: 429 names the minute", case_refuse_minute },
 	{ "minute and hour refusing: 429 names the longer (hour)", case_refuse_hour_longest },
+	{ "1 ns to wait: singular, every figure rounded up", case_refuse_rounding },
+	{ "large limits and an hour to wait", case_refuse_big_numbers },
 	{ "over limit on an accepted connection passes (ESTABLISHED)", case_established_passes },
 	{ "a refusal records the flow and counts the source", case_refusal_records },
 };
