@@ -53,10 +53,13 @@ static __always_inline struct tg_tc_scratch *tg_scratch(void)
 	return bpf_map_lookup_elem(&tg_tc_scratch, &zero);
 }
 
+/* Passing returns TC_ACT_UNSPEC, not TC_ACT_OK, so a filter attached after ours on the same
+ * hook (another tool's classifier) still sees the packet; at the end of the chain the
+ * packet goes up the stack as with TC_ACT_OK. */
 static __always_inline int tg_pass(__u32 verdict)
 {
 	tg_count(verdict);
-	return TC_ACT_OK;
+	return TC_ACT_UNSPEC;
 }
 
 static __always_inline int tg_drop(__u32 verdict)

@@ -50,6 +50,9 @@
 #ifndef IP_OFFSET
 #define IP_OFFSET 0x1FFF   /* fragment offset mask */
 #endif
+#ifndef TC_ACT_UNSPEC
+#define TC_ACT_UNSPEC (-1)
+#endif
 #ifndef TC_ACT_OK
 #define TC_ACT_OK 0
 #endif

@@ -150,7 +150,7 @@ enum tg_verdict {
 	TG_V_UNDER_LIMIT = 10,	/* key has capacity: pass, the daemon charges it */
 	TG_V_NOT_REFUSABLE = 11, /* over limit but soft mode or action not block: pass */
 	TG_V_REFUSED = 12,	/* kernel answered 429 and reset the local half */
-	TG_V_ABSORBED = 13,	/* later segment of a refused flow: dropped */
+	TG_V_ABSORBED = 13,	/* later segment of a refused flow: ACKed if it carries data or FIN, else dropped */
 	TG_V_FRAGMENT = 14,	/* IP fragment: pass */
 	TG_V_IPV6_EXT = 15,	/* IPv6 extension header: pass */
 	TG_V_GSO = 16,		/* GSO super-packet: pass */

@@ -310,7 +310,7 @@ static int row_run(const struct tc_row *r)
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.gso_segs = r->gso_segs;
 	run_counted(frame, (size_t)len, r->gso_segs ? &ctx : NULL, r->verdict, &out);
-	TG_CHECK_INT(out.retval, TC_ACT_OK);
+	TG_CHECK_INT(out.retval, TC_ACT_UNSPEC);
 	TG_CHECK_INT(out.len, len);
 	TG_CHECK(memcmp(out.data, frame, (size_t)len) == 0); /* passed untouched */
 	return tg_failed != bad;
@@ -346,7 +346,7 @@ static void run_request(const char *req, const struct tg_pkt_spec *base, enum tg
 	len = tg_frame_build(&spec, frame);
 	TG_REQUIRE(len > 0);
 	run_counted(frame, (size_t)len, NULL, want, &out);
-	TG_CHECK_INT(out.retval, TC_ACT_OK);
+	TG_CHECK_INT(out.retval, TC_ACT_UNSPEC);
 }
 
 /* The kernel's hash equals tg_siphash64 for every key length: each key is found. */
@@ -411,7 +411,7 @@ static void truncations(const struct tg_pkt_spec *base)
 			continue;
 		}
 		run_counted(frame, (size_t)cut, NULL, TG_V_MALFORMED, &out);
-		TG_CHECK_INT(out.retval, TC_ACT_OK);
+		TG_CHECK_INT(out.retval, TC_ACT_UNSPEC);
 		if (tg_failed != bad)
 			printf("#   cut at %d of %d\n", cut, len);
 	}
@@ -543,7 +543,7 @@ static void case_absorb_expired_and_syn(void)
 	TG_REQUIRE(kill_flow(&s, NOW + 1) == 0);
 	len = tg_frame_build(&syn, frame);
 	run_counted(frame, (size_t)len, NULL, TG_V_NO_PAYLOAD, &out);
-	TG_CHECK_INT(out.retval, TC_ACT_OK);
+	TG_CHECK_INT(out.retval, TC_ACT_UNSPEC);
 	len = tg_frame_build(&s, frame);
 	run_counted(frame, (size_t)len, NULL, TG_V_UNDER_LIMIT, &out); /* the entry went */
 }
@@ -840,7 +840,7 @@ static void refusal_run(const struct refusal *r)
 			check_reply(r, req, got, n, s.payload_len);
 		check_rst(r, req, &out);
 	} else {
-		TG_CHECK_INT(out.retval, TC_ACT_OK);
+		TG_CHECK_INT(out.retval, TC_ACT_UNSPEC);
 		TG_CHECK(out.len == (__u32)len && memcmp(out.data, req, (size_t)len) == 0);
 	}
 	close(cfd);
