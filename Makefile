@@ -8,10 +8,10 @@ SAN ?=
 
 CFLAGS_BASE := -std=gnu11 -O2 -g -D_GNU_SOURCE -pthread \
 	-Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 -Werror \
-	-Iinclude -Iuserspace -Imigrations
+	-Iinclude -Iuserspace -Imigrations -I$(O)/bpf
 CFLAGS += $(CFLAGS_BASE) $(SAN)
 LDFLAGS += $(SAN) -pthread
-LIBS_DAEMON := -llmdb -largon2 -lmicrohttpd -lcjson -lcurl
+LIBS_DAEMON := -llmdb -largon2 -lmicrohttpd -lcjson -lcurl -lbpf -lxdp -lelf -lz -lm
 LIBS_CTL := -lcurl -lcjson
 
 DAEMON_SRCS := $(wildcard userspace/*.c) $(wildcard migrations/*.c)
@@ -26,6 +26,13 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
 BENCH_SRCS := $(wildcard tools/bench/*.c)
 BENCH_BINS := $(BENCH_SRCS:tools/bench/%.c=$(O)/bench/%)
 
+# Kernel programs: bpf/NAME.bpf.c -> $(O)/bpf/NAME.bpf.o -> $(O)/bpf/NAME.skel.h, whose embedded
+# ELF the loader (userspace/kernel*.c) opens with the pin directory as pin root.
+BPF_CLANG ?= clang
+BPF_CFLAGS := -g -O2 -target bpf -Wall -Werror -Iinclude -Ibpf \
+	-I/usr/include/$(shell uname -m)-linux-gnu
+BPF_SKELS := $(O)/bpf/tollgate_tc.skel.h $(O)/bpf/tollgate_xdp.skel.h
+
 .PHONY: all deps test unit integration asan bench run clean help format check-format
 .DEFAULT_GOAL := all
 
@@ -34,6 +41,16 @@ all: $(O)/tollgated $(O)/tollctl $(O)/mock-llm $(UNIT_BINS) $(BENCH_BINS) ## bui
 $(O)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(O)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/tollgate/abi.h
+	@mkdir -p $(@D)
+	$(BPF_CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(O)/bpf/%.skel.h: $(O)/bpf/%.bpf.o
+	bpftool gen skeleton $< name $(subst .,_,$(basename $(notdir $<))) >$@
+
+# The loader embeds the programs (their skeletons' ELF bytes).
+$(O)/obj/userspace/kernel.o $(O)/obj/userspace/kernel_attach.o: $(BPF_SKELS)
 
 $(O)/libtollgate.a: $(LIB_OBJS)
 	@rm -f $@

@@ -21,6 +21,7 @@
 struct slots {
 	struct tg_slot *v; /* capacity slots, MAP_SHARED */
 	uint32_t capacity;
+	bool borrowed; /* slots_wrap: v belongs to someone else */
 };
 
 /* One window's parameters for the key's current limits. */
@@ -62,11 +63,30 @@ struct slots *slots_open(uint32_t capacity)
 	return s;
 }
 
+/* TEMPORARY until wt-slots' slots_wrap is merged (see ratelimit.h). */
+struct slots *slots_wrap(struct tg_slot *mem, uint32_t capacity)
+{
+	struct slots *s;
+
+	if (!mem || capacity == 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->v = mem;
+	s->capacity = capacity;
+	s->borrowed = true;
+	return s;
+}
+
 void slots_close(struct slots *s)
 {
 	if (!s)
 		return;
-	munmap(s->v, (size_t)s->capacity * sizeof(struct tg_slot));
+	if (!s->borrowed)
+		munmap(s->v, (size_t)s->capacity * sizeof(struct tg_slot));
 	free(s);
 }
 

@@ -53,6 +53,12 @@ struct slots;
  * failure. The kernel-path issue replaces the mapping with the pinned tg_slots map.
  */
 struct slots *slots_open(uint32_t capacity);
+/*
+ * TEMPORARY (loader branch, until H3's slots_wrap from wt-slots is merged; the contract's
+ * signature): an array over memory someone else owns (the mmapped tg_slots map). Borrowed:
+ * slots_close frees only the wrapper. NULL and errno on failure.
+ */
+struct slots *slots_wrap(struct tg_slot *mem, uint32_t capacity);
 void slots_close(struct slots *s);
 uint32_t slots_capacity(const struct slots *s);
 /* The slot at index i (< capacity), or NULL. Borrowed for the life of the array. */

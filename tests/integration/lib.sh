@@ -345,6 +345,7 @@ tg_start_daemon() {
 	local ready=$tmp/ready i
 	local args=(run --store "$store" --ready-file "$ready")
 	local envs=(TOLLGATE_KEYS_ARGON2_M_COST_KIB=256 TOLLGATE_KEYS_ARGON2_T_COST=1
+		"TOLLGATE_KERNEL_MODE=${TG_KERNEL_MODE:-off}"
 		TOLLGATE_KEYS_ARGON2_PER_SEC=100000 "TOLLGATE_DATA_LISTEN=$TG_GATEWAY_HOST:0")
 
 	# The global argon2 budget is raised so that only keys.fail_limit throttles here. The
