@@ -686,8 +686,12 @@ expect_metered() {
 	fi
 }
 
+# Functions run by tg_cleanup after every daemon and mock has stopped (lib_net.sh adds the
+# removal of its namespaces here).
+tg_cleanup_hooks=()
+
 tg_cleanup() {
-	local rc=$? pid
+	local rc=$? pid hook
 
 	[ -n "$tg_case_name" ] && case_end
 	for pid in "${tg_pids[@]}"; do
@@ -695,6 +699,9 @@ tg_cleanup() {
 	done
 	for pid in "${tg_mock_pids[@]}"; do
 		tg_alive "$pid" && MOCK_PID=$pid tg_stop_mock
+	done
+	for hook in "${tg_cleanup_hooks[@]}"; do
+		"$hook"
 	done
 	rm -rf "$tmp"
 	[ "$tg_failed" -gt 0 ] && rc=1
