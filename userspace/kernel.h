@@ -121,6 +121,7 @@ struct kernel_status {
 	uint64_t verdicts[TG_V__COUNT]; /* tg_stats summed over CPUs */
 	uint32_t slots, keys_max;	/* max_entries of tg_slots and tg_keys */
 	uint64_t penalty_entries;	/* entries in tg_penalty (counted, up to its max) */
+	uint64_t keys_bytes, slots_bytes; /* kernel memory of tg_keys and tg_slots (memlock) */
 };
 
 /* Fills *st. 0 or -errno. */

@@ -3,11 +3,12 @@
  * tg_keys kept in step with LMDB (the sync_kernel_ops side of sync.h), and what status shows:
  * the per-verdict counters summed over CPUs, the penalty box.
  *
- * Reconcile makes tg_keys hold exactly the active keys' hashes: one pass of batched updates
- * (bpf_map_update_batch, BATCH entries a call), one pass of batched lookups over the map to
- * find entries LMDB does not have (a sorted copy of the wanted hashes, binary search), then
- * batched deletes of those. On a kernel without batch operations for hash maps, it falls
- * back to one call per element.
+ * Reconcile makes tg_keys hold exactly the active keys' hashes: one walk over the map with
+ * batched lookups (bpf_map_lookup_batch, BATCH entries a call) against a hash index of the
+ * wanted entries finds the entries LMDB does not have and those already right; the first are
+ * deleted in batches, then only the missing or changed ones are written (batched updates).
+ * A restart with nothing changed thus writes nothing. Without batch operations for hash
+ * maps, updates and deletes fall back to one call per element.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,51 +57,81 @@ int kernel_key_del(void *kctx, uint64_t khash)
 	return 0;
 }
 
-static int u64_cmp(const void *a, const void *b)
+/* One wanted tg_keys entry. */
+struct want {
+	uint64_t khash;
+	struct tg_key_val v;
+	bool present; /* tg_keys already holds exactly this entry: nothing to write */
+};
+
+/* An open-addressing index of the wanted entries by hash (the hashes are SipHash tags,
+ * already uniform: the low bits place them). Slots hold entry index + 1; 0 = empty. A
+ * sorted array with binary search cost seconds at a million keys (cache misses). */
+struct want_index {
+	uint32_t *slot;
+	size_t mask;
+};
+
+static int want_index_build(struct want_index *x, const struct want *w, size_t n)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	size_t size = 16;
 
-	return x < y ? -1 : x > y;
-}
+	while (size < 2 * n)
+		size <<= 1;
+	x->slot = calloc(size, sizeof(*x->slot));
+	x->mask = size - 1;
+	if (!x->slot)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		size_t h = (size_t)w[i].khash & x->mask;
 
-static int keys_put_batch(struct kernel *k, const uint64_t *khash, const uint32_t *slot,
-			  const uint32_t *key_gen, size_t n, struct tg_key_val *vals)
-{
-	LIBBPF_OPTS(bpf_map_batch_opts, bo, .elem_flags = BPF_ANY);
-
-	for (size_t i = 0; i < n; i += BATCH) {
-		uint32_t cnt = (uint32_t)(n - i < BATCH ? n - i : BATCH);
-
-		for (uint32_t j = 0; j < cnt; j++) {
-			if (slot[i + j] >= k->capacity)
-				return -ERANGE;
-			vals[j] = (struct tg_key_val){.slot = slot[i + j], .key_gen = key_gen[i + j]};
-		}
-		if (bpf_map_update_batch(k->keys_fd, khash + i, vals, &cnt, &bo) == 0)
-			continue;
-		if (errno != EINVAL && errno != ENOTSUPP && errno != EOPNOTSUPP)
-			return -errno;
-		for (uint32_t j = 0; j < cnt; j++) { /* no batch support: one by one */
-			if (bpf_map_update_elem(k->keys_fd, &khash[i + j], &vals[j], BPF_ANY))
-				return -errno;
-		}
+		while (x->slot[h] && w[x->slot[h] - 1].khash != w[i].khash)
+			h = (h + 1) & x->mask;
+		x->slot[h] = (uint32_t)i + 1; /* a duplicate hash: the later entry wins */
 	}
 	return 0;
 }
 
-/* Collects into *stale (grown as needed) the keys of tg_keys not in the sorted want. */
-static int keys_find_stale(struct kernel *k, const uint64_t *want, size_t n, uint64_t **stale,
-			   size_t *n_stale)
+static struct want *want_find(const struct want_index *x, struct want *w, uint64_t khash)
+{
+	size_t h = (size_t)khash & x->mask;
+
+	for (; x->slot[h]; h = (h + 1) & x->mask) {
+		if (w[x->slot[h] - 1].khash == khash)
+			return &w[x->slot[h] - 1];
+	}
+	return NULL;
+}
+
+static int stale_add(uint64_t **stale, size_t *n, size_t *cap, uint64_t h)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 1024;
+		uint64_t *p = realloc(*stale, c * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		*stale = p;
+		*cap = c;
+	}
+	(*stale)[(*n)++] = h;
+	return 0;
+}
+
+/* One batched walk over tg_keys: entries not wanted go to *stale; wanted ones already
+ * right are marked present. */
+static int keys_scan(struct kernel *k, struct want *w, const struct want_index *x,
+		     uint64_t **stale, size_t *n_stale)
 {
 	uint64_t *keys = malloc(BATCH * sizeof(*keys)), in = 0, out = 0;
 	struct tg_key_val *vals = malloc(BATCH * sizeof(*vals));
 	size_t cap = 0;
 	bool first = true, done = false;
-	int rc = 0;
+	int rc = keys && vals ? 0 : -ENOMEM;
 
 	*stale = NULL;
 	*n_stale = 0;
-	while (keys && vals && !done && !rc) {
+	while (!rc && !done) {
 		uint32_t cnt = BATCH;
 
 		if (bpf_map_lookup_batch(k->keys_fd, first ? NULL : &in, &out, keys, vals, &cnt,
@@ -109,27 +140,19 @@ static int keys_find_stale(struct kernel *k, const uint64_t *want, size_t n, uin
 				rc = -errno;
 				break;
 			}
-			done = true;
+			done = true; /* the last batch (cnt may still hold entries) */
 		}
 		first = false;
 		in = out;
 		for (uint32_t j = 0; j < cnt && !rc; j++) {
-			if (bsearch(&keys[j], want, n, sizeof(*want), u64_cmp))
-				continue;
-			if (*n_stale == cap) {
-				uint64_t *p = realloc(*stale, (cap = cap ? cap * 2 : 1024) * sizeof(*p));
+			struct want *hit = want_find(x, w, keys[j]);
 
-				if (!p) {
-					rc = -ENOMEM;
-					break;
-				}
-				*stale = p;
-			}
-			(*stale)[(*n_stale)++] = keys[j];
+			if (!hit)
+				rc = stale_add(stale, n_stale, &cap, keys[j]);
+			else if (!memcmp(&hit->v, &vals[j], sizeof(vals[j])))
+				hit->present = true;
 		}
 	}
-	if (!keys || !vals)
-		rc = -ENOMEM;
 	free(keys);
 	free(vals);
 	return rc;
@@ -152,39 +175,97 @@ static int keys_delete(struct kernel *k, const uint64_t *stale, size_t n)
 	return 0;
 }
 
+/* Writes the wanted entries not already present, BATCH a call; *n_put counts them. */
+static int keys_put(struct kernel *k, const struct want *w, size_t n, size_t *n_put)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, bo, .elem_flags = BPF_ANY);
+	uint64_t *keys = malloc(BATCH * sizeof(*keys));
+	struct tg_key_val *vals = malloc(BATCH * sizeof(*vals));
+	size_t i = 0;
+	int rc = keys && vals ? 0 : -ENOMEM;
+
+	*n_put = 0;
+	while (!rc && i < n) {
+		uint32_t cnt = 0;
+
+		for (; i < n && cnt < BATCH; i++) {
+			if (w[i].present)
+				continue;
+			keys[cnt] = w[i].khash;
+			vals[cnt++] = w[i].v;
+		}
+		*n_put += cnt;
+		if (cnt == 0 || bpf_map_update_batch(k->keys_fd, keys, vals, &cnt, &bo) == 0)
+			continue;
+		if (errno != EINVAL && errno != ENOTSUPP && errno != EOPNOTSUPP) {
+			rc = -errno;
+			break;
+		}
+		for (uint32_t j = 0; j < cnt && !rc; j++) /* no batch support: one by one */
+			rc = kernel_key_put(k, keys[j], vals[j].slot, vals[j].key_gen);
+	}
+	free(keys);
+	free(vals);
+	return rc;
+}
+
+static double ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 int kernel_keys_reconcile(void *kctx, const uint64_t *khash, const uint32_t *slot,
 			  const uint32_t *key_gen, size_t n)
 {
 	struct kernel *k = kctx;
-	struct tg_key_val *vals = malloc(BATCH * sizeof(*vals));
-	uint64_t *sorted = malloc((n ? n : 1) * sizeof(*sorted)), *stale = NULL;
-	size_t n_stale = 0;
+	struct want_index x = {0};
+	struct want *w = NULL;
+	uint64_t *stale = NULL;
+	size_t n_stale = 0, n_put = 0;
+	double t[4] = {0};
 	int rc = -ENOMEM;
 
 	if (n > k->keys_max) {
 		log_warnx("reconcile: %zu key hashes do not fit %s (%u entries)", n, TG_MAP_KEYS,
 			  k->keys_max);
-		rc = -ENOSPC;
-		goto out;
+		return -ENOSPC;
 	}
-	if (!vals || !sorted)
+	w = malloc((n ? n : 1) * sizeof(*w));
+	if (!w)
 		goto out;
-	/* Stale entries go first, so the updates never meet a map full of old hashes. */
-	memcpy(sorted, khash, n * sizeof(*sorted));
-	qsort(sorted, n, sizeof(*sorted), u64_cmp);
-	rc = keys_find_stale(k, sorted, n, &stale, &n_stale);
+	for (size_t i = 0; i < n; i++) {
+		if (slot[i] >= k->capacity) {
+			rc = -ERANGE;
+			goto out;
+		}
+		w[i] = (struct want){.khash = khash[i], .v = {.slot = slot[i], .key_gen = key_gen[i]}};
+	}
+	t[0] = ms_now();
+	rc = want_index_build(&x, w, n);
+	if (rc)
+		goto out;
+	t[1] = ms_now();
+	/* Stale entries go first, so the writes never meet a map full of old hashes. */
+	rc = keys_scan(k, w, &x, &stale, &n_stale);
+	t[2] = ms_now();
 	if (!rc)
 		rc = keys_delete(k, stale, n_stale);
 	if (!rc)
-		rc = keys_put_batch(k, khash, slot, key_gen, n, vals);
+		rc = keys_put(k, w, n, &n_put);
+	t[3] = ms_now();
+out:
 	if (rc)
 		log_warnx("reconcile of %s failed: %s", TG_MAP_KEYS, strerror(-rc));
 	else
-		log_info("reconciled %s: %zu keys, %zu stale entries removed", TG_MAP_KEYS, n,
-			 n_stale);
-out:
-	free(vals);
-	free(sorted);
+		log_info("reconciled %s: %zu keys (%zu written, %zu already there), %zu stale "
+			 "entries removed; index %.0f ms, scan %.0f ms, writes %.0f ms",
+			 TG_MAP_KEYS, n, n_put, n - n_put, n_stale, t[1] - t[0], t[2] - t[1],
+			 t[3] - t[2]);
+	free(x.slot);
+	free(w);
 	free(stale);
 	return rc;
 }
@@ -224,6 +305,24 @@ static uint64_t penalty_count(struct kernel *k)
 	return n;
 }
 
+/* The kernel's own account of a map's memory: "memlock:" in /proc/self/fdinfo/FD. */
+static uint64_t map_bytes(int fd)
+{
+	char path[64], line[128];
+	unsigned long long v = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "memlock: %llu", &v) == 1)
+			break;
+	}
+	if (f)
+		fclose(f);
+	return v;
+}
+
 int kernel_status(struct kernel *k, struct kernel_status *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -235,6 +334,8 @@ int kernel_status(struct kernel *k, struct kernel_status *st)
 	st->slots = k->capacity;
 	st->keys_max = k->keys_max;
 	st->penalty_entries = penalty_count(k);
+	st->keys_bytes = map_bytes(k->keys_fd);
+	st->slots_bytes = map_bytes(k->slots_fd);
 	return stats_read(k, st->verdicts);
 }
 

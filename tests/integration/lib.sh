@@ -42,6 +42,9 @@ TG_TIME_RE='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$'
 # Whatever the caller's shell exports must not steer the daemon or tollctl under test, nor
 # send a request (and a token) anywhere but to the daemon under test.
 while IFS= read -r tg_var; do unset "$tg_var"; done < <(compgen -e | grep '^TOLLGATE_')
+# Daemons started by scripts leave the kernel alone (no programs on lo, no pins under the
+# default pin directory); the kernel tests ask for it (TG_KERNEL_MODE, tg_start_daemon).
+export TOLLGATE_KERNEL_MODE=off
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 export no_proxy='*' NO_PROXY='*'
 
