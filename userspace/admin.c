@@ -136,6 +136,12 @@ static void reply_registry(struct admin_call *c, int rc, enum admin_obj obj, con
 		http_reply_error(c->req, 503, "server_error", "store_full", NULL,
 				 "the store is full (store.max_map_size_mb); nothing was changed");
 		return;
+	case -ENOBUFS:
+		http_reply_error(c->req, 503, "server_error", "rate_slots_exhausted", NULL,
+				 "every request-rate slot is taken (data.rate_slots = %u); revoke "
+				 "unused keys or raise data.rate_slots; nothing was changed",
+				 keys_slots_capacity(c->a->k));
+		return;
 	case -EINVAL:
 		/* everything was checked before the call: only a race (expiry) gets here */
 		http_reply_error(

@@ -757,6 +757,14 @@ static bool key_limits_add(cJSON *o, const struct key_record *r, const struct li
 	return eff && admin_limits_add(eff, &merged);
 }
 
+/* "slot": the request-rate slot index (maps bpftool's tg_slots dump to keys), null if none. */
+static bool slot_add(cJSON *o, const struct key_record *r)
+{
+	if (r->slot == TG_SLOT_NONE)
+		return cJSON_AddNullToObject(o, "slot") != NULL;
+	return cJSON_AddNumberToObject(o, "slot", (double)r->slot) != NULL;
+}
+
 cJSON *admin_key_json(const struct key_record *r, const struct limits *tier_limits, int64_t now)
 {
 	cJSON *o = cJSON_CreateObject();
@@ -776,7 +784,7 @@ cJSON *admin_key_json(const struct key_record *r, const struct limits *tier_limi
 	    !time_add(o, "revoked_at", r->revoked_at) ||
 	    !time_add(o, "last_used_at", r->last_used_at) ||
 	    !time_add(o, "rotated_at", r->rotated_at) ||
-	    !time_add(o, "previous_valid_until", r->prev_valid_until)) {
+	    !time_add(o, "previous_valid_until", r->prev_valid_until) || !slot_add(o, r)) {
 		cJSON_Delete(o);
 		return NULL;
 	}

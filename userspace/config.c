@@ -83,7 +83,10 @@ static const struct config_field config_fields[] = {
 	{"data.default_model", FT_STR, OFF(data_default_model), 0, 65, NULL,
 	 "model used by /api/v1/consume when the body names none"},
 	{"data.rate_slots", FT_U32, OFF(data_slots), 16, 1u << 24, NULL,
-	 "rate-limit slots (keys with request-rate state)"},
+	 "request-rate slots: keys that are not revoked, at most (creation fails beyond)"},
+	{"data.close_after_refusals", FT_U32, OFF(data_close_after), 0, 1000000, NULL,
+	 "a keep-alive connection gets Connection: close after this many consecutive 429s "
+	 "(0 = never)"},
 	{"upstream.default_url", FT_STR, OFF(upstream_url), 0, 256, NULL,
 	 "base URL of the built-in provider when the file lists none"},
 	{"upstream.max_host_connections", FT_U32, OFF(upstream_conns), 1, 100000, NULL,
@@ -136,6 +139,7 @@ void config_defaults(struct config *c)
 	c->data_max_conns = 20000;
 	snprintf(c->data_default_model, sizeof(c->data_default_model), "gpt-4o-mini");
 	c->data_slots = 1 << 20;
+	c->data_close_after = 20;
 	snprintf(c->upstream_url, sizeof(c->upstream_url), "http://127.0.0.1:9000/v1");
 	c->upstream_conns = 256;
 	c->usage_max_batch = 4096;
@@ -483,6 +487,7 @@ int config_finish(struct config *c, char err[CONFIG_ERR_MAX])
 			 8 * c->keys.parallelism);
 		return -EINVAL;
 	}
+	c->keys.rate_slots = c->data_slots; /* the registry hands the slots out */
 	if (c->providers.n)
 		return 0;
 	if (providers_default(&c->providers, c->upstream_url)) {

@@ -36,6 +36,7 @@ struct config {
 	uint32_t data_max_conns;     /* data.max_connections */
 	char data_default_model[65]; /* data.default_model: model of /api/v1/consume calls */
 	uint32_t data_slots;	     /* data.rate_slots: keys that can hold a rate-limit slot */
+	uint32_t data_close_after;   /* data.close_after_refusals: 429s in a row, then close */
 	char upstream_url[256];	     /* upstream.default_url: the built-in provider's base URL */
 	uint32_t upstream_conns;     /* upstream.max_host_connections */
 	uint32_t usage_max_batch;    /* usage.max_batch: records per commit */

@@ -255,31 +255,17 @@ void dp_rate_headers(struct http_req *req, const struct rl_verdict *v)
 	ratelimit_headers(v, add_header_cb, req);
 }
 
-/* Does the slot hold a key with these per-second parameters? */
-static bool slot_current(const struct tg_slot *s, const struct tg_gcra *g)
-{
-	return (__atomic_load_n(&s->flags, __ATOMIC_ACQUIRE) & TG_SLOT_ACTIVE) &&
-	       __atomic_load_n(&s->win[TG_WIN_SECOND].interval_ns, __ATOMIC_RELAXED) == g->interval_ns &&
-	       __atomic_load_n(&s->win[TG_WIN_SECOND].tolerance_ns, __ATOMIC_RELAXED) == g->tolerance_ns;
-}
-
 /*
- * The key's slot, assigned on its first use and again when its limits changed (a fresh
- * bucket for the new limits). NULL when the index entry is beyond data.rate_slots.
+ * The key's slot: persisted with the key and made ready by the key sync (sync.c) right
+ * after the key's commit, so this is a lookup. NULL when the slot is not usable (no slot
+ * in the store, beyond data.rate_slots, or not ACTIVE): such a request is refused with 503
+ * rather than charged to a bucket that may be another key's.
  */
 static struct tg_slot *dp_slot(struct dataplane *dp, const struct keys_auth *a)
 {
 	struct tg_slot *s = slots_at(dp->d.slots, a->slot);
-	const uint64_t *v = a->limits.v;
-	struct tg_gcra g = tg_gcra_params(v[LIMIT_RPS], v[LIMIT_BURST] ? v[LIMIT_BURST] : 1);
 
-	if (!s || slot_current(s, &g))
-		return s;
-	pthread_mutex_lock(&dp->assign_mu);
-	if (!slot_current(s, &g))
-		slots_assign(s, &a->limits);
-	pthread_mutex_unlock(&dp->assign_mu);
-	return s;
+	return s && (slots_flags(s) & TG_SLOT_ACTIVE) ? s : NULL;
 }
 
 /* Charges (or dry-runs) the request; false once it has answered a refusal. */
@@ -292,11 +278,13 @@ static bool dp_rate(struct dp_req *q)
 	q->slot = dp_slot(q->dp, &q->auth);
 	if (!q->slot) {
 		if (!atomic_exchange(&q->dp->slots_full_logged, true))
-			log_warnx("data: key %s has index entry %u, beyond data.rate_slots (%u): "
-				  "such keys are refused; raise data.rate_slots",
+			log_warnx("data: key %s has no usable request-rate slot (slot %u, "
+				  "data.rate_slots %u): its requests are refused with 503",
 				  q->auth.id, q->auth.slot, slots_capacity(q->dp->d.slots));
-		http_reply_error(q->req, 503, "server_error", "rate_slots_exhausted", NULL,
-				 "no request-rate slot is free for this key (data.rate_slots)");
+		http_reply_error(q->req, 503, "server_error", "rate_slot_unavailable", NULL,
+				 "the request-rate state of key %s is not ready (no usable slot "
+				 "below data.rate_slots); retry later or ask the operator",
+				 q->auth.id);
 		return false;
 	}
 	ratelimit_charge(q->slot, &q->auth.limits, (uint64_t)tg_now_mono_ns(), !charge, v);
@@ -667,7 +655,7 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 	snprintf(dp->default_model, sizeof(dp->default_model), "%s",
 		 o && o->default_model && *o->default_model ? o->default_model : "gpt-4o-mini");
 	atomic_init(&dp->slots_full_logged, false);
-	err = pthread_mutex_init(&dp->assign_mu, NULL) ? -ENOMEM : dp_worker_start(dp);
+	err = dp_worker_start(dp);
 	if (err) {
 		free(dp);
 		errno = -err;
@@ -677,7 +665,6 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 	if (!dp->http) {
 		err = errno;
 		dp_worker_stop(dp);
-		pthread_mutex_destroy(&dp->assign_mu);
 		free(dp);
 		errno = err;
 		return NULL;
@@ -704,6 +691,5 @@ void dataplane_close(struct dataplane *dp)
 		return;
 	http_stop(dp->http); /* in case dataplane_stop was not called */
 	dp_worker_stop(dp);
-	pthread_mutex_destroy(&dp->assign_mu);
 	free(dp);
 }

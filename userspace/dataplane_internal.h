@@ -61,7 +61,6 @@ struct dataplane {
 	struct http_server *http;
 	struct dataplane_deps d;
 	char default_model[MODEL_NAME_MAX + 1];
-	pthread_mutex_t assign_mu; /* slot (re)assignments, a rare path */
 	atomic_bool slots_full_logged;
 	struct dp_worker w;
 };

@@ -36,6 +36,7 @@ void keys_opts_default(struct keys_opts *o)
 	o->last_used_flush_sec = 60;
 	o->clock_unix = NULL;
 	o->clock_mono_ns = NULL;
+	o->rate_slots = KEYS_RATE_SLOTS_DEFAULT;
 }
 
 int64_t keys_now_unix(const struct keys *k)
@@ -312,6 +313,10 @@ struct keys *keys_open(struct store *s, const struct keys_opts *o)
 		rc = kidx_load(&k->idx, s);
 	if (!rc)
 		rc = kcache_init(&k->cache, o->cache_max);
+	if (!rc)
+		rc = kslots_init(&k->slots, o->rate_slots ? o->rate_slots : KEYS_RATE_SLOTS_DEFAULT);
+	if (!rc)
+		rc = keys_slots_load(k);
 	if (rc)
 		goto fail;
 	k->mono_base_ns = keys_now_mono(k);
@@ -321,6 +326,8 @@ struct keys *keys_open(struct store *s, const struct keys_opts *o)
 		 k->idx.tokens.count, k->idx.ntiers);
 	return k;
 fail:
+	kslots_free(&k->slots);
+	kcache_free(&k->cache);
 	kidx_free(&k->idx);
 	pthread_mutex_destroy(&k->fail_mu);
 	pthread_mutex_destroy(&k->flush_mu);
@@ -341,6 +348,7 @@ void keys_close(struct keys *k)
 	if (rc)
 		log_warnx("key registry: last_used not written at close: %s", strerror(-rc));
 	kcache_free(&k->cache);
+	kslots_free(&k->slots);
 	kidx_free(&k->idx);
 	pthread_mutex_destroy(&k->fail_mu);
 	pthread_mutex_destroy(&k->flush_mu);
@@ -493,7 +501,7 @@ static int entry_auth(struct keys *k, uint32_t eidx, bool via_prev, int64_t now,
 		copy_str(out->service, sizeof(out->service), kidx_str(&k->idx, e->service));
 		copy_str(out->tier, sizeof(out->tier), kidx_str(&k->idx, e->tier));
 		out->via_previous = via_prev;
-		out->slot = eidx;
+		out->slot = e->slot;
 	} else {
 		out->role = (enum token_role)e->role;
 		copy_str(out->consumer, sizeof(out->consumer), kidx_str(&k->idx, e->owner));

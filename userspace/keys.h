@@ -18,7 +18,8 @@
  *
  * Errors (negative errno): -EINVAL malformed input, -ENOENT no such key or token, -ESRCH no
  * such tier, -EKEYREVOKED revoked, -EKEYEXPIRED expired, -EACCES wrong secret, -EAGAIN
- * throttled, -EBUSY tier still in use, -EEXIST already exists, -ENOSPC store full.
+ * throttled, -EBUSY tier still in use, -EEXIST already exists, -ENOSPC store full, -ENOBUFS
+ * every request-rate slot taken.
  * Thread-safe: every function may be called from any thread.
  */
 #ifndef TG_KEYS_H
@@ -44,6 +45,7 @@ struct keys_opts {
 	uint32_t last_used_flush_sec; /* last_used_at written to the store this often, default 60 */
 	int64_t (*clock_unix)(void);  /* wall clock for expiry and timestamps; NULL = real (tests) */
 	int64_t (*clock_mono_ns)(void); /* monotonic clock for throttling; NULL = real (tests) */
+	uint32_t rate_slots;	      /* request-rate slots (data.rate_slots), default 1048576 */
 };
 
 /* Fills o with the defaults above. */
@@ -64,6 +66,16 @@ int keys_flush_last_used(struct keys *k);
 void keys_tick(struct keys *k);
 
 /* ---- API keys ---- */
+
+/*
+ * Request-rate slots. Every key that is not revoked owns one slot index < rate_slots,
+ * stored in its record (key_record.slot): the lowest free one at creation, kept by rotation
+ * and updates, freed by revocation. With every slot taken, keys_create fails -ENOBUFS and
+ * writes nothing.
+ */
+/* Slots held by keys now, and the capacity (keys_opts.rate_slots). */
+uint32_t keys_slots_used(struct keys *k);
+uint32_t keys_slots_capacity(struct keys *k);
 
 struct key_spec {
 	const char *name;	  /* required */
@@ -170,11 +182,8 @@ struct keys_auth {
 	char tier[TG_TIER_NAME_MAX + 1];
 	struct limits limits;	/* effective: tier merged with overrides */
 	bool via_previous;	/* authenticated by a rotated secret still in its grace */
-	/*
-	 * The key's index entry number: its request-rate slot (slots_at). Stable while the
-	 * process runs (entries are never freed before keys_close), but not across restarts:
-	 * slots are per process until the kernel-path issue persists them.
-	 */
+	/* The key's request-rate slot (slots_at), persisted in its record; TG_SLOT_NONE
+	 * when the store gave it none (beyond rate_slots, or a duplicate). */
 	uint32_t slot;
 	/* admin tokens */
 	enum token_role role;
@@ -191,5 +200,38 @@ struct keys_auth {
  */
 int keys_verify(struct keys *k, const char *presented, size_t len, enum keys_kind kind,
 		struct keys_auth *out);
+
+/* ---- key sync: what the kernel maps and the slot array derive from ---- */
+
+/* One key as its listener needs it: never the secret, only its keyed hashes. */
+struct keys_sync_key {
+	char id[TG_ID_LEN + 1];	  /* key id (never the secret) */
+	uint32_t slot;		  /* persisted slot index (LMDB), < rate_slots */
+	uint64_t khash_cur;	  /* SipHash-2-4-64 of the full current key (store secret); 0 =
+				   * unknown (a key made before hashes were stored) */
+	uint64_t khash_prev;	  /* previous key during rotation grace; 0 = none */
+	int64_t prev_until;	  /* wall-clock s until khash_prev stays valid; 0 = none */
+	int64_t expires_at;	  /* wall-clock s; 0 = never */
+	struct limits limits;	  /* effective limits (tier + overrides) */
+	bool active;		  /* false: revoked, expired or deleted: remove everywhere */
+	bool kernel_refuse;	  /* limit action block and hard mode (today: always true) */
+};
+
+struct keys_sync_ops {
+	/* Called after the LMDB commit of every change of a key (create, update, revoke,
+	 * rotate, and tier changes for each key of the tier), in commit order, with the
+	 * registry's change lock held: it must not call back into the registry. */
+	void (*changed)(void *ctx, const struct keys_sync_key *k);
+};
+
+/* Sets (ops NULL: removes) the listener. ops and ctx are borrowed until replaced. */
+void keys_set_sync(struct keys *k, const struct keys_sync_ops *ops, void *ctx);
+/*
+ * Calls fn for every key active now (not revoked, not expired), in id order, from one store
+ * snapshot and with changes held off meanwhile; stops at fn's non-zero return and returns
+ * it. 0 or -errno otherwise. fn must not call into the registry.
+ */
+int keys_foreach_active(struct keys *k, int (*fn)(void *ctx, const struct keys_sync_key *),
+			void *ctx);
 
 #endif /* TG_KEYS_H */

@@ -124,6 +124,21 @@ static int create_prepare(struct keys *k, const struct key_spec *s, struct key_r
 	return 0;
 }
 
+/* The lowest free request-rate slot for a new key; -ENOBUFS (logged) when none is. */
+static int slot_take(struct keys *k, uint32_t *slot)
+{
+	int64_t s = kslots_take(&k->slots);
+
+	if (s < 0) {
+		log_warnx("key creation refused: all %u request-rate slots are taken "
+			  "(data.rate_slots)",
+			  k->slots.cap);
+		return (int)s;
+	}
+	*slot = (uint32_t)s;
+	return 0;
+}
+
 /* One attempt: -EEXIST when the id was taken meanwhile. */
 static int create_once(struct keys *k, const struct key_spec *s, struct create_ctx *c,
 		       char plaintext[TG_CRED_MAX])
@@ -136,10 +151,17 @@ static int create_once(struct keys *k, const struct key_spec *s, struct create_c
 	rc = tier_exists(k, c->r.tier);
 	c->now = keys_now_unix(k);
 	c->r.created_at = c->now;
+	c->r.slot = TG_SLOT_NONE;
+	if (!rc)
+		rc = slot_take(k, &c->r.slot);
 	if (!rc)
 		rc = store_write(k->store, create_txn, c);
-	if (!rc)
+	if (rc) {
+		kslots_put(&k->slots, c->r.slot); /* nothing was written: the slot stays free */
+	} else {
 		rc = keys_index_key(k, &c->r);
+		keys_sync_record(k, &c->r, TG_SLOT_NONE);
+	}
 	pthread_mutex_unlock(&k->write_mu);
 	return rc;
 }
@@ -218,6 +240,7 @@ struct change_ctx {
 	int64_t grace;
 	struct pwhash cur; /* rotation: hash of the new secret */
 	uint64_t khash;	   /* rotation: khash of the new key */
+	uint32_t old_slot; /* the key's slot before the change */
 	struct key_record r;
 };
 
@@ -267,10 +290,12 @@ static int change_txn(struct store_txn *t, void *arg)
 		return rc;
 	if (r->revoked_at)
 		return -EKEYREVOKED;
+	c->old_slot = r->slot;
 	if (c->op == CHANGE_PATCH) {
 		patch_apply(c->p, r);
 	} else if (c->op == CHANGE_REVOKE) {
 		r->revoked_at = c->now;
+		r->slot = TG_SLOT_NONE; /* freed: the next key created may have it */
 	} else {
 		if (key_status_at(r, c->now) == KEY_EXPIRED)
 			return -EKEYEXPIRED;
@@ -279,10 +304,25 @@ static int change_txn(struct store_txn *t, void *arg)
 	return keys_rec_put(t, r, 0);
 }
 
+/* The slot the index holds for key id (TG_SLOT_NONE if none). Caller holds write_mu. */
+static uint32_t entry_slot(struct keys *k, const char *id)
+{
+	uint32_t slot = TG_SLOT_NONE;
+	int e;
+
+	pthread_rwlock_rdlock(&k->lock);
+	e = kidx_find(&k->idx, KENT_KEY, id);
+	if (e >= 0)
+		slot = kidx_at(&k->idx, (uint32_t)e)->slot;
+	pthread_rwlock_unlock(&k->lock);
+	return slot;
+}
+
 /* Runs one change under write_mu and applies it to the index; *out gets the record. */
 static int change_run(struct keys *k, struct change_ctx *c, const char *tier,
 		      struct key_record *out)
 {
+	uint32_t held;
 	int rc;
 
 	if (!c->id || !model_id_valid(c->id))
@@ -292,8 +332,17 @@ static int change_run(struct keys *k, struct change_ctx *c, const char *tier,
 	c->now = keys_now_unix(k);
 	if (!rc)
 		rc = store_write(k->store, change_txn, c);
-	if (!rc)
+	if (!rc) {
+		/* The slot the index gave the key: a record's slot refused at open (held twice)
+		 * belongs to the other key and is neither freed nor cleared here. */
+		held = entry_slot(k, c->id);
+		if (c->r.slot == TG_SLOT_NONE)
+			kslots_put(&k->slots, held);
+		else if (held != c->r.slot)
+			c->r.slot = TG_SLOT_NONE; /* not synced: the key stays without a slot */
 		rc = keys_index_key(k, &c->r);
+		keys_sync_record(k, &c->r, held);
+	}
 	pthread_mutex_unlock(&k->write_mu);
 	if (rc)
 		return rc;

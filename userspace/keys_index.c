@@ -313,6 +313,7 @@ static void key_fill(struct kentry *k, const struct key_record *r, const int64_t
 	k->revoked_at = r->revoked_at;
 	k->expires_at = r->expires_at;
 	k->prev_valid_until = r->prev_valid_until;
+	k->slot = r->revoked_at ? TG_SLOT_NONE : r->slot;
 	if (r->last_used_at > atomic_load_explicit(&k->last_used, memory_order_relaxed))
 		atomic_store_explicit(&k->last_used, r->last_used_at, memory_order_relaxed);
 	if (r->last_used_at > k->last_flushed)

@@ -26,6 +26,7 @@
 #define KEYS_TOKEN_LEN (sizeof(TG_TOKEN_PREFIX) - 1 + TG_ID_LEN + 1 + TG_SECRET_LEN) /* 62 */
 #define KEYS_BOOT_MIN 32  /* bootstrap token length bounds */
 #define KEYS_BOOT_MAX 256
+#define KEYS_RATE_SLOTS_DEFAULT (1u << 20) /* keys_opts.rate_slots 0 means this too */
 
 enum kent_kind {
 	KENT_KEY = 0,
@@ -33,7 +34,7 @@ enum kent_kind {
 };
 
 /*
- * What verification needs of one key or token, and nothing secret: 80 bytes. Strings are
+ * What verification needs of one key or token, and nothing secret: 88 bytes. Strings are
  * interned (owner, service and tier repeat across many keys); overrides are interned too,
  * most keys have none. Entries are never freed before keys_close (keys and tokens are
  * revoked, not deleted), so their index is a stable handle for the verify cache.
@@ -54,6 +55,7 @@ struct kentry {
 	int64_t prev_valid_until;  /* Unix s, 0 = no previous secret */
 	_Atomic int64_t last_used; /* Unix s of the latest successful verification */
 	int64_t last_flushed;	   /* last_used as last written to the store; under flush_mu */
+	uint32_t slot;		   /* keys: request-rate slot, TG_SLOT_NONE = none */
 };
 
 /*
@@ -164,6 +166,34 @@ bool kcache_lookup(struct kcache *c, const uint64_t tag[2], struct kcache_ent *o
 void kcache_put(struct kcache *c, const struct kcache_ent *e);
 void kcache_clear(struct kcache *c);
 
+/* ---- request-rate slot allocator (keys_slots.c) ---- */
+
+/*
+ * Which slot indexes keys hold: a bitmap built at open from the records, changed only under
+ * write_mu. Lowest free first, so a freed slot is the next one handed out.
+ */
+struct kslots {
+	uint64_t *bits;	   /* cap bits, 1 = held */
+	uint32_t cap;	   /* keys_opts.rate_slots */
+	uint32_t used;
+	uint32_t low_word; /* no free bit below this word */
+};
+
+int kslots_init(struct kslots *ks, uint32_t cap);
+void kslots_free(struct kslots *ks);
+/* The lowest free slot, now held; -ENOBUFS when all are. */
+int64_t kslots_take(struct kslots *ks);
+/* Marks slot held (at load); -ERANGE beyond cap, -EEXIST if already held. */
+int kslots_mark(struct kslots *ks, uint32_t slot);
+/* Frees a held slot; nothing for TG_SLOT_NONE or a slot beyond cap. */
+void kslots_put(struct kslots *ks, uint32_t slot);
+/*
+ * Builds the bitmap from the index after kidx_load: every key that is not revoked holds its
+ * record's slot. A slot beyond cap or held twice is logged and the key left without one
+ * (the data plane answers 503 for it rather than charge a shared bucket).
+ */
+int keys_slots_load(struct keys *k);
+
 /* ---- the registry ---- */
 
 struct keys {
@@ -179,6 +209,9 @@ struct keys {
 	_Atomic int64_t last_flush_ns;
 	struct kidx idx;
 	struct kcache cache;
+	struct kslots slots;		     /* under write_mu */
+	const struct keys_sync_ops *sync_ops; /* under write_mu */
+	void *sync_ctx;
 };
 
 int64_t keys_now_unix(const struct keys *k);
@@ -211,6 +244,13 @@ int keys_tok_put(struct store_txn *t, const struct token_record *r, unsigned fla
 /* Index update after a commit: takes the write lock. */
 int keys_index_key(struct keys *k, const struct key_record *r);
 int keys_index_token(struct keys *k, const struct token_record *r);
+/*
+ * Tells the sync listener (if any) about a committed record. Caller holds write_mu. old_slot
+ * is the slot the key held before the change (a revocation sets the record's to none).
+ */
+void keys_sync_record(struct keys *k, const struct key_record *r, uint32_t old_slot);
+/* After a committed tier change: keys_sync_record for every key of that tier (NULL: all). */
+void keys_sync_tier(struct keys *k, const char *tier);
 /* last_used_at from memory if newer; hashes blanked (they never leave the module). */
 void keys_export_key(struct keys *k, struct key_record *r);
 void keys_export_token(struct keys *k, struct token_record *r);

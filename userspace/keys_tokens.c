@@ -84,6 +84,8 @@ int keys_tier_put(struct keys *k, const struct tier *t)
 		rc = kidx_tier_set(&k->idx, t);
 		pthread_rwlock_unlock(&k->lock);
 	}
+	if (!rc)
+		keys_sync_tier(k, t->name); /* the tier's keys have new effective limits */
 	pthread_mutex_unlock(&k->write_mu);
 	if (!rc)
 		log_info("tier %s stored", t->name);
@@ -164,6 +166,8 @@ int keys_tiers_replace(struct keys *k, const struct tier *tiers, size_t n,
 		rc = kidx_tiers_set_all(&k->idx, tiers, n);
 		pthread_rwlock_unlock(&k->lock);
 	}
+	if (!rc)
+		keys_sync_tier(k, NULL);
 	pthread_mutex_unlock(&k->write_mu);
 	free(c.gone);
 	if (!rc)

@@ -25,6 +25,7 @@
 #include "metrics.h"
 #include "migrations.h"
 #include "ratelimit.h"
+#include "sync.h"
 #include "store.h"
 #include "upstream.h"
 #include "usage.h"
@@ -286,7 +287,7 @@ static int bootstrap(struct keys *k)
 }
 
 /* Blocks until SIGINT or SIGTERM, running housekeeping once a second. */
-static void serve_until_signal(struct keys *k, struct kernel *kern)
+static void serve_until_signal(struct keys *k, struct sync *sy, struct kernel *kern)
 {
 	struct timespec one = {.tv_sec = 1};
 	sigset_t set;
@@ -300,6 +301,7 @@ static void serve_until_signal(struct keys *k, struct kernel *kern)
 		if (sig == SIGINT || sig == SIGTERM)
 			break;
 		keys_tick(k);
+		sync_tick(sy, tg_now_unix());
 		kernel_heartbeat(kern);
 	}
 	log_info("signal %d: shutting down", sig);
@@ -308,13 +310,14 @@ static void serve_until_signal(struct keys *k, struct kernel *kern)
 /* What the data plane runs on: slots, upstream client, usage writer; then its listener. */
 struct data_path {
 	struct slots *slots;
+	struct sync *sync;
 	struct upstream *up;
 	struct usage *usage;
 	struct dataplane *dp;
 };
 
 static int data_path_start(const struct config *c, struct store *s, struct keys *k,
-			   struct kernel *kern, struct data_path *p)
+			   struct data_path *p)
 {
 	struct store_writer_opts wo = {.max_batch = c->usage_max_batch,
 				       .max_delay_us = c->usage_max_delay_us};
@@ -324,19 +327,6 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 				   .default_model = c->data_default_model};
 	struct dataplane_deps d;
 
-	/* With the kernel path on, the slots are the pinned tg_slots map itself (mmapped). */
-	if (kern) {
-		uint32_t cap;
-		struct tg_slot *mem = kernel_slots_mem(kern, &cap);
-
-		p->slots = slots_wrap(mem, cap);
-	} else {
-		p->slots = slots_open(c->data_slots);
-	}
-	if (!p->slots) {
-		log_warn("cannot map %u rate-limit slots (data.rate_slots)", c->data_slots);
-		return -1;
-	}
 	p->up = upstream_start(c->upstream_conns);
 	if (!p->up) {
 		log_warn("cannot start the upstream client");
@@ -354,6 +344,46 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 }
 
 /*
+ * The slot array and the key sync, before any listener opens: every active key's slot is
+ * ready, and its hashes in the kernel's tg_keys, when the first request arrives. With the
+ * kernel path on, the slots are the pinned tg_slots map itself (mmapped), and the sync
+ * writes tg_keys through the loader's ops.
+ */
+static int data_slots_start(const struct config *c, struct keys *k, struct kernel *kern,
+			    struct data_path *p)
+{
+	static const struct keys_sync_ops ops = {.changed = sync_key_changed};
+	static const struct sync_kernel_ops kops = {.key_put = kernel_key_put,
+						    .key_del = kernel_key_del,
+						    .reconcile = kernel_keys_reconcile};
+	int rc;
+
+	if (kern) {
+		uint32_t cap;
+		struct tg_slot *mem = kernel_slots_mem(kern, &cap);
+
+		p->slots = slots_wrap(mem, cap);
+	} else {
+		p->slots = slots_open(c->data_slots);
+	}
+	if (!p->slots) {
+		log_warn("cannot map %u rate-limit slots (data.rate_slots)", c->data_slots);
+		return -1;
+	}
+	p->sync = sync_new(p->slots, kern ? &kops : NULL, kern);
+	if (!p->sync) {
+		log_warn("cannot start the key sync");
+		return -1;
+	}
+	keys_set_sync(k, &ops, p->sync);
+	rc = sync_reconcile(p->sync, k);
+	if (rc)
+		log_warnx("cannot reconcile the request-rate slots with the store: %s",
+			  strerror(-rc));
+	return rc ? -1 : 0;
+}
+
+/*
  * In order: no new data-plane requests (those in flight get a moment, then are cut), every
  * upstream call ends (cancelled), the data plane meters what they used, the usage writer
  * commits everything queued.
@@ -364,6 +394,7 @@ static void data_path_stop(struct data_path *p)
 	upstream_stop(p->up);
 	dataplane_close(p->dp);
 	usage_close(p->usage);
+	sync_free(p->sync);
 	slots_close(p->slots);
 }
 
@@ -441,11 +472,11 @@ static int cmd_run(const struct config *c, const char *ready_file)
 		log_warn("cannot load keys from %s", c->store_path);
 		goto out;
 	}
-	if (bootstrap(k) || kernel_start(c, s, &kern))
+	if (bootstrap(k) || kernel_start(c, s, &kern) || data_slots_start(c, k, kern, &dpath))
 		goto out;
 	ao.kernel = kern;
 	a = admin_start(&ao, k, s);
-	if (!a || data_path_start(c, s, k, kern, &dpath))
+	if (!a || data_path_start(c, s, k, &dpath))
 		goto out;
 	/* after the listener exists: the programs guard its actual port */
 	if (kern && kernel_attach(kern, (uint16_t)dataplane_port(dpath.dp))) {
@@ -459,11 +490,13 @@ static int cmd_run(const struct config *c, const char *ready_file)
 		 c->providers.n);
 	if (ready_file && write_ready_file(ready_file, c, admin_port(a), dataplane_port(dpath.dp)))
 		log_warn("cannot write ready file %s", ready_file);
-	serve_until_signal(k, kern);
+	serve_until_signal(k, dpath.sync, kern);
 	rc = 0;
 out:
+	admin_stop(a); /* no more key changes: the sync can go */
+	if (k)
+		keys_set_sync(k, NULL, NULL);
 	data_path_stop(&dpath);
-	admin_stop(a);
 	metrics_set_kernel(NULL, NULL);
 	kernel_close(kern);
 	keys_close(k);

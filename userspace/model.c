@@ -13,6 +13,7 @@
 #include "model.h"
 
 #define MODEL_FORMAT_V1 1u
+#define MODEL_FORMAT_V2 2u /* key records: the slot appended (migration 3) */
 
 enum model_kind {
 	MODEL_KIND_KEY = 1,
@@ -29,7 +30,7 @@ enum model_kind {
 #define ENC_KEY_MAX                                                                                \
 	(ENC_HDR + ENC_STR(TG_ID_LEN) + ENC_STR(TG_NAME_MAX) + ENC_STR(TG_OWNER_MAX) +             \
 	 ENC_STR(TG_SERVICE_MAX) + ENC_STR(TG_TIER_NAME_MAX) + ENC_LIMITS + 6 * 8 + 4 +            \
-	 2 * ENC_PWHASH + 2 * 8)
+	 2 * ENC_PWHASH + 2 * 8 + 4)
 #define ENC_TIER_MAX (ENC_HDR + ENC_STR(TG_TIER_NAME_MAX) + ENC_LIMITS)
 #define ENC_TOKEN_MAX                                                                              \
 	(ENC_HDR + ENC_STR(TG_ID_LEN) + ENC_STR(TG_NAME_MAX) + 4 + ENC_STR(TG_OWNER_ID_MAX) +      \
@@ -251,13 +252,14 @@ static void enc_pwhash(struct codec_enc *e, const struct pwhash *h)
 	codec_put(e, h->hash, sizeof(h->hash));
 }
 
-static void enc_start(struct codec_enc *e, void *buf, size_t cap, enum model_kind kind)
+static void enc_start(struct codec_enc *e, void *buf, size_t cap, enum model_kind kind,
+		      unsigned format)
 {
 	e->p = buf;
 	e->cap = cap;
 	e->pos = 0;
 	e->err = 0;
-	codec_put_uint(e, MODEL_FORMAT_V1, 2);
+	codec_put_uint(e, format, 2);
 	codec_put_uint(e, kind, 2);
 }
 
@@ -281,14 +283,20 @@ static void dec_pwhash(struct codec_dec *d, struct pwhash *h)
 	codec_get(d, h->hash, sizeof(h->hash));
 }
 
-static void dec_start(struct codec_dec *d, const void *buf, size_t len, enum model_kind kind)
+/* Reads the header; returns the record's format (1..max_format), or 0 and d->bad set. */
+static unsigned dec_start(struct codec_dec *d, const void *buf, size_t len, enum model_kind kind,
+			  unsigned max_format)
 {
+	unsigned format;
+
 	d->p = buf;
 	d->len = len;
 	d->pos = 0;
 	d->bad = false;
-	if (codec_get_uint(d, 2) != MODEL_FORMAT_V1 || codec_get_uint(d, 2) != kind)
+	format = (unsigned)codec_get_uint(d, 2);
+	if (format < MODEL_FORMAT_V1 || format > max_format || codec_get_uint(d, 2) != kind)
 		d->bad = true;
+	return d->bad ? 0 : format;
 }
 
 /* 0 if every field decoded and nothing is left over, else -EINVAL. */
@@ -301,7 +309,7 @@ int key_record_encode(const struct key_record *r, void *buf, size_t cap)
 {
 	struct codec_enc e;
 
-	enc_start(&e, buf, cap, MODEL_KIND_KEY);
+	enc_start(&e, buf, cap, MODEL_KIND_KEY, MODEL_FORMAT_V2);
 	codec_put_str(&e, r->id, TG_ID_LEN);
 	codec_put_str(&e, r->name, TG_NAME_MAX);
 	codec_put_str(&e, r->owner, TG_OWNER_MAX);
@@ -319,15 +327,17 @@ int key_record_encode(const struct key_record *r, void *buf, size_t cap)
 	enc_pwhash(&e, &r->prev);
 	codec_put_uint(&e, r->khash_cur, 8);
 	codec_put_uint(&e, r->khash_prev, 8);
+	codec_put_uint(&e, r->slot, 4);
 	return enc_end(&e);
 }
 
 int key_record_decode(const void *buf, size_t len, struct key_record *r)
 {
 	struct codec_dec d;
+	unsigned format;
 
 	memset(r, 0, sizeof(*r));
-	dec_start(&d, buf, len, MODEL_KIND_KEY);
+	format = dec_start(&d, buf, len, MODEL_KIND_KEY, MODEL_FORMAT_V2);
 	codec_get_str(&d, r->id, TG_ID_LEN);
 	codec_get_str(&d, r->name, TG_NAME_MAX);
 	codec_get_str(&d, r->owner, TG_OWNER_MAX);
@@ -345,6 +355,7 @@ int key_record_decode(const void *buf, size_t len, struct key_record *r)
 	dec_pwhash(&d, &r->prev);
 	r->khash_cur = codec_get_uint(&d, 8);
 	r->khash_prev = codec_get_uint(&d, 8);
+	r->slot = format >= MODEL_FORMAT_V2 ? (uint32_t)codec_get_uint(&d, 4) : TG_SLOT_NONE;
 	return dec_end(&d);
 }
 
@@ -352,7 +363,7 @@ int tier_encode(const struct tier *t, void *buf, size_t cap)
 {
 	struct codec_enc e;
 
-	enc_start(&e, buf, cap, MODEL_KIND_TIER);
+	enc_start(&e, buf, cap, MODEL_KIND_TIER, MODEL_FORMAT_V1);
 	codec_put_str(&e, t->name, TG_TIER_NAME_MAX);
 	enc_limits(&e, &t->lim);
 	return enc_end(&e);
@@ -363,7 +374,7 @@ int tier_decode(const void *buf, size_t len, struct tier *t)
 	struct codec_dec d;
 
 	memset(t, 0, sizeof(*t));
-	dec_start(&d, buf, len, MODEL_KIND_TIER);
+	dec_start(&d, buf, len, MODEL_KIND_TIER, MODEL_FORMAT_V1);
 	codec_get_str(&d, t->name, TG_TIER_NAME_MAX);
 	dec_limits(&d, &t->lim);
 	return dec_end(&d);
@@ -373,7 +384,7 @@ int token_record_encode(const struct token_record *r, void *buf, size_t cap)
 {
 	struct codec_enc e;
 
-	enc_start(&e, buf, cap, MODEL_KIND_TOKEN);
+	enc_start(&e, buf, cap, MODEL_KIND_TOKEN, MODEL_FORMAT_V1);
 	codec_put_str(&e, r->id, TG_ID_LEN);
 	codec_put_str(&e, r->name, TG_NAME_MAX);
 	codec_put_uint(&e, r->role, 4);
@@ -391,7 +402,7 @@ int token_record_decode(const void *buf, size_t len, struct token_record *r)
 	struct codec_dec d;
 
 	memset(r, 0, sizeof(*r));
-	dec_start(&d, buf, len, MODEL_KIND_TOKEN);
+	dec_start(&d, buf, len, MODEL_KIND_TOKEN, MODEL_FORMAT_V1);
 	codec_get_str(&d, r->id, TG_ID_LEN);
 	codec_get_str(&d, r->name, TG_NAME_MAX);
 	r->role = (uint32_t)codec_get_uint(&d, 4);
@@ -411,7 +422,7 @@ int owner_record_encode(const struct owner_record *r, void *buf, size_t cap)
 {
 	struct codec_enc e;
 
-	enc_start(&e, buf, cap, MODEL_KIND_OWNER);
+	enc_start(&e, buf, cap, MODEL_KIND_OWNER, MODEL_FORMAT_V1);
 	codec_put_str(&e, r->owner, TG_OWNER_MAX);
 	codec_put_uint(&e, (uint64_t)r->created_at, 8);
 	codec_put_uint(&e, r->keys, 8);
@@ -423,7 +434,7 @@ int owner_record_decode(const void *buf, size_t len, struct owner_record *r)
 	struct codec_dec d;
 
 	memset(r, 0, sizeof(*r));
-	dec_start(&d, buf, len, MODEL_KIND_OWNER);
+	dec_start(&d, buf, len, MODEL_KIND_OWNER, MODEL_FORMAT_V1);
 	codec_get_str(&d, r->owner, TG_OWNER_MAX);
 	r->created_at = (int64_t)codec_get_uint(&d, 8);
 	r->keys = codec_get_uint(&d, 8);

@@ -101,7 +101,10 @@ struct key_record {
 	struct pwhash prev;		  /* hash of the previous secret (rotation grace) */
 	uint64_t khash_cur;		  /* SipHash-2-4-64 of the full current key, store secret */
 	uint64_t khash_prev;		  /* same for the previous key; 0 = none */
+	uint32_t slot;			  /* request-rate slot index; TG_SLOT_NONE once revoked */
 };
+
+#define TG_SLOT_NONE UINT32_MAX /* key_record.slot of a key holding no slot */
 
 enum token_role {
 	ROLE_ADMIN = 0,
@@ -147,7 +150,8 @@ bool model_id_valid(const char *s);	     /* [a-z0-9]{12} */
 extern const struct tier model_default_tiers[3];
 
 /*
- * Binary encodings. encode returns the number of bytes written into buf (at most cap), or
+ * Binary encodings. Key records are written in format 2 (with the slot); format 1 records
+ * (before migration 3) still decode, with slot TG_SLOT_NONE. encode returns the number of bytes written into buf (at most cap), or
  * -EMSGSIZE; decode returns 0, or -EINVAL for a truncated, corrupt or unknown-version record.
  * MODEL_*_MAX is the largest encoding, a safe buffer size.
  */

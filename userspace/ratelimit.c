@@ -21,7 +21,7 @@
 struct slots {
 	struct tg_slot *v; /* capacity slots, MAP_SHARED */
 	uint32_t capacity;
-	bool borrowed; /* slots_wrap: v belongs to someone else */
+	bool borrowed;	   /* slots_wrap: the memory is not ours to unmap */
 };
 
 /* One window's parameters for the key's current limits. */
@@ -63,7 +63,6 @@ struct slots *slots_open(uint32_t capacity)
 	return s;
 }
 
-/* TEMPORARY until wt-slots' slots_wrap is merged (see ratelimit.h). */
 struct slots *slots_wrap(struct tg_slot *mem, uint32_t capacity)
 {
 	struct slots *s;
@@ -153,6 +152,37 @@ void slots_set_limits(struct tg_slot *slot, const struct limits *lim)
 		if (__atomic_load_n(&sw->tolerance_ns, __ATOMIC_RELAXED) != tol)
 			__atomic_store_n(&sw->tolerance_ns, tol, __ATOMIC_RELAXED);
 	}
+}
+
+bool slots_limits_match(const struct tg_slot *slot, const struct limits *lim)
+{
+	struct rl_win w[RL__COUNT];
+
+	windows_of(lim, w);
+	for (int i = 0; i < RL__COUNT; i++) {
+		__u64 iv = w[i].present ? w[i].g.interval_ns : 0;
+		__u64 tol = w[i].present ? w[i].g.tolerance_ns : 0;
+
+		if (__atomic_load_n(&slot->win[i].interval_ns, __ATOMIC_RELAXED) != iv ||
+		    __atomic_load_n(&slot->win[i].tolerance_ns, __ATOMIC_RELAXED) != tol)
+			return false;
+	}
+	return true;
+}
+
+void slots_set_flags(struct tg_slot *slot, uint32_t flags)
+{
+	__atomic_store_n(&slot->flags, flags, __ATOMIC_RELEASE);
+}
+
+uint32_t slots_flags(const struct tg_slot *slot)
+{
+	return __atomic_load_n(&slot->flags, __ATOMIC_ACQUIRE);
+}
+
+uint32_t slots_key_gen(const struct tg_slot *slot)
+{
+	return __atomic_load_n(&slot->key_gen, __ATOMIC_ACQUIRE);
 }
 
 /*

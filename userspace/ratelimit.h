@@ -54,11 +54,12 @@ struct slots;
  */
 struct slots *slots_open(uint32_t capacity);
 /*
- * TEMPORARY (loader branch, until H3's slots_wrap from wt-slots is merged; the contract's
- * signature): an array over memory someone else owns (the mmapped tg_slots map). Borrowed:
- * slots_close frees only the wrapper. NULL and errno on failure.
+ * An array over memory someone else owns (the mmapped tg_slots map): capacity slots at mem,
+ * borrowed for the life of the wrapper; slots_close frees only the wrapper. NULL and errno
+ * (EINVAL for NULL mem or capacity 0) on failure.
  */
 struct slots *slots_wrap(struct tg_slot *mem, uint32_t capacity);
+/* Unmaps an array of slots_open, or frees the wrapper of slots_wrap. Accepts NULL. */
 void slots_close(struct slots *s);
 uint32_t slots_capacity(const struct slots *s);
 /* The slot at index i (< capacity), or NULL. Borrowed for the life of the array. */
@@ -67,6 +68,13 @@ struct tg_slot *slots_at(struct slots *s, uint32_t i);
 void slots_assign(struct tg_slot *slot, const struct limits *lim);
 /* Writes the windows' parameters for lim (absent windows: interval 0), keeping the TATs. */
 void slots_set_limits(struct tg_slot *slot, const struct limits *lim);
+/* True when every window's parameters in the slot are those slots_set_limits writes for lim. */
+bool slots_limits_match(const struct tg_slot *slot, const struct limits *lim);
+/* Replaces the slot's flags (TG_SLOT_*) in one atomic store; 0 retires the slot. */
+void slots_set_flags(struct tg_slot *slot, uint32_t flags);
+/* The slot's flags and key_gen as the kernel reads them. */
+uint32_t slots_flags(const struct tg_slot *slot);
+uint32_t slots_key_gen(const struct tg_slot *slot);
 
 /*
  * Charges one request at now_ns (CLOCK_MONOTONIC) against the key's windows from lim
