@@ -121,8 +121,7 @@ static uint64_t mono_ns(void)
 
 /* ---- options ---- */
 
-/* One CIDR ("10.0.0.0/8", "::1/128", a bare address = a host) into an LPM key. */
-static int allow_parse(const char *text, struct tg_lpm_key *out)
+int kernel_cidr_parse(const char *text, struct tg_lpm_key *out)
 {
 	char addr[64];
 	const char *slash = strchr(text, '/');
@@ -167,7 +166,7 @@ static int allow_parse_list(struct kernel *k, const char *list)
 			rc = -E2BIG;
 			break;
 		}
-		if (allow_parse(tok, &k->allow[k->n_allow])) {
+		if (kernel_cidr_parse(tok, &k->allow[k->n_allow])) {
 			log_warnx("kernel.allow: '%.64s' is not an address or CIDR prefix", tok);
 			rc = -EINVAL;
 			break;

@@ -139,6 +139,15 @@ struct kernel_penalty_entry {
 /* Copies up to cap penalty-box entries into out; *n gets how many were copied. */
 int kernel_penalty_list(struct kernel *k, struct kernel_penalty_entry *out, size_t cap, size_t *n);
 
+/*
+ * One CIDR prefix of kernel.allow ("10.0.0.0/8", "::1/128"; a bare address is a host) as a
+ * tg_allow key: IPv4 as ::ffff:a.b.c.d with 96 added to its prefix length. 0 or -EINVAL.
+ */
+int kernel_cidr_parse(const char *text, struct tg_lpm_key *out);
+
+/* tg_keys[khash] into *slot and *key_gen: 0, -ENOENT, or -errno. */
+int kernel_key_get(void *kctx, uint64_t khash, uint32_t *slot, uint32_t *key_gen);
+
 /* "seen", "not_tcp", ... for enum tg_verdict (the metrics label and JSON key). */
 const char *kernel_verdict_name(unsigned v);
 /* "off", "tc", "full" */

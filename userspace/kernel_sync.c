@@ -44,6 +44,18 @@ int kernel_key_put(void *kctx, uint64_t khash, uint32_t slot, uint32_t key_gen)
 	return 0;
 }
 
+int kernel_key_get(void *kctx, uint64_t khash, uint32_t *slot, uint32_t *key_gen)
+{
+	struct kernel *k = kctx;
+	struct tg_key_val v;
+
+	if (bpf_map_lookup_elem(k->keys_fd, &khash, &v))
+		return -errno;
+	*slot = v.slot;
+	*key_gen = v.key_gen;
+	return 0;
+}
+
 int kernel_key_del(void *kctx, uint64_t khash)
 {
 	struct kernel *k = kctx;

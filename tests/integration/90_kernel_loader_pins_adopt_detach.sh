@@ -145,6 +145,15 @@ expect test "$(tc_filters)" = 1
 expect test "$(xdp_progs)" = 1
 case_end
 
+case_start "tollctl status shows the mode, maps, interface and attachment, and the penalty box"
+ctl status
+expect test "$CTL_RC" = 0
+expect grep -q '^kernel path: full (ABI version 2)$' <<<"$BODY"
+expect grep -q "^maps: adopted under $TG_PIN " <<<"$BODY"
+expect grep -Eq "^  $TG_NET_GW_IF  TC ingress, XDP (native|generic)" <<<"$BODY"
+expect grep -q '^penalty box: 0 source(s)' <<<"$BODY"
+case_end
+
 case_start "rate state survived the restart: the flooded key is still refused at once"
 TG_CURL_NS=$TG_NET_CL_NS dp GET /v1/models
 expect_status 429

@@ -72,8 +72,11 @@ tg_net_gateway() {
 	local wrap=$tmp/tollgated-in-ns real=$TOLLGATED
 
 	printf '#!/bin/sh\nexec nsenter --net=/run/netns/%q %q "$@"\n' "$TG_NET_GW_NS" "$real" >"$wrap"
-	chmod +x "$wrap"
+	printf '#!/bin/sh\nexec nsenter --net=/run/netns/%q %q "$@"\n' "$TG_NET_GW_NS" "$TOLLCTL" \
+		>"$tmp/tollctl-in-ns"
+	chmod +x "$wrap" "$tmp/tollctl-in-ns"
 	TOLLGATED=$wrap
+	TOLLCTL=$tmp/tollctl-in-ns
 	TG_TOLLGATED_REAL=$real
 	TG_GATEWAY_ADDR=$TG_NET_GW_ADDR
 	TG_GATEWAY_HOST=$TG_NET_GW_ADDR
