@@ -323,7 +323,8 @@ static int xdp_detach_ours(const struct kernel_iface *ifc, bool print)
 		if (rc)
 			log_warnx("%s: cannot detach the XDP program: %s", ifc->name, strerror(-rc));
 		else if (print)
-			printf("%s: XDP program removed from the dispatcher\n", ifc->name);
+			printf("%s: XDP program removed%s\n", ifc->name,
+			       xdp_multiprog__is_legacy(mp) ? "" : " from the dispatcher");
 	}
 	xdp_multiprog__close(mp);
 	return rc;
