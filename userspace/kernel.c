@@ -299,7 +299,7 @@ static struct bpf_object *tc_object_open(struct kernel *k)
 	struct bpf_object *obj;
 	struct bpf_map *slots, *keys;
 
-	elf = tollgate_tc_bpf__elf_bytes(&sz);
+	elf = tollgate_tc__elf_bytes(&sz);
 	obj = bpf_object__open_mem(elf, sz, &oo);
 	if (!obj) {
 		log_warn("cannot open the TC object");

@@ -338,7 +338,7 @@ static struct xdp_program *xdp_open(struct kernel *k)
 	struct xdp_program *p;
 	struct bpf_map *m;
 	size_t sz = 0;
-	const void *elf = tollgate_xdp_bpf__elf_bytes(&sz);
+	const void *elf = tollgate_xdp__elf_bytes(&sz);
 
 	xo.obj = bpf_object__open_mem(elf, sz, &oo);
 	if (!xo.obj)
