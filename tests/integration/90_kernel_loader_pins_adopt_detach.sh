@@ -154,6 +154,41 @@ expect grep -Eq "^  $TG_NET_GW_IF  TC ingress, XDP (native|generic)" <<<"$BODY"
 expect grep -q '^penalty box: 0 source(s)' <<<"$BODY"
 case_end
 
+case_start "the heartbeat in tg_config moves once a second"
+hb1=$(bpftool -j map lookup pinned "$TG_PIN/tg_config" key 0 0 0 0 | jq '.formatted.value.daemon_heartbeat_ns')
+sleep 2.2
+hb2=$(bpftool -j map lookup pinned "$TG_PIN/tg_config" key 0 0 0 0 | jq '.formatted.value.daemon_heartbeat_ns')
+expect test "$hb2" -gt "$hb1"
+case_end
+
+# A penalty-box entry as the programs write it (little-endian bytes): the client's address
+# (::ffff:10.77.0.2), 7 refusals, 3 drops, 5 strikes, penalised for 100 s more.
+le64() { # N: 8 bytes, little-endian, as bpftool wants them
+	local n=$1 i out=""
+	for ((i = 0; i < 8; i++)); do out+="$((n & 255)) "; n=$((n >> 8)); done
+	echo "$out"
+}
+until_ns=$(awk '{ printf "%.0f", ($1 + 100) * 1e9 }' /proc/uptime) # ~CLOCK_MONOTONIC + 100 s
+bpftool map update pinned "$TG_PIN/tg_penalty" key 0 0 0 0 0 0 0 0 0 0 255 255 10 77 0 2 \
+	value $(le64 0) $(le64 "$until_ns") $(le64 7) $(le64 3) 0 0 0 0 5 0 0 0 0 0 0 0 0 0 0 0 ||
+	bail "writing a penalty-box entry with bpftool"
+case_start "a penalty-box entry shows in the API, tollctl status and /metrics"
+api GET /api/v1/kernel
+expect_json .penalty_box.entries 1
+expect_json '.penalty_box.data[0].address' "$TG_NET_CL_ADDR"
+expect_json '.penalty_box.data[0].refusals' 7
+expect_json '.penalty_box.data[0].dropped' 3
+expect_json '.penalty_box.data[0].strikes' 5
+expect_match '.penalty_box.data[0].until' "$TG_TIME_RE"
+ctl status
+expect grep -Eq "^$TG_NET_CL_ADDR +7 +3 +5 +[0-9]{4}-" <<<"$BODY"
+api GET /metrics
+expect grep -q '^tollgate_kernel_penalty_box_entries 1$' <<<"$BODY"
+api GET '/api/v1/kernel?limit=0'
+expect_status 400
+case_end
+bpftool map delete pinned "$TG_PIN/tg_penalty" key 0 0 0 0 0 0 0 0 0 0 255 255 10 77 0 2
+
 case_start "rate state survived the restart: the flooded key is still refused at once"
 TG_CURL_NS=$TG_NET_CL_NS dp GET /v1/models
 expect_status 429
@@ -191,6 +226,25 @@ case_start "detach again: nothing to do, still success"
 tg_in_gw "$TG_TOLLGATED_REAL" detach --pin-dir "$TG_PIN" >"$tmp/detach.out" 2>>"$TG_LOG"
 expect test $? = 0
 expect grep -q "nothing pinned there" "$tmp/detach.out"
+case_end
+
+case_start "kernel.mode=auto where the kernel path cannot load: runs without it, says why"
+TG_KERNEL_MODE=auto tg_start_daemon --set kernel.pin_dir=/proc/tollgate-cannot \
+	--set kernel.interfaces="$TG_NET_GW_IF" || fail "tollgated with kernel.mode=auto did not start"
+expect grep -q "kernel fast path unavailable" <(log_since_start)
+api GET /api/v1/kernel
+expect_json .mode off
+expect_json '.interfaces | length' 0
+expect test "$(tc_filters)" = 0
+case_end
+tg_stop_daemon
+
+case_start "kernel.mode=tc where the kernel path cannot load: a start-up error"
+TG_KERNEL_MODE=tc tg_start_daemon --set kernel.pin_dir=/proc/tollgate-cannot \
+	--set kernel.interfaces="$TG_NET_GW_IF" >/dev/null
+tg_stop_daemon
+expect test "${TG_EXIT:-0}" != 0
+expect grep -q "kernel.mode=tc: cannot load the kernel fast path" <(log_since_start)
 case_end
 
 case_start "kernel.mode=full on an interface that does not exist: start-up error naming it"
