@@ -373,6 +373,7 @@ static struct kernel *kernel_new(const struct kernel_opts *o)
 	pthread_mutex_init(&k->cfg_lock, NULL);
 	snprintf(k->pin_dir, sizeof(k->pin_dir), "%s", o->pin_dir);
 	k->mode = o->mode == KERNEL_MODE_TC ? TG_MODE_TC : TG_MODE_FULL;
+	k->mode_auto = o->mode == KERNEL_MODE_AUTO;
 	k->xdp_mode = o->xdp_mode;
 	k->capacity = o->rate_slots;
 	k->keys_max = o->rate_slots * 2;
@@ -446,11 +447,17 @@ int kernel_attach(struct kernel *k, uint16_t port)
 	k->cfg.daemon_heartbeat_ns = mono_ns();
 	rc = bpf_map_update_elem(k->config_fd, &zero, &k->cfg, BPF_ANY) ? -errno : 0;
 	pthread_mutex_unlock(&k->cfg_lock);
-	if (rc) {
-		log_warnx("cannot write %s: %s", TG_MAP_CONFIG, strerror(-rc));
-		return rc;
+	if (!rc)
+		rc = kernel_attach_all(k);
+	if (rc && k->mode_auto) {
+		/* The maps stay (the daemon charges the mmapped slots either way); where a program
+		 * did not attach, the daemon alone enforces, as it always can. */
+		log_warnx("kernel.mode=auto: cannot attach every kernel program (%s); where none "
+			  "is attached (tollctl status) the daemon enforces alone; set "
+			  "kernel.mode=off to silence this", strerror(-rc));
+		return 0;
 	}
-	return kernel_attach_all(k);
+	return rc;
 }
 
 void kernel_close(struct kernel *k)

@@ -27,6 +27,7 @@ struct xdp_program;
 struct kernel {
 	char pin_dir[256]; /* kernel.pin_dir is shorter (config) */
 	enum tg_mode mode;
+	bool mode_auto; /* kernel.mode auto: failing to attach is a warning, not an error */
 	enum kernel_xdp_req xdp_mode;
 	enum kernel_origin origin;
 	struct bpf_object *tc_obj;
