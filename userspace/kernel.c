@@ -52,6 +52,15 @@ const char *kernel_mode_name(enum tg_mode m)
 	return "unknown";
 }
 
+/* While libxdp probes (its dispatcher, native mode), its expected failures are not warnings:
+ * the caller logs the outcome; the details stay at debug level. */
+static __thread bool log_quiet;
+
+void kernel_log_quiet(bool quiet)
+{
+	log_quiet = quiet;
+}
+
 /* libbpf and libxdp start their lines with their name and end them with '\n'; the log adds
  * its own line end. */
 static int log_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -64,7 +73,7 @@ static int log_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 	while (n && line[n - 1] == '\n')
 		line[--n] = '\0';
 	/* bpf_tc_hook_create on an existing clsact: expected (-EEXIST is handled) */
-	if (level == LIBBPF_WARN && !strstr(line, "Exclusivity flag on"))
+	if (level == LIBBPF_WARN && !log_quiet && !strstr(line, "Exclusivity flag on"))
 		log_warnx("%s", line);
 	else
 		log_debug("%s", line);
@@ -80,7 +89,7 @@ static int xdp_log_print(enum libxdp_print_level level, const char *fmt, va_list
 	n = strlen(line);
 	while (n && line[n - 1] == '\n')
 		line[--n] = '\0';
-	if (level == LIBXDP_WARN)
+	if (level == LIBXDP_WARN && !log_quiet)
 		log_warnx("%s", line);
 	else
 		log_debug("%s", line);

@@ -330,6 +330,21 @@ static int xdp_detach_ours(const struct kernel_iface *ifc, bool print)
 	return rc;
 }
 
+/* Says whether libxdp's dispatcher holds our program (others can run beside it) or not. */
+static void xdp_log_dispatcher(const struct kernel_iface *ifc)
+{
+	struct xdp_multiprog *mp = xdp_multiprog__get_from_ifindex((int)ifc->ifindex);
+
+	if (!mp || libxdp_get_error(mp))
+		return;
+	if (xdp_multiprog__is_legacy(mp))
+		log_info("%s: XDP program attached alone (libxdp's dispatcher did not load here): "
+			 "another XDP program cannot share this interface", ifc->name);
+	else
+		log_info("%s: XDP program attached through libxdp's dispatcher", ifc->name);
+	xdp_multiprog__close(mp);
+}
+
 static struct xdp_program *xdp_open(struct kernel *k)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = k->pin_dir,
@@ -368,6 +383,9 @@ static int xdp_attach(struct kernel *k, size_t i)
 		log_warnx("%s: cannot open the XDP object", ifc->name);
 		return -EINVAL;
 	}
+	/* libxdp tries its dispatcher first and falls back to the program alone; native mode
+	 * may be missing: expected failures, logged by us below (details at debug level) */
+	kernel_log_quiet(true);
 	if (k->xdp_mode != KERNEL_XDP_GENERIC) {
 		rc = xdp_program__attach(p, (int)ifc->ifindex, XDP_MODE_NATIVE, 0);
 		if (!rc)
@@ -380,12 +398,15 @@ static int xdp_attach(struct kernel *k, size_t i)
 		if (!rc)
 			ifc->flags |= KERNEL_IF_XDP_SKB;
 	}
+	kernel_log_quiet(false);
 	if (rc) {
-		log_warnx("%s: cannot attach the XDP program: %s", ifc->name, strerror(-rc));
+		log_warnx("%s: cannot attach the XDP program: %s (log.level=debug shows libbpf's "
+			  "and libxdp's details)", ifc->name, strerror(-rc));
 		xdp_program__close(p);
 		return rc;
 	}
 	k->xdp[i] = p;
+	xdp_log_dispatcher(ifc);
 	return 0;
 }
 

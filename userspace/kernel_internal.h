@@ -81,5 +81,7 @@ int kernel_attach_all(struct kernel *k);
 int kernel_bpffs_mount(void);
 /* Routes libbpf's and libxdp's messages into the daemon's log. */
 void kernel_log_setup(void);
+/* true: this thread's libbpf/libxdp warnings go to debug (probes whose failure is expected). */
+void kernel_log_quiet(bool quiet);
 
 #endif /* TG_KERNEL_INTERNAL_H */
