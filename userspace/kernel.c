@@ -31,10 +31,10 @@
 #define BPFFS "/sys/fs/bpf"
 
 static const char *const verdict_names[TG_V__COUNT] = {
-	"seen", "not_tcp", "not_port", "no_payload", "not_http", "no_key", "unknown_key",
-	"stale_key", "established", "no_socket", "under_limit", "not_refusable", "refused",
-	"absorbed", "fragment", "ipv6_ext", "gso", "malformed", "reply_failed", "xdp_seen",
-	"xdp_dropped", "xdp_allowed", "penalised", "mode_off",
+    "seen",	    "not_tcp",	 "not_port",	"no_payload",  "not_http",    "no_key",
+    "unknown_key",  "stale_key", "established", "no_socket",   "under_limit", "not_refusable",
+    "refused",	    "absorbed",	 "fragment",	"ipv6_ext",    "gso",	      "malformed",
+    "reply_failed", "xdp_seen",	 "xdp_dropped", "xdp_allowed", "penalised",   "mode_off",
 };
 
 const char *kernel_verdict_name(unsigned v)
@@ -45,9 +45,12 @@ const char *kernel_verdict_name(unsigned v)
 const char *kernel_mode_name(enum tg_mode m)
 {
 	switch (m) {
-	case TG_MODE_OFF: return "off";
-	case TG_MODE_TC: return "tc";
-	case TG_MODE_FULL: return "full";
+	case TG_MODE_OFF:
+		return "off";
+	case TG_MODE_TC:
+		return "tc";
+	case TG_MODE_FULL:
+		return "full";
 	}
 	return "unknown";
 }
@@ -203,9 +206,9 @@ static int maps_find(struct kernel *k)
 	struct {
 		const char *name;
 		int *fd;
-	} t[] = {{TG_MAP_KEYS, &k->keys_fd},	   {TG_MAP_SLOTS, &k->slots_fd},
-		 {TG_MAP_CONFIG, &k->config_fd},   {TG_MAP_SECRET, &k->secret_fd},
-		 {TG_MAP_STATS, &k->stats_fd},	   {TG_MAP_PENALTY, &k->penalty_fd},
+	} t[] = {{TG_MAP_KEYS, &k->keys_fd},	 {TG_MAP_SLOTS, &k->slots_fd},
+		 {TG_MAP_CONFIG, &k->config_fd}, {TG_MAP_SECRET, &k->secret_fd},
+		 {TG_MAP_STATS, &k->stats_fd},	 {TG_MAP_PENALTY, &k->penalty_fd},
 		 {TG_MAP_ALLOW, &k->allow_fd}};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -283,8 +286,7 @@ static int config_init(struct kernel *k)
 {
 	uint32_t zero = 0;
 
-	if (k->origin != KERNEL_ADOPTED ||
-	    bpf_map_lookup_elem(k->config_fd, &zero, &k->cfg)) {
+	if (k->origin != KERNEL_ADOPTED || bpf_map_lookup_elem(k->config_fd, &zero, &k->cfg)) {
 		memset(&k->cfg, 0, sizeof(k->cfg));
 		k->cfg.abi_version = TG_ABI_VERSION;
 		k->cfg.mode = TG_MODE_OFF;
@@ -435,7 +437,7 @@ int kernel_open(const struct kernel_opts *o, struct kernel **out)
 	k->cfg.penalty_sec = want.penalty_sec;
 	k->cfg.penalty_v6_prefix_len = want.penalty_v6_prefix_len;
 	log_info("kernel fast path: %s maps under %s (%u slots, %u key entries)",
-		 k->origin == KERNEL_ADOPTED ? "adopted pinned"
+		 k->origin == KERNEL_ADOPTED	? "adopted pinned"
 		 : k->origin == KERNEL_MIGRATED ? "migrated"
 						: "created",
 		 k->pin_dir, k->capacity, k->keys_max);
@@ -463,7 +465,8 @@ int kernel_attach(struct kernel *k, uint16_t port)
 		 * did not attach, the daemon alone enforces, as it always can. */
 		log_warnx("kernel.mode=auto: cannot attach every kernel program (%s); where none "
 			  "is attached (tollctl status) the daemon enforces alone; set "
-			  "kernel.mode=off to silence this", strerror(-rc));
+			  "kernel.mode=off to silence this",
+			  strerror(-rc));
 		return 0;
 	}
 	return rc;

@@ -25,23 +25,23 @@ struct cidr_case {
 };
 
 static const struct cidr_case cidr_cases[] = {
-	{"10.0.0.0/8", 0, 104, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 0}},
-	{"127.0.0.0/8", 0, 104, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 0}},
-	{"192.168.1.5", 0, 128, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 168, 1, 5}},
-	{"0.0.0.0/0", 0, 96, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0}},
-	{"::1/128", 0, 128, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}},
-	{"fd00::/8", 0, 8, {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
-	{"2001:db8::", 0, 128, {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
-	{"", -EINVAL, 0, {0}},
-	{"/8", -EINVAL, 0, {0}},
-	{"10.0.0.0/", -EINVAL, 0, {0}},
-	{"10.0.0.0/33", -EINVAL, 0, {0}},
-	{"10.0.0.0/8x", -EINVAL, 0, {0}},
-	{"10.0.0.0/-1", -EINVAL, 0, {0}},
-	{"::/129", -EINVAL, 0, {0}},
-	{"10.0.0/8", -EINVAL, 0, {0}},
-	{"example.com/8", -EINVAL, 0, {0}},
-	{"10.0.0.0/8/8", -EINVAL, 0, {0}},
+    {"10.0.0.0/8", 0, 104, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 0}},
+    {"127.0.0.0/8", 0, 104, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 0}},
+    {"192.168.1.5", 0, 128, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 168, 1, 5}},
+    {"0.0.0.0/0", 0, 96, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0}},
+    {"::1/128", 0, 128, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}},
+    {"fd00::/8", 0, 8, {0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+    {"2001:db8::", 0, 128, {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}},
+    {"", -EINVAL, 0, {0}},
+    {"/8", -EINVAL, 0, {0}},
+    {"10.0.0.0/", -EINVAL, 0, {0}},
+    {"10.0.0.0/33", -EINVAL, 0, {0}},
+    {"10.0.0.0/8x", -EINVAL, 0, {0}},
+    {"10.0.0.0/-1", -EINVAL, 0, {0}},
+    {"::/129", -EINVAL, 0, {0}},
+    {"10.0.0/8", -EINVAL, 0, {0}},
+    {"example.com/8", -EINVAL, 0, {0}},
+    {"10.0.0.0/8/8", -EINVAL, 0, {0}},
 };
 
 static void t_cidr_table(void)
@@ -82,8 +82,12 @@ static void t_verdict_names(void)
 static struct kernel_opts opts(enum kernel_mode_req mode, const char *ifs, const char *allow,
 			       const char *pin)
 {
-	return (struct kernel_opts){.mode = mode, .interfaces = ifs, .allow = allow,
-				    .pin_dir = pin, .rate_slots = 64, .secret = secret,
+	return (struct kernel_opts){.mode = mode,
+				    .interfaces = ifs,
+				    .allow = allow,
+				    .pin_dir = pin,
+				    .rate_slots = 64,
+				    .secret = secret,
 				    .data_listen = "127.0.0.1:8080"};
 }
 
@@ -219,14 +223,14 @@ static void t_slots_are_shared_memory(void)
 }
 
 static const struct tg_case cases[] = {
-	{"kernel.allow prefixes: IPv4 mapped, IPv6, hosts; malformed ones refused", t_cidr_table},
-	{"verdict and mode names: complete, distinct, snake_case", t_verdict_names},
-	{"an unknown interface or a bad prefix is an error before anything is loaded",
-	 t_bad_options_change_nothing},
-	{"mode off: no kernel, options not even looked at", t_mode_off_is_no_kernel},
-	{"tg_keys: put, get, delete; a slot beyond the map refused", t_key_put_get_del},
-	{"reconcile leaves exactly the given entries; bad input changes nothing", t_reconcile_exact},
-	{"tg_slots is mapped whole; a reopen adopts it with its state", t_slots_are_shared_memory},
+    {"kernel.allow prefixes: IPv4 mapped, IPv6, hosts; malformed ones refused", t_cidr_table},
+    {"verdict and mode names: complete, distinct, snake_case", t_verdict_names},
+    {"an unknown interface or a bad prefix is an error before anything is loaded",
+     t_bad_options_change_nothing},
+    {"mode off: no kernel, options not even looked at", t_mode_off_is_no_kernel},
+    {"tg_keys: put, get, delete; a slot beyond the map refused", t_key_put_get_del},
+    {"reconcile leaves exactly the given entries; bad input changes nothing", t_reconcile_exact},
+    {"tg_slots is mapped whole; a reopen adopts it with its state", t_slots_are_shared_memory},
 };
 
 int main(void)
