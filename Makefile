@@ -41,7 +41,7 @@ BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(BPF_SRCS:bpf/%.bpf.c=$(O)/bpf/%.bpf.o)
 BPF_SKELS := $(BPF_OBJS:.bpf.o=.skel.h)
 BPF_TEST_SRCS := $(wildcard bpf/test/*.bpf.c)
-BPF_TEST_SKELS := $(BPF_TEST_SRCS:bpf/test/%.bpf.c=$(O)/bpf/test/%.skel.h)
+BPF_TEST_OBJS := $(BPF_TEST_SRCS:bpf/test/%.bpf.c=$(O)/bpf/test/%.bpf.o)
 BPF_TEST_SRCS_C := $(wildcard tests/bpf/test_*.c)
 BPF_TEST_BINS := $(BPF_TEST_SRCS_C:tests/bpf/%.c=$(O)/tests/bpf/%)
 LIBS_BPF := -lbpf -lelf -lz
@@ -53,6 +53,9 @@ all: $(O)/tollgated $(O)/tollctl $(O)/mock-llm $(UNIT_BINS) $(BENCH_BINS) bpf $(
 	$(BENCH_BPF_BINS) ## build everything (-Werror)
 
 bpf: $(BPF_OBJS) $(BPF_SKELS) ## kernel programs: $(O)/bpf/*.bpf.o and their *.skel.h
+
+# Keep the test probes' objects too (for bpftool/llvm-objdump), not only their skeletons.
+.SECONDARY: $(BPF_TEST_OBJS)
 
 $(O)/bpf/vmlinux.h:
 	@mkdir -p $(@D)
@@ -69,6 +72,7 @@ $(O)/bpf/%.skel.h: $(O)/bpf/%.bpf.o
 
 # A BPF test binary needs its skeleton before its first compile (before a .d file exists).
 $(O)/obj/tests/bpf/test_xdp.o: $(O)/bpf/tollgate_xdp.skel.h
+$(O)/obj/tests/bpf/test_xdp_attach.o: $(O)/bpf/tollgate_xdp.skel.h
 $(O)/obj/tests/bpf/test_tc.o: $(O)/bpf/tollgate_tc.skel.h
 $(O)/obj/tests/bpf/test_penalty.o: $(O)/bpf/test/penalty_probe.skel.h $(O)/bpf/tollgate_xdp.skel.h
 $(O)/obj/tools/bench/bench_bpf.o: $(O)/bpf/tollgate_xdp.skel.h
@@ -78,6 +82,11 @@ $(O)/obj/tests/bpf/%.o $(O)/obj/tools/bench/bench_bpf.o: CFLAGS += -I$(O)/bpf -I
 $(O)/tests/bpf/%: $(O)/obj/tests/bpf/%.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_BPF)
+
+# The one BPF test that attaches for real, through libxdp's dispatcher.
+$(O)/tests/bpf/test_xdp_attach: $(O)/obj/tests/bpf/test_xdp_attach.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ -lxdp $(LIBS_BPF)
 
 $(O)/bench/bench_bpf: $(O)/obj/tools/bench/bench_bpf.o
 	@mkdir -p $(@D)
