@@ -66,36 +66,42 @@ void kernel_log_quiet(bool quiet)
 
 /* libbpf and libxdp start their lines with their name and end them with '\n'; the log adds
  * its own line end. */
+/*
+ * One libbpf/libxdp message into the log. A verifier log comes as one message of many
+ * lines; only its end says why a program was refused, so a long one keeps its last
+ * LOG_KEEP bytes.
+ */
+#define LOG_KEEP 8192
+
+static void lib_log(bool warn, const char *fmt, va_list ap)
+{
+	char *text = NULL, *show;
+	int len = vasprintf(&text, fmt, ap);
+
+	if (len < 0)
+		return;
+	while (len > 0 && text[len - 1] == '\n')
+		text[--len] = '\0';
+	/* bpf_tc_hook_create on an existing clsact: expected (-EEXIST is handled) */
+	if (strstr(text, "Exclusivity flag on"))
+		warn = false;
+	show = len > LOG_KEEP ? text + len - LOG_KEEP : text;
+	if (warn)
+		log_warnx("%s%s", show != text ? "[...] " : "", show);
+	else
+		log_debug("%s%s", show != text ? "[...] " : "", show);
+	free(text);
+}
+
 static int log_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	char line[512];
-	size_t n;
-
-	vsnprintf(line, sizeof(line), fmt, ap);
-	n = strlen(line);
-	while (n && line[n - 1] == '\n')
-		line[--n] = '\0';
-	/* bpf_tc_hook_create on an existing clsact: expected (-EEXIST is handled) */
-	if (level == LIBBPF_WARN && !log_quiet && !strstr(line, "Exclusivity flag on"))
-		log_warnx("%s", line);
-	else
-		log_debug("%s", line);
+	lib_log(level == LIBBPF_WARN && !log_quiet, fmt, ap);
 	return 0;
 }
 
 static int xdp_log_print(enum libxdp_print_level level, const char *fmt, va_list ap)
 {
-	char line[512];
-	size_t n;
-
-	vsnprintf(line, sizeof(line), fmt, ap);
-	n = strlen(line);
-	while (n && line[n - 1] == '\n')
-		line[--n] = '\0';
-	if (level == LIBXDP_WARN && !log_quiet)
-		log_warnx("%s", line);
-	else
-		log_debug("%s", line);
+	lib_log(level == LIBXDP_WARN && !log_quiet, fmt, ap);
 	return 0;
 }
 
