@@ -60,6 +60,10 @@ xdp_progs() { # programs named tg_xdp_penalty on the gateway veth (alone or in a
 	tg_in_gw xdp-loader status "$TG_NET_GW_IF" 2>/dev/null | grep -c 'tg_xdp_penalty'
 }
 
+le32() { # N: 4 bytes, little-endian, as bpftool wants a key
+	echo "$(($1 & 255)) $((($1 >> 8) & 255)) $((($1 >> 16) & 255)) $((($1 >> 24) & 255))"
+}
+
 keys_entries() {
 	bpftool -j map dump pinned "$TG_PIN/tg_keys" | jq length
 }
@@ -110,8 +114,13 @@ case_start "tg_keys holds the key's hash after creation and loses it after revoc
 expect test "$(keys_entries)" = 0
 key_json=$(new_key '{"name":"kernel","owner":"team:k","tier":"basic","limits":{"requests_per_second":1,"burst":2}}')
 key_id=$(jq -r .id <<<"$key_json")
+key_slot=$(jq -r .slot <<<"$key_json")
 DP_KEY=$(jq -r .key <<<"$key_json")
 expect test "$(keys_entries)" = 1
+# the entry leads to the key's slot (its "slot" in the admin API), which is active
+expect test "$(bpftool -j map dump pinned "$TG_PIN/tg_keys" | jq '.[0].formatted.value.slot')" = "$key_slot"
+expect test "$(bpftool -j map lookup pinned "$TG_PIN/tg_slots" key $(le32 "$key_slot") |
+	jq '.formatted.value.flags')" = 3
 api DELETE "/api/v1/keys/$key_id"
 expect_status 200
 expect test "$(keys_entries)" = 0
