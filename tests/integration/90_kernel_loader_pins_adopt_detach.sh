@@ -237,6 +237,19 @@ expect test $? = 0
 expect grep -q "nothing pinned there" "$tmp/detach.out"
 case_end
 
+start || bail "tollgated started again after detach"
+tg_kill_daemon
+rm -rf "$TG_PIN" # the record of attachments is lost with the pins
+case_start "pins lost: detach --interfaces still finds our programs by name and removes them"
+expect test "$(tc_filters)" = 1
+tg_in_gw "$TG_TOLLGATED_REAL" detach --pin-dir "$TG_PIN" --interfaces "$TG_NET_GW_IF" \
+	>"$tmp/detach.out" 2>>"$TG_LOG"
+expect test $? = 0
+expect test "$(tc_filters)" = 0
+expect test "$(xdp_progs)" = 0
+case_end
+tg_in_gw tc qdisc del dev "$TG_NET_GW_IF" clsact 2>/dev/null # left alone by a named detach
+
 case_start "kernel.mode=auto where the kernel path cannot load: runs without it, says why"
 TG_KERNEL_MODE=auto tg_start_daemon --set kernel.pin_dir=/proc/tollgate-cannot \
 	--set kernel.interfaces="$TG_NET_GW_IF" || fail "tollgated with kernel.mode=auto did not start"
