@@ -519,12 +519,14 @@ static size_t detach_targets(const char *pin_dir, const char *interfaces, struct
 {
 	uint32_t key, next;
 	size_t n = 0;
+	bool first = true;
 	int fd = ifaces_map_get(pin_dir, false);
 
-	while (fd >= 0 && n < cap && bpf_map_get_next_key(fd, n ? &key : NULL, &next) == 0) {
+	while (fd >= 0 && n < cap && bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
 		if (bpf_map_lookup_elem(fd, &next, &v[n]) == 0)
 			n++;
 		key = next;
+		first = false;
 	}
 	if (fd >= 0)
 		close(fd);
