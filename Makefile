@@ -23,7 +23,7 @@ MOCK_SRCS := $(wildcard tools/mock-llm/*.c)
 MOCK_OBJS := $(MOCK_SRCS:%.c=$(O)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
-BENCH_BPF_SRCS := tools/bench/bench_bpf.c
+BENCH_BPF_SRCS := tools/bench/bench_bpf.c tools/bench/bench_bpf_tc.c
 BENCH_SRCS := $(filter-out $(BENCH_BPF_SRCS),$(wildcard tools/bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:tools/bench/%.c=$(O)/bench/%)
 BENCH_BPF_BINS := $(patsubst tools/bench/%.c,$(O)/bench/%,$(wildcard $(BENCH_BPF_SRCS)))
@@ -76,8 +76,10 @@ $(O)/obj/tests/bpf/test_xdp_attach.o: $(O)/bpf/tollgate_xdp.skel.h
 $(O)/obj/tests/bpf/test_tc.o: $(O)/bpf/tollgate_tc.skel.h
 $(O)/obj/tests/bpf/test_penalty.o: $(O)/bpf/test/penalty_probe.skel.h $(O)/bpf/tollgate_xdp.skel.h
 $(O)/obj/tools/bench/bench_bpf.o: $(O)/bpf/tollgate_xdp.skel.h
+$(O)/obj/tools/bench/bench_bpf_tc.o: $(O)/bpf/tollgate_tc.skel.h
 
-$(O)/obj/tests/bpf/%.o $(O)/obj/tools/bench/bench_bpf.o: CFLAGS += -I$(O)/bpf -Itests/unit -Itests/bpf
+$(O)/obj/tests/bpf/%.o $(O)/obj/tools/bench/bench_bpf.o $(O)/obj/tools/bench/bench_bpf_tc.o: \
+	CFLAGS += -I$(O)/bpf -Itests/unit -Itests/bpf
 
 $(O)/tests/bpf/%: $(O)/obj/tests/bpf/%.o
 	@mkdir -p $(@D)
@@ -89,6 +91,10 @@ $(O)/tests/bpf/test_xdp_attach: $(O)/obj/tests/bpf/test_xdp_attach.o
 	$(CC) $(LDFLAGS) -o $@ $^ -lxdp $(LIBS_BPF)
 
 $(O)/bench/bench_bpf: $(O)/obj/tools/bench/bench_bpf.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_BPF)
+
+$(O)/bench/bench_bpf_tc: $(O)/obj/tools/bench/bench_bpf_tc.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_BPF)
 

@@ -106,7 +106,7 @@ static __always_inline __u32 tg_hdr_name(const __u8 *buf, __u32 s, __u32 eol, __
 		return TG_HDR_AUTH;
 	}
 	if (eol > s + 10 &&
-	    (w0 | 0x2020200020202020ULL) == TG_LE8('x', '-', 'a', 'p', 'i', '-', 'k', 'e') &&
+	    (w0 | 0x2020002020200020ULL) == TG_LE8('x', '-', 'a', 'p', 'i', '-', 'k', 'e') &&
 	    ((w1 | 0x20ULL) & 0xffffULL) == TG_LE8('y', ':', 0, 0, 0, 0, 0, 0)) {
 		*nlen = 10;
 		return TG_HDR_XKEY;
