@@ -16,7 +16,6 @@
  * format, its headers and JSON (cJSON, loaded at run time) read back, its checksums
  * recomputed independently; the packet the program returns must be the bare RST.
  */
-#include <dlfcn.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -28,9 +27,8 @@
 #include <linux/if_packet.h>
 #include <linux/pkt_cls.h>
 
-#include <cjson/cJSON.h>
-
 #include "tg_bpf_test.h"
+#include "tc_reply.h"
 #include "tollgate/siphash.h"
 #include "tollgate_tc.skel.h"
 
@@ -38,8 +36,6 @@ static struct tollgate_tc *skel;
 
 #define NOW (1000 * TG_NS_PER_SEC) /* the injected clock */
 #define MS 1000000ULL
-#define REPLY_LEN 804 /* TG_REPLY_LEN: the 429's constant length */
-#define BODY_LEN 386
 
 static const struct tg_secret secret = { 0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL };
 
@@ -51,8 +47,10 @@ static const struct tg_secret secret = { 0x0706050403020100ULL, 0x0f0e0d0c0b0a09
 #define KEY_SOFT "tg_live_soft_9a8b7c6d5e4f3a2b"
 #define KEY_STALE "tg_live_stale_4e5f6a7b8c9d0e1f"
 #define KEY_OTHER "tg_live_other_00112233445566778"
+#define KEY_EDGE "tg_live_edge_0f1e2d3c4b5a69788"
+#define KEY_BIG "tg_live_big_8796a5b4c3d2e1f00"
 
-enum { S_UNDER, S_OVER, S_MIN, S_HOUR, S_SOFT, S_STALE, S__COUNT };
+enum { S_UNDER = 0, S_OVER, S_MIN, S_HOUR, S_SOFT, S_STALE, S_EDGE, S_BIG, S__COUNT };
 
 static __u64 key_hash(const char *key, size_t len)
 {
@@ -78,6 +76,13 @@ static struct tg_slot slot_of(int which)
 		s.win[TG_WIN_MINUTE] = (struct tg_window){ NOW + 99 * 600 * MS + 12300 * MS,
 							   600 * MS, 99 * 600 * MS };
 		break;
+	case S_EDGE: /* 1/s, burst 1, one ns to wait: every figure rounds up */
+		s.win[TG_WIN_SECOND] = (struct tg_window){ NOW + 1, 1000 * MS, 0 };
+		break;
+	case S_BIG: /* 1,000,000/s, burst 2,000,000, an hour to wait */
+		s.win[TG_WIN_SECOND] = (struct tg_window){ NOW + 1999999000ULL + 3600000 * MS,
+							   1000, 1999999000ULL };
+		break;
 	case S_HOUR: /* minute refuses 0.5 s, hour 1.5 s: the hour is reported */
 		s.win[TG_WIN_MINUTE] = (struct tg_window){ NOW + 99 * 600 * MS + 500 * MS,
 							   600 * MS, 99 * 600 * MS };
@@ -100,8 +105,8 @@ static int add_key(const char *key, size_t len, __u32 slot)
 /* The whole world: configuration, secret, slots, keys; nothing killed or penalised. */
 static int world_set(int mode)
 {
-	static const char *const keys[S__COUNT] = { KEY_UNDER, KEY_OVER, KEY_MIN,
-						    KEY_HOUR,  KEY_SOFT, KEY_STALE };
+	static const char *const keys[S__COUNT] = { KEY_UNDER, KEY_OVER,  KEY_MIN,  KEY_HOUR,
+						    KEY_SOFT,  KEY_STALE, KEY_EDGE, KEY_BIG };
 	struct tg_config cfg = tg_bpf_config_default();
 	const struct bpf_object *obj = skel->obj;
 	int err;
@@ -687,41 +692,7 @@ static int capture(uint8_t *buf, size_t size, uint16_t sport)
 	return -1;
 }
 
-/* cJSON, loaded at run time (the tests/bpf link line has libbpf only). */
-static struct {
-	void *lib;
-	__typeof__(cJSON_Parse) *parse;
-	__typeof__(cJSON_Delete) *del;
-	__typeof__(cJSON_GetObjectItemCaseSensitive) *get;
-	__typeof__(cJSON_GetStringValue) *str;
-	__typeof__(cJSON_IsNull) *is_null;
-} cj;
-
-static int cjson_load(void)
-{
-	if (cj.lib)
-		return 0;
-	cj.lib = dlopen("libcjson.so.1", RTLD_NOW);
-	if (!cj.lib)
-		return -1;
-	cj.parse = (__typeof__(cj.parse))dlsym(cj.lib, "cJSON_Parse");
-	cj.del = (__typeof__(cj.del))dlsym(cj.lib, "cJSON_Delete");
-	cj.get = (__typeof__(cj.get))dlsym(cj.lib, "cJSON_GetObjectItemCaseSensitive");
-	cj.str = (__typeof__(cj.str))dlsym(cj.lib, "cJSON_GetStringValue");
-	cj.is_null = (__typeof__(cj.is_null))dlsym(cj.lib, "cJSON_IsNull");
-	return cj.parse && cj.del && cj.get && cj.str && cj.is_null ? 0 : -1;
-}
-
-/* What a refusal must say, in the daemon's words. */
-struct want {
-	const char *retry_after; /* Retry-After */
-	const char *limit;	 /* x-ratelimit-limit-requests, X-RateLimit-Limit */
-	const char *reset;	 /* x-ratelimit-reset-requests */
-	const char *reset_s;	 /* X-RateLimit-Reset */
-	const char *window;	 /* second, minute, hour */
-	const char *message;
-};
-
+/* The refusals of the slots above, in the daemon's words. */
 static const struct want want_over = {
 	"1", "20", "2.15s", "3", "second",
 	"Rate limit exceeded for this key: 20 requests per second (rate 10/s, burst 20); "
@@ -738,84 +709,16 @@ static const struct want want_hour = {
 	"(bucket full again in 3597.9 s)"
 };
 
-/* The 429 as the format documented in bpf/lib/reply.h lays it out, built here apart. */
-static void expected_reply(const struct want *w, char *out)
-{
-	static const char start[] = "{\"error\":{\"type\":\"request_rate_limit_exceeded\","
-				    "\"param\":null,";
-	char tail[512];
-	int h, t;
-
-	h = snprintf(out, REPLY_LEN + 1,
-		     "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
-		     "Content-Length: %d\r\nConnection: close\r\nRetry-After: %20s\r\n"
-		     "x-ratelimit-limit-requests: %20s\r\nx-ratelimit-remaining-requests: 0\r\n"
-		     "x-ratelimit-reset-requests: %25s\r\nX-RateLimit-Limit: %20s\r\n"
-		     "X-RateLimit-Remaining: 0\r\nX-RateLimit-Reset: %20s\r\n"
-		     "x-tollgate-enforcer: kernel\r\n\r\n%s",
-		     BODY_LEN, w->retry_after, w->limit, w->reset, w->limit, w->reset_s, start);
-	t = snprintf(tail, sizeof(tail), "\"code\":\"requests_per_%s\",\"message\":\"%s\"}}\n",
-		     w->window, w->message);
-	memset(out + h, ' ', (size_t)(REPLY_LEN - h - t));
-	memcpy(out + REPLY_LEN - t, tail, (size_t)t);
-	out[REPLY_LEN] = '\0';
-}
-
-/* The header value of name in the HTTP head (blanks around it dropped), or "". */
-static const char *header(const char *head, const char *name, char *buf, size_t size)
-{
-	size_t n = strlen(name);
-	const char *p = head;
-
-	buf[0] = '\0';
-	while ((p = strstr(p, "\r\n")) != NULL) {
-		p += 2;
-		if (strncmp(p, name, n) == 0 && p[n] == ':') {
-			const char *v = p + n + 1, *e = strstr(v, "\r\n");
-
-			while (*v == ' ')
-				v++;
-			while (e > v && e[-1] == ' ')
-				e--;
-			snprintf(buf, size, "%.*s", (int)(e - v), v);
-			break;
-		}
-	}
-	return buf;
-}
-
-/* The reply text read as a client would: status, every header, the JSON body. */
-static void check_http(const char *text, const struct want *w)
-{
-	char v[64], code[64];
-	const char *body = strstr(text, "\r\n\r\n");
-	cJSON *root, *err;
-
-	TG_REQUIRE(body && strncmp(text, "HTTP/1.1 429 Too Many Requests\r\n", 32) == 0);
-	body += 4;
-	TG_CHECK_INT(strtol(header(text, "Content-Length", v, sizeof(v)), NULL, 10),
-		     (long)strlen(body));
-	TG_CHECK_STR(header(text, "Content-Type", v, sizeof(v)), "application/json");
-	TG_CHECK_STR(header(text, "Connection", v, sizeof(v)), "close");
-	TG_CHECK_STR(header(text, "Retry-After", v, sizeof(v)), w->retry_after);
-	TG_CHECK_STR(header(text, "x-ratelimit-limit-requests", v, sizeof(v)), w->limit);
-	TG_CHECK_STR(header(text, "x-ratelimit-remaining-requests", v, sizeof(v)), "0");
-	TG_CHECK_STR(header(text, "x-ratelimit-reset-requests", v, sizeof(v)), w->reset);
-	TG_CHECK_STR(header(text, "X-RateLimit-Limit", v, sizeof(v)), w->limit);
-	TG_CHECK_STR(header(text, "X-RateLimit-Remaining", v, sizeof(v)), "0");
-	TG_CHECK_STR(header(text, "X-RateLimit-Reset", v, sizeof(v)), w->reset_s);
-	TG_CHECK_STR(header(text, "x-tollgate-enforcer", v, sizeof(v)), "kernel");
-	TG_REQUIRE(cjson_load() == 0);
-	root = cj.parse(body);
-	TG_REQUIRE(root != NULL);
-	err = cj.get(root, "error");
-	snprintf(code, sizeof(code), "requests_per_%s", w->window);
-	TG_CHECK(err && cj.is_null(cj.get(err, "param")));
-	TG_CHECK_STR(err ? cj.str(cj.get(err, "type")) : NULL, "request_rate_limit_exceeded");
-	TG_CHECK_STR(err ? cj.str(cj.get(err, "code")) : NULL, code);
-	TG_CHECK_STR(err ? cj.str(cj.get(err, "message")) : NULL, w->message);
-	cj.del(root);
-}
+static const struct want want_edge = {
+	"1", "1", "0.001s", "1", "second",
+	"Rate limit exceeded for this key: 1 request per second (rate 1/s, burst 1); "
+	"retry after 0.001 s (bucket full again in 0.001 s)"
+};
+static const struct want want_big = {
+	"3600", "2000000", "3602s", "3602", "second",
+	"Rate limit exceeded for this key: 2000000 requests per second (rate 1000000/s, "
+	"burst 2000000); retry after 3600.0 s (bucket full again in 3602.0 s)"
+};
 
 /* A request segment of a real connection and what must come of it. */
 struct refusal {
@@ -980,6 +883,20 @@ static void case_refuse_hour_longest(void)
 	refusal_run(&r);
 }
 
+static void case_refuse_rounding(void)
+{
+	struct refusal r = { 4, 8080, KEY_EDGE, &want_edge, 1, 0, 0 };
+
+	refusal_run(&r);
+}
+
+static void case_refuse_big_numbers(void)
+{
+	struct refusal r = { 6, 8080, KEY_BIG, &want_big, 1, 0, 0 };
+
+	refusal_run(&r);
+}
+
 static void case_established_passes(void)
 {
 	struct refusal r = { 4, 8081, KEY_OVER, NULL, 1, 0, 0 };
@@ -1026,6 +943,8 @@ static const struct tg_case cases[] = {
 	{ "IPv6 embryonic over limit: exact 429 and RST", case_refuse_v6 },
 	{ "minute window refusing: 429 names the minute", case_refuse_minute },
 	{ "minute and hour refusing: 429 names the longer (hour)", case_refuse_hour_longest },
+	{ "1 ns to wait: singular, every figure rounded up", case_refuse_rounding },
+	{ "large limits and an hour to wait", case_refuse_big_numbers },
 	{ "over limit on an accepted connection passes (ESTABLISHED)", case_established_passes },
 	{ "a refusal records the flow and counts the source", case_refusal_records },
 };
