@@ -11,7 +11,7 @@ CFLAGS_BASE := -std=gnu11 -O2 -g -D_GNU_SOURCE -pthread \
 	-Iinclude -Iuserspace -Imigrations
 CFLAGS += $(CFLAGS_BASE) $(SAN)
 LDFLAGS += $(SAN) -pthread
-LIBS_DAEMON := -llmdb -largon2 -lmicrohttpd -lcjson -lcurl
+LIBS_DAEMON := -llmdb -largon2 -lmicrohttpd -lcjson -lcurl -lbpf -lxdp -lelf -lz -lm
 LIBS_CTL := -lcurl -lcjson
 
 DAEMON_SRCS := $(wildcard userspace/*.c) $(wildcard migrations/*.c)
@@ -101,6 +101,12 @@ $(O)/bench/bench_bpf_tc: $(O)/obj/tools/bench/bench_bpf_tc.o
 $(O)/obj/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# The loader embeds the programs: their skeletons' ELF bytes (kernel.c the TC program,
+# kernel_attach.c the XDP one).
+$(O)/obj/userspace/kernel.o: $(O)/bpf/tollgate_tc.skel.h
+$(O)/obj/userspace/kernel_attach.o: $(O)/bpf/tollgate_xdp.skel.h
+$(O)/obj/userspace/kernel.o $(O)/obj/userspace/kernel_attach.o: CFLAGS += -I$(O)/bpf
 
 $(O)/libtollgate.a: $(LIB_OBJS)
 	@rm -f $@

@@ -35,6 +35,7 @@ struct admin {
 	struct http_server *http;
 	struct keys *k;
 	struct store *s;
+	struct kernel *kernel; /* NULL: kernel path off */
 };
 
 /* One request on its way through a handler. */
@@ -783,6 +784,35 @@ static void h_token_revoke(struct admin_call *c)
 	explicit_bzero(&r, sizeof(r));
 }
 
+/* ?limit=N (1..10000, default 100): penalty-box entries listed. */
+static int kernel_query_cb(const char *k, const char *v, void *arg)
+{
+	size_t *limit = arg;
+	char *end;
+	unsigned long n;
+
+	if (strcmp(k, "limit"))
+		return -ENOENT;
+	n = strtoul(v, &end, 10);
+	if (!*v || *end || n < 1 || n > 10000)
+		return -ERANGE;
+	*limit = n;
+	return 0;
+}
+
+static void h_kernel(struct admin_call *c)
+{
+	size_t limit = 100;
+
+	if (http_req_query_each(c->req, kernel_query_cb, &limit)) {
+		http_reply_error(c->req, 400, "invalid_request_error", "invalid_query", "limit",
+				 "the only query parameter is limit, a whole number from 1 to "
+				 "10000 (penalty-box entries listed)");
+		return;
+	}
+	reply_obj(c, 200, admin_kernel_json(c->a->kernel, limit));
+}
+
 /* ---- routing ---- */
 
 static const struct admin_route admin_routes[] = {
@@ -802,6 +832,7 @@ static const struct admin_route admin_routes[] = {
     {"POST", "/api/v1/admin/tokens", R_ADMIN, h_token_create},
     {"GET", "/api/v1/admin/tokens", R_ADMIN | R_VIEWER, h_token_list},
     {"DELETE", "/api/v1/admin/tokens/:", R_ADMIN, h_token_revoke},
+    {"GET", "/api/v1/kernel", R_ADMIN | R_VIEWER, h_kernel},
 };
 
 
@@ -889,6 +920,7 @@ struct admin *admin_start(const struct admin_opts *o, struct keys *k, struct sto
 		return NULL;
 	a->k = k;
 	a->s = s;
+	a->kernel = o ? o->kernel : NULL;
 	a->http = http_start(&ho, admin_handle, a);
 	if (!a->http) {
 		err = errno;

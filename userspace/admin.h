@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 struct keys;
+struct kernel;
 struct store;
 
 struct admin_opts {
@@ -17,6 +18,7 @@ struct admin_opts {
 	unsigned threads;	/* default 2 */
 	size_t max_body;	/* default 65536 */
 	unsigned timeout_sec;	/* default 30 */
+	struct kernel *kernel;	/* GET /api/v1/kernel reads it; NULL: the kernel path is off */
 };
 
 struct admin;

@@ -106,6 +106,9 @@ void admin_list_query_filter(const struct admin_list_query *q, struct keys_filte
 cJSON *admin_key_json(const struct key_record *r, const struct limits *tier_limits, int64_t now);
 cJSON *admin_tier_json(const struct tier *t);
 cJSON *admin_token_json(const struct token_record *r);
+struct kernel;
+/* GET /api/v1/kernel (admin_kernel.c): status of the kernel path, k NULL = off. */
+cJSON *admin_kernel_json(struct kernel *k, size_t penalty_limit);
 /* Adds every set field of l to o, requests_per_second as a decimal number (2.5). */
 bool admin_limits_add(cJSON *o, const struct limits *l);
 

@@ -5,6 +5,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,12 +13,15 @@
 #include <cjson/cJSON.h>
 
 #include "config.h"
+#include "kernel.h"
 #include "log.h"
 
 enum field_type {
 	FT_STR = 0, /* char array, size in 'max' */
 	FT_U32,	    /* integer in [min, max] */
 	FT_ENUM,    /* one of 'names', stored as its index (u32) */
+	FT_LIST,    /* comma-separated strings (a JSON array of strings too); may be empty */
+	FT_MILLI,   /* decimal with up to 3 fraction digits, stored x 1000 (u32) in [min, max] */
 };
 
 struct config_field {
@@ -31,6 +35,8 @@ struct config_field {
 
 static const char *const sync_names[] = {"full", "meta", "none", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
+static const char *const kmode_names[] = {"auto", "full", "tc", "off", NULL};
+static const char *const xdp_names[] = {"auto", "native", "generic", NULL};
 
 #define OFF(f) offsetof(struct config, f)
 #define KOFF(f) (offsetof(struct config, keys) + offsetof(struct keys_opts, f))
@@ -90,6 +96,24 @@ static const struct config_field config_fields[] = {
 	 "usage records per store transaction"},
 	{"usage.max_delay_us", FT_U32, OFF(usage_max_delay_us), 0, 1000000, NULL,
 	 "a usage batch waits at most this long for more records"},
+	{"kernel.mode", FT_ENUM, OFF(kernel_mode), 0, 0, kmode_names,
+	 "auto: full when BPF loads, else off with a warning; full, tc: or fail; off"},
+	{"kernel.interfaces", FT_LIST, OFF(kernel_interfaces), 0, 256, NULL,
+	 "interfaces to attach to, comma-separated; empty: those holding data.listen's address"},
+	{"kernel.pin_dir", FT_STR, OFF(kernel_pin_dir), 0, 128, NULL,
+	 "bpffs directory of the pinned maps and programs"},
+	{"kernel.xdp_mode", FT_ENUM, OFF(kernel_xdp_mode), 0, 0, xdp_names,
+	 "auto: native where the driver has it, else generic; native; generic"},
+	{"kernel.penalty_multiple", FT_MILLI, OFF(kernel_penalty_multiple_milli), 100, 1000000,
+	 NULL, "refusals per second above this multiple of the key's rate count as a strike"},
+	{"kernel.penalty_after_sec", FT_U32, OFF(kernel_penalty_after_sec), 1, 3600, NULL,
+	 "consecutive seconds of strikes before a source's SYNs are dropped"},
+	{"kernel.penalty_sec", FT_U32, OFF(kernel_penalty_sec), 1, 86400, NULL,
+	 "how long a penalised source's new connections are dropped"},
+	{"kernel.penalty_v6_prefix", FT_U32, OFF(kernel_penalty_v6_prefix), 1, 128, NULL,
+	 "IPv6 sources are counted per prefix of this length"},
+	{"kernel.allow", FT_LIST, OFF(kernel_allow), 0, 1024, NULL,
+	 "CIDR prefixes never penalised, comma-separated"},
 };
 
 /* Environment variables that are not config fields but are expected (read elsewhere). */
@@ -121,6 +145,13 @@ void config_defaults(struct config *c)
 	c->upstream_conns = 256;
 	c->usage_max_batch = 4096;
 	c->usage_max_delay_us = 0;
+	c->kernel_mode = 0; /* auto */
+	snprintf(c->kernel_pin_dir, sizeof(c->kernel_pin_dir), "/sys/fs/bpf/tollgate");
+	c->kernel_penalty_multiple_milli = 2000;
+	c->kernel_penalty_after_sec = 5;
+	c->kernel_penalty_sec = 60;
+	c->kernel_penalty_v6_prefix = 64;
+	snprintf(c->kernel_allow, sizeof(c->kernel_allow), "127.0.0.0/8,::1/128");
 }
 
 static const struct config_field *field_find(const char *name)
@@ -167,12 +198,43 @@ static int set_str(struct config *c, const struct config_field *f, const char *v
 		snprintf(err, CONFIG_ERR_MAX, "%s: must be one of %s", f->name, allowed);
 		return -EINVAL;
 	}
+	if (f->type == FT_LIST && strlen(v) < f->max) {
+		memcpy((char *)c + f->offset, v, strlen(v) + 1);
+		return 0;
+	}
 	if (v[0] == '\0' || strlen(v) >= f->max) {
 		snprintf(err, CONFIG_ERR_MAX, "%s: must be a non-empty string under %llu bytes",
 			 f->name, (unsigned long long)f->max);
 		return -EINVAL;
 	}
 	memcpy((char *)c + f->offset, v, strlen(v) + 1);
+	return 0;
+}
+
+/* "2", "2.5", "0.125": a decimal with up to three fraction digits, stored x 1000. */
+static int set_milli(struct config *c, const struct config_field *f, const char *v, char *err)
+{
+	uint64_t whole = 0, frac = 0, scale = 1000;
+	const char *p = v;
+
+	for (; *p >= '0' && *p <= '9' && whole < 10000000; p++)
+		whole = whole * 10 + (uint64_t)(*p - '0');
+	if (*p == '.' && p[1])
+		for (p++; *p >= '0' && *p <= '9' && scale > 1; p++)
+			frac += (uint64_t)(*p - '0') * (scale /= 10);
+	if (p == v || *p || !(v[0] >= '0' && v[0] <= '9')) {
+		snprintf(err, CONFIG_ERR_MAX,
+			 "%s: '%.32s' is not a decimal number (up to 3 digits after the point)",
+			 f->name, v);
+		return -EINVAL;
+	}
+	if (whole * 1000 + frac < f->min || whole * 1000 + frac > f->max) {
+		snprintf(err, CONFIG_ERR_MAX, "%s: must be from %llu.%03llu to %llu.%03llu", f->name,
+			 (unsigned long long)f->min / 1000, (unsigned long long)f->min % 1000,
+			 (unsigned long long)f->max / 1000, (unsigned long long)f->max % 1000);
+		return -ERANGE;
+	}
+	*(uint32_t *)((char *)c + f->offset) = (uint32_t)(whole * 1000 + frac);
 	return 0;
 }
 
@@ -186,6 +248,8 @@ int config_set(struct config *c, const char *field, const char *value, char err[
 		snprintf(err, CONFIG_ERR_MAX, "unknown config field '%.64s'", field);
 		return -ENOENT;
 	}
+	if (f->type == FT_MILLI)
+		return set_milli(c, f, value, err);
 	if (f->type != FT_U32)
 		return set_str(c, f, value, err);
 	errno = 0;
@@ -197,6 +261,32 @@ int config_set(struct config *c, const char *field, const char *value, char err[
 	return set_u32(c, f, v, err);
 }
 
+/* ["a", "b"] -> "a,b" */
+static int set_list_json(struct config *c, const struct config_field *f, const cJSON *arr,
+			 char *err)
+{
+	char buf[1024] = "";
+	size_t n = 0;
+	const cJSON *it;
+
+	cJSON_ArrayForEach(it, arr)
+	{
+		if (!cJSON_IsString(it) || !it->valuestring[0] || strchr(it->valuestring, ',')) {
+			snprintf(err, CONFIG_ERR_MAX, "%s: must be an array of non-empty strings",
+				 f->name);
+			return -EINVAL;
+		}
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", n ? "," : "",
+				      it->valuestring);
+		if (n >= sizeof(buf) || n >= f->max) {
+			snprintf(err, CONFIG_ERR_MAX, "%s: the list is longer than %llu bytes",
+				 f->name, (unsigned long long)f->max - 1);
+			return -EINVAL;
+		}
+	}
+	return set_str(c, f, buf, err);
+}
+
 static int set_json(struct config *c, const char *path, const cJSON *item, char *err)
 {
 	const struct config_field *f = field_find(path);
@@ -205,6 +295,20 @@ static int set_json(struct config *c, const char *path, const cJSON *item, char 
 	if (!f) {
 		snprintf(err, CONFIG_ERR_MAX, "unknown config field '%.64s'", path);
 		return -ENOENT;
+	}
+	if (f->type == FT_LIST && cJSON_IsArray(item))
+		return set_list_json(c, f, item, err);
+	if (f->type == FT_MILLI && cJSON_IsNumber(item)) {
+		char num[32];
+
+		snprintf(num, sizeof(num), "%.3f", item->valuedouble);
+		if (item->valuedouble < 0 || item->valuedouble > 1e9 ||
+		    fabs(item->valuedouble * 1000 - round(item->valuedouble * 1000)) > 1e-6) {
+			snprintf(err, CONFIG_ERR_MAX,
+				 "%s: must be a number with up to 3 digits after the point", f->name);
+			return -EINVAL;
+		}
+		return set_milli(c, f, num, err);
 	}
 	if (f->type != FT_U32) {
 		if (!cJSON_IsString(item)) {
@@ -375,8 +479,27 @@ int config_apply_env(struct config *c, char err[CONFIG_ERR_MAX])
 	return 0;
 }
 
+/* kernel.allow checked here too, so --check names a bad prefix before any start. */
+static int check_allow(const struct config *c, char *err)
+{
+	char copy[sizeof(c->kernel_allow)], *save = NULL, *tok;
+	struct tg_lpm_key k;
+
+	memcpy(copy, c->kernel_allow, sizeof(copy));
+	for (tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		if (kernel_cidr_parse(tok, &k)) {
+			snprintf(err, CONFIG_ERR_MAX,
+				 "kernel.allow: '%.64s' is not an address or CIDR prefix", tok);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int config_finish(struct config *c, char err[CONFIG_ERR_MAX])
 {
+	if (check_allow(c, err))
+		return -EINVAL;
 	/* argon2 needs at least 8 KiB of memory per lane */
 	if (c->keys.m_cost_kib < 8 * c->keys.parallelism) {
 		snprintf(err, CONFIG_ERR_MAX,
@@ -443,8 +566,12 @@ void config_dump(const struct config *c, FILE *f)
 		sec = cJSON_GetObjectItemCaseSensitive(root, section);
 		if (!sec)
 			sec = cJSON_AddObjectToObject(root, section);
-		if (fl->type == FT_STR)
+		if (fl->type == FT_STR || fl->type == FT_LIST)
 			cJSON_AddStringToObject(sec, dot + 1, (const char *)c + fl->offset);
+		else if (fl->type == FT_MILLI)
+			cJSON_AddNumberToObject(sec, dot + 1,
+						*(const uint32_t *)((const char *)c + fl->offset) /
+							1000.0);
 		else if (fl->type == FT_ENUM)
 			cJSON_AddStringToObject(sec, dot + 1,
 						fl->names[*(const uint32_t *)((const char *)c +

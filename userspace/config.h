@@ -42,6 +42,15 @@ struct config {
 	uint32_t usage_max_batch;    /* usage.max_batch: records per commit */
 	uint32_t usage_max_delay_us; /* usage.max_delay_us: wait for more records at most this */
 	struct providers providers;  /* "providers": [...], or the built-in one; see providers.h */
+	uint32_t kernel_mode;	     /* kernel.mode: enum kernel_mode_req (auto, full, tc, off) */
+	char kernel_interfaces[256]; /* kernel.interfaces: comma-separated; "" = data.listen's */
+	char kernel_pin_dir[128];    /* kernel.pin_dir: where maps and programs are pinned */
+	uint32_t kernel_xdp_mode;    /* kernel.xdp_mode: enum kernel_xdp_req */
+	uint32_t kernel_penalty_multiple_milli; /* kernel.penalty_multiple, x 1000 */
+	uint32_t kernel_penalty_after_sec;	 /* kernel.penalty_after_sec */
+	uint32_t kernel_penalty_sec;		 /* kernel.penalty_sec */
+	uint32_t kernel_penalty_v6_prefix;	 /* kernel.penalty_v6_prefix */
+	char kernel_allow[1024];     /* kernel.allow: comma-separated CIDRs never penalised */
 };
 
 #define CONFIG_ERR_MAX 256

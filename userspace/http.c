@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -772,6 +773,15 @@ static int server_sync_init(struct http_server *h)
 	return 0;
 }
 
+/* Not fatal: without it the kernel fast path sees established connections and passes them. */
+static void listen_defer_accept(struct http_server *h, int sec)
+{
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_LISTEN_FD);
+
+	if (!info || setsockopt(info->listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &sec, sizeof(sec)))
+		log_warn("%s: cannot set TCP_DEFER_ACCEPT on the listener", h->name);
+}
+
 struct http_server *http_start(const struct http_opts *o, http_handler_fn fn, void *arg)
 {
 	struct sockaddr_storage ss;
@@ -816,6 +826,8 @@ struct http_server *http_start(const struct http_opts *o, http_handler_fn fn, vo
 	}
 	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
 	h->port = info ? info->port : 0;
+	if (o->defer_accept_sec)
+		listen_defer_accept(h, (int)o->defer_accept_sec);
 	return h;
 fail:
 	free(h);

@@ -39,6 +39,10 @@ struct http_opts {
 				       cut (http_stream_write), default 1 MiB */
 	unsigned drain_ms;	    /* http_stop waits this long for deferred requests to finish
 				       before cutting them, default 0 */
+	unsigned defer_accept_sec;  /* > 0: TCP_DEFER_ACCEPT on the listener, so a connection is
+				       accepted only once its first data came (the kernel fast
+				       path sees the first request while the connection is still
+				       embryonic, and may refuse it there); 0 = off */
 	/*
 	 * With route_label set, every request is counted in http_requests_total and
 	 * http_request_duration_seconds{listener,route} (metrics.h), route being what

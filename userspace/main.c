@@ -3,8 +3,9 @@
  * tollgated: wires the modules together. Parses the command line and configuration, opens
  * the store (applying migrations), loads the key registry, bootstraps the first admin
  * token, starts the admin API and the data plane (rate-limit slots, upstream client, usage
- * writer, listener), and waits for a signal. Also the offline commands: --check (validate
- * a config file) and migrate [--status].
+ * writer, listener), loads and attaches the kernel fast path, and waits for a signal. Also
+ * the offline commands: --check (validate a config file), migrate [--status] and detach
+ * (take the kernel programs off and unpin everything).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,8 +19,10 @@
 #include "admin.h"
 #include "config.h"
 #include "dataplane.h"
+#include "kernel.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "migrations.h"
 #include "ratelimit.h"
 #include "sync.h"
@@ -31,7 +34,7 @@
 #define TOLLGATED_VERSION "0.1.0"
 
 struct cmdline {
-	const char *command;	/* "run", "migrate" */
+	const char *command;	/* "run", "migrate", "detach" */
 	const char *ready_file; /* --ready-file */
 	const char *check_file; /* --check */
 	bool status;		/* migrate --status */
@@ -43,6 +46,8 @@ static void usage(FILE *f)
 		"usage: tollgated [run] [options]      start the gateway\n"
 		"       tollgated migrate [--status] [options]\n"
 		"                                      apply pending store migrations, or show them\n"
+		"       tollgated detach [--pin-dir DIR] [--interfaces IF,...]\n"
+		"                                      remove the kernel programs and pinned maps\n"
 		"       tollgated --check FILE         validate a config file and print the result\n"
 		"       tollgated --version\n"
 		"options:\n"
@@ -52,6 +57,8 @@ static void usage(FILE *f)
 		"      --log-level L     error, warn, info or debug (log.level)\n"
 		"      --set FIELD=VAL   any config field, e.g. --set keys.fail_limit=10\n"
 		"      --ready-file F    when serving, write {\"pid\",\"admin\",\"data\"} as JSON to F\n"
+		"      --pin-dir DIR     bpffs directory of the kernel maps (kernel.pin_dir)\n"
+		"      --interfaces L    interfaces of the kernel programs (kernel.interfaces)\n"
 		"Precedence: defaults < config file < TOLLGATE_* environment < options.\n");
 }
 
@@ -75,17 +82,20 @@ static int parse_args(int argc, char **argv, struct cmdline *cl, const char **cf
 		{"admin-listen", required_argument, NULL, 'a'},
 		{"log-level", required_argument, NULL, 'l'}, {"set", required_argument, NULL, 'S'},
 		{"ready-file", required_argument, NULL, 'r'},
+		{"pin-dir", required_argument, NULL, 'p'},
+		{"interfaces", required_argument, NULL, 'i'},
 		{"check", required_argument, NULL, 'k'}, {"status", no_argument, NULL, 't'},
 		{"version", no_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'}, {0}};
 	static const char *const names[] = {['s'] = "store.path", ['a'] = "admin.listen",
-					    ['l'] = "log.level"};
+					    ['l'] = "log.level", ['p'] = "kernel.pin_dir",
+					    ['i'] = "kernel.interfaces"};
 	int ch;
 
 	*sets = calloc((size_t)argc + 1, sizeof(char *));
 	while (*sets && (ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': *cfg_file = optarg; break;
-		case 's': case 'a': case 'l': {
+		case 's': case 'a': case 'l': case 'p': case 'i': {
 			char *kv = malloc(strlen(names[ch]) + strlen(optarg) + 2);
 
 			sprintf(kv, "%s=%s", names[ch], optarg);
@@ -104,7 +114,7 @@ static int parse_args(int argc, char **argv, struct cmdline *cl, const char **cf
 	if (optind < argc)
 		cl->command = argv[optind++];
 	if (optind < argc || (cl->command && strcmp(cl->command, "run") &&
-			      strcmp(cl->command, "migrate"))) {
+			      strcmp(cl->command, "migrate") && strcmp(cl->command, "detach"))) {
 		fprintf(stderr, "tollgated: unexpected argument '%s'\n",
 			optind < argc ? argv[optind] : cl->command);
 		usage(stderr);
@@ -277,7 +287,7 @@ static int bootstrap(struct keys *k)
 }
 
 /* Blocks until SIGINT or SIGTERM, running housekeeping once a second. */
-static void serve_until_signal(struct keys *k, struct sync *sy)
+static void serve_until_signal(struct keys *k, struct sync *sy, struct kernel *kern)
 {
 	struct timespec one = {.tv_sec = 1};
 	sigset_t set;
@@ -292,12 +302,14 @@ static void serve_until_signal(struct keys *k, struct sync *sy)
 			break;
 		keys_tick(k);
 		sync_tick(sy, tg_now_unix());
+		kernel_heartbeat(kern);
 	}
 	log_info("signal %d: shutting down", sig);
 }
 
 /* What the data plane runs on: slots, upstream client, usage writer; then its listener. */
 struct data_path {
+	bool kernel_on; /* the kernel fast path is loaded */
 	struct slots *slots;
 	struct sync *sync;
 	struct upstream *up;
@@ -314,7 +326,9 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 				   .max_body = c->data_max_body, .timeout_sec = c->data_timeout_sec,
 				   .max_conns = c->data_max_conns,
 				   .default_model = c->data_default_model,
-				   .close_after_refusals = c->data_close_after};
+				   .close_after_refusals = c->data_close_after,
+				   /* the kernel refuses only while a connection is embryonic */
+				   .defer_accept_sec = p->kernel_on ? 10 : 0};
 	struct dataplane_deps d;
 
 	p->up = upstream_start(c->upstream_conns);
@@ -335,19 +349,33 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 
 /*
  * The slot array and the key sync, before any listener opens: every active key's slot is
- * ready (and the kernel's key table, once it exists) when the first request arrives.
+ * ready, and its hashes in the kernel's tg_keys, when the first request arrives. With the
+ * kernel path on, the slots are the pinned tg_slots map itself (mmapped), and the sync
+ * writes tg_keys through the loader's ops.
  */
-static int data_slots_start(const struct config *c, struct keys *k, struct data_path *p)
+static int data_slots_start(const struct config *c, struct keys *k, struct kernel *kern,
+			    struct data_path *p)
 {
 	static const struct keys_sync_ops ops = {.changed = sync_key_changed};
+	static const struct sync_kernel_ops kops = {.key_put = kernel_key_put,
+						    .key_del = kernel_key_del,
+						    .reconcile = kernel_keys_reconcile};
 	int rc;
 
-	p->slots = slots_open(c->data_slots);
+	p->kernel_on = kern != NULL;
+	if (kern) {
+		uint32_t cap;
+		struct tg_slot *mem = kernel_slots_mem(kern, &cap);
+
+		p->slots = slots_wrap(mem, cap);
+	} else {
+		p->slots = slots_open(c->data_slots);
+	}
 	if (!p->slots) {
 		log_warn("cannot map %u rate-limit slots (data.rate_slots)", c->data_slots);
 		return -1;
 	}
-	p->sync = sync_new(p->slots, NULL, NULL);
+	p->sync = sync_new(p->slots, kern ? &kops : NULL, kern);
 	if (!p->sync) {
 		log_warn("cannot start the key sync");
 		return -1;
@@ -375,11 +403,63 @@ static void data_path_stop(struct data_path *p)
 	slots_close(p->slots);
 }
 
+static int kernel_metrics(void *ctx, struct metrics_kernel *out)
+{
+	struct kernel_status st;
+	int rc = kernel_status(ctx, &st);
+
+	if (rc)
+		return rc;
+	out->n = TG_V__COUNT < METRICS_KERNEL_MAX ? TG_V__COUNT : METRICS_KERNEL_MAX;
+	for (size_t i = 0; i < out->n; i++) {
+		out->verdict[i] = kernel_verdict_name((unsigned)i);
+		out->packets[i] = st.verdicts[i];
+	}
+	out->penalty_entries = st.penalty_entries;
+	return 0;
+}
+
+static int kernel_start(const struct config *c, struct store *s, struct kernel **out)
+{
+	struct kernel_opts ko = {
+	    .mode = (enum kernel_mode_req)c->kernel_mode,
+	    .xdp_mode = (enum kernel_xdp_req)c->kernel_xdp_mode,
+	    .pin_dir = c->kernel_pin_dir,
+	    .interfaces = c->kernel_interfaces,
+	    .data_listen = c->data_listen,
+	    .allow = c->kernel_allow,
+	    .penalty_multiple_milli = c->kernel_penalty_multiple_milli,
+	    .penalty_after_sec = c->kernel_penalty_after_sec,
+	    .penalty_sec = c->kernel_penalty_sec,
+	    .penalty_v6_prefix = c->kernel_penalty_v6_prefix,
+	    .rate_slots = c->data_slots,
+	    .secret = store_hash_secret(s),
+	};
+	int rc = kernel_open(&ko, out);
+
+	if (rc)
+		log_error("kernel.mode=%s cannot run (see above); use kernel.mode=off to run without "
+			  "the kernel fast path", c->kernel_mode == KERNEL_MODE_TC ? "tc" : "full");
+	else if (*out)
+		metrics_set_kernel(kernel_metrics, *out);
+	return rc;
+}
+
+static int cmd_detach(const struct config *c)
+{
+	int rc = kernel_detach(c->kernel_pin_dir, c->kernel_interfaces);
+
+	if (rc)
+		fprintf(stderr, "tollgated detach: %s (see the log)\n", strerror(-rc));
+	return rc ? 1 : 0;
+}
+
 static int cmd_run(const struct config *c, const char *ready_file)
 {
 	struct admin_opts ao = {.listen = c->admin_listen, .threads = c->admin_threads,
 				.max_body = c->admin_max_body, .timeout_sec = c->admin_timeout_sec};
 	struct data_path dpath = {0};
+	struct kernel *kern = NULL;
 	struct store *s = NULL;
 	struct keys *k = NULL;
 	struct admin *a = NULL;
@@ -397,11 +477,17 @@ static int cmd_run(const struct config *c, const char *ready_file)
 		log_warn("cannot load keys from %s", c->store_path);
 		goto out;
 	}
-	if (bootstrap(k) || data_slots_start(c, k, &dpath))
+	if (bootstrap(k) || kernel_start(c, s, &kern) || data_slots_start(c, k, kern, &dpath))
 		goto out;
+	ao.kernel = kern;
 	a = admin_start(&ao, k, s);
 	if (!a || data_path_start(c, s, k, &dpath))
 		goto out;
+	/* after the listener exists: the programs guard its actual port */
+	if (kern && kernel_attach(kern, (uint16_t)dataplane_port(dpath.dp))) {
+		log_error("cannot attach the kernel programs (see above)");
+		goto out;
+	}
 	log_info("tollgated %s ready: store %s (schema %u, %zu keys), admin API on %s (port %u), "
 		 "data plane on %s (port %u), %zu providers",
 		 TOLLGATED_VERSION, c->store_path, store_schema_version(s), keys_count(k),
@@ -409,13 +495,15 @@ static int cmd_run(const struct config *c, const char *ready_file)
 		 c->providers.n);
 	if (ready_file && write_ready_file(ready_file, c, admin_port(a), dataplane_port(dpath.dp)))
 		log_warn("cannot write ready file %s", ready_file);
-	serve_until_signal(k, dpath.sync);
+	serve_until_signal(k, dpath.sync, kern);
 	rc = 0;
 out:
 	admin_stop(a); /* no more key changes: the sync can go */
 	if (k)
 		keys_set_sync(k, NULL, NULL);
 	data_path_stop(&dpath);
+	metrics_set_kernel(NULL, NULL);
+	kernel_close(kern);
 	keys_close(k);
 	store_close(s);
 	return rc;
@@ -444,6 +532,11 @@ int main(int argc, char **argv)
 	umask(077);
 	if (cl.command && !strcmp(cl.command, "migrate")) {
 		rc = cmd_migrate(&c, cl.status);
+		config_free(&c);
+		return rc;
+	}
+	if (cl.command && !strcmp(cl.command, "detach")) {
+		rc = cmd_detach(&c);
 		config_free(&c);
 		return rc;
 	}

@@ -347,6 +347,31 @@ static void render_family(FILE *out, const struct family *f, const struct table 
 	}
 }
 
+static int (*kernel_read)(void *ctx, struct metrics_kernel *out);
+static void *kernel_ctx;
+
+void metrics_set_kernel(int (*read)(void *ctx, struct metrics_kernel *out), void *ctx)
+{
+	kernel_read = read;
+	kernel_ctx = ctx;
+}
+
+static void render_kernel(FILE *out)
+{
+	struct metrics_kernel k = {0};
+
+	if (!kernel_read || kernel_read(kernel_ctx, &k))
+		return;
+	fputs("# HELP tollgate_kernel_packets_total Packets the kernel programs counted, by "
+	      "verdict (summed over CPUs)\n# TYPE tollgate_kernel_packets_total counter\n", out);
+	for (size_t i = 0; i < k.n && i < METRICS_KERNEL_MAX; i++)
+		fprintf(out, "tollgate_kernel_packets_total{verdict=\"%s\"} %" PRIu64 "\n",
+			k.verdict[i], k.packets[i]);
+	fprintf(out, "# HELP tollgate_kernel_penalty_box_entries Sources in the XDP penalty box "
+		     "map\n# TYPE tollgate_kernel_penalty_box_entries gauge\n"
+		     "tollgate_kernel_penalty_box_entries %" PRIu64 "\n", k.penalty_entries);
+}
+
 char *metrics_render(size_t *len)
 {
 	char *buf = NULL;
@@ -357,6 +382,7 @@ char *metrics_render(size_t *len)
 		return NULL;
 	for (int i = 0; i < F__COUNT; i++)
 		render_family(out, &families[i], &tables[i]);
+	render_kernel(out);
 	if (fclose(out) != 0) {
 		free(buf);
 		errno = ENOMEM;

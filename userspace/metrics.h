@@ -32,6 +32,23 @@ void metrics_quota_exceeded(const char *quota);
 /* Upstream errors by class: upstream_errors_total{class="timeout"|"connect"|"status"|...} */
 void metrics_upstream_error(const char *cls);
 
+/* What the kernel fast path counts, read when /metrics is rendered. */
+#define METRICS_KERNEL_MAX 32
+struct metrics_kernel {
+	size_t n;				 /* verdict counters filled */
+	const char *verdict[METRICS_KERNEL_MAX]; /* label value: "refused", "under_limit", ... */
+	uint64_t packets[METRICS_KERNEL_MAX];	 /* summed over CPUs */
+	uint64_t penalty_entries;		 /* sources in the penalty box map */
+};
+
+/*
+ * Sets the source of the kernel families, tollgate_kernel_packets_total{verdict} (counter)
+ * and tollgate_kernel_penalty_box_entries (gauge): read fills *out and returns 0, or
+ * non-zero to leave them out of this rendering. read NULL (the default): no kernel
+ * families, as with kernel.mode=off. Call before the admin listener starts.
+ */
+void metrics_set_kernel(int (*read)(void *ctx, struct metrics_kernel *out), void *ctx);
+
 /*
  * Renders every metric in Prometheus text exposition format 0.0.4 into a malloc'd buffer
  * (the caller frees) and its length. Returns NULL on allocation failure.

@@ -42,6 +42,9 @@ TG_TIME_RE='^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$'
 # Whatever the caller's shell exports must not steer the daemon or tollctl under test, nor
 # send a request (and a token) anywhere but to the daemon under test.
 while IFS= read -r tg_var; do unset "$tg_var"; done < <(compgen -e | grep '^TOLLGATE_')
+# Daemons started by scripts leave the kernel alone (no programs on lo, no pins under the
+# default pin directory); the kernel tests ask for it (TG_KERNEL_MODE, tg_start_daemon).
+export TOLLGATE_KERNEL_MODE=off
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 export no_proxy='*' NO_PROXY='*'
 
@@ -345,6 +348,7 @@ tg_start_daemon() {
 	local ready=$tmp/ready i
 	local args=(run --store "$store" --ready-file "$ready")
 	local envs=(TOLLGATE_KEYS_ARGON2_M_COST_KIB=256 TOLLGATE_KEYS_ARGON2_T_COST=1
+		"TOLLGATE_KERNEL_MODE=${TG_KERNEL_MODE:-off}"
 		TOLLGATE_KEYS_ARGON2_PER_SEC=100000 "TOLLGATE_DATA_LISTEN=$TG_GATEWAY_HOST:0")
 
 	# The global argon2 budget is raised so that only keys.fail_limit throttles here. The
@@ -685,8 +689,12 @@ expect_metered() {
 	fi
 }
 
+# Functions run by tg_cleanup after every daemon and mock has stopped (lib_net.sh adds the
+# removal of its namespaces here).
+tg_cleanup_hooks=()
+
 tg_cleanup() {
-	local rc=$? pid
+	local rc=$? pid hook
 
 	[ -n "$tg_case_name" ] && case_end
 	for pid in "${tg_pids[@]}"; do
@@ -694,6 +702,9 @@ tg_cleanup() {
 	done
 	for pid in "${tg_mock_pids[@]}"; do
 		tg_alive "$pid" && MOCK_PID=$pid tg_stop_mock
+	done
+	for hook in "${tg_cleanup_hooks[@]}"; do
+		"$hook"
 	done
 	rm -rf "$tmp"
 	[ "$tg_failed" -gt 0 ] && rc=1

@@ -4,6 +4,7 @@
  * files, every bad field is named in the error and a failed load changes nothing.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -150,6 +151,97 @@ static void set_parses_text(void)
 	TG_CHECK_INT(c.store_map_size_mb, 128);
 }
 
+struct kernel_text_case {
+	const char *field, *value;
+	int ok;		/* 1: accepted */
+	uint32_t milli; /* kernel.penalty_multiple after an accepted value */
+};
+
+static const struct kernel_text_case kernel_text_cases[] = {
+	{"kernel.penalty_multiple", "2", 1, 2000},
+	{"kernel.penalty_multiple", "2.5", 1, 2500},
+	{"kernel.penalty_multiple", "0.125", 1, 125},
+	{"kernel.penalty_multiple", "1000", 1, 1000000},
+	{"kernel.penalty_multiple", "0.05", 0, 0},   /* under 0.1 */
+	{"kernel.penalty_multiple", "1000.001", 0, 0},
+	{"kernel.penalty_multiple", "1.2345", 0, 0}, /* a fourth decimal */
+	{"kernel.penalty_multiple", "2.", 0, 0},
+	{"kernel.penalty_multiple", ".5", 0, 0},
+	{"kernel.penalty_multiple", "-1", 0, 0},
+	{"kernel.penalty_multiple", "1e3", 0, 0},
+	{"kernel.penalty_multiple", "", 0, 0},
+	{"kernel.mode", "tc", 1, 0},
+	{"kernel.mode", "on", 0, 0},
+	{"kernel.xdp_mode", "generic", 1, 0},
+	{"kernel.xdp_mode", "skb", 0, 0},
+	{"kernel.interfaces", "", 1, 0}, /* empty: data.listen's interfaces */
+	{"kernel.interfaces", "eth0,eth1", 1, 0},
+	{"kernel.allow", "", 1, 0},
+	{"kernel.penalty_v6_prefix", "0", 0, 0},
+	{"kernel.penalty_v6_prefix", "129", 0, 0},
+	{"kernel.penalty_sec", "0", 0, 0},
+};
+
+static void kernel_fields(void)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config c;
+
+	config_defaults(&c);
+	TG_CHECK_INT(c.kernel_mode, 0); /* auto */
+	TG_CHECK_STR(c.kernel_pin_dir, "/sys/fs/bpf/tollgate");
+	TG_CHECK_INT(c.kernel_penalty_multiple_milli, 2000);
+	TG_CHECK_STR(c.kernel_allow, "127.0.0.0/8,::1/128");
+	for (size_t i = 0; i < TG_NCASES(kernel_text_cases); i++) {
+		const struct kernel_text_case *t = &kernel_text_cases[i];
+		struct config before;
+		int rc;
+
+		config_defaults(&c);
+		before = c;
+		rc = config_set(&c, t->field, t->value, err);
+		TG_CHECK_INT(rc == 0, t->ok);
+		if (rc != 0) {
+			TG_CHECK(strstr(err, t->field) != NULL);
+			TG_CHECK(memcmp(&c, &before, sizeof(c)) == 0);
+		} else if (t->milli) {
+			TG_CHECK_INT(c.kernel_penalty_multiple_milli, t->milli);
+		}
+		if ((rc == 0) != t->ok)
+			printf("#   %s=%s\n", t->field, t->value);
+	}
+}
+
+static void kernel_json_lists_and_decimals(void)
+{
+	char err[CONFIG_ERR_MAX], path[] = "/tmp/tg-config-kernel-XXXXXX";
+	const char *text = "{\"kernel\": {\"interfaces\": [\"eth0\", \"eth1\"], "
+			   "\"allow\": [\"10.0.0.0/8\"], \"penalty_multiple\": 3.25}}";
+	struct config c;
+	int fd = mkstemp(path);
+
+	TG_REQUIRE(fd >= 0);
+	TG_REQUIRE(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	close(fd);
+	config_defaults(&c);
+	TG_CHECK_INT(config_load_file(&c, path, err), 0);
+	TG_CHECK_STR(c.kernel_interfaces, "eth0,eth1");
+	TG_CHECK_STR(c.kernel_allow, "10.0.0.0/8");
+	TG_CHECK_INT(c.kernel_penalty_multiple_milli, 3250);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	text = "{\"kernel\": {\"interfaces\": [\"eth0\", 7]}}";
+	TG_REQUIRE(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	close(fd);
+	TG_CHECK(config_load_file(&c, path, err) < 0);
+	TG_CHECK(strstr(err, "kernel.interfaces") != NULL);
+	TG_CHECK_STR(c.kernel_interfaces, "eth0,eth1");
+	/* a bad prefix is named when the config is finished (--check, start) */
+	snprintf(c.kernel_allow, sizeof(c.kernel_allow), "10.0.0.0/8, 10.1.0.0/40");
+	TG_CHECK(config_finish(&c, err) < 0);
+	TG_CHECK(strstr(err, "kernel.allow: '10.1.0.0/40'") != NULL);
+	unlink(path);
+}
+
 static void dump_round_trips(void)
 {
 	char err[CONFIG_ERR_MAX], path[] = "/tmp/tg-config-dump-XXXXXX";
@@ -162,6 +254,8 @@ static void dump_round_trips(void)
 	config_defaults(&c);
 	snprintf(c.store_path, sizeof(c.store_path), "/data/tollgate");
 	c.keys.cache_max = 4096;
+	c.kernel_penalty_multiple_milli = 1250;
+	snprintf(c.kernel_interfaces, sizeof(c.kernel_interfaces), "eth0,eth1");
 	config_dump(&c, f);
 	fclose(f);
 	config_defaults(&d);
@@ -179,6 +273,10 @@ static const struct tg_case cases[] = {
 	{"TOLLGATE_* environment overrides; a bad value is named", environment_overrides_file},
 	{"--set parses text and refuses junk", set_parses_text},
 	{"the dump (--check output) loads back to the same config", dump_round_trips},
+	{"kernel.*: defaults, decimals with 3 digits, enums, lists; bad values named",
+	 kernel_fields},
+	{"kernel.* in a file: arrays of strings for lists, numbers for decimals",
+	 kernel_json_lists_and_decimals},
 };
 
 int main(void)

@@ -66,6 +66,10 @@ static const struct ctl_cmd ctl_cmds[] = {
     {"health", NULL, ctl_health, "", "Asks whether tollgated runs (GET /health, no token).\n"},
     {"ready", NULL, ctl_ready, "",
      "Asks whether tollgated is ready to serve (GET /ready, no token).\n"},
+    {"status", NULL, ctl_status, "[--limit N]",
+     "Shows the kernel fast path (GET /api/v1/kernel): mode, pinned maps, interfaces and\n"
+     "how the programs are attached, packet counters by verdict, and the penalty box\n"
+     "(up to N sources, default 20, 1..10000). Admin or viewer token.\n"},
 };
 
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))

@@ -99,6 +99,8 @@ int ctl_list_command(struct ctl *ctl, int argc, char **argv, const char *path,
 int ctl_id_command(struct ctl *ctl, int argc, char **argv, const char *prefix, const char *method);
 int ctl_health(struct ctl *ctl, int argc, char **argv);
 int ctl_ready(struct ctl *ctl, int argc, char **argv);
+/* status.c */
+int ctl_status(struct ctl *ctl, int argc, char **argv);
 
 /* http.c */
 int http_send(struct ctl *ctl, const char *method, const char *path, const cJSON *body, bool auth,
