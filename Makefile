@@ -69,6 +69,7 @@ $(O)/bpf/%.skel.h: $(O)/bpf/%.bpf.o
 
 # A BPF test binary needs its skeleton before its first compile (before a .d file exists).
 $(O)/obj/tests/bpf/test_xdp.o: $(O)/bpf/tollgate_xdp.skel.h
+$(O)/obj/tests/bpf/test_xdp_attach.o: $(O)/bpf/tollgate_xdp.skel.h
 $(O)/obj/tests/bpf/test_tc.o: $(O)/bpf/tollgate_tc.skel.h
 $(O)/obj/tests/bpf/test_penalty.o: $(O)/bpf/test/penalty_probe.skel.h $(O)/bpf/tollgate_xdp.skel.h
 $(O)/obj/tools/bench/bench_bpf.o: $(O)/bpf/tollgate_xdp.skel.h
@@ -78,6 +79,11 @@ $(O)/obj/tests/bpf/%.o $(O)/obj/tools/bench/bench_bpf.o: CFLAGS += -I$(O)/bpf -I
 $(O)/tests/bpf/%: $(O)/obj/tests/bpf/%.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_BPF)
+
+# The one BPF test that attaches for real, through libxdp's dispatcher.
+$(O)/tests/bpf/test_xdp_attach: $(O)/obj/tests/bpf/test_xdp_attach.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ -lxdp $(LIBS_BPF)
 
 $(O)/bench/bench_bpf: $(O)/obj/tools/bench/bench_bpf.o
 	@mkdir -p $(@D)
