@@ -18,7 +18,7 @@
 struct slot_scan {
 	char (*ids)[TG_ID_LEN + 1]; /* every key id, in store order */
 	size_t n, cap;
-	uint8_t *held;		    /* slots already held (format 2 records), one byte each */
+	uint8_t *held; /* slots already held (format 2 records), one byte each */
 	size_t held_cap;
 	struct key_record r;
 };

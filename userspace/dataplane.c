@@ -268,6 +268,20 @@ static struct tg_slot *dp_slot(struct dataplane *dp, const struct keys_auth *a)
 	return s && (slots_flags(s) & TG_SLOT_ACTIVE) ? s : NULL;
 }
 
+/*
+ * Rung 1 of the escalation ladder: a keep-alive connection whose requests keep being
+ * refused, its client ignoring Retry-After, is closed after close_after refusals in a row
+ * (the refusal that reaches the count carries Connection: close). An allowed request
+ * resets the count. A client that reconnects meets the kernel's 429s (rung 2).
+ */
+static void dp_refusal_streak(struct dp_req *q, bool refused)
+{
+	unsigned n = http_conn_note_refusal(q->req, refused);
+
+	if (refused && q->dp->close_after && n >= q->dp->close_after)
+		http_close_after(q->req);
+}
+
 /* Charges (or dry-runs) the request; false once it has answered a refusal. */
 static bool dp_rate(struct dp_req *q)
 {
@@ -289,7 +303,10 @@ static bool dp_rate(struct dp_req *q)
 	}
 	ratelimit_charge(q->slot, &q->auth.limits, (uint64_t)tg_now_mono_ns(), !charge, v);
 	dp_rate_headers(q->req, v);
-	if (!charge || v->allowed)
+	if (!charge)
+		return true;
+	dp_refusal_streak(q, !v->allowed);
+	if (v->allowed)
 		return true;
 	metrics_rate_limited(rl_window_name(v->window));
 	ratelimit_message(v, q->auth.id, msg, sizeof(msg));
@@ -655,6 +672,7 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 	snprintf(dp->default_model, sizeof(dp->default_model), "%s",
 		 o && o->default_model && *o->default_model ? o->default_model : "gpt-4o-mini");
 	atomic_init(&dp->slots_full_logged, false);
+	dp->close_after = o ? o->close_after_refusals : 0;
 	err = dp_worker_start(dp);
 	if (err) {
 		free(dp);

@@ -62,6 +62,7 @@ struct dataplane {
 	struct dataplane_deps d;
 	char default_model[MODEL_NAME_MAX + 1];
 	atomic_bool slots_full_logged;
+	unsigned close_after; /* dataplane_opts.close_after_refusals */
 	struct dp_worker w;
 };
 

@@ -275,6 +275,9 @@ out:
 /* Adds our headers to a response nobody else holds yet. Caller holds r->mu. */
 int http_resp_headers(struct http_req *r, const char *ctype, struct MHD_Response *resp)
 {
+	if (r->close_after &&
+	    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") != MHD_YES)
+		return -ENOMEM;
 	if (MHD_add_response_header(resp, "x-request-id", r->id) != MHD_YES ||
 	    (ctype &&
 	     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype) != MHD_YES))
@@ -744,7 +747,7 @@ static struct MHD_Daemon *daemon_start(struct http_server *h, const struct http_
 	    (unsigned)(o->timeout_sec ? o->timeout_sec : 30), MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)(o->max_conns ? o->max_conns : 1024), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 	    (size_t)(o->max_header ? o->max_header : 32768), MHD_OPTION_NOTIFY_COMPLETED,
-	    on_completed, h, MHD_OPTION_END);
+	    on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, h, MHD_OPTION_END);
 }
 
 /* The server's mutex, and its condition variable on the monotonic clock. 0 or -1. */

@@ -117,6 +117,20 @@ int http_reply_json_secret(struct http_req *r, unsigned status, const struct cJS
 int http_reply_error(struct http_req *r, unsigned status, const char *type, const char *code,
 		     const char *param, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* ---- keep-alive connections that ignore their refusals (escalation rung 1) ---- */
+
+/*
+ * Notes the outcome of the rate-limit decision of r on its connection: a refusal adds one
+ * to the connection's consecutive refusals, an allowed request resets them. Returns the
+ * count after this request (0 when allowed, or when the connection has no state).
+ */
+unsigned http_conn_note_refusal(struct http_req *r, bool refused);
+/*
+ * The answer to r carries "Connection: close" and the library closes the connection once
+ * it is sent. Call before answering.
+ */
+void http_close_after(struct http_req *r);
+
 /* ---- deferred answers and streams ---- */
 
 /*

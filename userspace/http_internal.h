@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Private to the HTTP layer (http.c: listener, request cycle, replies; http_defer.c:
- * deferred answers and streams). The request and server state both files work on, and the
+ * deferred answers and streams; http_conn.c: per-connection refusal counts). The request and server state both files work on, and the
  * few functions they share. With http.h, the only headers that include microhttpd.h.
  *
  * Lifetimes: a request has a reference for the library (dropped when it reports the
@@ -92,6 +92,7 @@ struct http_req {
 	bool suspended;	    /* we suspended the connection and have not resumed it */
 	bool closed;	    /* the library completed the request: conn is gone */
 	bool parked;	    /* in the server's parked list (server mutex) */
+	bool close_after;   /* http_close_after: the answer carries Connection: close */
 	struct MHD_Response *pending; /* a deferred answer waiting for the resumed handler */
 	unsigned pending_status;
 	struct http_stream *stream;
@@ -117,5 +118,8 @@ void http_req_unpark(struct http_req *r);
 /* http_stop: wait for parked requests (drain_ms), then resume every one. Hold h->mu. */
 void http_server_drain(struct http_server *h);
 void http_server_wake_all(struct http_server *h);
+/* MHD_OPTION_NOTIFY_CONNECTION: makes and frees the per-connection state (http_conn.c). */
+void http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+		      enum MHD_ConnectionNotificationCode toe);
 
 #endif /* TG_HTTP_INTERNAL_H */

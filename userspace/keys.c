@@ -288,6 +288,12 @@ static bool opts_valid(const struct keys_opts *o)
 	       o->cache_max >= 1 && o->last_used_flush_sec >= 1;
 }
 
+/* keys_opts.rate_slots, where 0 means the default. */
+static uint32_t slots_cap(const struct keys_opts *o)
+{
+	return o->rate_slots ? o->rate_slots : KEYS_RATE_SLOTS_DEFAULT;
+}
+
 struct keys *keys_open(struct store *s, const struct keys_opts *o)
 {
 	struct keys *k;
@@ -314,7 +320,7 @@ struct keys *keys_open(struct store *s, const struct keys_opts *o)
 	if (!rc)
 		rc = kcache_init(&k->cache, o->cache_max);
 	if (!rc)
-		rc = kslots_init(&k->slots, o->rate_slots ? o->rate_slots : KEYS_RATE_SLOTS_DEFAULT);
+		rc = kslots_init(&k->slots, slots_cap(o));
 	if (!rc)
 		rc = keys_slots_load(k);
 	if (rc)

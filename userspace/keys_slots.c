@@ -104,7 +104,8 @@ static void slot_load_one(struct keys *k, struct kentry *e, uint32_t *bad)
 	if (++*bad <= 10)
 		log_warnx("key %.12s: request-rate slot %u %s; its requests are refused with 503",
 			  e->id, e->slot,
-			  rc == -ERANGE ? "is beyond data.rate_slots" : "is held by another key too");
+			  rc == -ERANGE ? "is beyond data.rate_slots"
+					: "is held by another key too");
 	e->slot = TG_SLOT_NONE;
 }
 
@@ -115,9 +116,10 @@ int keys_slots_load(struct keys *k)
 	for (uint32_t i = 0; i < k->idx.nentries; i++)
 		slot_load_one(k, kidx_at(&k->idx, i), &bad);
 	if (bad)
-		log_warnx("key registry: %u keys without a usable request-rate slot (data.rate_slots "
-			  "is %u)",
-			  bad, k->slots.cap);
+		log_warnx(
+		    "key registry: %u keys without a usable request-rate slot (data.rate_slots "
+		    "is %u)",
+		    bad, k->slots.cap);
 	return 0;
 }
 
@@ -187,8 +189,8 @@ void keys_sync_record(struct keys *k, const struct key_record *r, uint32_t old_s
 struct foreach_ctx {
 	struct keys *k;
 	int64_t now;
-	const char *tier;   /* NULL: every key */
-	bool only_active;   /* skip inactive keys (keys_foreach_active) */
+	const char *tier; /* NULL: every key */
+	bool only_active; /* skip inactive keys (keys_foreach_active) */
 	int (*fn)(void *ctx, const struct keys_sync_key *);
 	void *ctx;
 	struct key_record r;

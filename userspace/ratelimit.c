@@ -21,7 +21,7 @@
 struct slots {
 	struct tg_slot *v; /* capacity slots, MAP_SHARED */
 	uint32_t capacity;
-	bool borrowed;	   /* slots_wrap: the memory is not ours to unmap */
+	bool borrowed; /* slots_wrap: the memory is not ours to unmap */
 };
 
 /* One window's parameters for the key's current limits. */

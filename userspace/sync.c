@@ -35,11 +35,11 @@ struct sync {
 	void *kctx;
 	struct sync_ent *ent; /* cap entries, anonymous mapping (untouched pages cost nothing) */
 	uint32_t cap;
-	uint32_t hi;	       /* entries >= hi are all unknown */
-	size_t active;	       /* known entries */
-	int64_t next_due;      /* earliest expires_at/prev_until of known entries, or INT64_MAX */
-	uint64_t *seen;	       /* during sync_reconcile: slots reported active (bitmap) */
-	bool range_logged;     /* a slot beyond the array was logged once */
+	uint32_t hi;	   /* entries >= hi are all unknown */
+	size_t active;	   /* known entries */
+	int64_t next_due;  /* earliest expires_at/prev_until of known entries, or INT64_MAX */
+	uint64_t *seen;	   /* during sync_reconcile: slots reported active (bitmap) */
+	bool range_logged; /* a slot beyond the array was logged once */
 };
 
 struct sync *sync_new(struct slots *slots, const struct sync_kernel_ops *kops, void *kctx)
@@ -216,8 +216,13 @@ static void apply_active(struct sync *s, const struct keys_sync_key *k, bool bat
 	}
 	if (!e->known)
 		s->active++;
-	*e = (struct sync_ent){k->khash_cur, k->khash_prev, k->khash_prev ? k->prev_until : 0,
-			       k->expires_at, gen, true, {0}};
+	*e = (struct sync_ent){k->khash_cur,
+			       k->khash_prev,
+			       k->khash_prev ? k->prev_until : 0,
+			       k->expires_at,
+			       gen,
+			       true,
+			       {0}};
 	memcpy(e->id, k->id, sizeof(e->id));
 	e->id[TG_ID_LEN] = '\0';
 	if (k->slot >= s->hi)

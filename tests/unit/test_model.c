@@ -306,6 +306,7 @@ static void key_largest(struct key_record *k)
 	fill_pwhash(&k->prev, 2);
 	k->khash_cur = UINT64_MAX;
 	k->khash_prev = 0x8000000000000001ull;
+	k->slot = UINT32_MAX - 1;
 }
 
 /* A typical key: short strings, no overrides, never rotated. */
@@ -321,6 +322,45 @@ static void key_typical(struct key_record *k)
 	k->created_at = 1795428000;
 	fill_pwhash(&k->cur, 7);
 	k->khash_cur = 0x0123456789abcdefull;
+	k->slot = 42;
+}
+
+/*
+ * Key records written before migration 3 (format 1: no slot) still decode, with no slot;
+ * format 2 is format 1 plus the slot; an unknown format 3 is refused.
+ */
+static void key_format_1_decodes_without_slot(void)
+{
+	struct key_record k, back;
+	uint8_t buf[MODEL_KEY_MAX];
+	int n;
+
+	key_typical(&k);
+	n = key_record_encode(&k, buf, sizeof(buf));
+	TG_REQUIRE(n > 8);
+	TG_CHECK_INT(buf[0], 2);
+	TG_CHECK_INT(buf[n - 4], 42); /* the slot is the last field, little-endian */
+	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), 0);
+	TG_CHECK_INT(back.slot, 42);
+	buf[0] = 1;
+	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), -EINVAL); /* trailing bytes */
+	TG_CHECK_INT(key_record_decode(buf, (size_t)n - 4, &back), 0);
+	TG_CHECK_INT(back.slot, TG_SLOT_NONE);
+	back.slot = k.slot;
+	TG_CHECK(memcmp(&back, &k, sizeof(k)) == 0);
+	buf[0] = 3;
+	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), -EINVAL);
+	buf[0] = 2; /* tiers stay format 1 only */
+	{
+		struct tier t = model_default_tiers[0], tb;
+		uint8_t tbuf[MODEL_TIER_MAX];
+		int tn = tier_encode(&t, tbuf, sizeof(tbuf));
+
+		TG_REQUIRE(tn > 0);
+		TG_CHECK_INT(tbuf[0], 1);
+		tbuf[0] = 2;
+		TG_CHECK_INT(tier_decode(tbuf, (size_t)tn, &tb), -EINVAL);
+	}
 }
 
 static void token_largest(struct token_record *t)
@@ -612,6 +652,8 @@ static void random_damage_is_refused_or_canonical(void)
 }
 
 static const struct tg_case cases[] = {
+    {"key records: format 1 decodes with no slot, format 2 carries it",
+     key_format_1_decodes_without_slot},
     {"every limit field is found by its JSON name", limit_names_round_trip},
     {"limit values are checked against the documented ranges", limit_check_table},
     {"merge applies set overrides and keeps the tier elsewhere",

@@ -6,6 +6,7 @@
  * threads charging one slot never get more than burst + rate * t through any window. Fake
  * clock values throughout, except the concurrency case, which checks a bound, not a time.
  */
+#include <errno.h>
 #include <pthread.h>
 
 #include "ratelimit.h"
@@ -116,6 +117,72 @@ static void scenarios_decide_exactly(void)
 	TG_REQUIRE(s);
 	for (size_t i = 0; i < TG_NCASES(scenarios); i++)
 		run_scenario(&scenarios[i], slots_at(s, 1));
+	slots_close(s);
+}
+
+/* slots_wrap: the caller's memory is the array (as the mmapped tg_slots map will be). */
+static void wrapped_memory_is_the_array(void)
+{
+	struct tg_slot *mem = calloc(8, sizeof(*mem));
+	struct limits lim = lim_of(10000, 20, 0, 0);
+	struct rl_verdict v;
+	struct slots *s;
+
+	TG_REQUIRE(mem);
+	errno = 0;
+	TG_CHECK(slots_wrap(NULL, 8) == NULL && errno == EINVAL);
+	errno = 0;
+	TG_CHECK(slots_wrap(mem, 0) == NULL && errno == EINVAL);
+	s = slots_wrap(mem, 8);
+	TG_REQUIRE(s);
+	TG_CHECK_INT(slots_capacity(s), 8);
+	TG_CHECK(slots_at(s, 3) == &mem[3]);
+	TG_CHECK(slots_at(s, 8) == NULL);
+	slots_assign(slots_at(s, 3), &lim);
+	TG_CHECK(ratelimit_charge(slots_at(s, 3), &lim, T0, false, &v));
+	TG_CHECK_INT(mem[3].allowed, 1);
+	TG_CHECK(mem[3].win[0].tat_ns > T0);
+	TG_CHECK_INT(mem[3].flags, TG_SLOT_ACTIVE);
+	slots_close(s); /* frees the wrapper only: the memory stays ours and intact */
+	TG_CHECK_INT(mem[3].allowed, 1);
+	mem[7].refused = 5;
+	TG_CHECK_INT(mem[7].refused, 5);
+	free(mem);
+}
+
+/* A limits change through slots_set_limits keeps what the key has spent. */
+static void set_limits_keeps_tats(void)
+{
+	struct limits lim = lim_of(10000, 20, 60, 0), more = lim_of(20000, 40, 0, 3600);
+	struct slots *s = slots_open(1);
+	struct tg_slot *slot = slots_at(s, 0);
+	struct rl_verdict v;
+	uint64_t tat[3];
+	uint32_t gen;
+
+	TG_REQUIRE(s);
+	slots_assign(slot, &lim);
+	for (int i = 0; i < 7; i++)
+		ratelimit_charge(slot, &lim, T0, false, &v);
+	for (int i = 0; i < 3; i++)
+		tat[i] = slot->win[i].tat_ns;
+	gen = slot->key_gen;
+	TG_CHECK(slots_limits_match(slot, &lim));
+	TG_CHECK(!slots_limits_match(slot, &more));
+	slots_set_limits(slot, &more);
+	TG_CHECK(slots_limits_match(slot, &more));
+	for (int i = 0; i < 3; i++)
+		TG_CHECK_INT(slot->win[i].tat_ns, tat[i]);
+	TG_CHECK_INT(slot->key_gen, gen);
+	TG_CHECK_INT(slot->allowed, 7);
+	TG_CHECK_INT(slot->win[RL_MINUTE].interval_ns, 0); /* the minute window is gone */
+	TG_CHECK_INT(slot->win[RL_HOUR].interval_ns, SEC);
+	/* 700 ms of debt at 10/s is 14 requests at 20/s: 26 of 40 pass at T0, then refusal */
+	for (int i = 0; i < 26; i++)
+		TG_CHECK(ratelimit_charge(slot, &more, T0, false, &v));
+	TG_CHECK(!ratelimit_charge(slot, &more, T0, false, &v));
+	slots_set_flags(slot, 0);
+	TG_CHECK_INT(slots_flags(slot), 0);
 	slots_close(s);
 }
 
@@ -469,6 +536,8 @@ static const struct tg_case cases[] = {
     {"a refusal by a later window refunds the earlier ones", refusal_refunds_earlier_windows},
     {"dry run changes nothing and predicts the real charge", dry_run_changes_nothing},
     {"changed limits take effect on a live slot", new_limits_apply_to_a_live_slot},
+    {"slots_wrap: borrowed memory is the array; close leaves it", wrapped_memory_is_the_array},
+    {"slots_set_limits: new parameters, TATs and key_gen kept", set_limits_keeps_tats},
     {"status reports all windows without charging", status_reports_every_window_without_charging},
     {"a client pacing under every window is never refused", paced_client_is_never_refused},
     {"4 threads x 100k charges: allowed <= burst + rate*t in every window",

@@ -262,6 +262,78 @@ TMP_CASE(every_older_version_migrates)
 	}
 }
 
+/* Key records as a version-2 store held them: format 1, without the slot. */
+struct v1_keys {
+	struct key_record r[4];
+};
+
+static int put_v1_keys_txn(struct store_txn *t, void *arg)
+{
+	struct v1_keys *k = arg;
+
+	for (int i = 0; i < 4; i++) {
+		uint8_t buf[MODEL_KEY_MAX];
+		int n = key_record_encode(&k->r[i], buf, sizeof(buf)), rc;
+
+		if (n < 4 || buf[0] != 2)
+			return -EINVAL;
+		buf[0] = 1; /* format 1 is format 2 without the trailing u32 slot */
+		rc = store_put(t, STORE_DB_KEYS, k->r[i].id, TG_ID_LEN, buf, (size_t)n - 4, 0);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static void v1_key(struct key_record *r, char c, bool revoked)
+{
+	memset(r, 0, sizeof(*r));
+	memset(r->id, c, TG_ID_LEN);
+	snprintf(r->name, sizeof(r->name), "key %c", c);
+	snprintf(r->owner, sizeof(r->owner), "team:ml");
+	snprintf(r->service, sizeof(r->service), "default");
+	snprintf(r->tier, sizeof(r->tier), "basic");
+	limits_clear(&r->overrides);
+	r->created_at = 1700000000;
+	r->revoked_at = revoked ? 1700000100 : 0;
+	r->khash_cur = 0x1234567890abcdefull + (uint64_t)c;
+	r->slot = TG_SLOT_NONE;
+}
+
+/* Migration 3 on a version-2 store with keys: slots 0.. in id order, none when revoked. */
+TMP_CASE(key_slots_migration_from_v2)
+{
+	static const uint32_t want[4] = {0, TG_SLOT_NONE, 1, 2};
+	struct v1_keys k;
+	struct store *s = topen_path(dir, 2);
+	struct get_req g;
+
+	TG_REQUIRE(s);
+	TG_REQUIRE(store_latest_version() >= 3);
+	v1_key(&k.r[0], 'a', false);
+	v1_key(&k.r[1], 'b', true);
+	v1_key(&k.r[2], 'c', false);
+	v1_key(&k.r[3], 'd', false);
+	TG_REQUIRE(store_write(s, put_v1_keys_txn, &k) == 0);
+	TG_CHECK_INT(tget(s, STORE_DB_KEYS, "aaaaaaaaaaaa", &g), 0);
+	TG_CHECK_INT(g.v[0], 1);
+	tclose(s);
+
+	s = topen_path(dir, 0);
+	TG_REQUIRE(s);
+	TG_CHECK_INT(store_schema_version(s), store_latest_version());
+	for (int i = 0; i < 4; i++) {
+		struct key_record r;
+
+		TG_CHECK_INT(tget(s, STORE_DB_KEYS, k.r[i].id, &g), 0);
+		TG_CHECK_INT(g.v[0], 2); /* rewritten in format 2 */
+		TG_CHECK_INT(key_record_decode(g.v, g.len, &r), 0);
+		TG_CHECK_INT(r.slot, want[i]);
+		r.slot = TG_SLOT_NONE; /* everything else is as it was */
+		TG_CHECK(memcmp(&r, &k.r[i], sizeof(r)) == 0);
+	}
+}
+
 static int set_version_txn(struct store_txn *t, void *arg)
 {
 	unsigned v = *(unsigned *)arg;
@@ -1030,6 +1102,8 @@ static const struct tg_case cases[] = {
     {"a new store is at the latest version with 3 tiers and a secret", fresh_store_is_seeded},
     {"every older schema version migrates to a fresh store's content",
      every_older_version_migrates},
+    {"migration 3: a v2 store's keys get slots 0.. in id order, none when revoked",
+     key_slots_migration_from_v2},
     {"a store with a newer schema is refused (EPROTO) and left untouched",
      newer_store_refused_untouched},
     {"read-only open: ENOENT when absent, applies and writes nothing", read_only_applies_nothing},
