@@ -153,3 +153,8 @@ kern_offload() { # on|off (gateway end) on|off (client end)
 	tg_in_gw ethtool -K "$KERN_GW_IF" tx "$1" >/dev/null 2>&1 &&
 		tg_in_client ethtool -K "$KERN_CL_IF" tx "$2" >/dev/null 2>&1
 }
+
+# The jq FILTER is true of the JSON TEXT (for expect: expect jqe FILTER TEXT).
+jqe() { # FILTER TEXT
+	jq -e "$1" >/dev/null 2>&1 <<<"$2"
+}
