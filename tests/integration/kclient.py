@@ -14,7 +14,7 @@ side of the veth: what curl cannot do. Standard library only; every run is bound
   kclient.py flood HOST PORT KEY SECONDS CONNS MODE [PATH]
       CONNS threads for SECONDS; MODE keepalive, close (a connection per request) or mixed
       (odd threads close). Prints JSON counts by status and by who answered.
-  kclient.py paced HOST PORT KEY SECONDS RATE
+  kclient.py paced HOST PORT KEY SECONDS RATE [PATH]
       One request every 1/RATE s (a new connection each, as scripts do) for SECONDS; prints
       JSON counts by status.
 """
@@ -28,11 +28,21 @@ import time
 BODY_MAX = 1 << 20
 
 
+# The call a /v1/chat/completions request sends: 4 prompt tokens and 1 completion token by
+# mock-llm's rule (as test 82's).
+CALL = b'{"model":"gpt-4o-mini","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}'
+
+
 def request_bytes(host, path, key, close=False):
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", f"Authorization: Bearer {key}"]
+    """GET PATH, or POST of CALL when PATH is /v1/chat/completions."""
+    post = path == "/v1/chat/completions"
+    lines = [f"{'POST' if post else 'GET'} {path} HTTP/1.1", f"Host: {host}",
+             f"Authorization: Bearer {key}"]
+    if post:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(CALL)}"]
     if close:
         lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (CALL if post else b"")
 
 
 class Conn:
@@ -195,11 +205,11 @@ def flood(host, port, key, seconds, conns, mode, path="/v1/models"):
     print(json.dumps(counts))
 
 
-def paced(host, port, key, seconds, rate):
+def paced(host, port, key, seconds, rate, path="/v1/models"):
     counts = {}
     t0 = time.monotonic()
     n = 0
-    req = request_bytes(host, "/v1/models", key, close=True)
+    req = request_bytes(host, path, key, close=True)
     while n / rate < seconds:
         delay = t0 + n / rate - time.monotonic()
         if delay > 0:
@@ -225,7 +235,7 @@ def main(a):
     elif a[0] == "flood":
         flood(a[1], int(a[2]), a[3], float(a[4]), int(a[5]), a[6], *a[7:8])
     elif a[0] == "paced":
-        paced(a[1], int(a[2]), a[3], float(a[4]), float(a[5]))
+        paced(a[1], int(a[2]), a[3], float(a[4]), float(a[5]), *a[6:7])
     else:
         sys.exit(f"kclient.py: unknown command {a[0]!r}")
 
