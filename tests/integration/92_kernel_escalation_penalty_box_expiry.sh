@@ -41,7 +41,7 @@ penalty_of() { # ADDRESS: the penalty-box entry of ADDRESS in GET /api/v1/kernel
 
 drop0=$(kern_stat XDP_DROPPED)
 pen0=$(kern_stat PENALISED)
-kern_in_client timeout 40 python3 "$KCLIENT" escalate "$host" "$port" "$KEY" 25 \
+kern_in_client timeout 40 "$KPY" "$KCLIENT" escalate "$host" "$port" "$KEY" 25 \
 	>"$tmp/esc.json" 2>"$tmp/esc.err"
 esc=$(cat "$tmp/esc.json")
 echo "# escalation: $esc"
@@ -81,7 +81,7 @@ case_end
 
 case_start "an allow-listed address flooding the same way is never penalised"
 drop0=$(kern_stat XDP_DROPPED)
-kern_in_client timeout 30 python3 "$KCLIENT" escalate "$host" "$port" "$KEY" 8 "$ALLOWED_ADDR" \
+kern_in_client timeout 30 "$KPY" "$KCLIENT" escalate "$host" "$port" "$KEY" 8 "$ALLOWED_ADDR" \
 	>"$tmp/allow.json" 2>"$tmp/allow.err"
 al=$(cat "$tmp/allow.json")
 echo "# allow-listed: $al"

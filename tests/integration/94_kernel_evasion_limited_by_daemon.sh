@@ -31,7 +31,7 @@ GET="GET /v1/models HTTP/1.1${CRLF}Host: $host${CRLF}"
 
 # raw DELAY_MS PART...: the answers (JSON array) kclient.py read for those writes
 raw() {
-	kern_in_client timeout 15 python3 "$KCLIENT" raw "$host" "$port" "$@" 2>>"$tmp/raw.err"
+	kern_in_client timeout 15 "$KPY" "$KCLIENT" raw "$host" "$port" "$@" 2>>"$tmp/raw.err"
 }
 # statuses and enforcers of an answer list, "429/daemon 200/daemon ..."
 answers() { # JSON

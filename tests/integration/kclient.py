@@ -187,8 +187,8 @@ def flood(host, port, key, seconds, conns, mode, path="/v1/models"):
                 if close or hdrs.get("connection", "").lower() == "close":
                     c.close()
                     c = None
-            except (OSError, EOFError, ValueError, IndexError):
-                note("error")
+            except (OSError, EOFError, ValueError, IndexError) as e:
+                note("error_" + type(e).__name__)
                 if c:
                     c.close()
                 c = None
@@ -221,8 +221,8 @@ def paced(host, port, key, seconds, rate, path="/v1/models"):
             status, hdrs, _ = c.read_answer()
             c.close()
             k = f"{status}_{who(status, hdrs)}"
-        except (OSError, EOFError, ValueError, IndexError):
-            k = "error"
+        except (OSError, EOFError, ValueError, IndexError) as e:
+            k = "error_" + type(e).__name__
         counts[k] = counts.get(k, 0) + 1
     print(json.dumps(counts))
 

@@ -12,6 +12,7 @@
 #   kern_key JSON                creates a key; sets KEY (secret) and KEY_ID
 #   kcurl ARGS...                curl in the client namespace (client side of the veth)
 #   dp_requests                  the data listener's http_requests_total, all labels summed
+#   kern_slot_of ID / kern_slot_tats SLOT   a key's slot; its TATs from the pinned tg_slots
 #
 # Across machines (vagrant/run-tests.sh): with TG_CLIENT_SSH set (an ssh destination for the
 # client host) client commands run there over ssh, the gateway is this host on
@@ -74,6 +75,8 @@ kern_prereq() {
 }
 
 kern_setup() {
+	# the interpreter itself, not a version manager's shim that takes a second to start
+	KPY=$(python3 -c 'import sys; print(sys.executable)') || bail "python3"
 	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || bail "mounting bpffs"
 	tg_cleanup_hooks+=(kern_pin_cleanup)
 	if [ -n "${TG_CLIENT_SSH:-}" ]; then
@@ -136,15 +139,20 @@ dp_requests() {
 		<<<"$BODY"
 }
 
-# The key's slot in tg_slots (from the admin API) and its windows' TATs, one line.
-kern_slot_tats() { # KEY_ID
-	local STATUS BODY slot
+# The key's slot index in tg_slots, from the admin API.
+kern_slot_of() { # KEY_ID
+	local STATUS BODY
 
 	api GET "/api/v1/keys/$1"
-	slot=$(jq -r '.slot // empty' <<<"$BODY") || return 1
-	[ -n "$slot" ] || return 1
-	bpftool -j map lookup pinned "$TG_PIN/tg_slots" key $((slot & 255)) $(((slot >> 8) & 255)) \
-		$(((slot >> 16) & 255)) $(((slot >> 24) & 255)) |
+	jq -er '.slot | numbers' <<<"$BODY"
+}
+
+# The windows' TATs of tg_slots[SLOT], read from the pinned map (no daemon needed), one line.
+kern_slot_tats() { # SLOT
+	local s=$1
+
+	bpftool -j map lookup pinned "$TG_PIN/tg_slots" key $((s & 255)) $(((s >> 8) & 255)) \
+		$(((s >> 16) & 255)) $(((s >> 24) & 255)) |
 		jq -c '[.formatted.value.win[].tat_ns]'
 }
 
