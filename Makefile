@@ -23,7 +23,7 @@ MOCK_SRCS := $(wildcard tools/mock-llm/*.c)
 MOCK_OBJS := $(MOCK_SRCS:%.c=$(O)/obj/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(O)/tests/%)
-BENCH_BPF_SRCS := tools/bench/bench_bpf.c
+BENCH_BPF_SRCS := tools/bench/bench_bpf.c tools/bench/bench_bpf_tc.c
 BENCH_SRCS := $(filter-out $(BENCH_BPF_SRCS),$(wildcard tools/bench/*.c))
 BENCH_BINS := $(BENCH_SRCS:tools/bench/%.c=$(O)/bench/%)
 BENCH_BPF_BINS := $(patsubst tools/bench/%.c,$(O)/bench/%,$(wildcard $(BENCH_BPF_SRCS)))
@@ -41,7 +41,7 @@ BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(BPF_SRCS:bpf/%.bpf.c=$(O)/bpf/%.bpf.o)
 BPF_SKELS := $(BPF_OBJS:.bpf.o=.skel.h)
 BPF_TEST_SRCS := $(wildcard bpf/test/*.bpf.c)
-BPF_TEST_SKELS := $(BPF_TEST_SRCS:bpf/test/%.bpf.c=$(O)/bpf/test/%.skel.h)
+BPF_TEST_OBJS := $(BPF_TEST_SRCS:bpf/test/%.bpf.c=$(O)/bpf/test/%.bpf.o)
 BPF_TEST_SRCS_C := $(wildcard tests/bpf/test_*.c)
 BPF_TEST_BINS := $(BPF_TEST_SRCS_C:tests/bpf/%.c=$(O)/tests/bpf/%)
 LIBS_BPF := -lbpf -lelf -lz
@@ -53,6 +53,9 @@ all: $(O)/tollgated $(O)/tollctl $(O)/mock-llm $(UNIT_BINS) $(BENCH_BINS) bpf $(
 	$(BENCH_BPF_BINS) ## build everything (-Werror)
 
 bpf: $(BPF_OBJS) $(BPF_SKELS) ## kernel programs: $(O)/bpf/*.bpf.o and their *.skel.h
+
+# Keep the test probes' objects too (for bpftool/llvm-objdump), not only their skeletons.
+.SECONDARY: $(BPF_TEST_OBJS)
 
 $(O)/bpf/vmlinux.h:
 	@mkdir -p $(@D)
@@ -73,8 +76,10 @@ $(O)/obj/tests/bpf/test_xdp_attach.o: $(O)/bpf/tollgate_xdp.skel.h
 $(O)/obj/tests/bpf/test_tc.o: $(O)/bpf/tollgate_tc.skel.h
 $(O)/obj/tests/bpf/test_penalty.o: $(O)/bpf/test/penalty_probe.skel.h $(O)/bpf/tollgate_xdp.skel.h
 $(O)/obj/tools/bench/bench_bpf.o: $(O)/bpf/tollgate_xdp.skel.h
+$(O)/obj/tools/bench/bench_bpf_tc.o: $(O)/bpf/tollgate_tc.skel.h
 
-$(O)/obj/tests/bpf/%.o $(O)/obj/tools/bench/bench_bpf.o: CFLAGS += -I$(O)/bpf -Itests/unit -Itests/bpf
+$(O)/obj/tests/bpf/%.o $(O)/obj/tools/bench/bench_bpf.o $(O)/obj/tools/bench/bench_bpf_tc.o: \
+	CFLAGS += -I$(O)/bpf -Itests/unit -Itests/bpf
 
 $(O)/tests/bpf/%: $(O)/obj/tests/bpf/%.o
 	@mkdir -p $(@D)
@@ -86,6 +91,10 @@ $(O)/tests/bpf/test_xdp_attach: $(O)/obj/tests/bpf/test_xdp_attach.o
 	$(CC) $(LDFLAGS) -o $@ $^ -lxdp $(LIBS_BPF)
 
 $(O)/bench/bench_bpf: $(O)/obj/tools/bench/bench_bpf.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_BPF)
+
+$(O)/bench/bench_bpf_tc: $(O)/obj/tools/bench/bench_bpf_tc.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_BPF)
 

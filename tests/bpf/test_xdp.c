@@ -21,7 +21,7 @@ struct xdp_row {
 	const char *allow;     /* allow-listed prefix, NULL for none */
 	__u64 now_ns;	       /* injected clock; 0 means T_NOW */
 	int mode;	       /* tg_config.mode; 0 (OFF) is written as -1 here, 0 means FULL */
-	__u32 v6_prefix;       /* penalty_v6_prefix_len; 0 means 64 */
+	int v6_prefix;	       /* penalty_v6_prefix_len; 0 means 64, -1 writes 0 */
 	int verdict;	       /* XDP_PASS or XDP_DROP */
 	int counter;	       /* the XDP counter that moves besides XDP_SEEN, or -1 */
 };
@@ -104,6 +104,13 @@ static const struct xdp_row rows[] = {
 	  "2001:db8:1:2::1", NULL, 0, 0, 128, XDP_DROP, TG_V_XDP_DROPPED },
 	{ "prefix length 128: its neighbour passes", { SYN, V6, .saddr = "2001:db8:1:2::2" },
 	  "2001:db8:1:2::1", NULL, 0, 0, 128, XDP_PASS, -1 },
+	{ "prefix length above 128 means 128", { SYN, V6, .saddr = "2001:db8:1:2::1" },
+	  "2001:db8:1:2::1", NULL, 0, 0, 200, XDP_DROP, TG_V_XDP_DROPPED },
+	{ "prefix length 0 in the configuration means /64",
+	  { SYN, V6, .saddr = "2001:db8:1:2:aaaa::1" }, "2001:db8:1:2::", NULL, 0, 0, -1, XDP_DROP,
+	  TG_V_XDP_DROPPED },
+	{ "prefix length 0 means /64, not /0", { SYN, V6, .saddr = "2001:db8:1:3::1" },
+	  "2001:db8:1:2::", NULL, 0, 0, -1, XDP_PASS, -1 },
 	{ "IPv6 allow list matches the full address", { SYN, V6, .saddr = "2001:db8:1:2::1" },
 	  "2001:db8:1:2::", "2001:db8:1:2::1/128", 0, 0, 0, XDP_PASS, TG_V_XDP_ALLOWED },
 	{ "IPv6 with a destination-options header passes", { SYN, V6, .v6_ext = 60 }, "2001:db8:1:2::",
@@ -126,7 +133,7 @@ static int world_set(const struct xdp_row *r)
 	cfg.ports[1] = 8443;
 	cfg.mode = r->mode == -1 ? TG_MODE_OFF : r->mode ? (__u32)r->mode : TG_MODE_FULL;
 	if (r->v6_prefix)
-		cfg.penalty_v6_prefix_len = r->v6_prefix;
+		cfg.penalty_v6_prefix_len = r->v6_prefix < 0 ? 0 : (__u32)r->v6_prefix;
 	err = tg_bpf_set_config(obj, &cfg);
 	err = err ?: tg_bpf_map_clear(tg_bpf_map_fd(obj, TG_MAP_PENALTY));
 	err = err ?: tg_bpf_map_clear(tg_bpf_map_fd(obj, TG_MAP_ALLOW));

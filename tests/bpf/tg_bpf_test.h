@@ -362,87 +362,110 @@ static inline uint16_t tg_csum_tcp(const void *saddr, const void *daddr, size_t 
 	return tg_csum_fold(tg_csum_add(sum, seg, seg_len));
 }
 
+static inline void tg_put16(uint8_t *p, uint16_t host)
+{
+	uint16_t n = htons(host);
+
+	memcpy(p, &n, 2);
+}
+
+static inline void tg_put32(uint8_t *p, uint32_t host)
+{
+	uint32_t n = htonl(host);
+
+	memcpy(p, &n, 4);
+}
+
+/* MACs, tags and ethertype; returns the L3 offset. */
+static inline int tg_frame_eth(const struct tg_pkt_spec *s, uint8_t *buf)
+{
+	int off = 12;
+
+	memcpy(buf, "\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01", 12); /* dst, src MAC */
+	for (int i = 0; i < 2 && s->vlan_tpid[i]; i++) {
+		tg_put16(buf + off, s->vlan_tpid[i]);
+		tg_put16(buf + off + 2, s->vlan_tci[i]);
+		off += 4;
+	}
+	tg_put16(buf + off, s->ethertype ? s->ethertype : (s->family == 6 ? 0x86dd : 0x0800));
+	return off + 2;
+}
+
+/* IPv4 header (with its checksum) at l3 for a TCP segment of tcplen; returns the L4 offset. */
+static inline int tg_frame_ip4(const struct tg_pkt_spec *s, uint8_t *buf, int l3, int tcplen,
+			       const uint8_t *sa, const uint8_t *da)
+{
+	int hl = 20 + s->ip_opt_len;
+
+	buf[l3] = (uint8_t)(0x40 | (s->ihl ? s->ihl : hl / 4));
+	tg_put16(buf + l3 + 2, (uint16_t)(hl + tcplen));
+	tg_put16(buf + l3 + 6, s->frag_off);
+	buf[l3 + 8] = 64;
+	buf[l3 + 9] = s->l4_proto ? s->l4_proto : 6;
+	memcpy(buf + l3 + 12, sa, 4);
+	memcpy(buf + l3 + 16, da, 4);
+	memset(buf + l3 + 20, 1, s->ip_opt_len); /* NOPs */
+	if (s->ip_opt_len)
+		buf[l3 + hl - 1] = 0; /* EOL */
+	tg_put16(buf + l3 + 10, tg_csum_fold(tg_csum_add(0, buf + l3, (size_t)hl)));
+	return l3 + hl;
+}
+
+/* IPv6 header at l3 (and one empty extension header if asked); returns the L4 offset. */
+static inline int tg_frame_ip6(const struct tg_pkt_spec *s, uint8_t *buf, int l3, int tcplen,
+			       const uint8_t *sa, const uint8_t *da)
+{
+	int ext = s->v6_ext ? 8 : 0, l4 = l3 + 40;
+	uint8_t proto = s->l4_proto ? s->l4_proto : 6;
+
+	buf[l3] = 0x60;
+	tg_put16(buf + l3 + 4, (uint16_t)(ext + tcplen));
+	buf[l3 + 6] = s->v6_ext ? s->v6_ext : proto;
+	buf[l3 + 7] = 64;
+	memcpy(buf + l3 + 8, sa, 16);
+	memcpy(buf + l3 + 24, da, 16);
+	if (ext)
+		buf[l4] = proto; /* the next header after the extension header */
+	return l4 + ext;
+}
+
+/* TCP header, options and payload at l4, with the checksum over the pseudo-header. */
+static inline void tg_frame_tcp(const struct tg_pkt_spec *s, uint8_t *buf, int l4, int tcplen,
+				const uint8_t *sa, const uint8_t *da)
+{
+	tg_put16(buf + l4, s->sport ? s->sport : 40000);
+	tg_put16(buf + l4 + 2, s->dport ? s->dport : 8080);
+	tg_put32(buf + l4 + 4, s->seq);
+	tg_put32(buf + l4 + 8, s->ack);
+	buf[l4 + 12] = (uint8_t)(((20 + s->tcp_opts_len) / 4) << 4);
+	buf[l4 + 13] = s->flags;
+	tg_put16(buf + l4 + 14, 64240);
+	if (s->tcp_opts_len)
+		memcpy(buf + l4 + 20, s->tcp_opts, s->tcp_opts_len);
+	if (s->payload_len)
+		memcpy(buf + l4 + 20 + s->tcp_opts_len, s->payload, s->payload_len);
+	tg_put16(buf + l4 + 16,
+		 tg_csum_tcp(sa, da, s->family == 6 ? 16 : 4, buf + l4, (size_t)tcplen));
+}
+
 /* Builds the frame into buf (TG_FRAME_MAX); returns its length or -EINVAL. */
 static inline int tg_frame_build(const struct tg_pkt_spec *s, uint8_t *buf)
 {
-	int v6 = s->family == 6, off = 12, l3, l4, tcplen, iplen;
+	int v6 = s->family == 6, af = v6 ? AF_INET6 : AF_INET, l3, l4, tcplen;
+	const char *src = s->saddr ? s->saddr : (v6 ? "2001:db8:1:2::1" : "10.0.0.1");
+	const char *dst = s->daddr ? s->daddr : (v6 ? "2001:db8:ffff::2" : "10.0.0.2");
 	uint8_t sa[16], da[16];
-	uint16_t x;
 
-	if (inet_pton(v6 ? AF_INET6 : AF_INET,
-		      s->saddr ? s->saddr : (v6 ? "2001:db8:1:2::1" : "10.0.0.1"), sa) != 1 ||
-	    inet_pton(v6 ? AF_INET6 : AF_INET,
-		      s->daddr ? s->daddr : (v6 ? "2001:db8:ffff::2" : "10.0.0.2"), da) != 1)
+	if (inet_pton(af, src, sa) != 1 || inet_pton(af, dst, da) != 1)
 		return -EINVAL;
 	if (s->tcp_opts_len % 4 || s->tcp_opts_len > 40 || s->ip_opt_len % 4 ||
 	    s->ip_opt_len > 40 || s->payload_len > 8000)
 		return -EINVAL;
 	memset(buf, 0, TG_FRAME_MAX);
-	memcpy(buf, "\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01", 12); /* dst, src MAC */
-	for (int i = 0; i < 2 && s->vlan_tpid[i]; i++) {
-		x = htons(s->vlan_tpid[i]);
-		memcpy(buf + off, &x, 2);
-		x = htons(s->vlan_tci[i]);
-		memcpy(buf + off + 2, &x, 2);
-		off += 4;
-	}
-	x = htons(s->ethertype ? s->ethertype : (v6 ? 0x86dd : 0x0800));
-	memcpy(buf + off, &x, 2);
-	l3 = off + 2;
+	l3 = tg_frame_eth(s, buf);
 	tcplen = 20 + (int)s->tcp_opts_len + (int)s->payload_len;
-	if (v6) {
-		int ext = s->v6_ext ? 8 : 0;
-
-		buf[l3] = 0x60;
-		x = htons((uint16_t)(ext + tcplen));
-		memcpy(buf + l3 + 4, &x, 2);
-		buf[l3 + 6] = s->v6_ext ? s->v6_ext : (s->l4_proto ? s->l4_proto : 6);
-		buf[l3 + 7] = 64;
-		memcpy(buf + l3 + 8, sa, 16);
-		memcpy(buf + l3 + 24, da, 16);
-		l4 = l3 + 40;
-		if (ext) {
-			buf[l4] = s->l4_proto ? s->l4_proto : 6; /* next header after it */
-			l4 += 8;
-		}
-	} else {
-		int hl = 20 + s->ip_opt_len;
-
-		iplen = hl + tcplen;
-		buf[l3] = (uint8_t)(0x40 | (s->ihl ? s->ihl : hl / 4));
-		x = htons((uint16_t)iplen);
-		memcpy(buf + l3 + 2, &x, 2);
-		x = htons(s->frag_off);
-		memcpy(buf + l3 + 6, &x, 2);
-		buf[l3 + 8] = 64;
-		buf[l3 + 9] = s->l4_proto ? s->l4_proto : 6;
-		memcpy(buf + l3 + 12, sa, 4);
-		memcpy(buf + l3 + 16, da, 4);
-		memset(buf + l3 + 20, 1, s->ip_opt_len); /* NOPs */
-		if (s->ip_opt_len)
-			buf[l3 + hl - 1] = 0; /* EOL */
-		x = htons(tg_csum_fold(tg_csum_add(0, buf + l3, (size_t)hl)));
-		memcpy(buf + l3 + 10, &x, 2);
-		l4 = l3 + hl;
-	}
-	x = htons(s->sport ? s->sport : 40000);
-	memcpy(buf + l4, &x, 2);
-	x = htons(s->dport ? s->dport : 8080);
-	memcpy(buf + l4 + 2, &x, 2);
-	uint32_t w = htonl(s->seq);
-	memcpy(buf + l4 + 4, &w, 4);
-	w = htonl(s->ack);
-	memcpy(buf + l4 + 8, &w, 4);
-	buf[l4 + 12] = (uint8_t)(((20 + s->tcp_opts_len) / 4) << 4);
-	buf[l4 + 13] = s->flags;
-	x = htons(64240);
-	memcpy(buf + l4 + 14, &x, 2);
-	if (s->tcp_opts_len)
-		memcpy(buf + l4 + 20, s->tcp_opts, s->tcp_opts_len);
-	if (s->payload_len)
-		memcpy(buf + l4 + 20 + s->tcp_opts_len, s->payload, s->payload_len);
-	x = htons(tg_csum_tcp(sa, da, v6 ? 16 : 4, buf + l4, (size_t)tcplen));
-	memcpy(buf + l4 + 16, &x, 2);
+	l4 = v6 ? tg_frame_ip6(s, buf, l3, tcplen, sa, da) : tg_frame_ip4(s, buf, l3, tcplen, sa, da);
+	tg_frame_tcp(s, buf, l4, tcplen, sa, da);
 	return l4 + tcplen;
 }
 
