@@ -50,6 +50,14 @@ key=$(curl -sS --max-time 10 -X POST "http://$admin/api/v1/keys" \
 	-H "Authorization: Bearer $TOLLGATE_ADMIN_TOKEN" -H 'Content-Type: application/json' \
 	-d '{"name":"demo","owner":"user:demo","service":"demo","tier":"basic"}' | jq -r .key)
 [ -n "$key" ] && [ "$key" != null ] || { echo "run: could not create the demo key"; exit 1; }
+kmode=$(curl -sS --max-time 10 "http://$admin/api/v1/kernel" \
+	-H "Authorization: Bearer $TOLLGATE_ADMIN_TOKEN" | jq -r '.mode // "unknown"')
+if [ "$kmode" = off ]; then
+	kernel_line="Kernel fast path: off (not root, or no BPF here; the daemon enforces every limit)."
+else
+	kernel_line="Kernel fast path: $kmode, attached to the data listener's interface; it stays
+attached after Ctrl-C (enforcement outlives the daemon): $build/tollgated detach removes it."
+fi
 
 cat <<EOF
 
@@ -68,7 +76,10 @@ Try it:
        -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello"}]}'
 
   $build/tollctl keys list          # with TOLLGATE_ADMIN_TOKEN exported
+  $build/tollctl status             # the kernel fast path
   curl http://$admin/metrics
+
+$kernel_line
 
 Ctrl-C stops tollgated and mock-llm.
 EOF

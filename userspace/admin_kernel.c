@@ -16,9 +16,12 @@
 static const char *origin_name(enum kernel_origin o)
 {
 	switch (o) {
-	case KERNEL_CREATED: return "created";
-	case KERNEL_ADOPTED: return "adopted";
-	case KERNEL_MIGRATED: return "migrated";
+	case KERNEL_CREATED:
+		return "created";
+	case KERNEL_ADOPTED:
+		return "adopted";
+	case KERNEL_MIGRATED:
+		return "migrated";
 	}
 	return "unknown";
 }
@@ -38,7 +41,8 @@ static cJSON *ifaces_json(const struct kernel_status *st)
 		    !cJSON_AddStringToObject(o, "name", f->name) ||
 		    !cJSON_AddNumberToObject(o, "ifindex", f->ifindex) ||
 		    !cJSON_AddBoolToObject(o, "tc", (f->flags & KERNEL_IF_TC) != 0) ||
-		    !(xdp ? cJSON_AddStringToObject(o, "xdp", xdp) : cJSON_AddNullToObject(o, "xdp")) ||
+		    !(xdp ? cJSON_AddStringToObject(o, "xdp", xdp)
+			  : cJSON_AddNullToObject(o, "xdp")) ||
 		    !cJSON_AddBoolToObject(o, "clsact_created",
 					   (f->flags & KERNEL_IF_CLSACT_OURS) != 0)) {
 			cJSON_Delete(arr);
@@ -109,7 +113,8 @@ cJSON *admin_kernel_json(struct kernel *k, size_t penalty_limit)
 			goto fail;
 		return o;
 	}
-	if (kernel_status(k, &st) || !cJSON_AddStringToObject(o, "mode", kernel_mode_name(st.mode)) ||
+	if (kernel_status(k, &st) ||
+	    !cJSON_AddStringToObject(o, "mode", kernel_mode_name(st.mode)) ||
 	    !cJSON_AddStringToObject(o, "pin_dir", st.pin_dir) ||
 	    !cJSON_AddStringToObject(o, "maps", origin_name(st.origin)) ||
 	    !cJSON_AddNumberToObject(o, "slots", st.slots) ||

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "config.h"
+#include "kernel.h"
 #include "log.h"
 
 enum field_type {
@@ -478,8 +479,27 @@ int config_apply_env(struct config *c, char err[CONFIG_ERR_MAX])
 	return 0;
 }
 
+/* kernel.allow checked here too, so --check names a bad prefix before any start. */
+static int check_allow(const struct config *c, char *err)
+{
+	char copy[sizeof(c->kernel_allow)], *save = NULL, *tok;
+	struct tg_lpm_key k;
+
+	memcpy(copy, c->kernel_allow, sizeof(copy));
+	for (tok = strtok_r(copy, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		if (kernel_cidr_parse(tok, &k)) {
+			snprintf(err, CONFIG_ERR_MAX,
+				 "kernel.allow: '%.64s' is not an address or CIDR prefix", tok);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int config_finish(struct config *c, char err[CONFIG_ERR_MAX])
 {
+	if (check_allow(c, err))
+		return -EINVAL;
 	/* argon2 needs at least 8 KiB of memory per lane */
 	if (c->keys.m_cost_kib < 8 * c->keys.parallelism) {
 		snprintf(err, CONFIG_ERR_MAX,

@@ -655,8 +655,7 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 	    .timeout_sec = o && o->timeout_sec ? o->timeout_sec : 60,
 	    .max_conns = o && o->max_conns ? o->max_conns : 20000,
 	    .drain_ms = o && o->drain_ms ? o->drain_ms : 2000,
-	    /* clients send first: a connection is accepted with its request (kernel path) */
-	    .defer_accept_sec = 10,
+	    .defer_accept_sec = o ? o->defer_accept_sec : 0,
 	    .route_label = dp_route_label,
 	    .listener = METRICS_DATA,
 	};

@@ -29,6 +29,8 @@ struct dataplane_opts {
 	const char *default_model; /* of /api/v1/consume, default "gpt-4o-mini" */
 	unsigned drain_ms;	   /* dataplane_stop lets calls in flight finish this long,
 				      default 2000 */
+	unsigned defer_accept_sec; /* TCP_DEFER_ACCEPT on the listener (the kernel fast path
+				      is on); 0 = off */
 	unsigned close_after_refusals; /* a keep-alive connection whose requests were refused
 					  (429, request rate) this many times in a row gets
 					  Connection: close; 0 = never */

@@ -773,21 +773,13 @@ static int server_sync_init(struct http_server *h)
 	return 0;
 }
 
-/*
- * TCP_DEFER_ACCEPT on the listening socket: the kernel completes the handshake but leaves the
- * connection a request socket until data arrives, so the TC program can still refuse the
- * first request without the daemon ever accepting it (KERNEL-NOTES.md). 0 or -1 (errno set).
- */
-static int listener_defer_accept(struct MHD_Daemon *d, unsigned secs)
+/* Not fatal: without it the kernel fast path sees established connections and passes them. */
+static void listen_defer_accept(struct http_server *h, int sec)
 {
-	const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD);
-	int v = (int)secs;
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_LISTEN_FD);
 
-	if (!info) {
-		errno = ENOTSOCK;
-		return -1;
-	}
-	return setsockopt(info->listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &v, sizeof(v));
+	if (!info || setsockopt(info->listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &sec, sizeof(sec)))
+		log_warn("%s: cannot set TCP_DEFER_ACCEPT on the listener", h->name);
 }
 
 struct http_server *http_start(const struct http_opts *o, http_handler_fn fn, void *arg)
@@ -832,13 +824,10 @@ struct http_server *http_start(const struct http_opts *o, http_handler_fn fn, vo
 		pthread_mutex_destroy(&h->mu);
 		goto fail;
 	}
-	/* Not fatal: without it the daemon still enforces everything, only the kernel path
-	 * sees every connection as accepted (and passes it). */
-	if (o->defer_accept_sec && listener_defer_accept(h->d, o->defer_accept_sec))
-		log_warnx("%s: TCP_DEFER_ACCEPT on %s: %s; the kernel cannot refuse new connections",
-			  h->name, o->listen, strerror(errno));
 	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
 	h->port = info ? info->port : 0;
+	if (o->defer_accept_sec)
+		listen_defer_accept(h, (int)o->defer_accept_sec);
 	return h;
 fail:
 	free(h);

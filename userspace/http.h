@@ -40,8 +40,9 @@ struct http_opts {
 	unsigned drain_ms;	    /* http_stop waits this long for deferred requests to finish
 				       before cutting them, default 0 */
 	unsigned defer_accept_sec;  /* > 0: TCP_DEFER_ACCEPT on the listener, so a connection is
-				       accepted only once its first bytes arrived (the kernel
-				       fast path refuses what is still embryonic); 0: off */
+				       accepted only once its first data came (the kernel fast
+				       path sees the first request while the connection is still
+				       embryonic, and may refuse it there); 0 = off */
 	/*
 	 * With route_label set, every request is counted in http_requests_total and
 	 * http_request_duration_seconds{listener,route} (metrics.h), route being what

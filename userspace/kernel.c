@@ -31,10 +31,10 @@
 #define BPFFS "/sys/fs/bpf"
 
 static const char *const verdict_names[TG_V__COUNT] = {
-	"seen", "not_tcp", "not_port", "no_payload", "not_http", "no_key", "unknown_key",
-	"stale_key", "established", "no_socket", "under_limit", "not_refusable", "refused",
-	"absorbed", "fragment", "ipv6_ext", "gso", "malformed", "reply_failed", "xdp_seen",
-	"xdp_dropped", "xdp_allowed", "penalised", "mode_off",
+    "seen",	    "not_tcp",	 "not_port",	"no_payload",  "not_http",    "no_key",
+    "unknown_key",  "stale_key", "established", "no_socket",   "under_limit", "not_refusable",
+    "refused",	    "absorbed",	 "fragment",	"ipv6_ext",    "gso",	      "malformed",
+    "reply_failed", "xdp_seen",	 "xdp_dropped", "xdp_allowed", "penalised",   "mode_off",
 };
 
 const char *kernel_verdict_name(unsigned v)
@@ -45,45 +45,63 @@ const char *kernel_verdict_name(unsigned v)
 const char *kernel_mode_name(enum tg_mode m)
 {
 	switch (m) {
-	case TG_MODE_OFF: return "off";
-	case TG_MODE_TC: return "tc";
-	case TG_MODE_FULL: return "full";
+	case TG_MODE_OFF:
+		return "off";
+	case TG_MODE_TC:
+		return "tc";
+	case TG_MODE_FULL:
+		return "full";
 	}
 	return "unknown";
 }
 
+/* While libxdp probes (its dispatcher, native mode), its expected failures are not warnings:
+ * the caller logs the outcome; the details stay at debug level. */
+static __thread bool log_quiet;
+
+void kernel_log_quiet(bool quiet)
+{
+	log_quiet = quiet;
+}
+
 /* libbpf and libxdp start their lines with their name and end them with '\n'; the log adds
  * its own line end. */
+/*
+ * One libbpf/libxdp message into the log. A verifier log comes as one message of many
+ * lines; only its end says why a program was refused, so a long one keeps its last
+ * LOG_KEEP bytes.
+ */
+#define LOG_KEEP 8192
+
+static void lib_log(bool warn, const char *fmt, va_list ap)
+{
+	char *text = NULL, *show;
+	int len = vasprintf(&text, fmt, ap);
+
+	if (len < 0)
+		return;
+	while (len > 0 && text[len - 1] == '\n')
+		text[--len] = '\0';
+	/* bpf_tc_hook_create on an existing clsact: expected (-EEXIST is handled) */
+	if (strstr(text, "Exclusivity flag on"))
+		warn = false;
+	show = len > LOG_KEEP ? text + len - LOG_KEEP : text;
+	if (warn)
+		log_warnx("%s%s", show != text ? "[...] " : "", show);
+	else
+		log_debug("%s%s", show != text ? "[...] " : "", show);
+	free(text);
+}
+
 static int log_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	char line[512];
-	size_t n;
-
-	vsnprintf(line, sizeof(line), fmt, ap);
-	n = strlen(line);
-	while (n && line[n - 1] == '\n')
-		line[--n] = '\0';
-	/* bpf_tc_hook_create on an existing clsact: expected (-EEXIST is handled) */
-	if (level == LIBBPF_WARN && !strstr(line, "Exclusivity flag on"))
-		log_warnx("%s", line);
-	else
-		log_debug("%s", line);
+	lib_log(level == LIBBPF_WARN && !log_quiet, fmt, ap);
 	return 0;
 }
 
 static int xdp_log_print(enum libxdp_print_level level, const char *fmt, va_list ap)
 {
-	char line[512];
-	size_t n;
-
-	vsnprintf(line, sizeof(line), fmt, ap);
-	n = strlen(line);
-	while (n && line[n - 1] == '\n')
-		line[--n] = '\0';
-	if (level == LIBXDP_WARN)
-		log_warnx("%s", line);
-	else
-		log_debug("%s", line);
+	lib_log(level == LIBXDP_WARN && !log_quiet, fmt, ap);
 	return 0;
 }
 
@@ -194,9 +212,9 @@ static int maps_find(struct kernel *k)
 	struct {
 		const char *name;
 		int *fd;
-	} t[] = {{TG_MAP_KEYS, &k->keys_fd},	   {TG_MAP_SLOTS, &k->slots_fd},
-		 {TG_MAP_CONFIG, &k->config_fd},   {TG_MAP_SECRET, &k->secret_fd},
-		 {TG_MAP_STATS, &k->stats_fd},	   {TG_MAP_PENALTY, &k->penalty_fd},
+	} t[] = {{TG_MAP_KEYS, &k->keys_fd},	 {TG_MAP_SLOTS, &k->slots_fd},
+		 {TG_MAP_CONFIG, &k->config_fd}, {TG_MAP_SECRET, &k->secret_fd},
+		 {TG_MAP_STATS, &k->stats_fd},	 {TG_MAP_PENALTY, &k->penalty_fd},
 		 {TG_MAP_ALLOW, &k->allow_fd}};
 
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -274,8 +292,7 @@ static int config_init(struct kernel *k)
 {
 	uint32_t zero = 0;
 
-	if (k->origin != KERNEL_ADOPTED ||
-	    bpf_map_lookup_elem(k->config_fd, &zero, &k->cfg)) {
+	if (k->origin != KERNEL_ADOPTED || bpf_map_lookup_elem(k->config_fd, &zero, &k->cfg)) {
 		memset(&k->cfg, 0, sizeof(k->cfg));
 		k->cfg.abi_version = TG_ABI_VERSION;
 		k->cfg.mode = TG_MODE_OFF;
@@ -373,6 +390,7 @@ static struct kernel *kernel_new(const struct kernel_opts *o)
 	pthread_mutex_init(&k->cfg_lock, NULL);
 	snprintf(k->pin_dir, sizeof(k->pin_dir), "%s", o->pin_dir);
 	k->mode = o->mode == KERNEL_MODE_TC ? TG_MODE_TC : TG_MODE_FULL;
+	k->mode_auto = o->mode == KERNEL_MODE_AUTO;
 	k->xdp_mode = o->xdp_mode;
 	k->capacity = o->rate_slots;
 	k->keys_max = o->rate_slots * 2;
@@ -425,7 +443,7 @@ int kernel_open(const struct kernel_opts *o, struct kernel **out)
 	k->cfg.penalty_sec = want.penalty_sec;
 	k->cfg.penalty_v6_prefix_len = want.penalty_v6_prefix_len;
 	log_info("kernel fast path: %s maps under %s (%u slots, %u key entries)",
-		 k->origin == KERNEL_ADOPTED ? "adopted pinned"
+		 k->origin == KERNEL_ADOPTED	? "adopted pinned"
 		 : k->origin == KERNEL_MIGRATED ? "migrated"
 						: "created",
 		 k->pin_dir, k->capacity, k->keys_max);
@@ -446,11 +464,18 @@ int kernel_attach(struct kernel *k, uint16_t port)
 	k->cfg.daemon_heartbeat_ns = mono_ns();
 	rc = bpf_map_update_elem(k->config_fd, &zero, &k->cfg, BPF_ANY) ? -errno : 0;
 	pthread_mutex_unlock(&k->cfg_lock);
-	if (rc) {
-		log_warnx("cannot write %s: %s", TG_MAP_CONFIG, strerror(-rc));
-		return rc;
+	if (!rc)
+		rc = kernel_attach_all(k);
+	if (rc && k->mode_auto) {
+		/* The maps stay (the daemon charges the mmapped slots either way); where a program
+		 * did not attach, the daemon alone enforces, as it always can. */
+		log_warnx("kernel.mode=auto: cannot attach every kernel program (%s); where none "
+			  "is attached (tollctl status) the daemon enforces alone; set "
+			  "kernel.mode=off to silence this",
+			  strerror(-rc));
+		return 0;
 	}
-	return kernel_attach_all(k);
+	return rc;
 }
 
 void kernel_close(struct kernel *k)

@@ -41,15 +41,15 @@ enum kernel_xdp_req {
 
 #define KERNEL_MAX_IFACES 16
 #define KERNEL_IFNAME_MAX 16 /* IFNAMSIZ */
-#define KERNEL_MAX_ALLOW 64
+#define KERNEL_MAX_ALLOW  64
 
 struct kernel_opts {
 	enum kernel_mode_req mode;
 	enum kernel_xdp_req xdp_mode;
-	const char *pin_dir;	    /* kernel.pin_dir */
-	const char *interfaces;	    /* kernel.interfaces: comma-separated ifnames, "" = default */
-	const char *data_listen;    /* data.listen (host:port): default interfaces */
-	const char *allow;	    /* kernel.allow: comma-separated CIDRs never penalised */
+	const char *pin_dir;	 /* kernel.pin_dir */
+	const char *interfaces;	 /* kernel.interfaces: comma-separated ifnames, "" = default */
+	const char *data_listen; /* data.listen (host:port): default interfaces */
+	const char *allow;	 /* kernel.allow: comma-separated CIDRs never penalised */
 	uint32_t penalty_multiple_milli; /* kernel.penalty_multiple x 1000 */
 	uint32_t penalty_after_sec;	 /* kernel.penalty_after_sec */
 	uint32_t penalty_sec;		 /* kernel.penalty_sec */
@@ -101,10 +101,10 @@ int kernel_keys_reconcile(void *kctx, const uint64_t *khash, const uint32_t *slo
 /* ---- status (GET /api/v1/kernel, /metrics, tollctl status) ---- */
 
 /* Attachment flags of one interface (also kept in the loader's pinned tg_ifaces map). */
-#define KERNEL_IF_TC 0x1u	    /* our TC ingress filter is attached */
+#define KERNEL_IF_TC	      0x1u /* our TC ingress filter is attached */
 #define KERNEL_IF_CLSACT_OURS 0x2u /* we created the clsact qdisc (detach may remove it) */
-#define KERNEL_IF_XDP_NATIVE 0x4u  /* our XDP program, native mode */
-#define KERNEL_IF_XDP_SKB 0x8u	    /* our XDP program, generic (skb) mode */
+#define KERNEL_IF_XDP_NATIVE  0x4u /* our XDP program, native mode */
+#define KERNEL_IF_XDP_SKB     0x8u /* our XDP program, generic (skb) mode */
 
 struct kernel_iface {
 	char name[KERNEL_IFNAME_MAX];
@@ -118,9 +118,9 @@ struct kernel_status {
 	char pin_dir[256];
 	size_t n_ifaces;
 	struct kernel_iface ifaces[KERNEL_MAX_IFACES];
-	uint64_t verdicts[TG_V__COUNT]; /* tg_stats summed over CPUs */
-	uint32_t slots, keys_max;	/* max_entries of tg_slots and tg_keys */
-	uint64_t penalty_entries;	/* entries in tg_penalty (counted, up to its max) */
+	uint64_t verdicts[TG_V__COUNT];	  /* tg_stats summed over CPUs */
+	uint32_t slots, keys_max;	  /* max_entries of tg_slots and tg_keys */
+	uint64_t penalty_entries;	  /* entries in tg_penalty (counted, up to its max) */
 	uint64_t keys_bytes, slots_bytes; /* kernel memory of tg_keys and tg_slots (memlock) */
 };
 

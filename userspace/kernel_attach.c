@@ -112,7 +112,8 @@ static int ifaces_from_listen(struct kernel_iface *v, size_t *n, const char *lis
 		snprintf(host, sizeof(host), "%.*s", (int)len, listen);
 	if (getaddrinfo(host[0] ? host : "0.0.0.0", NULL, &hints, &ai) || getifaddrs(&ifa)) {
 		log_warnx("kernel.interfaces: data.listen host '%.64s' is not a numeric address; "
-			  "name the interfaces in kernel.interfaces", host);
+			  "name the interfaces in kernel.interfaces",
+			  host);
 		rc = -EINVAL;
 		goto out;
 	}
@@ -124,7 +125,8 @@ static int ifaces_from_listen(struct kernel_iface *v, size_t *n, const char *lis
 	}
 	if (!rc && *n == 0) {
 		log_warnx("kernel.interfaces: no interface holds the data.listen address %s; name "
-			  "the interfaces in kernel.interfaces", host);
+			  "the interfaces in kernel.interfaces",
+			  host);
 		rc = -ENODEV;
 	}
 out:
@@ -208,8 +210,8 @@ static int tc_attach(struct kernel_iface *ifc, int prog_fd)
 {
 	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = (int)ifc->ifindex,
 		    .attach_point = BPF_TC_INGRESS);
-	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = KERNEL_TC_HANDLE,
-		    .priority = KERNEL_TC_PRIORITY, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = KERNEL_TC_HANDLE, .priority = KERNEL_TC_PRIORITY,
+		    .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE);
 	int rc = bpf_tc_hook_create(&hook);
 
 	if (rc == 0)
@@ -233,10 +235,12 @@ static int tc_filters_count(uint32_t ifindex, uint32_t parent)
 	struct {
 		struct nlmsghdr nh;
 		struct tcmsg tc;
-	} req = {.nh = {.nlmsg_len = NLMSG_LENGTH(sizeof(struct tcmsg)),
-			.nlmsg_type = RTM_GETTFILTER, .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
-			.nlmsg_seq = 1},
-		 .tc = {.tcm_family = AF_UNSPEC, .tcm_ifindex = (int)ifindex, .tcm_parent = parent}};
+	} req = {
+	    .nh = {.nlmsg_len = NLMSG_LENGTH(sizeof(struct tcmsg)),
+		   .nlmsg_type = RTM_GETTFILTER,
+		   .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+		   .nlmsg_seq = 1},
+	    .tc = {.tcm_family = AF_UNSPEC, .tcm_ifindex = (int)ifindex, .tcm_parent = parent}};
 	char buf[16384];
 	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), n = 0, rc = -EIO;
 
@@ -314,20 +318,38 @@ static int xdp_detach_ours(const struct kernel_iface *ifc, bool print)
 		if (p && !strcmp(xdp_program__name(p), TG_PROG_XDP))
 			ours[n++] = p;
 	}
-	for (p = xdp_multiprog__next_prog(NULL, mp); p && n < 8; p = xdp_multiprog__next_prog(p, mp)) {
+	for (p = xdp_multiprog__next_prog(NULL, mp); p && n < 8;
+	     p = xdp_multiprog__next_prog(p, mp)) {
 		if (!strcmp(xdp_program__name(p), TG_PROG_XDP))
 			ours[n++] = p;
 	}
 	for (size_t i = 0; i < n && !rc; i++) {
 		rc = xdp_program__detach(ours[i], (int)ifc->ifindex, mode, 0);
 		if (rc)
-			log_warnx("%s: cannot detach the XDP program: %s", ifc->name, strerror(-rc));
+			log_warnx("%s: cannot detach the XDP program: %s", ifc->name,
+				  strerror(-rc));
 		else if (print)
 			printf("%s: XDP program removed%s\n", ifc->name,
 			       xdp_multiprog__is_legacy(mp) ? "" : " from the dispatcher");
 	}
 	xdp_multiprog__close(mp);
 	return rc;
+}
+
+/* Says whether libxdp's dispatcher holds our program (others can run beside it) or not. */
+static void xdp_log_dispatcher(const struct kernel_iface *ifc)
+{
+	struct xdp_multiprog *mp = xdp_multiprog__get_from_ifindex((int)ifc->ifindex);
+
+	if (!mp || libxdp_get_error(mp))
+		return;
+	if (xdp_multiprog__is_legacy(mp))
+		log_info("%s: XDP program attached alone (libxdp's dispatcher did not load here): "
+			 "another XDP program cannot share this interface",
+			 ifc->name);
+	else
+		log_info("%s: XDP program attached through libxdp's dispatcher", ifc->name);
+	xdp_multiprog__close(mp);
 }
 
 static struct xdp_program *xdp_open(struct kernel *k)
@@ -344,7 +366,8 @@ static struct xdp_program *xdp_open(struct kernel *k)
 	if (!xo.obj)
 		return NULL;
 	/* the shared maps are reused from the pins only when their shapes are identical */
-	bpf_object__for_each_map(m, xo.obj) {
+	bpf_object__for_each_map(m, xo.obj)
+	{
 		if (!strcmp(bpf_map__name(m), TG_MAP_SLOTS))
 			bpf_map__set_max_entries(m, k->capacity);
 		else if (!strcmp(bpf_map__name(m), TG_MAP_KEYS))
@@ -368,6 +391,9 @@ static int xdp_attach(struct kernel *k, size_t i)
 		log_warnx("%s: cannot open the XDP object", ifc->name);
 		return -EINVAL;
 	}
+	/* libxdp tries its dispatcher first and falls back to the program alone; native mode
+	 * may be missing: expected failures, logged by us below (details at debug level) */
+	kernel_log_quiet(true);
 	if (k->xdp_mode != KERNEL_XDP_GENERIC) {
 		rc = xdp_program__attach(p, (int)ifc->ifindex, XDP_MODE_NATIVE, 0);
 		if (!rc)
@@ -380,12 +406,16 @@ static int xdp_attach(struct kernel *k, size_t i)
 		if (!rc)
 			ifc->flags |= KERNEL_IF_XDP_SKB;
 	}
+	kernel_log_quiet(false);
 	if (rc) {
-		log_warnx("%s: cannot attach the XDP program: %s", ifc->name, strerror(-rc));
+		log_warnx("%s: cannot attach the XDP program: %s (log.level=debug shows libbpf's "
+			  "and libxdp's details)",
+			  ifc->name, strerror(-rc));
 		xdp_program__close(p);
 		return rc;
 	}
 	k->xdp[i] = p;
+	xdp_log_dispatcher(ifc);
 	return 0;
 }
 
@@ -484,17 +514,19 @@ int kernel_attach_all(struct kernel *k)
 
 /* ---- tollgated detach ---- */
 
-static size_t detach_targets(const char *pin_dir, const char *interfaces,
-			     struct kernel_iface *v, size_t cap)
+static size_t detach_targets(const char *pin_dir, const char *interfaces, struct kernel_iface *v,
+			     size_t cap)
 {
 	uint32_t key, next;
 	size_t n = 0;
+	bool first = true;
 	int fd = ifaces_map_get(pin_dir, false);
 
-	while (fd >= 0 && n < cap && bpf_map_get_next_key(fd, n ? &key : NULL, &next) == 0) {
+	while (fd >= 0 && n < cap && bpf_map_get_next_key(fd, first ? NULL : &key, &next) == 0) {
 		if (bpf_map_lookup_elem(fd, &next, &v[n]) == 0)
 			n++;
 		key = next;
+		first = false;
 	}
 	if (fd >= 0)
 		close(fd);

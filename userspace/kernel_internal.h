@@ -21,21 +21,22 @@ struct xdp_program;
 #define KERNEL_MAP_IFACES "tg_ifaces"
 
 /* TC filter identity: fixed, so a restarted daemon replaces its filter instead of stacking. */
-#define KERNEL_TC_HANDLE 0x7467u /* "tg" */
+#define KERNEL_TC_HANDLE   0x7467u /* "tg" */
 #define KERNEL_TC_PRIORITY 1u
 
 struct kernel {
 	char pin_dir[256]; /* kernel.pin_dir is shorter (config) */
 	enum tg_mode mode;
+	bool mode_auto; /* kernel.mode auto: failing to attach is a warning, not an error */
 	enum kernel_xdp_req xdp_mode;
 	enum kernel_origin origin;
 	struct bpf_object *tc_obj;
 	struct xdp_program *xdp[KERNEL_MAX_IFACES]; /* one per interface (mode full) */
 	int keys_fd, slots_fd, config_fd, secret_fd, stats_fd, penalty_fd, allow_fd, ifaces_fd;
-	struct tg_slot *slots; /* mmapped tg_slots */
-	size_t slots_len;      /* bytes mapped */
-	uint32_t capacity;     /* tg_slots max_entries */
-	uint32_t keys_max;     /* tg_keys max_entries */
+	struct tg_slot *slots;	  /* mmapped tg_slots */
+	size_t slots_len;	  /* bytes mapped */
+	uint32_t capacity;	  /* tg_slots max_entries */
+	uint32_t keys_max;	  /* tg_keys max_entries */
 	pthread_mutex_t cfg_lock; /* cfg and its map element */
 	struct tg_config cfg;
 	size_t n_ifaces;
@@ -80,5 +81,7 @@ int kernel_attach_all(struct kernel *k);
 int kernel_bpffs_mount(void);
 /* Routes libbpf's and libxdp's messages into the daemon's log. */
 void kernel_log_setup(void);
+/* true: this thread's libbpf/libxdp warnings go to debug (probes whose failure is expected). */
+void kernel_log_quiet(bool quiet);
 
 #endif /* TG_KERNEL_INTERNAL_H */

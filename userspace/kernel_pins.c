@@ -52,14 +52,13 @@ static int shape_matches(int fd, const struct bpf_map *m, const char *name)
 	}
 	if (info.type == bpf_map__type(m) && info.key_size == bpf_map__key_size(m) &&
 	    info.value_size == bpf_map__value_size(m) &&
-	    info.max_entries == bpf_map__max_entries(m) &&
-	    info.map_flags == bpf_map__map_flags(m))
+	    info.max_entries == bpf_map__max_entries(m) && info.map_flags == bpf_map__map_flags(m))
 		return 1;
 	log_info("pinned %s differs from this tollgated's: type %u/%u, key %u/%u bytes, value "
 		 "%u/%u bytes, %u/%u entries, flags %#x/%#x (pinned/wanted)",
 		 name, info.type, bpf_map__type(m), info.key_size, bpf_map__key_size(m),
-		 info.value_size, bpf_map__value_size(m), info.max_entries,
-		 bpf_map__max_entries(m), info.map_flags, bpf_map__map_flags(m));
+		 info.value_size, bpf_map__value_size(m), info.max_entries, bpf_map__max_entries(m),
+		 info.map_flags, bpf_map__map_flags(m));
 	return 0;
 }
 
@@ -87,7 +86,8 @@ static int pins_scan(struct kernel *k, struct bpf_object *obj, struct kernel_pri
 	char path[PATH_MAX];
 
 	*n_pinned = *n_match = 0;
-	bpf_object__for_each_map(m, obj) {
+	bpf_object__for_each_map(m, obj)
+	{
 		const char *name = bpf_map__name(m);
 		int fd;
 
@@ -132,7 +132,8 @@ static int pins_remove(struct kernel *k, struct bpf_object *obj)
 	struct bpf_map *m;
 	char path[PATH_MAX];
 
-	bpf_object__for_each_map(m, obj) {
+	bpf_object__for_each_map(m, obj)
+	{
 		if (bpf_map__is_internal(m) || pin_path(k, bpf_map__name(m), path, sizeof(path)))
 			continue;
 		if (unlink(path) && errno != ENOENT) {

@@ -132,8 +132,8 @@ static int stale_add(uint64_t **stale, size_t *n, size_t *cap, uint64_t h)
 
 /* One batched walk over tg_keys: entries not wanted go to *stale; wanted ones already
  * right are marked present. */
-static int keys_scan(struct kernel *k, struct want *w, const struct want_index *x,
-		     uint64_t **stale, size_t *n_stale)
+static int keys_scan(struct kernel *k, struct want *w, const struct want_index *x, uint64_t **stale,
+		     size_t *n_stale)
 {
 	uint64_t *keys = malloc(BATCH * sizeof(*keys)), in = 0, out = 0;
 	struct tg_key_val *vals = malloc(BATCH * sizeof(*vals));
@@ -253,7 +253,8 @@ int kernel_keys_reconcile(void *kctx, const uint64_t *khash, const uint32_t *slo
 			rc = -ERANGE;
 			goto out;
 		}
-		w[i] = (struct want){.khash = khash[i], .v = {.slot = slot[i], .key_gen = key_gen[i]}};
+		w[i] =
+		    (struct want){.khash = khash[i], .v = {.slot = slot[i], .key_gen = key_gen[i]}};
 	}
 	t[0] = ms_now();
 	rc = want_index_build(&x, w, n);
@@ -377,8 +378,8 @@ static void penalty_entry(const struct tg_addr *a, const struct tg_penalty *p,
 	e->strikes = p->strikes;
 	/* until is CLOCK_MONOTONIC in the map; people read wall-clock times */
 	if (p->until_ns > now)
-		e->until_unix = (int64_t)wall.tv_sec + (int64_t)((p->until_ns - now + 999999999ull) /
-								  1000000000ull);
+		e->until_unix = (int64_t)wall.tv_sec +
+				(int64_t)((p->until_ns - now + 999999999ull) / 1000000000ull);
 }
 
 int kernel_penalty_list(struct kernel *k, struct kernel_penalty_entry *out, size_t cap, size_t *n)

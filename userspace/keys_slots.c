@@ -158,7 +158,7 @@ static void sync_key_of(struct keys *k, const struct key_record *r, uint32_t slo
 	const struct ktier *t;
 
 	memset(out, 0, sizeof(*out));
-	snprintf(out->id, sizeof(out->id), "%s", r->id);
+	memcpy(out->id, r->id, sizeof(out->id)); /* both TG_ID_LEN + 1, NUL-terminated */
 	out->slot = slot;
 	out->khash_cur = r->khash_cur;
 	out->khash_prev = r->prev_valid_until ? r->khash_prev : 0;

@@ -309,6 +309,7 @@ static void serve_until_signal(struct keys *k, struct sync *sy, struct kernel *k
 
 /* What the data plane runs on: slots, upstream client, usage writer; then its listener. */
 struct data_path {
+	bool kernel_on; /* the kernel fast path is loaded */
 	struct slots *slots;
 	struct sync *sync;
 	struct upstream *up;
@@ -325,7 +326,9 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 				   .max_body = c->data_max_body, .timeout_sec = c->data_timeout_sec,
 				   .max_conns = c->data_max_conns,
 				   .default_model = c->data_default_model,
-				   .close_after_refusals = c->data_close_after};
+				   .close_after_refusals = c->data_close_after,
+				   /* the kernel refuses only while a connection is embryonic */
+				   .defer_accept_sec = p->kernel_on ? 10 : 0};
 	struct dataplane_deps d;
 
 	p->up = upstream_start(c->upstream_conns);
@@ -359,6 +362,7 @@ static int data_slots_start(const struct config *c, struct keys *k, struct kerne
 						    .reconcile = kernel_keys_reconcile};
 	int rc;
 
+	p->kernel_on = kern != NULL;
 	if (kern) {
 		uint32_t cap;
 		struct tg_slot *mem = kernel_slots_mem(kern, &cap);

@@ -51,8 +51,11 @@ struct slots *slots_open(uint32_t capacity)
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
+	/* Populated at once: one call is far cheaper than a fault per page at first use (the
+	 * key sync touches every active key's slot at start), and a BPF array map is fully
+	 * allocated anyway. */
 	s->v = mmap(NULL, (size_t)capacity * sizeof(struct tg_slot), PROT_READ | PROT_WRITE,
-		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		    MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	if (s->v == MAP_FAILED) {
 		saved = errno;
 		free(s);
@@ -188,16 +191,22 @@ uint32_t slots_key_gen(const struct tg_slot *slot)
 /*
  * Every store is atomic because the kernel may read the slot at any moment; it sees either
  * the old key's or the new key's words, each whole, and key_gen tells readers which.
+ * key_gen and flags have one writer (the key sync, serialised), so plain atomic stores do:
+ * no locked read-modify-write, which matters when a million slots are assigned at start.
  */
 void slots_assign(struct tg_slot *slot, const struct limits *lim)
 {
+	__u32 gen = __atomic_load_n(&slot->key_gen, __ATOMIC_RELAXED);
+
 	for (int i = 0; i < RL__COUNT; i++)
 		__atomic_store_n(&slot->win[i].tat_ns, 0, __ATOMIC_RELAXED);
 	slots_set_limits(slot, lim);
 	__atomic_store_n(&slot->allowed, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&slot->refused, 0, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&slot->key_gen, 1, __ATOMIC_RELAXED);
-	__atomic_fetch_or(&slot->flags, TG_SLOT_ACTIVE, __ATOMIC_RELEASE);
+	__atomic_store_n(&slot->key_gen, gen + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&slot->flags,
+			 __atomic_load_n(&slot->flags, __ATOMIC_RELAXED) | TG_SLOT_ACTIVE,
+			 __ATOMIC_RELEASE);
 }
 
 static __u64 *window_word(struct tg_slot *slot, enum rl_window w)

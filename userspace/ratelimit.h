@@ -64,7 +64,11 @@ void slots_close(struct slots *s);
 uint32_t slots_capacity(const struct slots *s);
 /* The slot at index i (< capacity), or NULL. Borrowed for the life of the array. */
 struct tg_slot *slots_at(struct slots *s, uint32_t i);
-/* Resets a slot for a new key: zero state, parameters from lim, flags, key_gen bumped. */
+/*
+ * Resets a slot for a new key: zero state, parameters from lim, flags, key_gen bumped.
+ * key_gen and flags have a single writer: callers serialise slots_assign and slots_set_flags
+ * (the key sync does).
+ */
 void slots_assign(struct tg_slot *slot, const struct limits *lim);
 /* Writes the windows' parameters for lim (absent windows: interval 0), keeping the TATs. */
 void slots_set_limits(struct tg_slot *slot, const struct limits *lim);

@@ -60,6 +60,10 @@ xdp_progs() { # programs named tg_xdp_penalty on the gateway veth (alone or in a
 	tg_in_gw xdp-loader status "$TG_NET_GW_IF" 2>/dev/null | grep -c 'tg_xdp_penalty'
 }
 
+le32() { # N: 4 bytes, little-endian, as bpftool wants a key
+	echo "$(($1 & 255)) $((($1 >> 8) & 255)) $((($1 >> 16) & 255)) $((($1 >> 24) & 255))"
+}
+
 keys_entries() {
 	bpftool -j map dump pinned "$TG_PIN/tg_keys" | jq length
 }
@@ -110,8 +114,13 @@ case_start "tg_keys holds the key's hash after creation and loses it after revoc
 expect test "$(keys_entries)" = 0
 key_json=$(new_key '{"name":"kernel","owner":"team:k","tier":"basic","limits":{"requests_per_second":1,"burst":2}}')
 key_id=$(jq -r .id <<<"$key_json")
+key_slot=$(jq -r .slot <<<"$key_json")
 DP_KEY=$(jq -r .key <<<"$key_json")
 expect test "$(keys_entries)" = 1
+# the entry leads to the key's slot (its "slot" in the admin API), which is active
+expect test "$(bpftool -j map dump pinned "$TG_PIN/tg_keys" | jq '.[0].formatted.value.slot')" = "$key_slot"
+expect test "$(bpftool -j map lookup pinned "$TG_PIN/tg_slots" key $(le32 "$key_slot") |
+	jq '.formatted.value.flags')" = 3
 api DELETE "/api/v1/keys/$key_id"
 expect_status 200
 expect test "$(keys_entries)" = 0
@@ -127,6 +136,10 @@ for i in 1 2; do
 done
 TG_CURL_NS=$TG_NET_CL_NS dp GET /v1/models
 expect_status 429
+# a new connection over the limit: the listener defers accept, so the TC program saw the
+# request while the connection was embryonic and answered it
+api GET /api/v1/kernel
+expect_jq '.verdicts.refused >= 1'
 case_end
 
 tg_stop_daemon
@@ -151,7 +164,7 @@ expect test "$CTL_RC" = 0
 expect grep -q '^kernel path: full (ABI version 2)$' <<<"$BODY"
 expect grep -q "^maps: adopted under $TG_PIN " <<<"$BODY"
 expect grep -Eq "^  $TG_NET_GW_IF  TC ingress, XDP (native|generic)" <<<"$BODY"
-expect grep -q '^penalty box: 0 source(s)' <<<"$BODY"
+expect grep -Eq '^penalty box: [0-9]+ source\(s\)' <<<"$BODY"
 case_end
 
 case_start "the heartbeat in tg_config moves once a second"
@@ -192,6 +205,10 @@ bpftool map delete pinned "$TG_PIN/tg_penalty" key 0 0 0 0 0 0 0 0 0 0 255 255 1
 case_start "rate state survived the restart: the flooded key is still refused at once"
 TG_CURL_NS=$TG_NET_CL_NS dp GET /v1/models
 expect_status 429
+# a new connection over the limit: the listener defers accept, so the TC program saw the
+# request while the connection was embryonic and answered it
+api GET /api/v1/kernel
+expect_jq '.verdicts.refused >= 1'
 case_end
 
 tg_stop_daemon
@@ -227,6 +244,19 @@ tg_in_gw "$TG_TOLLGATED_REAL" detach --pin-dir "$TG_PIN" >"$tmp/detach.out" 2>>"
 expect test $? = 0
 expect grep -q "nothing pinned there" "$tmp/detach.out"
 case_end
+
+start || bail "tollgated started again after detach"
+tg_kill_daemon
+rm -rf "$TG_PIN" # the record of attachments is lost with the pins
+case_start "pins lost: detach --interfaces still finds our programs by name and removes them"
+expect test "$(tc_filters)" = 1
+tg_in_gw "$TG_TOLLGATED_REAL" detach --pin-dir "$TG_PIN" --interfaces "$TG_NET_GW_IF" \
+	>"$tmp/detach.out" 2>>"$TG_LOG"
+expect test $? = 0
+expect test "$(tc_filters)" = 0
+expect test "$(xdp_progs)" = 0
+case_end
+tg_in_gw tc qdisc del dev "$TG_NET_GW_IF" clsact 2>/dev/null # left alone by a named detach
 
 case_start "kernel.mode=auto where the kernel path cannot load: runs without it, says why"
 TG_KERNEL_MODE=auto tg_start_daemon --set kernel.pin_dir=/proc/tollgate-cannot \

@@ -235,6 +235,10 @@ static void kernel_json_lists_and_decimals(void)
 	TG_CHECK(config_load_file(&c, path, err) < 0);
 	TG_CHECK(strstr(err, "kernel.interfaces") != NULL);
 	TG_CHECK_STR(c.kernel_interfaces, "eth0,eth1");
+	/* a bad prefix is named when the config is finished (--check, start) */
+	snprintf(c.kernel_allow, sizeof(c.kernel_allow), "10.0.0.0/8, 10.1.0.0/40");
+	TG_CHECK(config_finish(&c, err) < 0);
+	TG_CHECK(strstr(err, "kernel.allow: '10.1.0.0/40'") != NULL);
 	unlink(path);
 }
 

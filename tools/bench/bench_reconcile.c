@@ -84,18 +84,26 @@ static int run(struct kernel *k, size_t n)
 	single = now_s() - t0;
 	kernel_status(k, &st);
 	metric("reconcile_first_start_s", first, "s", single, "<2 (1M keys)",
-	       n < 1000000 ? "n/a" : first < 2 ? "yes" : "no");
+	       n < 1000000 ? "n/a"
+	       : first < 2 ? "yes"
+			   : "no");
 	metric("reconcile_restart_s", again, "s", single, "<2 (1M keys)",
-	       n < 1000000 ? "n/a" : again < 2 ? "yes" : "no");
+	       n < 1000000 ? "n/a"
+	       : again < 2 ? "yes"
+			   : "no");
 	metric("reconcile_churn10_s", churn, "s", single, "<2 (1M keys)",
-	       n < 1000000 ? "n/a" : churn < 2 ? "yes" : "no");
+	       n < 1000000 ? "n/a"
+	       : churn < 2 ? "yes"
+			   : "no");
 	printf("metric=kernel_bytes_per_key value=%.1f unit=B baseline=%zu ratio=%.2f goal=none "
-	       "pass=n/a\n", (double)st.keys_bytes / (double)st.keys_max,
+	       "pass=n/a\n",
+	       (double)st.keys_bytes / (double)st.keys_max,
 	       sizeof(uint64_t) + sizeof(struct tg_key_val),
 	       (double)st.keys_bytes / (double)st.keys_max /
-		       (double)(sizeof(uint64_t) + sizeof(struct tg_key_val)));
+		   (double)(sizeof(uint64_t) + sizeof(struct tg_key_val)));
 	printf("metric=kernel_bytes_per_slot value=%.1f unit=B baseline=%zu ratio=%.2f goal=none "
-	       "pass=n/a\n", (double)st.slots_bytes / (double)st.slots, sizeof(struct tg_slot),
+	       "pass=n/a\n",
+	       (double)st.slots_bytes / (double)st.slots, sizeof(struct tg_slot),
 	       (double)st.slots_bytes / (double)st.slots / (double)sizeof(struct tg_slot));
 	free(h);
 	free(slot);
@@ -108,8 +116,12 @@ int main(int argc, char **argv)
 	size_t n = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
 	static const uint8_t secret[16];
 	char pin[64];
-	struct kernel_opts o = {.mode = KERNEL_MODE_TC, .interfaces = "lo", .pin_dir = pin,
-				.rate_slots = (uint32_t)n, .secret = secret, .allow = ""};
+	struct kernel_opts o = {.mode = KERNEL_MODE_TC,
+				.interfaces = "lo",
+				.pin_dir = pin,
+				.rate_slots = (uint32_t)n,
+				.secret = secret,
+				.allow = ""};
 	struct kernel *k = NULL;
 	int rc;
 

@@ -27,7 +27,8 @@ static void print_ifaces(const cJSON *arr)
 		printf("  ");
 		out_clean(stdout, json_str(f, "name"));
 		printf("  %s%s%s%s\n",
-		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "tc")) ? "TC ingress" : "no TC",
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "tc")) ? "TC ingress"
+									       : "no TC",
 		       cJSON_IsString(xdp) ? ", XDP " : ", no XDP",
 		       cJSON_IsString(xdp) ? xdp->valuestring : "",
 		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(f, "clsact_created"))
@@ -55,8 +56,10 @@ static void print_verdicts(const cJSON *o)
 
 static int print_penalty(const cJSON *pb)
 {
-	static const struct out_col cols[] = {{"ADDRESS", "address"}, {"REFUSALS", "refusals"},
-					      {"DROPPED", "dropped"},	  {"STRIKES", "strikes"},
+	static const struct out_col cols[] = {{"ADDRESS", "address"},
+					      {"REFUSALS", "refusals"},
+					      {"DROPPED", "dropped"},
+					      {"STRIKES", "strikes"},
 					      {"UNTIL", "until"}};
 	const cJSON *data = cJSON_GetObjectItemCaseSensitive(pb, "data");
 	const cJSON *n = cJSON_GetObjectItemCaseSensitive(pb, "entries");
