@@ -19,6 +19,7 @@
 # TG_GATEWAY_ADDR, its interface TG_GATEWAY_IF, and no namespace is made. mock-llm then runs
 # on this host too, on TG_UPSTREAM_ADDR when given (default loopback). That path cannot be
 # run on the development machine (no KVM); the namespace path is what tests/run exercises.
+# Known gap there: kdp (dp through curl) writes its answer files on the client host.
 
 TG_PIN=/sys/fs/bpf/tollgate-test-$$
 TG_KERNEL_MODE=${TG_KERNEL_MODE:-full}
@@ -158,8 +159,8 @@ kern_slot_tats() { # SLOT
 
 # Sets TX checksum offload on the gateway's and the client's end of the veth.
 kern_offload() { # on|off (gateway end) on|off (client end)
-	tg_in_gw ethtool -K "$KERN_GW_IF" tx "$1" >/dev/null 2>&1 &&
-		tg_in_client ethtool -K "$KERN_CL_IF" tx "$2" >/dev/null 2>&1
+	kern_in_gw ethtool -K "$KERN_GW_IF" tx "$1" >/dev/null 2>&1 &&
+		kern_in_client ethtool -K "$KERN_CL_IF" tx "$2" >/dev/null 2>&1
 }
 
 # The jq FILTER is true of the JSON TEXT (for expect: expect jqe FILTER TEXT).
