@@ -29,7 +29,7 @@
 # usage: tools/bench/bench_kernel.sh [BUILD_DIR]
 # Environment: BENCH_SEC (seconds per load run, default 5), BENCH_REPS (runs per figure, the
 # median is reported, default 3), BENCH_WARM (seconds of escalation before scenario 3 is
-# measured, default 6). Every load run is bounded (wrk -d, timeout); the trap stops every
+# measured, default 6), BENCH_ONLY (scenarios to run, default "1 2 3"). Every load run is bounded (wrk -d, timeout); the trap stops every
 # process started here by PID and removes the namespaces, pins and temporary directory.
 set -euo pipefail
 
@@ -39,6 +39,7 @@ lua=$here/kernel/get.lua
 SEC=${BENCH_SEC:-5}
 REPS=${BENCH_REPS:-3}
 WARM=${BENCH_WARM:-6}
+ONLY=${BENCH_ONLY:-1 2 3}
 LCPU=0 SCPU=1
 TOKEN=tollgate-bench-admin-token-0123456789abcdef
 HZ=$(getconf CLK_TCK)
@@ -299,7 +300,8 @@ code=$(in_cl curl -s -D - -o /dev/null -H "Authorization: Bearer $FLOOD_KEY" "ht
 [ "$code" = 1 ] || echo "# warning: the flood key's 429 on a new connection did not come from the kernel" >&2
 
 # ---- 1. new-connection flood ----
-
+has() { [[ " $ONLY " == *" $1 "* ]]; }
+if has 1; then
 echo "# 1. new-connection flood, wrk -t1 -c32 -H 'Connection: close', ${SEC}s x $REPS"
 tg_m=() tg_s=() tg_p=() ng_m=() ng_s=() ng_p=() tg_r=() ng_r=()
 for ((r = 1; r <= REPS; r++)); do
@@ -315,6 +317,7 @@ echo "# refusals/s (median): tollgate $(echo "${tg_r[*]}" | median), nginx $(ech
 metric new_conn_flood_cpu_per_refusal "$tp" us "$np" "<=0.5x" "$(yesno "$tp <= 0.5 * $np")"
 metric new_conn_flood_machine_cpu_per_refusal "$tm" us "$nm" "<=0.5x" "$(yesno "$tm <= 0.5 * $nm")"
 metric new_conn_flood_server_cpu_per_refusal "$ts" us "$ns" "daemon~0" "$(yesno "$ts <= 0.05 * $np")"
+fi
 
 # ---- 2. noisy neighbour ----
 
@@ -324,6 +327,7 @@ nn() { # NAME URL: sets NN_RPS0 NN_P990 (alone) NN_RPS1 NN_P991 (beside the floo
 	for ((r = 1; r <= REPS; r++)); do
 		wrk_run "$name.alone.$r" "$url" "$tmp/good.keys" 16 0 "$SEC"
 		a+=("$RPS") b+=("$P99")
+		local e0=$ERRS
 		nsenter --net="/run/netns/$CL_NS" env BENCH_KEYS="$tmp/flood.keys" BENCH_CLOSE=1 timeout $((SEC + 20)) taskset -c $LCPU nice -n 19 \
 			wrk -t1 -c32 -d"$((SEC + 2))s" --timeout 2s -s "$lua" "$url" >"$tmp/wrk.$name.flood.$r" 2>&1 &
 		fp=$!
@@ -331,17 +335,20 @@ nn() { # NAME URL: sets NN_RPS0 NN_P990 (alone) NN_RPS1 NN_P991 (beside the floo
 		wrk_run "$name.flooded.$r" "$url" "$tmp/good.keys" 16 0 "$SEC"
 		wait "$fp" || true
 		c+=("$RPS") d+=("$P99")
-		echo "# $name run $r: alone ${a[-1]} req/s p99 ${b[-1]}us non2xx $NON2XX; beside the flood ${c[-1]} req/s p99 ${d[-1]}us; flood: $(grep '^RESULT' "$tmp/wrk.$name.flood.$r" | cut -c1-60)"
+		echo "# $name run $r: alone ${a[-1]} req/s p99 ${b[-1]}us errors(c/r/w/t) $e0; beside the flood ${c[-1]} req/s p99 ${d[-1]}us errors $ERRS non2xx $NON2XX; flood: $(grep '^RESULT' "$tmp/wrk.$name.flood.$r" | cut -c1-60)"
 	done
 	NN_RPS0=$(echo "${a[*]}" | median) NN_P990=$(echo "${b[*]}" | median)
 	NN_RPS1=$(echo "${c[*]}" | median) NN_P991=$(echo "${d[*]}" | median)
 }
+if has 2; then
 nn tollgate "http://$TG_DATA/v1/models"
 metric noisy_neighbour_tollgate_throughput "$NN_RPS1" req/s "$NN_RPS0" ">=0.9x" "$(yesno "$NN_RPS1 >= 0.9 * $NN_RPS0")"
 metric noisy_neighbour_tollgate_p99 "$NN_P991" us "$NN_P990" "<=1.5x" "$(yesno "$NN_P991 <= 1.5 * $NN_P990")"
 nn nginx "http://$NGINX/v1/models"
 metric noisy_neighbour_nginx_throughput "$NN_RPS1" req/s "$NN_RPS0" ">=0.9x" "$(yesno "$NN_RPS1 >= 0.9 * $NN_RPS0")"
 metric noisy_neighbour_nginx_p99 "$NN_P991" us "$NN_P990" "<=1.5x" "$(yesno "$NN_P991 <= 1.5 * $NN_P990")"
+fi
+has 3 || exit 0
 
 # ---- 3. keep-alive abuse ignoring Retry-After ----
 
