@@ -66,8 +66,7 @@ static __always_inline int tg_drop(__u32 verdict)
 }
 
 /* An address of the packet in the ABI's form (IPv4 as ::ffff:a.b.c.d). */
-static __always_inline void tg_addr_of(const struct tg_pkt *p, const __be32 *a,
-				       struct tg_addr *out)
+static __always_inline void tg_addr_of(const struct tg_pkt *p, const __be32 *a, struct tg_addr *out)
 {
 	if (p->is_v6)
 		tg_addr_from_ipv6((const struct in6_addr *)a, out);
@@ -178,12 +177,12 @@ static __always_inline int tg_absorb(struct __sk_buff *skb, const struct tg_pkt 
 {
 	__u32 fin = p->tcp_flags & TG_TCP_FIN ? 1 : 0;
 	struct tg_seg s = {
-		.seq = p->ack_h + TG_REPLY_LEN + 1,
-		.ack = p->seq_h + p->pay_len + fin,
-		.flags = TG_TCP_ACK,
-		.to_client = 1,
-		.with_ts = p->has_ts,
-		.window = TG_REPLY_WINDOW,
+	    .seq = p->ack_h + TG_REPLY_LEN + 1,
+	    .ack = p->seq_h + p->pay_len + fin,
+	    .flags = TG_TCP_ACK,
+	    .to_client = 1,
+	    .with_ts = p->has_ts,
+	    .window = TG_REPLY_WINDOW,
 	};
 	struct tg_tc_scratch *sc = tg_scratch();
 

@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -305,6 +308,50 @@ static int config_init(struct kernel *k)
 	return 0;
 }
 
+/* ---- one daemon per pin directory ---- */
+
+#define LOCK_DIR "/run/lock"
+
+/*
+ * Two daemons on one set of maps would each charge the slots and reconcile tg_keys to their
+ * own store. An exclusive flock on a lock file named after the pin directory (bpffs holds no
+ * regular files) keeps a second one out; the kernel drops the lock when the holder dies, so a
+ * restart after a crash is never refused.
+ */
+void kernel_pin_dir_lock_path(const char *pin_dir, char path[PATH_MAX])
+{
+	char name[256];
+	size_t n = 0;
+
+	for (const char *p = pin_dir; *p && n + 1 < sizeof(name); p++)
+		name[n++] = *p == '/' ? '_' : *p;
+	name[n] = '\0';
+	snprintf(path, PATH_MAX, "%s/tollgate%s.lock", LOCK_DIR, name);
+}
+
+int kernel_pin_dir_lock(const char *pin_dir)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	kernel_pin_dir_lock_path(pin_dir, path);
+	mkdir(LOCK_DIR, 0755);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		log_warn("cannot open the lock file %s", path);
+		return -errno;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB)) {
+		int rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+
+		log_warnx("kernel.pin_dir %s is used by a running tollgated (lock %s)", pin_dir,
+			  path);
+		close(fd);
+		return rc;
+	}
+	return fd;
+}
+
 /* ---- open and close ---- */
 
 static struct bpf_object *tc_object_open(struct kernel *k)
@@ -343,6 +390,11 @@ static int kernel_load(struct kernel *k, const uint8_t *secret)
 	rc = kernel_bpffs_mount();
 	if (rc)
 		return rc;
+	k->lock_fd = kernel_pin_dir_lock(k->pin_dir);
+	if (k->lock_fd < 0) {
+		log_warnx("give each tollgated its own kernel.pin_dir");
+		return k->lock_fd;
+	}
 	if (mkdir(k->pin_dir, 0700) && errno != EEXIST) {
 		rc = -errno;
 		log_warn("cannot create the pin directory %s", k->pin_dir);
@@ -386,7 +438,7 @@ static struct kernel *kernel_new(const struct kernel_opts *o)
 	if (!k)
 		return NULL;
 	k->keys_fd = k->slots_fd = k->config_fd = k->secret_fd = -1;
-	k->stats_fd = k->penalty_fd = k->allow_fd = k->ifaces_fd = -1;
+	k->stats_fd = k->penalty_fd = k->allow_fd = k->ifaces_fd = k->lock_fd = -1;
 	pthread_mutex_init(&k->cfg_lock, NULL);
 	snprintf(k->pin_dir, sizeof(k->pin_dir), "%s", o->pin_dir);
 	k->mode = o->mode == KERNEL_MODE_TC ? TG_MODE_TC : TG_MODE_FULL;
@@ -399,6 +451,18 @@ static struct kernel *kernel_new(const struct kernel_opts *o)
 	k->cfg.penalty_sec = o->penalty_sec;
 	k->cfg.penalty_v6_prefix_len = o->penalty_v6_prefix;
 	return k;
+}
+
+/* After a failed load: an empty pin directory it created goes, and the lock file while
+ * this start still holds the lock (nobody else can be using it then). */
+static void load_failed_cleanup(struct kernel *k)
+{
+	char lock[PATH_MAX];
+
+	rmdir(k->pin_dir);
+	kernel_pin_dir_lock_path(k->pin_dir, lock);
+	if (k->lock_fd >= 0)
+		unlink(lock);
 }
 
 int kernel_open(const struct kernel_opts *o, struct kernel **out)
@@ -424,6 +488,8 @@ int kernel_open(const struct kernel_opts *o, struct kernel **out)
 	kernel_log_setup();
 	want = k->cfg;
 	rc = kernel_load(k, o->secret);
+	if (rc)
+		load_failed_cleanup(k);
 	if (rc && o->mode == KERNEL_MODE_AUTO) {
 		log_warnx("kernel fast path unavailable (%s): running with kernel.mode=off; "
 			  "set kernel.mode=off to silence this, or full/tc to make it an error",
@@ -480,7 +546,7 @@ int kernel_attach(struct kernel *k, uint16_t port)
 
 void kernel_close(struct kernel *k)
 {
-	int *fds[] = {&k->ifaces_fd};
+	int *fds[] = {&k->ifaces_fd, &k->lock_fd};
 
 	if (!k)
 		return;

@@ -541,17 +541,39 @@ static size_t detach_targets(const char *pin_dir, const char *interfaces, struct
 	return n;
 }
 
+static int detach_all(const char *pin_dir, const char *interfaces);
+
 int kernel_detach(const char *pin_dir, const char *interfaces)
 {
-	struct kernel_iface v[KERNEL_MAX_IFACES * 4];
-	struct stat st;
-	size_t n;
-	int rc;
+	int rc, lock;
 
 	kernel_log_setup();
 	rc = kernel_bpffs_mount();
 	if (rc)
 		return rc;
+	lock = kernel_pin_dir_lock(pin_dir);
+	if (lock < 0) {
+		printf("%s: a running tollgated uses it: stop it first\n", pin_dir);
+		return lock;
+	}
+	rc = detach_all(pin_dir, interfaces);
+	if (!rc) { /* nothing of this pin directory is left: its lock file goes too */
+		char path[PATH_MAX];
+
+		kernel_pin_dir_lock_path(pin_dir, path);
+		unlink(path);
+	}
+	close(lock);
+	return rc;
+}
+
+static int detach_all(const char *pin_dir, const char *interfaces)
+{
+	struct kernel_iface v[KERNEL_MAX_IFACES * 4];
+	struct stat st;
+	size_t n;
+	int rc = 0;
+
 	n = detach_targets(pin_dir, interfaces, v, sizeof(v) / sizeof(v[0]));
 	for (size_t i = 0; i < n; i++) {
 		tc_detach(&v[i], true);

@@ -33,6 +33,7 @@ struct kernel {
 	struct bpf_object *tc_obj;
 	struct xdp_program *xdp[KERNEL_MAX_IFACES]; /* one per interface (mode full) */
 	int keys_fd, slots_fd, config_fd, secret_fd, stats_fd, penalty_fd, allow_fd, ifaces_fd;
+	int lock_fd; /* flock on the pin directory's lock file: one daemon per set of maps */
 	struct tg_slot *slots;	  /* mmapped tg_slots */
 	size_t slots_len;	  /* bytes mapped */
 	uint32_t capacity;	  /* tg_slots max_entries */
@@ -77,6 +78,11 @@ int kernel_attach_all(struct kernel *k);
 
 /* kernel.c */
 
+/* Takes the pin directory's lock (one daemon per set of maps): the fd holding it, or -EBUSY
+ * when a running tollgated holds it, or -errno. */
+int kernel_pin_dir_lock(const char *pin_dir);
+/* Where that lock file is (/run/lock/tollgate<pin dir, '/' as '_'>.lock). */
+void kernel_pin_dir_lock_path(const char *pin_dir, char path[PATH_MAX]);
 /* Mounts bpffs at /sys/fs/bpf when it is not mounted. */
 int kernel_bpffs_mount(void);
 /* Routes libbpf's and libxdp's messages into the daemon's log. */

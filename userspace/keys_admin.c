@@ -240,7 +240,6 @@ struct change_ctx {
 	int64_t grace;
 	struct pwhash cur; /* rotation: hash of the new secret */
 	uint64_t khash;	   /* rotation: khash of the new key */
-	uint32_t old_slot; /* the key's slot before the change */
 	struct key_record r;
 };
 
@@ -290,7 +289,6 @@ static int change_txn(struct store_txn *t, void *arg)
 		return rc;
 	if (r->revoked_at)
 		return -EKEYREVOKED;
-	c->old_slot = r->slot;
 	if (c->op == CHANGE_PATCH) {
 		patch_apply(c->p, r);
 	} else if (c->op == CHANGE_REVOKE) {

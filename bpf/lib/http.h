@@ -21,14 +21,14 @@
 #include "siphash.h"
 #include "parse.h"
 
-#define TG_SCAN_CAP 2048 /* payload bytes scanned for the key header */
+#define TG_SCAN_CAP  2048 /* payload bytes scanned for the key header */
 #define TG_SCAN_MASK (TG_SCAN_CAP - 1)
 /* Scratch size: room after the scanned bytes so that reads at a masked offset plus up to
  * 255 bytes (a key) stay inside the buffer. */
-#define TG_SCAN_ROOM (TG_SCAN_CAP + 256)
-#define TG_SCAN_PROBE 16      /* bytes read first: enough to reject what is not a method */
+#define TG_SCAN_ROOM	   (TG_SCAN_CAP + 256)
+#define TG_SCAN_PROBE	   16 /* bytes read first: enough to reject what is not a method */
 #define TG_SCAN_MAX_KEYHDR 4  /* key header lines considered; more: the daemon decides */
-#define TG_SCAN_MAX_OWS 32    /* longer runs of blanks around a key: the daemon decides */
+#define TG_SCAN_MAX_OWS	   32 /* longer runs of blanks around a key: the daemon decides */
 _Static_assert(TG_SCAN_MASK == TG_SIP_BUF_MASK, "keys are hashed in the scan buffer");
 
 /* The per-CPU copy of the payload's start (a struct: global functions take sized memory). */
@@ -38,8 +38,8 @@ struct tg_scan_buf {
 
 /* A little-endian 64-bit word from eight bytes, for comparing eight bytes at once. */
 #define TG_LE8(a, b, c, d, e, f, g, h)                                                             \
-	((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16 | (__u64)(d) << 24 |                     \
-	 (__u64)(e) << 32 | (__u64)(f) << 40 | (__u64)(g) << 48 | (__u64)(h) << 56)
+	((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16 | (__u64)(d) << 24 | (__u64)(e) << 32 |   \
+	 (__u64)(f) << 40 | (__u64)(g) << 48 | (__u64)(h) << 56)
 
 enum tg_hdr_kind {
 	TG_HDR_AUTH = 1, /* Authorization */
@@ -55,22 +55,23 @@ enum tg_scan_stop {
 
 /* State shared with the bpf_loop callbacks (they see it through their context pointer). */
 struct tg_scan {
-	const __u8 *buf;		       /* the scratch copy of the payload */
-	const struct tg_secret *secret;	       /* SipHash key of the key hashes */
-	__u32 len;			       /* bytes copied */
-	__u32 method_len;		       /* bytes before the first SP */
-	__u32 line;			       /* offset where the current line starts */
-	__u32 nlines;			       /* lines ended so far */
-	__u32 stop;			       /* enum tg_scan_stop */
-	__u32 nkey;			       /* key header lines found */
-	__u32 val_start[TG_SCAN_MAX_KEYHDR];   /* offset just after the colon */
-	__u32 val_end[TG_SCAN_MAX_KEYHDR];     /* offset of the line's '\n' */
-	__u32 kind[TG_SCAN_MAX_KEYHDR];	       /* enum tg_hdr_kind */
+	const __u8 *buf;		     /* the scratch copy of the payload */
+	const struct tg_secret *secret;	     /* SipHash key of the key hashes */
+	__u32 len;			     /* bytes copied */
+	__u32 method_len;		     /* bytes before the first SP */
+	__u32 line;			     /* offset where the current line starts */
+	__u32 nlines;			     /* lines ended so far */
+	__u32 stop;			     /* enum tg_scan_stop */
+	__u32 nkey;			     /* key header lines found */
+	__u32 val_start[TG_SCAN_MAX_KEYHDR]; /* offset just after the colon */
+	__u32 val_end[TG_SCAN_MAX_KEYHDR];   /* offset of the line's '\n' */
+	__u32 kind[TG_SCAN_MAX_KEYHDR];	     /* enum tg_hdr_kind */
 	/* results of the key step, kept branch-free (see tg_scan_key) */
 	__u64 khash; /* hash of the first key found */
 	__u64 have;  /* 1 once a key was found */
 	__u64 bad;   /* keys differ, blanks too long, or a key longer than TG_KEY_MAX_LEN */
-	__u64 seen;  /* bit 2 * kind: a line of that kind had a key; bit 2 * kind + 1: one had none */
+	__u64
+	    seen; /* bit 2 * kind: a line of that kind had a key; bit 2 * kind + 1: one had none */
 };
 
 static __always_inline __u64 tg_load64(const __u8 *buf, __u32 off)
@@ -197,7 +198,7 @@ static long tg_scan_word(__u64 index, void *arg)
  */
 struct tg_trim {
 	const __u8 *buf;
-	__u32 s;      /* [s, e): the value being trimmed */
+	__u32 s; /* [s, e): the value being trimmed */
 	__u32 e;
 	__u32 at_end; /* trim at e (1) or at s (0) */
 	__u32 n;      /* blanks found before a non-blank byte or the value's end */
@@ -209,8 +210,7 @@ static long tg_trim_step(__u64 index, void *arg)
 	struct tg_trim *t = arg;
 	__u32 i = (__u32)index;
 
-	if (i >= t->e - t->s ||
-	    !tg_is_ows(tg_byte(t->buf, t->at_end ? t->e - 1 - i : t->s + i))) {
+	if (i >= t->e - t->s || !tg_is_ows(tg_byte(t->buf, t->at_end ? t->e - 1 - i : t->s + i))) {
 		t->n = i;
 		t->done = 1;
 		return 1;

@@ -31,34 +31,34 @@
 struct tg_pkt {
 	__u8 eth_dst[ETH_ALEN];
 	__u8 eth_src[ETH_ALEN];
-	__u8 is_v6;	  /* 1: IPv6, 0: IPv4 */
-	__u8 has_ts;	  /* the TCP header carried a timestamps option */
-	__u8 tcp_flags;	  /* FIN..ACK bits (TG_TCP_*) */
-	__u8 pad;	  /* zero */
-	__u16 l3_off;	  /* IP header offset from the frame start */
-	__u16 ip_hlen;	  /* IPv4 header bytes incl. options, 40 for IPv6 */
-	__u16 l4_off;	  /* TCP header offset */
-	__u16 tcp_hlen;	  /* TCP header bytes incl. options */
-	__u32 pay_off;	  /* payload offset */
-	__u32 pay_len;	  /* payload bytes, from the IP lengths */
-	__be16 sport;	  /* client port */
-	__be16 dport;	  /* listener port */
-	__u32 seq_h;	  /* sequence number, host order */
-	__u32 ack_h;	  /* acknowledgment number, host order */
-	__be32 ts_val;	  /* timestamps option, as sent */
-	__be32 ts_ecr;	  /* timestamps option, as sent */
-	__be32 saddr[4];  /* IPv4 in saddr[0]; IPv6 all four words */
-	__be32 daddr[4];  /* same form */
+	__u8 is_v6;	 /* 1: IPv6, 0: IPv4 */
+	__u8 has_ts;	 /* the TCP header carried a timestamps option */
+	__u8 tcp_flags;	 /* FIN..ACK bits (TG_TCP_*) */
+	__u8 pad;	 /* zero */
+	__u16 l3_off;	 /* IP header offset from the frame start */
+	__u16 ip_hlen;	 /* IPv4 header bytes incl. options, 40 for IPv6 */
+	__u16 l4_off;	 /* TCP header offset */
+	__u16 tcp_hlen;	 /* TCP header bytes incl. options */
+	__u32 pay_off;	 /* payload offset */
+	__u32 pay_len;	 /* payload bytes, from the IP lengths */
+	__be16 sport;	 /* client port */
+	__be16 dport;	 /* listener port */
+	__u32 seq_h;	 /* sequence number, host order */
+	__u32 ack_h;	 /* acknowledgment number, host order */
+	__be32 ts_val;	 /* timestamps option, as sent */
+	__be32 ts_ecr;	 /* timestamps option, as sent */
+	__be32 saddr[4]; /* IPv4 in saddr[0]; IPv6 all four words */
+	__be32 daddr[4]; /* same form */
 };
 
 /* The option walk runs in a bpf_loop callback over this copy: a loop over packet bytes
  * verified inline costs hundreds of thousands of instructions (KERNEL-NOTES). */
 struct tg_optwalk {
-	__u8 opt[72];	 /* option bytes; room so a 63-masked index plus 4 stays inside */
-	__u32 len;	 /* option bytes present */
-	__u32 pos;	 /* next option */
-	__u32 found;	 /* a well-formed timestamps option was seen */
-	__be32 ts_val;	 /* its fields, as sent */
+	__u8 opt[72];  /* option bytes; room so a 63-masked index plus 4 stays inside */
+	__u32 len;     /* option bytes present */
+	__u32 pos;     /* next option */
+	__u32 found;   /* a well-formed timestamps option was seen */
+	__be32 ts_val; /* its fields, as sent */
 	__be32 ts_ecr;
 };
 
@@ -140,8 +140,7 @@ static __always_inline void tg_parse_tcp_opts(struct __sk_buff *skb, struct tg_p
 }
 
 /* Ethernet and VLAN tags: the ethertype after them, or 0 when the frame ends first. */
-static __always_inline __u16 tg_parse_eth(struct tg_pkt *p, const void *data,
-					  const void *data_end)
+static __always_inline __u16 tg_parse_eth(struct tg_pkt *p, const void *data, const void *data_end)
 {
 	const struct ethhdr *eth = data;
 	__u16 off = ETH_HLEN, proto;
@@ -168,8 +167,8 @@ static __always_inline __u16 tg_parse_eth(struct tg_pkt *p, const void *data,
 }
 
 /* IPv4: returns 0 and sets l4_off and the L4 length, or a verdict. */
-static __always_inline int tg_parse_ipv4(struct __sk_buff *skb, struct tg_pkt *p,
-					 const void *data, const void *data_end, __u32 *l4_len)
+static __always_inline int tg_parse_ipv4(struct __sk_buff *skb, struct tg_pkt *p, const void *data,
+					 const void *data_end, __u32 *l4_len)
 {
 	const struct iphdr *ip = data + p->l3_off;
 	__u32 hlen, tot;
@@ -211,8 +210,8 @@ static __always_inline int tg_ipv6_is_ext(__u8 nexthdr)
 	return 0;
 }
 
-static __always_inline int tg_parse_ipv6(struct __sk_buff *skb, struct tg_pkt *p,
-					 const void *data, const void *data_end, __u32 *l4_len)
+static __always_inline int tg_parse_ipv6(struct __sk_buff *skb, struct tg_pkt *p, const void *data,
+					 const void *data_end, __u32 *l4_len)
 {
 	const struct ipv6hdr *ip6 = data + p->l3_off;
 	__u32 plen;
@@ -221,8 +220,7 @@ static __always_inline int tg_parse_ipv6(struct __sk_buff *skb, struct tg_pkt *p
 		return TG_V_MALFORMED;
 	plen = bpf_ntohs(ip6->payload_len);
 	/* payload_len 0 is a jumbogram, which needs a hop-by-hop header: inconsistent here */
-	if (ip6->version != 6 || plen == 0 ||
-	    p->l3_off + sizeof(*ip6) + plen > skb->len)
+	if (ip6->version != 6 || plen == 0 || p->l3_off + sizeof(*ip6) + plen > skb->len)
 		return TG_V_MALFORMED;
 	if (ip6->nexthdr != IPPROTO_TCP)
 		return tg_ipv6_is_ext(ip6->nexthdr) ? TG_V_IPV6_EXT : TG_V_NOT_TCP;

@@ -28,9 +28,9 @@
 
 /* ---- the 429 text ---- */
 
-#define TG_R_NUM20 "                    " /* a right-aligned number up to 20 digits */
-#define TG_R_NUM25 TG_R_NUM20 "     "     /* seconds with 3 decimals and an 's' */
-#define TG_R_BODY_LEN 386		  /* keeps TG_REPLY_LEN a multiple of 4 */
+#define TG_R_NUM20	  "                    " /* a right-aligned number up to 20 digits */
+#define TG_R_NUM25	  TG_R_NUM20 "     "	 /* seconds with 3 decimals and an 's' */
+#define TG_R_BODY_LEN	  386			 /* keeps TG_REPLY_LEN a multiple of 4 */
 #define TG_R_BODY_LEN_STR "386"
 
 #define TG_R_P_RETRY                                                                               \
@@ -41,24 +41,24 @@
 	"Retry-After: "
 #define TG_R_P_LIMIT1 TG_R_P_RETRY TG_R_NUM20 "\r\nx-ratelimit-limit-requests: "
 #define TG_R_P_RESET1                                                                              \
-	TG_R_P_LIMIT1 TG_R_NUM20 "\r\nx-ratelimit-remaining-requests: 0\r\n"                      \
+	TG_R_P_LIMIT1 TG_R_NUM20 "\r\nx-ratelimit-remaining-requests: 0\r\n"                       \
 				 "x-ratelimit-reset-requests: "
-#define TG_R_P_LIMIT2 TG_R_P_RESET1 TG_R_NUM25 "\r\nX-RateLimit-Limit: "
-#define TG_R_P_RESET2 TG_R_P_LIMIT2 TG_R_NUM20 "\r\nX-RateLimit-Remaining: 0\r\nX-RateLimit-Reset: "
-#define TG_R_HEAD TG_R_P_RESET2 TG_R_NUM20 "\r\nx-tollgate-enforcer: kernel\r\n\r\n"
+#define TG_R_P_LIMIT2	TG_R_P_RESET1 TG_R_NUM25 "\r\nX-RateLimit-Limit: "
+#define TG_R_P_RESET2	TG_R_P_LIMIT2 TG_R_NUM20 "\r\nX-RateLimit-Remaining: 0\r\nX-RateLimit-Reset: "
+#define TG_R_HEAD	TG_R_P_RESET2 TG_R_NUM20 "\r\nx-tollgate-enforcer: kernel\r\n\r\n"
 #define TG_R_BODY_START "{\"error\":{\"type\":\"request_rate_limit_exceeded\",\"param\":null,"
 
 #define TG_R_LIT_LEN(s) (sizeof(s) - 1)
 /* End offsets (one past) of the right-aligned fields. */
-#define TG_R_END_RETRY (TG_R_LIT_LEN(TG_R_P_RETRY) + 20)
+#define TG_R_END_RETRY	(TG_R_LIT_LEN(TG_R_P_RETRY) + 20)
 #define TG_R_END_LIMIT1 (TG_R_LIT_LEN(TG_R_P_LIMIT1) + 20)
 #define TG_R_END_RESET1 (TG_R_LIT_LEN(TG_R_P_RESET1) + 25)
 #define TG_R_END_LIMIT2 (TG_R_LIT_LEN(TG_R_P_LIMIT2) + 20)
 #define TG_R_END_RESET2 (TG_R_LIT_LEN(TG_R_P_RESET2) + 20)
-#define TG_R_HEAD_LEN TG_R_LIT_LEN(TG_R_HEAD)
-#define TG_REPLY_LEN (TG_R_HEAD_LEN + TG_R_BODY_LEN)
-#define TG_R_MASK 1023 /* reply buffer index mask; the buffer is TG_R_ROOM bytes */
-#define TG_R_ROOM 1088
+#define TG_R_HEAD_LEN	TG_R_LIT_LEN(TG_R_HEAD)
+#define TG_REPLY_LEN	(TG_R_HEAD_LEN + TG_R_BODY_LEN)
+#define TG_R_MASK	1023 /* reply buffer index mask; the buffer is TG_R_ROOM bytes */
+#define TG_R_ROOM	1088
 
 /* The per-CPU buffer the 429 is built in (a struct: global functions take sized memory). */
 struct tg_reply_buf {
@@ -75,23 +75,23 @@ _Static_assert(TG_REPLY_LEN <= TG_R_MASK, "masked indexes cover the reply");
  * 8-aligned so that the copy moves whole words.
  */
 static const char tg_reply_template[TG_REPLY_LEN] __attribute__((aligned(8))) =
-	TG_R_HEAD TG_R_BODY_START "                                                            "
-				  "                                                            "
-				  "                                                            "
-				  "                                                            "
-				  "                                                            "
-				  "                         \n";
+    TG_R_HEAD TG_R_BODY_START "                                                            "
+			      "                                                            "
+			      "                                                            "
+			      "                                                            "
+			      "                                                            "
+			      "                         \n";
 _Static_assert(TG_R_HEAD_LEN + TG_R_LIT_LEN(TG_R_BODY_START) + 5 * 60 + 26 == TG_REPLY_LEN,
 	       "template fills the reply exactly");
 
 /* What the refusal says: the window that refuses longest, from the slot (see gcra.h). */
 struct tg_refusal {
-	__u32 window;	     /* enum tg_window_id */
-	__u32 slot;	     /* the key's slot in tg_slots */
-	__u64 limit;	     /* requests per window (burst for the second window) */
-	__u64 retry_ms;	     /* until a request passes, ms rounded up */
-	__u64 reset_ms;	     /* until the bucket is full, ms rounded up */
-	__u64 rate_milli;    /* second window: sustained rate in requests per 1000 s */
+	__u32 window;	  /* enum tg_window_id */
+	__u32 slot;	  /* the key's slot in tg_slots */
+	__u64 limit;	  /* requests per window (burst for the second window) */
+	__u64 retry_ms;	  /* until a request passes, ms rounded up */
+	__u64 reset_ms;	  /* until the bucket is full, ms rounded up */
+	__u64 rate_milli; /* second window: sustained rate in requests per 1000 s */
 };
 
 /* v's decimal digits right-aligned so that the last one is at end - 1. */
@@ -327,13 +327,13 @@ struct tg_tcp_hdr {
 
 /* The segment to write: direction, numbers, flags, payload. */
 struct tg_seg {
-	__u32 seq;	   /* host order */
-	__u32 ack;	   /* host order */
-	__u8 flags;	   /* TG_TCP_* */
-	__u8 to_client;	   /* 1: addresses, ports and MACs swapped; 0: as received */
-	__u8 with_ts;	   /* add the timestamps option echoing the received one */
-	__u8 with_reply;   /* the payload is the 429 in the work area's text */
-	__u16 window;	   /* host order */
+	__u32 seq;	 /* host order */
+	__u32 ack;	 /* host order */
+	__u8 flags;	 /* TG_TCP_* */
+	__u8 to_client;	 /* 1: addresses, ports and MACs swapped; 0: as received */
+	__u8 with_ts;	 /* add the timestamps option echoing the received one */
+	__u8 with_reply; /* the payload is the 429 in the work area's text */
+	__u16 window;	 /* host order */
 	__u16 pad;
 };
 

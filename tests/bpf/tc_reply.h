@@ -17,7 +17,7 @@
 #include "tg_bpf_test.h"
 
 #define REPLY_LEN 804 /* TG_REPLY_LEN: the 429's constant length */
-#define BODY_LEN 386
+#define BODY_LEN  386
 
 static struct {
 	void *lib;

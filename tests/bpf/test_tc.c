@@ -50,7 +50,7 @@ static const struct tg_secret secret = { 0x0706050403020100ULL, 0x0f0e0d0c0b0a09
 #define KEY_EDGE "tg_live_edge_0f1e2d3c4b5a69788"
 #define KEY_BIG "tg_live_big_8796a5b4c3d2e1f00"
 
-enum { S_UNDER, S_OVER, S_MIN, S_HOUR, S_SOFT, S_STALE, S_EDGE, S_BIG, S__COUNT };
+enum { S_UNDER = 0, S_OVER, S_MIN, S_HOUR, S_SOFT, S_STALE, S_EDGE, S_BIG, S__COUNT };
 
 static __u64 key_hash(const char *key, size_t len)
 {

@@ -85,8 +85,8 @@ for i in 1 2 3; do ctl --json keys create --name "more-$i" --owner team:more >/d
 case_start "keys list prints a table with its header and one row per key"
 ctl keys list --owner team:cli
 expect_exit 0
-expect test "$(head -n 1 <<<"$BODY" | tr -s ' ')" = "ID NAME OWNER SERVICE TIER STATUS CREATED LAST USED"
-expect_stdout "^$key_id +cli-bot +team:cli +chat +basic +active +[0-9T:Z-]+ +-\$"
+expect test "$(head -n 1 <<<"$BODY" | tr -s ' ')" = "ID NAME OWNER SERVICE TIER STATUS SLOT CREATED LAST USED"
+expect_stdout "^$key_id +cli-bot +team:cli +chat +basic +active +[0-9]+ +[0-9T:Z-]+ +-\$"
 expect_stdout "^$json_id +json-bot +team:cli +default +premium +active "
 expect test "$(wc -l <<<"$BODY")" = 3
 case_end

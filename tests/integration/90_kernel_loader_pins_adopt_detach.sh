@@ -167,6 +167,23 @@ expect grep -Eq "^  $TG_NET_GW_IF  TC ingress, XDP (native|generic)" <<<"$BODY"
 expect grep -Eq '^penalty box: [0-9]+ source\(s\)' <<<"$BODY"
 case_end
 
+case_start "while it runs, detach is refused and a second daemon cannot take its pin directory"
+tg_in_gw "$TG_TOLLGATED_REAL" detach --pin-dir "$TG_PIN" >"$tmp/detach.out" 2>>"$TG_LOG"
+expect test $? = 1
+expect grep -q "a running tollgated uses it: stop it first" "$tmp/detach.out"
+expect test "$(tc_filters)" = 1
+expect test -e "$TG_PIN/tg_slots"
+first_pid=$TG_PID first_url=$TG_URL
+TG_STORE=$tmp/store2 TG_KERNEL_MODE=full tg_start_daemon --set kernel.pin_dir="$TG_PIN" \
+	--set kernel.interfaces="$TG_NET_GW_IF" --set data.rate_slots=4096 >/dev/null
+tg_stop_daemon
+expect test "${TG_EXIT:-0}" != 0
+expect grep -q "is used by a running tollgated" <(log_since_start)
+TG_PID=$first_pid TG_URL=$first_url
+api GET /api/v1/kernel
+expect_status 200
+case_end
+
 case_start "the heartbeat in tg_config moves once a second"
 hb1=$(bpftool -j map lookup pinned "$TG_PIN/tg_config" key 0 0 0 0 | jq '.formatted.value.daemon_heartbeat_ns')
 sleep 2.2

@@ -219,6 +219,14 @@ static void t_slots_are_shared_memory(void)
 	TG_REQUIRE(mem);
 	TG_CHECK_INT(cap, 64);
 	mem[63].win[0].tat_ns = 12345; /* the last slot is writable: the whole map is mapped */
+	{ /* a second daemon on the same pin directory is refused while this one runs */
+		struct kernel_opts o2 = opts(KERNEL_MODE_TC, "lo", "", pin);
+		struct kernel *k2 = NULL;
+
+		TG_CHECK_INT(kernel_open(&o2, &k2), -EBUSY);
+		TG_CHECK(k2 == NULL);
+		TG_CHECK_INT(kernel_detach(pin, NULL), -EBUSY);
+	}
 	TG_CHECK_INT(kernel_status(k, &st), 0);
 	TG_CHECK_INT(st.slots, 64);
 	TG_CHECK_INT(st.keys_max, 128);
@@ -243,7 +251,9 @@ static const struct tg_case cases[] = {
     {"mode off: no kernel, options not even looked at", t_mode_off_is_no_kernel},
     {"tg_keys: put, get, delete; a slot beyond the map refused", t_key_put_get_del},
     {"reconcile leaves exactly the given entries; bad input changes nothing", t_reconcile_exact},
-    {"tg_slots is mapped whole; a reopen adopts it with its state", t_slots_are_shared_memory},
+    {"tg_slots is mapped whole; a second opener and detach are refused meanwhile; a reopen "
+     "adopts it with its state",
+     t_slots_are_shared_memory},
 };
 
 int main(void)

@@ -27,11 +27,11 @@
 #include "tollgate_tc.skel.h"
 
 #define BENCH_GOAL_NS 300.0 /* issue 4: parser + lookup per packet under 300 ns */
-#define KEY_UNDER "tg_live_bench_under_7f3a9c1e5b2d4f60"
-#define KEY_OVER "tg_live_bench_over_1a2b3c4d5e6f7a8b"
-#define MS 1000000ULL
+#define KEY_UNDER     "tg_live_bench_under_7f3a9c1e5b2d4f60"
+#define KEY_OVER      "tg_live_bench_over_1a2b3c4d5e6f7a8b"
+#define MS	      1000000ULL
 
-static const struct tg_secret secret = { 0x0123456789abcdefULL, 0xfedcba9876543210ULL };
+static const struct tg_secret secret = {0x0123456789abcdefULL, 0xfedcba9876543210ULL};
 
 static int env_int(const char *name, int def)
 {
@@ -76,8 +76,8 @@ static double bench_median(int prog_fd, const struct tg_pkt_spec *spec, int roun
 static int baseline_prog(void)
 {
 	const struct bpf_insn insns[] = {
-		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = TC_ACT_OK },
-		{ .code = BPF_JMP | BPF_EXIT },
+	    {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = TC_ACT_OK},
+	    {.code = BPF_JMP | BPF_EXIT},
 	};
 
 	return bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "tg_bench_base", "Dual BSD/GPL", insns, 2,
@@ -100,11 +100,12 @@ static int add_key(struct tollgate_tc *skel, const char *key, __u32 slot, __u64 
 	memset(&s, 0, sizeof(s));
 	s.flags = TG_SLOT_ACTIVE | TG_SLOT_KERNEL_REFUSE;
 	s.key_gen = 1;
-	s.win[TG_WIN_SECOND] = (struct tg_window){ tat, 100 * MS, 1900 * MS };
-	s.win[TG_WIN_MINUTE] = (struct tg_window){ 0, 600 * MS, 99 * 600 * MS };
-	return tg_bpf_set_slot(skel->obj, slot, &s) ?:
-	       tg_bpf_set_key(skel->obj, tg_siphash64((const __u8 *)&secret, key, strlen(key)),
-			      slot, 1);
+	s.win[TG_WIN_SECOND] = (struct tg_window){tat, 100 * MS, 1900 * MS};
+	s.win[TG_WIN_MINUTE] = (struct tg_window){0, 600 * MS, 99 * 600 * MS};
+	return tg_bpf_set_slot(skel->obj, slot, &s)
+		   ?: tg_bpf_set_key(skel->obj,
+				     tg_siphash64((const __u8 *)&secret, key, strlen(key)), slot,
+				     1);
 }
 
 static int world_set(struct tollgate_tc *skel)
@@ -133,8 +134,8 @@ static int world_set(struct tollgate_tc *skel)
 	"X-Stainless-Runtime-Version: 3.11.7\r\nX-Stainless-Async: false\r\n"                      \
 	"X-Stainless-Retry-Count: 0\r\nX-Stainless-Read-Timeout: 600\r\n"
 
-static const uint8_t ts_opts[12] = { 1, 1, 8, 10, 0, 0, 1, 0, 0, 0, 2, 0 };
-static const uint8_t tls[64] = { 0x17, 0x03, 0x03, 0x00, 0x3b }; /* TLS application data */
+static const uint8_t ts_opts[12] = {1, 1, 8, 10, 0, 0, 1, 0, 0, 0, 2, 0};
+static const uint8_t tls[64] = {0x17, 0x03, 0x03, 0x00, 0x3b}; /* TLS application data */
 
 /* The TC program per passing packet, next to the baseline. */
 static int bench_passes(struct tollgate_tc *skel, int base_fd, int rounds, int repeat)
@@ -142,8 +143,11 @@ static int bench_passes(struct tollgate_tc *skel, int base_fd, int rounds, int r
 	static const char under[] = RQ("Authorization: Bearer " KEY_UNDER "\r\n");
 	static const char sdk[] = RQ(SDK_HDRS "Authorization: Bearer " KEY_UNDER "\r\n");
 	static const char unknown[] = RQ("Authorization: Bearer tg_live_nobody_0000000000\r\n");
-	struct tg_pkt_spec s = { .flags = TG_TH_ACK | TG_TH_PSH, .seq = 1, .ack = 1,
-				 .tcp_opts = ts_opts, .tcp_opts_len = sizeof(ts_opts) };
+	struct tg_pkt_spec s = {.flags = TG_TH_ACK | TG_TH_PSH,
+				.seq = 1,
+				.ack = 1,
+				.tcp_opts = ts_opts,
+				.tcp_opts_len = sizeof(ts_opts)};
 	int fd = bpf_program__fd(skel->progs.tg_tc_ingress);
 	double base, v[4];
 
@@ -163,8 +167,8 @@ static int bench_passes(struct tollgate_tc *skel, int base_fd, int rounds, int r
 	if (base < 0 || v[0] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0)
 		return -1;
 	printf("# bench_bpf_tc: TC ingress program, median of %d x %d test_run packets "
-	       "(%zu- and %zu-byte requests)\n", rounds, repeat, sizeof(under) - 1,
-	       sizeof(sdk) - 1);
+	       "(%zu- and %zu-byte requests)\n",
+	       rounds, repeat, sizeof(under) - 1, sizeof(sdk) - 1);
 	metric("tc_not_http_ns", v[0], base, 1);
 	metric("tc_under_limit_ns", v[1], base, 1);
 	metric("tc_under_limit_sdk_headers_ns", v[2], base, 1);
@@ -176,8 +180,9 @@ static int bench_passes(struct tollgate_tc *skel, int base_fd, int rounds, int r
  * connected client: its port, or -1. The namespace dies with the process. */
 static int refusal_world(int *ifindex)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(8080),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(8080),
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t alen = sizeof(a);
 	int l, c, secs = 30;
 
@@ -203,10 +208,15 @@ static int bench_refusal(struct tollgate_tc *skel, int n)
 	static uint8_t frame[TG_FRAME_MAX];
 	static struct tg_bpf_out out;
 	static __u32 d[100000];
-	struct tg_pkt_spec s = { .saddr = "127.0.0.1", .daddr = "127.0.0.1",
-				 .flags = TG_TH_ACK | TG_TH_PSH, .seq = 7, .ack = 9,
-				 .tcp_opts = ts_opts, .tcp_opts_len = sizeof(ts_opts),
-				 .payload = over, .payload_len = sizeof(over) - 1 };
+	struct tg_pkt_spec s = {.saddr = "127.0.0.1",
+				.daddr = "127.0.0.1",
+				.flags = TG_TH_ACK | TG_TH_PSH,
+				.seq = 7,
+				.ack = 9,
+				.tcp_opts = ts_opts,
+				.tcp_opts_len = sizeof(ts_opts),
+				.payload = over,
+				.payload_len = sizeof(over) - 1};
 	int ifindex = 0, port = refusal_world(&ifindex), len, fd;
 	int killed = tg_bpf_map_fd(skel->obj, TG_MAP_KILLED);
 	struct __sk_buff ctx;

@@ -106,7 +106,8 @@ start_tg() { # UPSTREAM(host:port) [TOLLGATED ARGS...]: sets TG_PID, TG_DATA, TG
 		TOLLGATE_KEYS_ARGON2_T_COST=1 TOLLGATE_KEYS_ARGON2_PER_SEC=100000 \
 		taskset -c $SCPU "$build/tollgated" run --store "$tmp/store.$tg_n" --ready-file "$ready" \
 		--admin-listen 127.0.0.1:0 --set "data.listen=127.0.0.1:0" \
-		--set "upstream.default_url=http://$up/v1" --log-level warn "$@" \
+		--set "upstream.default_url=http://$up/v1" --log-level warn \
+		--set "kernel.mode=${BENCH_KERNEL_MODE:-off}" "$@" \
 		>"$tmp/tg.$tg_n.out" 2>"$tmp/tg.$tg_n.log" </dev/null &
 	TG_PID=$!
 	pids+=("$TG_PID")

@@ -42,6 +42,7 @@ static const struct out_col keys_cols[] = {
     {"SERVICE", "service"},
     {"TIER", "tier"},
     {"STATUS", "status"},
+    {"SLOT", "slot"},
     {"CREATED", "created_at"},
     {"LAST USED", "last_used_at"},
 };
