@@ -43,6 +43,8 @@ static const struct config_field config_fields[] = {
 	 "the map grows (doubling) up to this size"},
 	{"store.sync", FT_ENUM, OFF(store_sync), 0, 0, sync_names,
 	 "full: fsync each commit; meta: fdatasync, crash may undo the last commit; none"},
+	{"store.sync_interval_ms", FT_U32, OFF(store_sync_interval_ms), 0, 3600000, NULL,
+	 "usage commits skip the fsync and the store is synced this often; 0: sync each"},
 	{"admin.listen", FT_STR, OFF(admin_listen), 0, 128, NULL, "admin API address host:port"},
 	{"admin.threads", FT_U32, OFF(admin_threads), 1, 64, NULL, "admin API worker threads"},
 	{"admin.max_body_bytes", FT_U32, OFF(admin_max_body), 1024, 16 << 20, NULL,
@@ -100,6 +102,7 @@ void config_defaults(struct config *c)
 	c->store_map_size_mb = 64;
 	c->store_max_map_mb = 65536;
 	c->store_sync = STORE_SYNC_META;
+	c->store_sync_interval_ms = 1000;
 	snprintf(c->admin_listen, sizeof(c->admin_listen), "127.0.0.1:8081");
 	c->admin_threads = 2;
 	c->admin_max_body = 65536;

@@ -23,6 +23,7 @@ struct config {
 	uint32_t store_map_size_mb;  /* store.map_size_mb: initial map size */
 	uint32_t store_max_map_mb;   /* store.max_map_size_mb: growth cap */
 	uint32_t store_sync;	     /* store.sync: enum store_sync */
+	uint32_t store_sync_interval_ms; /* store.sync_interval_ms: see store_opts */
 	char admin_listen[128];	     /* admin.listen: host:port of the admin API */
 	uint32_t admin_threads;	     /* admin.threads */
 	uint32_t admin_max_body;     /* admin.max_body_bytes */

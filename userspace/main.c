@@ -158,6 +158,7 @@ static void store_opts_from(const struct config *c, struct store_opts *o, bool r
 	if (o->max_map_size < o->map_size)
 		o->max_map_size = o->map_size;
 	o->sync = (enum store_sync)c->store_sync;
+	o->sync_interval_ms = read_only ? 0 : c->store_sync_interval_ms;
 	o->read_only = read_only;
 }
 

@@ -39,6 +39,12 @@ extern const char *const store_db_names[STORE_DB__COUNT];
 #define STORE_META_SECRET  "hash_secret"    /* 16 random bytes: SipHash key for the kernel path */
 #define STORE_META_CREATED "created_at"	    /* i64 little-endian Unix seconds */
 
+/*
+ * How commits reach the disk. Every commit, synced or not, is in the page cache when it
+ * returns, so it survives a kill of the process; syncing matters only for a system crash or
+ * power loss. store_write() follows this policy; the group-commit writer's usage batches
+ * follow it only when sync_interval_ms is 0 (see store_opts).
+ */
 enum store_sync {
 	STORE_SYNC_FULL = 0, /* fsync data and meta page at every commit */
 	STORE_SYNC_META,     /* one fdatasync per commit (MDB_NOMETASYNC): integrity kept, a
@@ -52,6 +58,15 @@ struct store_opts {
 	size_t map_size;     /* initial map size in bytes (rounded up to the page size) */
 	size_t max_map_size; /* the map never grows past this; then writes fail -ENOSPC */
 	enum store_sync sync;
+	/*
+	 * 0: usage batches are synced like every other commit. Otherwise usage batches commit
+	 * without a sync (still safe from a process kill) and a background thread syncs the
+	 * file this often when such commits happened, so a system crash or power loss may lose
+	 * the usage of the last interval (and, on a file system that reorders writes, LMDB's
+	 * documented NOSYNC risk applies to that window). Commits of store_write() keep
+	 * following sync. Ignored by read-only opens.
+	 */
+	unsigned sync_interval_ms;
 	unsigned target_version; /* migrate up to this schema version; 0 = the latest (tests) */
 	bool read_only;		 /* open without migrating or writing (migrate --status) */
 };

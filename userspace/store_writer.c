@@ -207,7 +207,7 @@ static void *writer_main(void *arg)
 
 		writer_take(w, &b);
 		pthread_mutex_unlock(&w->mu);
-		rc = store_write(w->s, batch_txn, &b);
+		rc = store_write_lazy(w->s, batch_txn, &b);
 		pthread_mutex_lock(&w->mu);
 		if (rc < 0) {
 			writer_retry_later(w, &b, rc, ++failures);

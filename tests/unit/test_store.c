@@ -27,6 +27,7 @@
 
 /* Batches committed by the group-commit writer, kept by store.c for this test only. */
 extern atomic_ulong store_writer_debug_batches;
+extern atomic_ulong store_sync_debug_rounds;
 
 /* The case's directory, and the stores it opened (closed by the harness if it bails out). */
 static char case_dir[64];
@@ -912,9 +913,10 @@ static size_t crash_record(uint64_t seq, unsigned char *out)
 }
 
 /* The child: appends as fast as it can and reports the committed sequence every ~2 ms. */
-static void crash_child(const char *dir, int fd)
+/* interval_ms > 0: usage batches commit without a sync (the syncer runs that often) */
+static void crash_child(const char *dir, int fd, unsigned interval_ms)
 {
-	struct store_opts o = {.path = dir, .sync = STORE_SYNC_META};
+	struct store_opts o = {.path = dir, .sync = STORE_SYNC_META, .sync_interval_ms = interval_ms};
 	struct store *s = store_open(&o);
 	struct store_writer *w = s ? store_writer_start(s, NULL) : NULL;
 	int64_t last_report = 0;
@@ -989,7 +991,7 @@ static int crash_txn(struct store_txn *t, void *arg)
 	return store_iter(t, STORE_DB_USAGE, NULL, 0, crash_one, arg);
 }
 
-TMP_CASE(kill_9_keeps_reported_commits)
+static void kill_9_check(const char *dir, unsigned interval_ms)
 {
 	struct crash_check c = {.next = 1};
 	uint64_t reported;
@@ -1002,7 +1004,7 @@ TMP_CASE(kill_9_keeps_reported_commits)
 	pid = fork();
 	if (pid == 0) {
 		close(pfd[0]);
-		crash_child(dir, pfd[1]);
+		crash_child(dir, pfd[1], interval_ms);
 	}
 	close(pfd[1]);
 	if (pid < 0) {
@@ -1023,6 +1025,48 @@ TMP_CASE(kill_9_keeps_reported_commits)
 	       c.next - 1);
 	TG_CHECK(c.next - 1 >= reported);
 	TG_CHECK_INT(c.bad, 0);
+}
+
+TMP_CASE(kill_9_keeps_reported_commits)
+{
+	kill_9_check(dir, 0);
+}
+
+/* An hour between syncs: nothing but the page cache holds the batches when the child dies. */
+TMP_CASE(kill_9_keeps_reported_lazy_commits)
+{
+	kill_9_check(dir, 3600000);
+}
+
+static void wait_syncs(unsigned long above, int max_ms)
+{
+	for (int i = 0; i < max_ms && atomic_load(&store_sync_debug_rounds) <= above; i++)
+		usleep(1000);
+}
+
+/* The syncer syncs after lazy commits, not without them, and once more when the store closes. */
+TMP_CASE(syncer_syncs_only_after_lazy_commits)
+{
+	struct store_opts o = {.path = dir, .sync = STORE_SYNC_META, .sync_interval_ms = 5};
+	struct store *s = store_open(&o);
+	struct store_writer *w = s ? store_writer_start(s, NULL) : NULL;
+	unsigned long r0, r1, r2;
+	uint64_t seq = 0;
+
+	TG_REQUIRE(w);
+	r0 = atomic_load(&store_sync_debug_rounds);
+	usleep(50000); /* ten intervals without a lazy commit */
+	r1 = atomic_load(&store_sync_debug_rounds);
+	TG_CHECK_INT(r1 - r0, 0);
+	TG_CHECK_INT(store_writer_append(w, "x", 1, &seq), 0);
+	TG_CHECK_INT(store_writer_wait(w, seq, 5000), 0);
+	wait_syncs(r1, 5000);
+	r2 = atomic_load(&store_sync_debug_rounds);
+	TG_CHECK(r2 > r1);
+	TG_CHECK_INT(store_writer_append(w, "y", 1, &seq), 0);
+	store_writer_stop(w);
+	store_close(s); /* the syncer's last round */
+	TG_CHECK(atomic_load(&store_sync_debug_rounds) > r2);
 }
 
 static const struct tg_case cases[] = {
@@ -1048,6 +1092,10 @@ static const struct tg_case cases[] = {
     {"writer: a refused commit keeps its records and retries; stop gives up",
      writer_retries_failed_commits},
     {"writer: records reported committed survive kill -9", kill_9_keeps_reported_commits},
+    {"writer: records reported committed without a sync survive kill -9",
+     kill_9_keeps_reported_lazy_commits},
+    {"syncer: syncs after lazy commits only, and when the store closes",
+     syncer_syncs_only_after_lazy_commits},
 };
 
 int main(void)
