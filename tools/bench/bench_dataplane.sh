@@ -9,8 +9,8 @@
 # usage: tools/bench/bench_dataplane.sh [BUILD_DIR]
 # Environment: BENCH_SEC (seconds per load run, default 5), BENCH_STREAMS (concurrent
 # streaming calls of the last scenario, space-separated, default "2000 5000"; empty skips it),
-# BENCH_VARIANTS (1 by default: also measure latency and throughput with store.sync=none,
-# usage.max_delay_us=1 and both, each labelled).
+# BENCH_VARIANTS (1 by default: also measure latency and throughput with
+# store.sync_interval_ms=0 and with store.sync=none, each labelled).
 #
 # Pinning (KERNEL-NOTES.md "Measuring"): wrk runs on CPU 0, every server (tollgated, nginx,
 # mock-llm) on CPU 1. Server CPU is read from /proc/<pid>/stat (utime+stime) of each server
@@ -314,9 +314,8 @@ metric flood_refusals_per_sec "$(div "$tg_ref" "$SEC" %.0f)" refusals/s "$(div "
 echo "# (refusals: tollgated $tg_ref of $tg_frps req/s, nginx $ng_ref of $ng_frps req/s)"
 
 # ---- variants: where the added latency goes ----
-# store.sync=none: no fdatasync per usage commit. usage.max_delay_us=1: the usage writer
-# commits at once instead of lingering for more records (a configured 0 means its built-in
-# 2000 us, see userspace/store_writer.c).
+# store.sync_interval_ms=0: every usage batch fdatasynced before the answer is released (the
+# behaviour before the syncer). store.sync=none: no fsync at all, not even for admin changes.
 variant() { # LABEL TOLLGATED_ARGS...
 	local label=$1
 	shift
@@ -335,9 +334,8 @@ variant() { # LABEL TOLLGATED_ARGS...
 	metric "allowed_cpu_per_request$label" "$(div "$CPU_A" "$OK" %.1f)" us/req "$ng_cpu" "ratio reported" -
 }
 if [ "$VARIANTS" = 1 ]; then
+	variant _synceach --set store.sync_interval_ms=0
 	variant _syncnone --set store.sync=none
-	variant _delay1 --set usage.max_delay_us=1
-	variant _delay1_syncnone --set usage.max_delay_us=1 --set store.sync=none
 fi
 
 # ---- 4. many concurrent streaming calls against a slow mock ----
