@@ -2,9 +2,9 @@
 /*
  * The data plane's frame (see dataplane_internal.h for the split and the threads): the
  * listener and its route table, API-key authentication, the request-rate charge and its
- * headers, the life of a forwarded call (defer, close callback, submit, references), the
- * completion worker that meters calls in batches and releases their answers only once
- * their usage records are committed, and the usage record itself.
+ * headers, the life of a forwarded call (defer, close callback, submit, references), its
+ * metering, and the release of its answer from the usage writer's commit hook once its
+ * usage record is committed.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -493,7 +493,7 @@ void dp_call_submit(struct dp_call *c, const char *path, const char *body, size_
 		c->err = UPSTREAM_INTERNAL;
 		snprintf(c->detail, sizeof(c->detail), "submit: %s", strerror(-rc));
 		atomic_store(&c->up_done, true);
-		dp_worker_push(c->dp, c);
+		dp_finish(c->dp, c);
 		return;
 	}
 	/* the call may be over already; only the handle (for a cancel) is written after submit */
@@ -534,107 +534,133 @@ static void dp_meter(struct dp_call *c)
 			    c->completion_tokens);
 }
 
-/* ---- the completion worker ---- */
+/* ---- release on commit ---- */
 
-void dp_worker_push(struct dataplane *dp, struct dp_call *c)
+/* Releases c's answer (commit_rc as dp_release takes it) and drops the upstream reference. */
+static void dp_done(struct dp_call *c, int commit_rc)
 {
-	struct dp_worker *w = &dp->w;
-
-	c->next = NULL;
-	pthread_mutex_lock(&w->mu);
-	if (w->tail)
-		w->tail->next = c;
-	else
-		w->head = c;
-	w->tail = c;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
+	dp_release(c, commit_rc);
+	dp_call_put(c);
 }
 
 /*
- * One batch: settle and append every record, wait once for the last to commit (group
- * commit: the whole batch shares the wait), then release the answers.
+ * A call is over upstream: settle and meter it here (upstream thread, or the listener when
+ * the submit failed), then list it until its record commits; the writer's commit hook
+ * (dp_on_commit) releases it. The check of the committed sequence under the list's lock
+ * closes the race with a hook that ran between the append and the listing: either the hook
+ * sees c listed, or c sees the commit the hook was called for.
  */
-static void dp_batch(struct dataplane *dp, struct dp_call *list)
+void dp_finish(struct dataplane *dp, struct dp_call *c)
 {
-	struct dp_call *c, *next;
-	uint64_t last = 0;
-	int rc = 0;
+	struct dp_commits *k = &dp->commits;
+	bool committed;
 
-	for (c = list; c; c = c->next) {
-		dp_settle(c);
-		dp_meter(c);
-		if (!c->append_rc && c->seq > last)
-			last = c->seq;
+	dp_settle(c);
+	dp_meter(c);
+	if (c->append_rc) {
+		dp_done(c, c->append_rc);
+		return;
 	}
-	if (last)
-		rc = usage_wait(dp->d.usage, last, DP_COMMIT_WAIT_MS);
-	if (rc)
-		log_warnx("data: usage records not committed: %s; their answers are withheld",
-			  strerror(-rc));
-	for (c = list; c; c = next) {
-		next = c->next;
-		dp_release(c, c->append_rc ? c->append_rc : rc);
-		dp_call_put(c);
+	c->metered_ns = tg_now_mono_ns();
+	pthread_mutex_lock(&k->mu);
+	committed = usage_committed(dp->d.usage) >= c->seq;
+	if (!committed) {
+		c->next = k->head;
+		k->head = c;
 	}
+	pthread_mutex_unlock(&k->mu);
+	if (committed)
+		dp_done(c, 0);
 }
 
-static void *dp_worker_main(void *arg)
+/*
+ * The usage writer's commit hook (writer thread): releases every listed call whose record
+ * is committed; after a failed commit (err), also those that waited DP_COMMIT_WAIT_MS,
+ * their answers withheld (dp_release with the error).
+ */
+static void dp_on_commit(uint64_t committed, int err, void *arg)
 {
 	struct dataplane *dp = arg;
-	struct dp_worker *w = &dp->w;
-	struct dp_call *list;
+	struct dp_commits *k = &dp->commits;
+	int64_t old = tg_now_mono_ns() - (int64_t)DP_COMMIT_WAIT_MS * 1000000;
+	struct dp_call *ready = NULL, **pp, *c;
+	unsigned withheld = 0;
 
-	for (;;) {
-		pthread_mutex_lock(&w->mu);
-		while (!w->head && !w->stopping)
-			pthread_cond_wait(&w->cv, &w->mu);
-		list = w->head;
-		w->head = w->tail = NULL;
-		pthread_mutex_unlock(&w->mu);
-		if (!list)
-			break; /* stopping, and nothing left */
-		dp_batch(dp, list);
+	pthread_mutex_lock(&k->mu);
+	for (pp = &k->head; (c = *pp);) {
+		if (c->seq > committed && !(err && c->metered_ns < old)) {
+			pp = &c->next;
+			continue;
+		}
+		*pp = c->next;
+		c->next = ready;
+		ready = c;
 	}
-	return NULL;
+	if (!k->head)
+		pthread_cond_broadcast(&k->drained);
+	pthread_mutex_unlock(&k->mu);
+	for (c = ready; c; c = ready) {
+		ready = c->next;
+		withheld += c->seq > committed;
+		dp_done(c, c->seq > committed ? err : 0);
+	}
+	if (withheld)
+		log_warnx("data: %u usage records not committed in %d ms: %s; their answers are "
+			  "withheld",
+			  withheld, DP_COMMIT_WAIT_MS, strerror(-err));
 }
 
-static int dp_worker_start(struct dataplane *dp)
+static int dp_commits_init(struct dataplane *dp)
 {
-	struct dp_worker *w = &dp->w;
-	int rc;
+	struct dp_commits *k = &dp->commits;
 
-	if (pthread_mutex_init(&w->mu, NULL))
+	if (pthread_mutex_init(&k->mu, NULL))
 		return -ENOMEM;
-	if (pthread_cond_init(&w->cv, NULL)) {
-		pthread_mutex_destroy(&w->mu);
+	if (pthread_cond_init(&k->drained, NULL)) {
+		pthread_mutex_destroy(&k->mu);
 		return -ENOMEM;
 	}
-	rc = pthread_create(&w->thread, NULL, dp_worker_main, dp);
-	if (rc) {
-		pthread_cond_destroy(&w->cv);
-		pthread_mutex_destroy(&w->mu);
-		return -rc;
-	}
-	w->running = true;
+	usage_on_commit(dp->d.usage, dp_on_commit, dp);
 	return 0;
 }
 
-/* Lets the worker finish what is queued, then joins it. */
-static void dp_worker_stop(struct dataplane *dp)
+/*
+ * After the upstream stopped (no call can be listed any more): waits up to DP_COMMIT_WAIT_MS
+ * for the listed calls' commits, withholds what is left, and unhooks from the writer.
+ */
+static void dp_commits_fini(struct dataplane *dp)
 {
-	struct dp_worker *w = &dp->w;
+	struct dp_commits *k = &dp->commits;
+	int64_t due = tg_now_mono_ns() + (int64_t)DP_COMMIT_WAIT_MS * 1000000;
+	struct dp_call *left;
 
-	if (!w->running)
-		return;
-	pthread_mutex_lock(&w->mu);
-	w->stopping = true;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-	pthread_join(w->thread, NULL);
-	pthread_cond_destroy(&w->cv);
-	pthread_mutex_destroy(&w->mu);
-	w->running = false;
+	pthread_mutex_lock(&k->mu);
+	while (k->head && tg_now_mono_ns() < due) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50000000; /* rechecks the deadline every 50 ms */
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&k->drained, &k->mu, &ts);
+	}
+	left = k->head;
+	k->head = NULL;
+	pthread_mutex_unlock(&k->mu);
+	usage_on_commit(dp->d.usage, NULL, NULL); /* waits for a hook call in progress */
+	if (left)
+		log_warnx("data: stopping with usage records not committed; their answers are "
+			  "withheld");
+	while (left) {
+		struct dp_call *c = left;
+
+		left = c->next;
+		dp_done(c, -ETIMEDOUT);
+	}
+	pthread_cond_destroy(&k->drained);
+	pthread_mutex_destroy(&k->mu);
 }
 
 /* ---- lifecycle ---- */
@@ -667,7 +693,7 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 	snprintf(dp->default_model, sizeof(dp->default_model), "%s",
 		 o && o->default_model && *o->default_model ? o->default_model : "gpt-4o-mini");
 	atomic_init(&dp->slots_full_logged, false);
-	err = pthread_mutex_init(&dp->assign_mu, NULL) ? -ENOMEM : dp_worker_start(dp);
+	err = pthread_mutex_init(&dp->assign_mu, NULL) ? -ENOMEM : dp_commits_init(dp);
 	if (err) {
 		free(dp);
 		errno = -err;
@@ -676,7 +702,7 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 	dp->http = http_start(&ho, dp_handle, dp);
 	if (!dp->http) {
 		err = errno;
-		dp_worker_stop(dp);
+		dp_commits_fini(dp);
 		pthread_mutex_destroy(&dp->assign_mu);
 		free(dp);
 		errno = err;
@@ -703,7 +729,7 @@ void dataplane_close(struct dataplane *dp)
 	if (!dp)
 		return;
 	http_stop(dp->http); /* in case dataplane_stop was not called */
-	dp_worker_stop(dp);
+	dp_commits_fini(dp);
 	pthread_mutex_destroy(&dp->assign_mu);
 	free(dp);
 }

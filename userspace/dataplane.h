@@ -5,7 +5,8 @@
  * the marketplace endpoints. Each request is authenticated (keys_verify), charged against
  * its key's request-rate windows (ratelimit_charge), checked, routed, forwarded, metered
  * (one usage record per forwarded call, committed before the answer is released) and
- * counted in the metrics. It owns a completion worker thread; everything else it uses is
+ * counted in the metrics. It owns no thread of its own: answers are released by the usage
+ * writer's commit hook, which it sets on the usage it borrows; everything it uses is
  * borrowed from the daemon and must outlive it.
  */
 #ifndef TG_DATAPLANE_H
@@ -42,7 +43,7 @@ struct dataplane_deps {
 
 struct dataplane;
 
-/* Starts the completion worker and the listener; NULL and errno on failure (logged). */
+/* Hooks into the usage writer and starts the listener; NULL and errno on failure (logged). */
 struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct dataplane_deps *d);
 /* The port actually bound. */
 uint16_t dataplane_port(const struct dataplane *dp);
@@ -53,7 +54,8 @@ uint16_t dataplane_port(const struct dataplane *dp);
 void dataplane_stop(struct dataplane *dp);
 /*
  * After dataplane_stop and upstream_stop (so every call has had its last callback):
- * meters what is left, stops the worker, frees. Accepts NULL.
+ * waits (up to 10 s) for the last usage records to commit, unhooks from the usage writer,
+ * frees. Accepts NULL.
  */
 void dataplane_close(struct dataplane *dp);
 

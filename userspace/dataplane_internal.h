@@ -2,16 +2,16 @@
 /*
  * Private to the data plane. dataplane.c holds the listener, the route table,
  * authentication, the request-rate charge, the forwarded call's life (struct dp_call: its
- * references, the close callback, the completion worker) and metering; dataplane_openai.c
+ * references, the close callback, release on commit) and metering; dataplane_openai.c
  * the OpenAI-compatible endpoints, their checks and the upstream callbacks that stream or
  * collect an answer; dataplane_market.c the marketplace endpoints.
  *
  * Threads. Listener threads run handlers: authenticate, charge, check, submit the upstream
  * call and defer. The upstream thread runs the call's callbacks: it starts and feeds
- * streams, collects plain bodies, and on the last callback hands the call to the
- * completion worker; it never waits on the store. The completion worker settles each call
- * (tokens, cost, usage record appended), waits once per batch for the records to commit,
- * and only then releases the answers (a plain reply, or a stream's end).
+ * streams, collects plain bodies, and on the last callback settles the call (tokens, cost,
+ * usage record appended: dp_finish); it never waits for a commit. The usage writer's
+ * thread, after each group commit, releases the answers whose records it committed (a
+ * plain reply, or a stream's end): three thread hops per call (listener, upstream, writer).
  */
 #ifndef TG_DATAPLANE_INTERNAL_H
 #define TG_DATAPLANE_INTERNAL_H
@@ -48,13 +48,11 @@ enum dp_endpoint {
 	DP_EP_CONSUME,
 };
 
-struct dp_worker {
-	pthread_t thread;
+/* Metered calls whose usage records are not committed yet (released by dp_on_commit). */
+struct dp_commits {
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct dp_call *head, *tail; /* finished upstream calls, in order */
-	bool stopping;
-	bool running;
+	pthread_cond_t drained; /* the list became empty (for dataplane_close) */
+	struct dp_call *head;
 };
 
 struct dataplane {
@@ -63,7 +61,7 @@ struct dataplane {
 	char default_model[MODEL_NAME_MAX + 1];
 	pthread_mutex_t assign_mu; /* slot (re)assignments, a rare path */
 	atomic_bool slots_full_logged;
-	struct dp_worker w;
+	struct dp_commits commits;
 };
 
 struct dp_route;
@@ -97,7 +95,7 @@ struct dp_route {
 };
 
 struct dp_call;
-/* Renders a successful (2xx, complete) plain answer; called by the worker after commit. */
+/* Renders a successful (2xx, complete) plain answer; called after the commit. */
 typedef void (*dp_render_fn)(struct dp_call *c);
 
 /* How a call ended, as the client sees it. */
@@ -111,7 +109,7 @@ enum dp_outcome {
 };
 
 /*
- * A forwarded call. References: one for the upstream side (dropped by the worker once the
+ * A forwarded call. References: one for the upstream side (dropped by dp_finish's release once the
  * answer is released), one for the close callback (dropped when the request is over). The
  * last one frees the call and drops the request reference taken by http_defer.
  */
@@ -136,7 +134,7 @@ struct dp_call {
 	int64_t time_ms;
 	uint64_t bytes_in;
 	dp_render_fn render; /* NULL: pass the upstream answer through */
-	/* upstream thread, then the worker */
+	/* upstream thread, then dp_finish and the release */
 	unsigned up_status;
 	bool status_seen;
 	char ctype[DP_CTYPE_MAX];
@@ -153,7 +151,7 @@ struct dp_call {
 	uint64_t bytes_out;
 	enum upstream_err err;
 	char detail[DP_DETAIL_MAX];
-	/* the worker */
+	/* dp_finish (settle, meter) */
 	enum dp_outcome outcome;
 	cJSON *json;	 /* a 2xx plain answer, parsed (NULL if not JSON) */
 	unsigned status; /* as told to the client and recorded */
@@ -162,7 +160,8 @@ struct dp_call {
 	struct cost cost;
 	uint64_t seq;
 	int append_rc;
-	struct dp_call *next;
+	int64_t metered_ns;	/* CLOCK_MONOTONIC when listed to wait for its commit */
+	struct dp_call *next; /* in dp_commits */
 };
 
 /* ---- dataplane.c ---- */
@@ -185,8 +184,12 @@ struct dp_call *dp_call_new(struct dp_req *q, enum dp_endpoint ep, const struct 
 void dp_call_submit(struct dp_call *c, const char *path, const char *body, size_t len);
 /* Drops a reference of c. */
 void dp_call_put(struct dp_call *c);
-/* Upstream thread: hands a finished call to the completion worker (never blocks long). */
-void dp_worker_push(struct dataplane *dp, struct dp_call *c);
+/*
+ * A call is over upstream (upstream thread, or the listener after a failed submit): settles
+ * and meters it, and releases its answer once the record commits. Takes the upstream
+ * side's reference. Blocks only when the usage queue is full (back-pressure).
+ */
+void dp_finish(struct dataplane *dp, struct dp_call *c);
 /* Asks the upstream to drop the call (best effort: a no-op before the handle is known). */
 void dp_call_cancel(struct dp_call *c);
 /* The call's endpoint name as recorded and labelled ("chat", "completions", ...). */
@@ -206,9 +209,9 @@ void dp_h_models(struct dp_req *q);
 void dp_up_on_status(void *ctx, unsigned status, const char *ctype, const char *retry_after);
 void dp_up_on_data(void *ctx, const char *buf, size_t len);
 void dp_up_on_done(void *ctx, enum upstream_err err, const char *detail);
-/* Worker: decides status and tokens of a finished call (before its record). */
+/* dp_finish: decides status and tokens of a finished call (before its record). */
 void dp_settle(struct dp_call *c);
-/* Worker: releases the answer once the record committed (commit_rc 0) or not. */
+/* After the commit (writer thread): releases the answer once the record committed (commit_rc 0) or not. */
 void dp_release(struct dp_call *c, int commit_rc);
 /*
  * Checks an optional field: absent or null is fine; else it must satisfy the kind. False

@@ -163,6 +163,14 @@ struct store_writer *store_writer_start(struct store *s, const struct store_writ
 void store_writer_stop(struct store_writer *w);
 /* Queues a copy of rec (len <= 4096). Returns 0 and *seq, or -errno (-EMSGSIZE, -ESHUTDOWN). */
 int store_writer_append(struct store_writer *w, const void *rec, size_t len, uint64_t *seq);
+/*
+ * Commit hook: after each committed batch fn(committed, 0, arg) runs on the writer thread,
+ * committed being store_writer_committed() after it; after a failed commit fn(committed,
+ * -errno, arg), before the retry's backoff. fn must not append to this writer nor wait for
+ * it (the writer waits for fn). NULL removes the hook; the change is seen from the next batch.
+ */
+typedef void (*store_commit_fn)(uint64_t committed, int err, void *arg);
+void store_writer_on_commit(struct store_writer *w, store_commit_fn fn, void *arg);
 /* Highest sequence committed so far (every record <= it is in the store). */
 uint64_t store_writer_committed(struct store_writer *w);
 /* Waits until seq is committed or timeout_ms passes; 0, -ETIMEDOUT, or the commit error. */

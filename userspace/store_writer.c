@@ -53,6 +53,9 @@ struct store_writer {
 	int (*on_batch)(struct store_txn *t, const void *const *recs, const size_t *lens, size_t n,
 			void *arg);
 	void *on_batch_arg;
+	store_commit_fn on_commit; /* under mu; called without it, on the writer thread */
+	void *on_commit_arg;
+	bool notifying; /* on_commit is running (store_writer_on_commit waits for it) */
 };
 
 struct wbatch {
@@ -159,6 +162,22 @@ static void wrecs_free(struct wrec *r)
 	}
 }
 
+/* Tells the commit hook, if any, where commits stand (lock held; released around the call). */
+static void writer_notify(struct store_writer *w, int err)
+{
+	store_commit_fn fn = w->on_commit;
+	void *arg = w->on_commit_arg;
+
+	if (!fn)
+		return;
+	w->notifying = true;
+	pthread_mutex_unlock(&w->mu);
+	fn(atomic_load(&w->committed), err, arg);
+	pthread_mutex_lock(&w->mu);
+	w->notifying = false;
+	pthread_cond_broadcast(&w->done);
+}
+
 /* A commit failed: put the batch back in front and wait a while (lock held). */
 static void writer_retry_later(struct store_writer *w, struct wbatch *b, int err, unsigned n)
 {
@@ -177,6 +196,7 @@ static void writer_retry_later(struct store_writer *w, struct wbatch *b, int err
 			  w->s->path, w->nqueued, n, strerror(-err));
 	if (delay > WRITER_BACKOFF_MAX_NS)
 		delay = WRITER_BACKOFF_MAX_NS;
+	writer_notify(w, err);
 	pthread_mutex_unlock(&w->mu);
 	timespec_at(delay, &ts);
 	nanosleep(&ts, NULL);
@@ -225,6 +245,7 @@ static void *writer_main(void *arg)
 		pthread_mutex_unlock(&w->mu);
 		wrecs_free(b.first);
 		pthread_mutex_lock(&w->mu);
+		writer_notify(w, 0);
 	}
 	w->exited = true;
 	pthread_cond_broadcast(&w->done);
@@ -380,6 +401,16 @@ int store_writer_append(struct store_writer *w, const void *rec, size_t len, uin
 		*seq = r->seq;
 	pthread_mutex_unlock(&w->mu);
 	return 0;
+}
+
+void store_writer_on_commit(struct store_writer *w, store_commit_fn fn, void *arg)
+{
+	pthread_mutex_lock(&w->mu);
+	while (w->notifying) /* a caller may free arg once this returns */
+		pthread_cond_wait(&w->done, &w->mu);
+	w->on_commit = fn;
+	w->on_commit_arg = arg;
+	pthread_mutex_unlock(&w->mu);
 }
 
 uint64_t store_writer_committed(struct store_writer *w)

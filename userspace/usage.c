@@ -382,6 +382,17 @@ int usage_wait(struct usage *u, uint64_t seq, int timeout_ms)
 	return u ? store_writer_wait(u->w, seq, timeout_ms) : -EINVAL;
 }
 
+uint64_t usage_committed(struct usage *u)
+{
+	return store_writer_committed(u->w);
+}
+
+void usage_on_commit(struct usage *u, void (*fn)(uint64_t committed, int err, void *arg),
+		     void *arg)
+{
+	store_writer_on_commit(u->w, fn, arg);
+}
+
 /* A walk over one key's roll-ups from day first to day last, summing into out. */
 struct totals_walk {
 	const char *key_id;

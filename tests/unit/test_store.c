@@ -1038,6 +1038,51 @@ TMP_CASE(kill_9_keeps_reported_lazy_commits)
 	kill_9_check(dir, 3600000);
 }
 
+struct hook_seen {
+	_Atomic uint64_t committed; /* the highest committed value the hook was given */
+	atomic_uint calls, errors;
+};
+
+static void hook_record(uint64_t committed, int err, void *arg)
+{
+	struct hook_seen *h = arg;
+
+	atomic_fetch_add(&h->calls, 1);
+	if (err)
+		atomic_fetch_add(&h->errors, 1);
+	if (committed > atomic_load(&h->committed))
+		atomic_store(&h->committed, committed);
+}
+
+/* The commit hook sees every commit's sequence; once removed it is not called again. */
+TMP_CASE(commit_hook_sees_commits_until_removed)
+{
+	struct store *s = topen_path(dir, 0);
+	struct store_writer *w = s ? store_writer_start(s, NULL) : NULL;
+	static struct hook_seen h;
+	uint64_t seq = 0;
+	unsigned calls;
+
+	TG_REQUIRE(w);
+	memset(&h, 0, sizeof(h));
+	store_writer_on_commit(w, hook_record, &h);
+	for (int i = 0; i < 1000; i++)
+		TG_CHECK_INT(store_writer_append(w, "rec", 3, &seq), 0);
+	TG_CHECK_INT(store_writer_wait(w, seq, 5000), 0);
+	for (int i = 0; i < 5000 && atomic_load(&h.committed) < seq; i++)
+		usleep(1000); /* the hook runs just after the waiters are woken */
+	TG_CHECK_INT(atomic_load(&h.committed), seq);
+	TG_CHECK(atomic_load(&h.calls) >= 1);
+	TG_CHECK_INT(atomic_load(&h.errors), 0);
+	store_writer_on_commit(w, NULL, NULL);
+	calls = atomic_load(&h.calls);
+	TG_CHECK_INT(store_writer_append(w, "rec", 3, &seq), 0);
+	TG_CHECK_INT(store_writer_wait(w, seq, 5000), 0);
+	store_writer_stop(w);
+	TG_CHECK_INT(atomic_load(&h.calls), calls);
+	TG_CHECK(atomic_load(&h.committed) < seq);
+}
+
 static void wait_syncs(unsigned long above, int max_ms)
 {
 	for (int i = 0; i < max_ms && atomic_load(&store_sync_debug_rounds) <= above; i++)
@@ -1094,6 +1139,8 @@ static const struct tg_case cases[] = {
     {"writer: records reported committed survive kill -9", kill_9_keeps_reported_commits},
     {"writer: records reported committed without a sync survive kill -9",
      kill_9_keeps_reported_lazy_commits},
+    {"writer: the commit hook sees every commit until it is removed",
+     commit_hook_sees_commits_until_removed},
     {"syncer: syncs after lazy commits only, and when the store closes",
      syncer_syncs_only_after_lazy_commits},
 };
