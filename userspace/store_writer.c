@@ -368,6 +368,7 @@ void store_writer_stop(struct store_writer *w)
 int store_writer_append(struct store_writer *w, const void *rec, size_t len, uint64_t *seq)
 {
 	struct wrec *r;
+	bool wake;
 
 	if (len > WRITER_REC_MAX)
 		return -EMSGSIZE;
@@ -395,11 +396,13 @@ int store_writer_append(struct store_writer *w, const void *rec, size_t len, uin
 	w->tail = r;
 	w->nheld++;
 	/* The writer waits only for the first record of a batch or for a full one. */
-	if (++w->nqueued == 1 || w->nqueued == w->max_batch)
-		pthread_cond_signal(&w->work);
+	wake = ++w->nqueued == 1 || w->nqueued == w->max_batch;
 	if (seq)
 		*seq = r->seq;
 	pthread_mutex_unlock(&w->mu);
+	/* after the unlock: a writer woken under the lock would block on it at once */
+	if (wake)
+		pthread_cond_signal(&w->work);
 	return 0;
 }
 
