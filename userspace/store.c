@@ -552,6 +552,10 @@ static int env_open(struct store *s, const struct store_opts *o)
 
 	if (o->read_only)
 		flags |= MDB_RDONLY;
+	else if (o->sync_interval_ms)
+		flags |= MDB_WRITEMAP; /* see store_opts.sync_interval_ms */
+	if (o->read_only)
+		; /* nothing to sync */
 	else if (o->sync == STORE_SYNC_META)
 		flags |= MDB_NOMETASYNC;
 	else if (o->sync == STORE_SYNC_NONE)

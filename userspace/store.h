@@ -65,6 +65,11 @@ struct store_opts {
 	 * the usage of the last interval (and, on a file system that reorders writes, LMDB's
 	 * documented NOSYNC risk applies to that window). Commits of store_write() keep
 	 * following sync. Ignored by read-only opens.
+	 * The environment is then opened with MDB_WRITEMAP: a commit writes its pages into the
+	 * shared file mapping instead of one pwrite() per page (7 system calls for a typical
+	 * usage batch), and the data file is as large as the map (sparse). LMDB's caveat for
+	 * WRITEMAP applies: a stray write through a bad pointer in this process could damage
+	 * the store rather than crash.
 	 */
 	unsigned sync_interval_ms;
 	unsigned target_version; /* migrate up to this schema version; 0 = the latest (tests) */
