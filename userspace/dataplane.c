@@ -178,8 +178,7 @@ static void reply_unauthorized(struct http_req *req, const char *code, const cha
 	http_reply_error(req, 401, "invalid_request_error", code, NULL, "%s", msg);
 }
 
-/* Answers a failed verification per the contract. */
-static void reply_auth_error(struct dp_req *q, int rc)
+void dp_reply_auth_error(struct dp_req *q, int rc)
 {
 	char retry[16];
 
@@ -210,13 +209,18 @@ static void reply_auth_error(struct dp_req *q, int rc)
 	}
 }
 
+/* The outcome of dp_authenticate. */
+enum dp_auth {
+	DP_AUTH_OK = 0, /* q->auth is filled */
+	DP_AUTH_DONE,	/* answered (a refusal), or handed to the verification pool */
+};
+
 /*
- * Verifies the request's key into q->auth; false once it has answered the refusal.
- * keys_verify pays one argon2id verification (20-50 ms) on a cache miss, and runs here on
- * the listener thread: acceptable for now, since misses are rare (first use of a key, and
- * failures are throttled); a follow-up may hand misses to a worker and defer the request.
+ * Verifies the request's key into q->auth from the verification cache. A miss costs
+ * keys_verify an argon2id hash (20-50 ms), which must not run on this listener thread: the
+ * request goes to the verification pool (dp_verify_later), which carries on from there.
  */
-static bool dp_authenticate(struct dp_req *q)
+static enum dp_auth dp_authenticate(struct dp_req *q)
 {
 	const char *key = NULL;
 	size_t len = 0;
@@ -225,22 +229,26 @@ static bool dp_authenticate(struct dp_req *q)
 	if (rc == -EINVAL) {
 		http_reply_error(q->req, 400, "invalid_request_error", "conflicting_api_keys", NULL,
 				 "the Authorization and X-API-Key headers carry different keys");
-		return false;
+		return DP_AUTH_DONE;
 	}
 	if (rc == -ENOENT) {
 		reply_unauthorized(q->req, "missing_api_key", MSG_NO_KEY);
-		return false;
+		return DP_AUTH_DONE;
 	}
 	if (rc == -EBADMSG) {
 		reply_unauthorized(q->req, "invalid_api_key", MSG_BAD_KEY);
-		return false;
+		return DP_AUTH_DONE;
 	}
-	rc = keys_verify(q->dp->d.k, key, len, KEYS_API, &q->auth);
+	rc = keys_verify_cached(q->dp->d.k, key, len, KEYS_API, &q->auth);
+	if (rc == -EWOULDBLOCK) {
+		dp_verify_later(q, key, len);
+		return DP_AUTH_DONE;
+	}
 	if (rc) {
-		reply_auth_error(q, rc);
-		return false;
+		dp_reply_auth_error(q, rc);
+		return DP_AUTH_DONE;
 	}
-	return true;
+	return DP_AUTH_OK;
 }
 
 /* ---- request rates ---- */
@@ -382,17 +390,22 @@ static void dp_handle(struct http_req *req, void *arg)
 				 "no such endpoint (see docs/data-plane.md)");
 		return;
 	}
-	if (!dp_authenticate(&q) || !dp_rate(&q))
-		goto out;
-	if ((q.route->flags & DP_SERVICE) && strcmp(q.arg, q.auth.service) != 0) {
-		http_reply_error(req, 403, "permission_error", "service_not_allowed", NULL,
-				 "this API key belongs to service '%s'", q.auth.service);
-		goto out;
-	}
-	log_debug("data: %s by key %s, id=%s", q.route->label, q.auth.id, http_req_id(req));
-	q.route->fn(&q);
-out:
+	if (dp_authenticate(&q) == DP_AUTH_OK)
+		dp_proceed(&q);
 	explicit_bzero(&q.auth, sizeof(q.auth));
+}
+
+void dp_proceed(struct dp_req *q)
+{
+	if (!dp_rate(q))
+		return;
+	if ((q->route->flags & DP_SERVICE) && strcmp(q->arg, q->auth.service) != 0) {
+		http_reply_error(q->req, 403, "permission_error", "service_not_allowed", NULL,
+				 "this API key belongs to service '%s'", q->auth.service);
+		return;
+	}
+	log_debug("data: %s by key %s, id=%s", q->route->label, q->auth.id, http_req_id(q->req));
+	q->route->fn(q);
 }
 
 /* ---- forwarded calls ---- */
@@ -418,6 +431,9 @@ struct dp_call *dp_call_new(struct dp_req *q, enum dp_endpoint ep, const struct 
 	snprintf(c->service, sizeof(c->service), "%s", q->auth.service);
 	c->start_ns = q->start_ns;
 	c->time_ms = q->time_ms;
+	/* the call takes over the pool's request reference; dp_call_submit follows at once */
+	c->predeferred = q->deferred;
+	q->deferred = false;
 	http_req_body(q->req, &n);
 	c->bytes_in = n;
 	sse_init(&c->sse);
@@ -474,7 +490,7 @@ void dp_call_submit(struct dp_call *c, const char *path, const char *body, size_
 				   .on_done = dp_up_on_done,
 				   .ctx = c};
 	uint64_t h = 0;
-	int rc = http_defer(c->req);
+	int rc = c->predeferred ? 0 : http_defer(c->req);
 
 	if (rc) {
 		http_reply_error(c->req, 503, "server_error", "shutting_down", NULL,
@@ -699,9 +715,11 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 		errno = -err;
 		return NULL;
 	}
-	dp->http = http_start(&ho, dp_handle, dp);
+	err = dp_verify_start(dp, o && o->verify_threads ? o->verify_threads : 2);
+	dp->http = err ? NULL : http_start(&ho, dp_handle, dp);
 	if (!dp->http) {
-		err = errno;
+		err = err ? -err : errno;
+		dp_verify_stop(dp);
 		dp_commits_fini(dp);
 		pthread_mutex_destroy(&dp->assign_mu);
 		free(dp);
@@ -722,6 +740,7 @@ void dataplane_stop(struct dataplane *dp)
 		return;
 	http_stop(dp->http);
 	dp->http = NULL;
+	dp_verify_stop(dp); /* before upstream_stop: a pool thread may submit calls */
 }
 
 void dataplane_close(struct dataplane *dp)
@@ -729,6 +748,7 @@ void dataplane_close(struct dataplane *dp)
 	if (!dp)
 		return;
 	http_stop(dp->http); /* in case dataplane_stop was not called */
+	dp_verify_stop(dp);
 	dp_commits_fini(dp);
 	pthread_mutex_destroy(&dp->assign_mu);
 	free(dp);

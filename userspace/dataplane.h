@@ -5,9 +5,10 @@
  * the marketplace endpoints. Each request is authenticated (keys_verify), charged against
  * its key's request-rate windows (ratelimit_charge), checked, routed, forwarded, metered
  * (one usage record per forwarded call, committed before the answer is released) and
- * counted in the metrics. It owns no thread of its own: answers are released by the usage
- * writer's commit hook, which it sets on the usage it borrows; everything it uses is
- * borrowed from the daemon and must outlive it.
+ * counted in the metrics. It owns a small pool of threads that verify keys missing from
+ * the verification cache (argon2 never runs on a listener thread); answers are released by
+ * the usage writer's commit hook, which it sets on the usage it borrows; everything it
+ * uses is borrowed from the daemon and must outlive it.
  */
 #ifndef TG_DATAPLANE_H
 #define TG_DATAPLANE_H
@@ -30,6 +31,8 @@ struct dataplane_opts {
 	const char *default_model; /* of /api/v1/consume, default "gpt-4o-mini" */
 	unsigned drain_ms;	   /* dataplane_stop lets calls in flight finish this long,
 				      default 2000 */
+	unsigned verify_threads;   /* threads verifying keys the cache does not know (argon2),
+				      default 2 */
 };
 
 /* Borrowed for the life of the data plane. */
@@ -43,13 +46,17 @@ struct dataplane_deps {
 
 struct dataplane;
 
-/* Hooks into the usage writer and starts the listener; NULL and errno on failure (logged). */
+/*
+ * Hooks into the usage writer, starts the verification pool and the listener; NULL and
+ * errno on failure (logged).
+ */
 struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct dataplane_deps *d);
 /* The port actually bound. */
 uint16_t dataplane_port(const struct dataplane *dp);
 /*
  * Stops the listener: no new requests; calls in flight get drain_ms to finish, then their
- * clients are cut (and their upstream calls cancelled). Accepts NULL.
+ * clients are cut (and their upstream calls cancelled); then the verification pool. Must
+ * come before upstream_stop. Accepts NULL.
  */
 void dataplane_stop(struct dataplane *dp);
 /*

@@ -55,6 +55,19 @@ struct dp_commits {
 	struct dp_call *head;
 };
 
+/* The verification pool (dataplane_verify.c): requests whose key missed the cache. */
+struct dp_verify_job;
+struct dp_verify {
+	pthread_t *threads;
+	unsigned n;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct dp_verify_job *head, *tail;
+	unsigned queued;
+	bool stopping;
+	bool ready; /* mu and cv initialised */
+};
+
 struct dataplane {
 	struct http_server *http;
 	struct dataplane_deps d;
@@ -62,6 +75,7 @@ struct dataplane {
 	pthread_mutex_t assign_mu; /* slot (re)assignments, a rare path */
 	atomic_bool slots_full_logged;
 	struct dp_commits commits;
+	struct dp_verify verify;
 };
 
 struct dp_route;
@@ -77,6 +91,11 @@ struct dp_req {
 	struct rl_verdict verdict; /* the charge (or the dry run of a route that does not charge) */
 	int64_t start_ns;
 	int64_t time_ms; /* wall clock, Unix ms */
+	/*
+	 * Deferred by the verification pool, which holds http_defer's request reference:
+	 * dp_call_new adopts it (clearing this), else the pool drops it after the handler.
+	 */
+	bool deferred;
 };
 
 typedef void (*dp_handler_fn)(struct dp_req *q);
@@ -133,6 +152,7 @@ struct dp_call {
 	int64_t start_ns;
 	int64_t time_ms;
 	uint64_t bytes_in;
+	bool predeferred;    /* the request was deferred already (verification pool) */
 	dp_render_fn render; /* NULL: pass the upstream answer through */
 	/* upstream thread, then dp_finish and the release */
 	unsigned up_status;
@@ -174,6 +194,23 @@ void dp_reply_500(struct http_req *req, const char *what, int rc);
 void dp_reply_obj(struct http_req *req, unsigned status, cJSON *json);
 /* The JSON object the whole body is, or NULL after answering 400 invalid_json. */
 cJSON *dp_body_object(struct http_req *req);
+/* Answers a failed key verification (401, 403, 429 or 500) per the contract. */
+void dp_reply_auth_error(struct dp_req *q, int rc);
+/* An authenticated request's way on: rate charge, service check, the route's handler. */
+void dp_proceed(struct dp_req *q);
+
+/* ---- dataplane_verify.c ---- */
+
+/* Starts the verification pool's threads; 0 or -errno. */
+int dp_verify_start(struct dataplane *dp, unsigned threads);
+/* Stops the pool (queued jobs answered 503); idempotent. After http_stop. */
+void dp_verify_stop(struct dataplane *dp);
+/*
+ * The key (len bytes) missed the verification cache: defers the request and queues it for
+ * the pool, which verifies and carries on (dp_proceed); answers 503 if it cannot queue.
+ */
+void dp_verify_later(struct dp_req *q, const char *key, size_t len);
+
 /* A new call for an authenticated request; NULL after answering 500. */
 struct dp_call *dp_call_new(struct dp_req *q, enum dp_endpoint ep, const struct provider *p,
 			    const struct model_price *price, const char *model);

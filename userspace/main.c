@@ -311,7 +311,8 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 	struct dataplane_opts o = {.listen = c->data_listen, .threads = c->data_threads,
 				   .max_body = c->data_max_body, .timeout_sec = c->data_timeout_sec,
 				   .max_conns = c->data_max_conns,
-				   .default_model = c->data_default_model};
+				   .default_model = c->data_default_model,
+				   .verify_threads = c->data_verify_threads};
 	struct dataplane_deps d;
 
 	p->slots = slots_open(c->data_slots);
