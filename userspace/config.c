@@ -77,6 +77,8 @@ static const struct config_field config_fields[] = {
 	 "larger request bodies get 413"},
 	{"data.timeout_sec", FT_U32, OFF(data_timeout_sec), 1, 3600, NULL,
 	 "idle or slow client connections are closed after this"},
+	{"data.max_header_bytes", FT_U32, OFF(data_max_header), 4096, 1 << 20, NULL,
+	 "per-connection buffer for the request line and headers (longer ones get 431)"},
 	{"data.max_connections", FT_U32, OFF(data_max_conns), 16, 1000000, NULL,
 	 "concurrent client connections"},
 	{"data.default_model", FT_STR, OFF(data_default_model), 0, 65, NULL,
@@ -117,6 +119,7 @@ void config_defaults(struct config *c)
 	c->data_max_body = 1 << 20;
 	c->data_timeout_sec = 60;
 	c->data_max_conns = 20000;
+	c->data_max_header = 8192;
 	snprintf(c->data_default_model, sizeof(c->data_default_model), "gpt-4o-mini");
 	c->data_slots = 1 << 20;
 	snprintf(c->upstream_url, sizeof(c->upstream_url), "http://127.0.0.1:9000/v1");

@@ -36,6 +36,7 @@ struct config {
 	uint32_t data_max_body;	     /* data.max_body_bytes: larger request bodies get 413 */
 	uint32_t data_timeout_sec;   /* data.timeout_sec: idle client connections are closed */
 	uint32_t data_max_conns;     /* data.max_connections */
+	uint32_t data_max_header;    /* data.max_header_bytes: request line + headers buffer */
 	char data_default_model[65]; /* data.default_model: model of /api/v1/consume calls */
 	uint32_t data_slots;	     /* data.rate_slots: keys that can hold a rate-limit slot */
 	char upstream_url[256];	     /* upstream.default_url: the built-in provider's base URL */

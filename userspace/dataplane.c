@@ -691,6 +691,9 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 	    .require_json = true,
 	    .timeout_sec = o && o->timeout_sec ? o->timeout_sec : 60,
 	    .max_conns = o && o->max_conns ? o->max_conns : 20000,
+	    /* the library's per-connection pool, touched nearly whole by a stream: the
+	       largest part of a streaming call's memory at the 32 KiB default */
+	    .max_header = o && o->max_header ? o->max_header : 8192,
 	    .drain_ms = o && o->drain_ms ? o->drain_ms : 2000,
 	    .route_label = dp_route_label,
 	    .listener = METRICS_DATA,

@@ -33,6 +33,8 @@ struct dataplane_opts {
 				      default 2000 */
 	unsigned verify_threads;   /* threads verifying keys the cache does not know (argon2),
 				      default 2 */
+	size_t max_header;	   /* per-connection buffer of the HTTP library (request line
+				      and headers; longer ones get 431), default 8192 */
 };
 
 /* Borrowed for the life of the data plane. */

@@ -34,6 +34,7 @@
 #define UP_RETRY_AFTER_MAX  64
 #define UP_IDLE_PER_HOST    4 /* connection cache size, in multiples of max_host_conns */
 #define UP_AUTH_PREFIX	    "Authorization: Bearer "
+#define UP_RECV_BUFFER	    4096
 
 struct up_call {
 	uint64_t id;
@@ -300,6 +301,8 @@ static int up_call_options(struct up_call *c, bool post, uint32_t timeout_ms)
 	bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK;
+	/* the receive buffer, one per call: 16 KiB by default, most of it idle for streams */
+	bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)UP_RECV_BUFFER) != CURLE_OK;
 	/* the whole call; 0 is libcurl's "no limit" */
 	bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_PROXY, "") != CURLE_OK; /* ignore *_proxy in env */
