@@ -586,9 +586,13 @@ static void check_bulk(struct store *s, unsigned n)
 	TG_CHECK_INT(c.bad, 0);
 }
 
-TMP_CASE(map_grows_on_demand)
+/* interval_ms > 0: the store is opened with MDB_WRITEMAP (see store_opts) */
+static void map_grows_check(const char *dir, unsigned interval_ms)
 {
-	struct store_opts o = {.path = dir, .map_size = 256 << 10, .sync = STORE_SYNC_NONE};
+	struct store_opts o = {.path = dir,
+			       .map_size = 256 << 10,
+			       .sync = STORE_SYNC_NONE,
+			       .sync_interval_ms = interval_ms};
 	struct store *s = topen(&o);
 	size_t mapped, used, before;
 	unsigned total = 0;
@@ -617,10 +621,23 @@ TMP_CASE(map_grows_on_demand)
 	check_bulk(s, total);
 }
 
-TMP_CASE(map_cap_refuses_whole_transaction)
+TMP_CASE(map_grows_on_demand)
 {
-	struct store_opts o = {
-	    .path = dir, .map_size = 256 << 10, .max_map_size = 1 << 20, .sync = STORE_SYNC_NONE};
+	map_grows_check(dir, 0);
+}
+
+TMP_CASE(map_grows_on_demand_writemap)
+{
+	map_grows_check(dir, 1000);
+}
+
+static void map_cap_check(const char *dir, unsigned interval_ms)
+{
+	struct store_opts o = {.path = dir,
+			       .map_size = 256 << 10,
+			       .max_map_size = 1 << 20,
+			       .sync = STORE_SYNC_NONE,
+			       .sync_interval_ms = interval_ms};
 	struct store *s = topen(&o);
 	size_t mapped, used;
 	unsigned done = 0;
@@ -647,6 +664,16 @@ TMP_CASE(map_cap_refuses_whole_transaction)
 	s = topen(&o);
 	TG_REQUIRE(s);
 	check_bulk(s, done);
+}
+
+TMP_CASE(map_cap_refuses_whole_transaction)
+{
+	map_cap_check(dir, 0);
+}
+
+TMP_CASE(map_cap_refuses_whole_transaction_writemap)
+{
+	map_cap_check(dir, 1000);
 }
 
 /*
@@ -1127,9 +1154,12 @@ static const struct tg_case cases[] = {
      iteration_order_start_and_stop},
     {"a failing callback leaves nothing written", failing_callback_writes_nothing},
     {"the map grows from 256 KiB to hold 24 MB", map_grows_on_demand},
+    {"the same with MDB_WRITEMAP (sync_interval_ms > 0)", map_grows_on_demand_writemap},
     {"a map grown by another process is adopted", map_grown_elsewhere_is_adopted},
     {"at max_map_size a write is refused whole (-ENOSPC), earlier data intact",
      map_cap_refuses_whole_transaction},
+    {"the same with MDB_WRITEMAP (sync_interval_ms > 0)",
+     map_cap_refuses_whole_transaction_writemap},
     {"writer: 100k appends from 4 threads committed in order, in batches",
      writer_commits_all_in_order_in_batches},
     {"writer: a full queue waits instead of losing; sequences continue after restart",
