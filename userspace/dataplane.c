@@ -542,7 +542,8 @@ static void dp_meter(struct dp_call *c)
 	r.latency_us = ns > 0 ? (uint64_t)ns / 1000 : 0;
 	r.bytes_in = c->bytes_in;
 	r.bytes_out = c->bytes_out;
-	c->append_rc = usage_append(c->dp->d.usage, &r, &c->seq);
+	/* committed here when the writer is idle: no hand-over, the hook runs on this thread */
+	c->append_rc = usage_append_commit(c->dp->d.usage, &r, &c->seq);
 	if (c->append_rc)
 		log_warnx("data: usage record of %s not queued: %s", r.request_id,
 			  strerror(-c->append_rc));
@@ -561,10 +562,11 @@ static void dp_done(struct dp_call *c, int commit_rc)
 
 /*
  * A call is over upstream: settle and meter it here (upstream thread, or the listener when
- * the submit failed), then list it until its record commits; the writer's commit hook
- * (dp_on_commit) releases it. The check of the committed sequence under the list's lock
- * closes the race with a hook that ran between the append and the listing: either the hook
- * sees c listed, or c sees the commit the hook was called for.
+ * the submit failed; the record is committed right here when the usage writer is idle),
+ * then list it until its record commits; the commit hook (dp_on_commit) releases it. The
+ * check of the committed sequence under the list's lock closes the race with a hook that
+ * ran between the append and the listing (always so for a commit made here): either the
+ * hook sees c listed, or c sees the commit the hook was called for.
  */
 void dp_finish(struct dataplane *dp, struct dp_call *c)
 {
@@ -590,7 +592,8 @@ void dp_finish(struct dataplane *dp, struct dp_call *c)
 }
 
 /*
- * The usage writer's commit hook (writer thread): releases every listed call whose record
+ * The usage writer's commit hook (on whichever thread committed: the writer's, or an
+ * upstream thread in usage_append_commit): releases every listed call whose record
  * is committed; after a failed commit (err), also those that waited DP_COMMIT_WAIT_MS,
  * their answers withheld (dp_release with the error).
  */

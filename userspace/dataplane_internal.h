@@ -9,9 +9,10 @@
  * Threads. Listener threads run handlers: authenticate, charge, check, submit the upstream
  * call and defer. The upstream thread runs the call's callbacks: it starts and feeds
  * streams, collects plain bodies, and on the last callback settles the call (tokens, cost,
- * usage record appended: dp_finish); it never waits for a commit. The usage writer's
- * thread, after each group commit, releases the answers whose records it committed (a
- * plain reply, or a stream's end): three thread hops per call (listener, upstream, writer).
+ * usage record appended: dp_finish); it never waits for a commit. Whoever commits the
+ * record - the upstream thread itself when the usage writer is idle (usage_append_commit),
+ * else the writer's thread with the next group commit - releases the answers it committed
+ * from the commit hook (a plain reply, or a stream's end).
  */
 #ifndef TG_DATAPLANE_INTERNAL_H
 #define TG_DATAPLANE_INTERNAL_H
@@ -248,7 +249,7 @@ void dp_up_on_data(void *ctx, const char *buf, size_t len);
 void dp_up_on_done(void *ctx, enum upstream_err err, const char *detail);
 /* dp_finish: decides status and tokens of a finished call (before its record). */
 void dp_settle(struct dp_call *c);
-/* After the commit (writer thread): releases the answer once the record committed (commit_rc 0) or not. */
+/* From the commit hook: releases the answer once the record committed (commit_rc 0) or not. */
 void dp_release(struct dp_call *c, int commit_rc);
 /*
  * Checks an optional field: absent or null is fine; else it must satisfy the kind. False

@@ -536,7 +536,7 @@ void dp_settle(struct dp_call *c)
 	count_upstream_error(c);
 }
 
-/* ---- release (usage writer thread, after the commit) ---- */
+/* ---- release (from the commit hook, after the commit) ---- */
 
 static void release_stream(struct dp_call *c, int commit_rc)
 {

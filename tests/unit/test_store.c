@@ -718,6 +718,7 @@ struct appender {
 	uint32_t id;
 	uint64_t seqs[WR_PER_THREAD];
 	int err;
+	bool here; /* store_writer_append_commit: commit on this thread when the writer is idle */
 };
 
 static void *append_main(void *arg)
@@ -727,7 +728,8 @@ static void *append_main(void *arg)
 	for (uint32_t i = 0; i < WR_PER_THREAD && !a->err; i++) {
 		uint32_t rec[2] = {a->id, i};
 
-		a->err = store_writer_append(a->w, rec, sizeof(rec), &a->seqs[i]);
+		a->err = a->here ? store_writer_append_commit(a->w, rec, sizeof(rec), &a->seqs[i])
+				 : store_writer_append(a->w, rec, sizeof(rec), &a->seqs[i]);
 	}
 	return NULL;
 }
@@ -821,6 +823,66 @@ TMP_CASE(writer_commits_all_in_order_in_batches)
 	TG_CHECK_INT(store_read(s, usage_txn, &c), 0);
 	TG_CHECK_INT(c.next - 1, max);
 	TG_CHECK_INT(c.bad, 0);
+}
+
+/* Appenders that commit on their own thread and the writer thread take turns, in order. */
+TMP_CASE(append_commit_from_threads_in_order)
+{
+	static struct appender a[WR_THREADS];
+	static uint32_t by_seq[WR_THREADS * WR_PER_THREAD][2];
+	struct store *s = topen_path(dir, 0);
+	struct usage_check c = {
+	    .first = 1, .next = 1, .count = TG_NCASES(by_seq), .by_seq = by_seq};
+	struct store_writer *w;
+	pthread_t th[WR_THREADS];
+	uint64_t max = 0;
+
+	TG_REQUIRE(s);
+	w = store_writer_start(s, NULL);
+	TG_REQUIRE(w);
+	memset(by_seq, 0xff, sizeof(by_seq));
+	for (int t = 0; t < WR_THREADS; t++) {
+		/* half commit on their own thread, half leave it to the writer */
+		a[t] = (struct appender){.w = w, .id = (uint32_t)t, .here = t % 2 == 0};
+		TG_CHECK_INT(pthread_create(&th[t], NULL, append_main, &a[t]), 0);
+	}
+	for (int t = 0; t < WR_THREADS; t++)
+		pthread_join(th[t], NULL);
+	check_threads(a, by_seq, &max);
+	TG_CHECK_INT(max, WR_THREADS * WR_PER_THREAD);
+	TG_CHECK_INT(store_writer_wait(w, max, 60000), 0);
+	store_writer_stop(w);
+	TG_CHECK_INT(store_read(s, usage_txn, &c), 0);
+	TG_CHECK_INT(c.next - 1, max);
+	TG_CHECK_INT(c.bad, 0);
+}
+
+static _Atomic pthread_t hook_thread;
+
+static void hook_note_thread(uint64_t committed, int err, void *arg)
+{
+	(void)committed;
+	(void)err;
+	(void)arg;
+	atomic_store(&hook_thread, pthread_self());
+}
+
+/* With the writer idle, the record is committed, and the hook has run, on the caller. */
+TMP_CASE(append_commit_when_idle_commits_on_caller)
+{
+	static const char big[4097];
+	struct store *s = topen_path(dir, 0);
+	struct store_writer *w = s ? store_writer_start(s, NULL) : NULL;
+	uint64_t seq = 0;
+
+	TG_REQUIRE(w);
+	store_writer_on_commit(w, hook_note_thread, NULL);
+	TG_CHECK_INT(store_writer_append_commit(w, "one", 3, &seq), 0);
+	TG_CHECK(store_writer_committed(w) >= seq);
+	TG_CHECK(pthread_equal(atomic_load(&hook_thread), pthread_self()));
+	store_writer_on_commit(w, NULL, NULL);
+	TG_CHECK_INT(store_writer_append_commit(w, big, sizeof(big), NULL), -EMSGSIZE);
+	store_writer_stop(w);
 }
 
 static int usage_count_txn(struct store_txn *t, void *arg)
@@ -1169,6 +1231,10 @@ static const struct tg_case cases[] = {
     {"writer: records reported committed survive kill -9", kill_9_keeps_reported_commits},
     {"writer: records reported committed without a sync survive kill -9",
      kill_9_keeps_reported_lazy_commits},
+    {"append_commit from 4 threads (half inline, half via the writer): all, in order",
+     append_commit_from_threads_in_order},
+    {"append_commit on an idle writer commits and runs the hook on the caller",
+     append_commit_when_idle_commits_on_caller},
     {"writer: the commit hook sees every commit until it is removed",
      commit_hook_sees_commits_until_removed},
     {"syncer: syncs after lazy commits only, and when the store closes",
