@@ -177,10 +177,10 @@ int store_writer_append(struct store_writer *w, const void *rec, size_t len, uin
 typedef void (*store_commit_fn)(uint64_t committed, int err, void *arg);
 void store_writer_on_commit(struct store_writer *w, store_commit_fn fn, void *arg);
 /*
- * store_writer_append, then, if no batch is being committed and the last commit did not
- * fail, commits the queue (up to max_batch) on the calling thread, running the batch and
- * commit hooks there: no hand-over to the writer thread when a commit is cheap (lazy sync).
- * Otherwise the writer thread commits it as usual. Returns as store_writer_append; a failed
+ * store_writer_append, then, if usage commits are lazy (sync_interval_ms > 0: no fsync),
+ * no batch is being committed and the last commit did not fail, commits the queue (up to
+ * max_batch) on the calling thread, running the batch and commit hooks there: no hand-over
+ * to the writer thread when a commit is cheap. Otherwise the writer thread commits it. Returns as store_writer_append; a failed
  * inline commit is not returned but retried by the writer thread.
  */
 int store_writer_append_commit(struct store_writer *w, const void *rec, size_t len,

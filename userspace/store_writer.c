@@ -445,8 +445,9 @@ int store_writer_append_commit(struct store_writer *w, const void *rec, size_t l
 
 	if (rc)
 		return rc;
-	if (w->committing || w->err) {
-		/* a commit is running (ours comes next) or failing (the thread backs off) */
+	if (w->committing || w->err || !w->s->syncer) {
+		/* a commit is running (ours comes next) or failing (the thread backs off), or
+		 * commits are synced (sync_interval_ms 0): an fsync is no work for this thread */
 		pthread_mutex_unlock(&w->mu);
 		if (wake)
 			pthread_cond_signal(&w->work);

@@ -830,7 +830,8 @@ TMP_CASE(append_commit_from_threads_in_order)
 {
 	static struct appender a[WR_THREADS];
 	static uint32_t by_seq[WR_THREADS * WR_PER_THREAD][2];
-	struct store *s = topen_path(dir, 0);
+	struct store_opts o = {.path = dir, .sync = STORE_SYNC_NONE, .sync_interval_ms = 1000};
+	struct store *s = topen(&o);
 	struct usage_check c = {
 	    .first = 1, .next = 1, .count = TG_NCASES(by_seq), .by_seq = by_seq};
 	struct store_writer *w;
@@ -867,22 +868,46 @@ static void hook_note_thread(uint64_t committed, int err, void *arg)
 	atomic_store(&hook_thread, pthread_self());
 }
 
-/* With the writer idle, the record is committed, and the hook has run, on the caller. */
-TMP_CASE(append_commit_when_idle_commits_on_caller)
+/*
+ * With lazy commits and the writer idle, the record is committed, and the hook has run, on
+ * the caller; with synced commits (sync_interval_ms 0) the writer thread does it.
+ */
+static void append_commit_check(const char *dir, unsigned interval_ms)
 {
 	static const char big[4097];
-	struct store *s = topen_path(dir, 0);
+	struct store_opts o = {
+	    .path = dir, .sync = STORE_SYNC_NONE, .sync_interval_ms = interval_ms};
+	struct store *s = topen(&o);
 	struct store_writer *w = s ? store_writer_start(s, NULL) : NULL;
 	uint64_t seq = 0;
 
 	TG_REQUIRE(w);
+	atomic_store(&hook_thread, (pthread_t)0);
 	store_writer_on_commit(w, hook_note_thread, NULL);
 	TG_CHECK_INT(store_writer_append_commit(w, "one", 3, &seq), 0);
-	TG_CHECK(store_writer_committed(w) >= seq);
-	TG_CHECK(pthread_equal(atomic_load(&hook_thread), pthread_self()));
+	if (interval_ms) {
+		TG_CHECK(store_writer_committed(w) >= seq);
+		TG_CHECK(pthread_equal(atomic_load(&hook_thread), pthread_self()));
+	} else {
+		TG_CHECK_INT(store_writer_wait(w, seq, 5000), 0);
+		for (int i = 0; i < 5000 && !atomic_load(&hook_thread); i++)
+			usleep(1000); /* the hook runs just after the waiters are woken */
+		TG_CHECK(atomic_load(&hook_thread) != 0);
+		TG_CHECK(!pthread_equal(atomic_load(&hook_thread), pthread_self()));
+	}
 	store_writer_on_commit(w, NULL, NULL);
 	TG_CHECK_INT(store_writer_append_commit(w, big, sizeof(big), NULL), -EMSGSIZE);
 	store_writer_stop(w);
+}
+
+TMP_CASE(append_commit_when_idle_commits_on_caller)
+{
+	append_commit_check(dir, 1000);
+}
+
+TMP_CASE(append_commit_synced_leaves_it_to_the_writer)
+{
+	append_commit_check(dir, 0);
 }
 
 static int usage_count_txn(struct store_txn *t, void *arg)
@@ -1233,8 +1258,10 @@ static const struct tg_case cases[] = {
      kill_9_keeps_reported_lazy_commits},
     {"append_commit from 4 threads (half inline, half via the writer): all, in order",
      append_commit_from_threads_in_order},
-    {"append_commit on an idle writer commits and runs the hook on the caller",
+    {"append_commit, lazy commits, idle writer: committed and hook run on the caller",
      append_commit_when_idle_commits_on_caller},
+    {"append_commit, synced commits: the writer thread commits and runs the hook",
+     append_commit_synced_leaves_it_to_the_writer},
     {"writer: the commit hook sees every commit until it is removed",
      commit_hook_sees_commits_until_removed},
     {"syncer: syncs after lazy commits only, and when the store closes",
