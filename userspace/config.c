@@ -49,6 +49,8 @@ static const struct config_field config_fields[] = {
 	 "the map grows (doubling) up to this size"},
 	{"store.sync", FT_ENUM, OFF(store_sync), 0, 0, sync_names,
 	 "full: fsync each commit; meta: fdatasync, crash may undo the last commit; none"},
+	{"store.sync_interval_ms", FT_U32, OFF(store_sync_interval_ms), 0, 3600000, NULL,
+	 "usage commits skip the fsync and the store is synced this often; 0: sync each"},
 	{"admin.listen", FT_STR, OFF(admin_listen), 0, 128, NULL, "admin API address host:port"},
 	{"admin.threads", FT_U32, OFF(admin_threads), 1, 64, NULL, "admin API worker threads"},
 	{"admin.max_body_bytes", FT_U32, OFF(admin_max_body), 1024, 16 << 20, NULL,
@@ -75,10 +77,14 @@ static const struct config_field config_fields[] = {
 	{"data.listen", FT_STR, OFF(data_listen), 0, 128, NULL,
 	 "OpenAI-compatible API address host:port"},
 	{"data.threads", FT_U32, OFF(data_threads), 1, 64, NULL, "data-plane HTTP threads"},
+	{"data.verify_threads", FT_U32, OFF(data_verify_threads), 1, 64, NULL,
+	 "threads verifying API keys not yet in the cache (argon2), off the listener threads"},
 	{"data.max_body_bytes", FT_U32, OFF(data_max_body), 1024, 64 << 20, NULL,
 	 "larger request bodies get 413"},
 	{"data.timeout_sec", FT_U32, OFF(data_timeout_sec), 1, 3600, NULL,
 	 "idle or slow client connections are closed after this"},
+	{"data.max_header_bytes", FT_U32, OFF(data_max_header), 4096, 1 << 20, NULL,
+	 "per-connection buffer for the request line and headers (longer ones get 431)"},
 	{"data.max_connections", FT_U32, OFF(data_max_conns), 16, 1000000, NULL,
 	 "concurrent client connections"},
 	{"data.default_model", FT_STR, OFF(data_default_model), 0, 65, NULL,
@@ -127,6 +133,7 @@ void config_defaults(struct config *c)
 	c->store_map_size_mb = 64;
 	c->store_max_map_mb = 65536;
 	c->store_sync = STORE_SYNC_META;
+	c->store_sync_interval_ms = 1000;
 	snprintf(c->admin_listen, sizeof(c->admin_listen), "127.0.0.1:8081");
 	c->admin_threads = 2;
 	c->admin_max_body = 65536;
@@ -135,9 +142,11 @@ void config_defaults(struct config *c)
 	c->log_level = LOG_LVL_INFO;
 	snprintf(c->data_listen, sizeof(c->data_listen), "127.0.0.1:8080");
 	c->data_threads = 2;
+	c->data_verify_threads = 2;
 	c->data_max_body = 1 << 20;
 	c->data_timeout_sec = 60;
 	c->data_max_conns = 20000;
+	c->data_max_header = 8192;
 	snprintf(c->data_default_model, sizeof(c->data_default_model), "gpt-4o-mini");
 	c->data_slots = 1 << 20;
 	c->data_close_after = 20;

@@ -23,6 +23,7 @@ struct config {
 	uint32_t store_map_size_mb;  /* store.map_size_mb: initial map size */
 	uint32_t store_max_map_mb;   /* store.max_map_size_mb: growth cap */
 	uint32_t store_sync;	     /* store.sync: enum store_sync */
+	uint32_t store_sync_interval_ms; /* store.sync_interval_ms: see store_opts */
 	char admin_listen[128];	     /* admin.listen: host:port of the admin API */
 	uint32_t admin_threads;	     /* admin.threads */
 	uint32_t admin_max_body;     /* admin.max_body_bytes */
@@ -31,9 +32,11 @@ struct config {
 	uint32_t log_level;	     /* log.level: enum log_level */
 	char data_listen[128];	     /* data.listen: host:port of the OpenAI-compatible API */
 	uint32_t data_threads;	     /* data.threads: HTTP worker threads */
+	uint32_t data_verify_threads; /* data.verify_threads: argon2 verifications of cache misses */
 	uint32_t data_max_body;	     /* data.max_body_bytes: larger request bodies get 413 */
 	uint32_t data_timeout_sec;   /* data.timeout_sec: idle client connections are closed */
 	uint32_t data_max_conns;     /* data.max_connections */
+	uint32_t data_max_header;    /* data.max_header_bytes: request line + headers buffer */
 	char data_default_model[65]; /* data.default_model: model of /api/v1/consume calls */
 	uint32_t data_slots;	     /* data.rate_slots: keys that can hold a rate-limit slot */
 	uint32_t data_close_after;   /* data.close_after_refusals: 429s in a row, then close */

@@ -2,9 +2,9 @@
 /*
  * The data plane's frame (see dataplane_internal.h for the split and the threads): the
  * listener and its route table, API-key authentication, the request-rate charge and its
- * headers, the life of a forwarded call (defer, close callback, submit, references), the
- * completion worker that meters calls in batches and releases their answers only once
- * their usage records are committed, and the usage record itself.
+ * headers, the life of a forwarded call (defer, close callback, submit, references), its
+ * metering, and the release of its answer from the usage writer's commit hook once its
+ * usage record is committed.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -178,8 +178,7 @@ static void reply_unauthorized(struct http_req *req, const char *code, const cha
 	http_reply_error(req, 401, "invalid_request_error", code, NULL, "%s", msg);
 }
 
-/* Answers a failed verification per the contract. */
-static void reply_auth_error(struct dp_req *q, int rc)
+void dp_reply_auth_error(struct dp_req *q, int rc)
 {
 	char retry[16];
 
@@ -210,13 +209,18 @@ static void reply_auth_error(struct dp_req *q, int rc)
 	}
 }
 
+/* The outcome of dp_authenticate. */
+enum dp_auth {
+	DP_AUTH_OK = 0, /* q->auth is filled */
+	DP_AUTH_DONE,	/* answered (a refusal), or handed to the verification pool */
+};
+
 /*
- * Verifies the request's key into q->auth; false once it has answered the refusal.
- * keys_verify pays one argon2id verification (20-50 ms) on a cache miss, and runs here on
- * the listener thread: acceptable for now, since misses are rare (first use of a key, and
- * failures are throttled); a follow-up may hand misses to a worker and defer the request.
+ * Verifies the request's key into q->auth from the verification cache. A miss costs
+ * keys_verify an argon2id hash (20-50 ms), which must not run on this listener thread: the
+ * request goes to the verification pool (dp_verify_later), which carries on from there.
  */
-static bool dp_authenticate(struct dp_req *q)
+static enum dp_auth dp_authenticate(struct dp_req *q)
 {
 	const char *key = NULL;
 	size_t len = 0;
@@ -225,22 +229,26 @@ static bool dp_authenticate(struct dp_req *q)
 	if (rc == -EINVAL) {
 		http_reply_error(q->req, 400, "invalid_request_error", "conflicting_api_keys", NULL,
 				 "the Authorization and X-API-Key headers carry different keys");
-		return false;
+		return DP_AUTH_DONE;
 	}
 	if (rc == -ENOENT) {
 		reply_unauthorized(q->req, "missing_api_key", MSG_NO_KEY);
-		return false;
+		return DP_AUTH_DONE;
 	}
 	if (rc == -EBADMSG) {
 		reply_unauthorized(q->req, "invalid_api_key", MSG_BAD_KEY);
-		return false;
+		return DP_AUTH_DONE;
 	}
-	rc = keys_verify(q->dp->d.k, key, len, KEYS_API, &q->auth);
+	rc = keys_verify_cached(q->dp->d.k, key, len, KEYS_API, &q->auth);
+	if (rc == -EWOULDBLOCK) {
+		dp_verify_later(q, key, len);
+		return DP_AUTH_DONE;
+	}
 	if (rc) {
-		reply_auth_error(q, rc);
-		return false;
+		dp_reply_auth_error(q, rc);
+		return DP_AUTH_DONE;
 	}
-	return true;
+	return DP_AUTH_OK;
 }
 
 /* ---- request rates ---- */
@@ -387,17 +395,22 @@ static void dp_handle(struct http_req *req, void *arg)
 				 "no such endpoint (see docs/data-plane.md)");
 		return;
 	}
-	if (!dp_authenticate(&q) || !dp_rate(&q))
-		goto out;
-	if ((q.route->flags & DP_SERVICE) && strcmp(q.arg, q.auth.service) != 0) {
-		http_reply_error(req, 403, "permission_error", "service_not_allowed", NULL,
-				 "this API key belongs to service '%s'", q.auth.service);
-		goto out;
-	}
-	log_debug("data: %s by key %s, id=%s", q.route->label, q.auth.id, http_req_id(req));
-	q.route->fn(&q);
-out:
+	if (dp_authenticate(&q) == DP_AUTH_OK)
+		dp_proceed(&q);
 	explicit_bzero(&q.auth, sizeof(q.auth));
+}
+
+void dp_proceed(struct dp_req *q)
+{
+	if (!dp_rate(q))
+		return;
+	if ((q->route->flags & DP_SERVICE) && strcmp(q->arg, q->auth.service) != 0) {
+		http_reply_error(q->req, 403, "permission_error", "service_not_allowed", NULL,
+				 "this API key belongs to service '%s'", q->auth.service);
+		return;
+	}
+	log_debug("data: %s by key %s, id=%s", q->route->label, q->auth.id, http_req_id(q->req));
+	q->route->fn(q);
 }
 
 /* ---- forwarded calls ---- */
@@ -423,6 +436,9 @@ struct dp_call *dp_call_new(struct dp_req *q, enum dp_endpoint ep, const struct 
 	snprintf(c->service, sizeof(c->service), "%s", q->auth.service);
 	c->start_ns = q->start_ns;
 	c->time_ms = q->time_ms;
+	/* the call takes over the pool's request reference; dp_call_submit follows at once */
+	c->predeferred = q->deferred;
+	q->deferred = false;
 	http_req_body(q->req, &n);
 	c->bytes_in = n;
 	sse_init(&c->sse);
@@ -479,7 +495,7 @@ void dp_call_submit(struct dp_call *c, const char *path, const char *body, size_
 				   .on_done = dp_up_on_done,
 				   .ctx = c};
 	uint64_t h = 0;
-	int rc = http_defer(c->req);
+	int rc = c->predeferred ? 0 : http_defer(c->req);
 
 	if (rc) {
 		http_reply_error(c->req, 503, "server_error", "shutting_down", NULL,
@@ -498,7 +514,7 @@ void dp_call_submit(struct dp_call *c, const char *path, const char *body, size_
 		c->err = UPSTREAM_INTERNAL;
 		snprintf(c->detail, sizeof(c->detail), "submit: %s", strerror(-rc));
 		atomic_store(&c->up_done, true);
-		dp_worker_push(c->dp, c);
+		dp_finish(c->dp, c);
 		return;
 	}
 	/* the call may be over already; only the handle (for a cancel) is written after submit */
@@ -531,7 +547,8 @@ static void dp_meter(struct dp_call *c)
 	r.latency_us = ns > 0 ? (uint64_t)ns / 1000 : 0;
 	r.bytes_in = c->bytes_in;
 	r.bytes_out = c->bytes_out;
-	c->append_rc = usage_append(c->dp->d.usage, &r, &c->seq);
+	/* committed here when the writer is idle: no hand-over, the hook runs on this thread */
+	c->append_rc = usage_append_commit(c->dp->d.usage, &r, &c->seq);
 	if (c->append_rc)
 		log_warnx("data: usage record of %s not queued: %s", r.request_id,
 			  strerror(-c->append_rc));
@@ -539,107 +556,135 @@ static void dp_meter(struct dp_call *c)
 			    c->completion_tokens);
 }
 
-/* ---- the completion worker ---- */
+/* ---- release on commit ---- */
 
-void dp_worker_push(struct dataplane *dp, struct dp_call *c)
+/* Releases c's answer (commit_rc as dp_release takes it) and drops the upstream reference. */
+static void dp_done(struct dp_call *c, int commit_rc)
 {
-	struct dp_worker *w = &dp->w;
-
-	c->next = NULL;
-	pthread_mutex_lock(&w->mu);
-	if (w->tail)
-		w->tail->next = c;
-	else
-		w->head = c;
-	w->tail = c;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
+	dp_release(c, commit_rc);
+	dp_call_put(c);
 }
 
 /*
- * One batch: settle and append every record, wait once for the last to commit (group
- * commit: the whole batch shares the wait), then release the answers.
+ * A call is over upstream: settle and meter it here (upstream thread, or the listener when
+ * the submit failed; the record is committed right here when the usage writer is idle),
+ * then list it until its record commits; the commit hook (dp_on_commit) releases it. The
+ * check of the committed sequence under the list's lock closes the race with a hook that
+ * ran between the append and the listing (always so for a commit made here): either the
+ * hook sees c listed, or c sees the commit the hook was called for.
  */
-static void dp_batch(struct dataplane *dp, struct dp_call *list)
+void dp_finish(struct dataplane *dp, struct dp_call *c)
 {
-	struct dp_call *c, *next;
-	uint64_t last = 0;
-	int rc = 0;
+	struct dp_commits *k = &dp->commits;
+	bool committed;
 
-	for (c = list; c; c = c->next) {
-		dp_settle(c);
-		dp_meter(c);
-		if (!c->append_rc && c->seq > last)
-			last = c->seq;
+	dp_settle(c);
+	dp_meter(c);
+	if (c->append_rc) {
+		dp_done(c, c->append_rc);
+		return;
 	}
-	if (last)
-		rc = usage_wait(dp->d.usage, last, DP_COMMIT_WAIT_MS);
-	if (rc)
-		log_warnx("data: usage records not committed: %s; their answers are withheld",
-			  strerror(-rc));
-	for (c = list; c; c = next) {
-		next = c->next;
-		dp_release(c, c->append_rc ? c->append_rc : rc);
-		dp_call_put(c);
+	c->metered_ns = tg_now_mono_ns();
+	pthread_mutex_lock(&k->mu);
+	committed = usage_committed(dp->d.usage) >= c->seq;
+	if (!committed) {
+		c->next = k->head;
+		k->head = c;
 	}
+	pthread_mutex_unlock(&k->mu);
+	if (committed)
+		dp_done(c, 0);
 }
 
-static void *dp_worker_main(void *arg)
+/*
+ * The usage writer's commit hook (on whichever thread committed: the writer's, or an
+ * upstream thread in usage_append_commit): releases every listed call whose record
+ * is committed; after a failed commit (err), also those that waited DP_COMMIT_WAIT_MS,
+ * their answers withheld (dp_release with the error).
+ */
+static void dp_on_commit(uint64_t committed, int err, void *arg)
 {
 	struct dataplane *dp = arg;
-	struct dp_worker *w = &dp->w;
-	struct dp_call *list;
+	struct dp_commits *k = &dp->commits;
+	int64_t old = tg_now_mono_ns() - (int64_t)DP_COMMIT_WAIT_MS * 1000000;
+	struct dp_call *ready = NULL, **pp, *c;
+	unsigned withheld = 0;
 
-	for (;;) {
-		pthread_mutex_lock(&w->mu);
-		while (!w->head && !w->stopping)
-			pthread_cond_wait(&w->cv, &w->mu);
-		list = w->head;
-		w->head = w->tail = NULL;
-		pthread_mutex_unlock(&w->mu);
-		if (!list)
-			break; /* stopping, and nothing left */
-		dp_batch(dp, list);
+	pthread_mutex_lock(&k->mu);
+	for (pp = &k->head; (c = *pp);) {
+		if (c->seq > committed && !(err && c->metered_ns < old)) {
+			pp = &c->next;
+			continue;
+		}
+		*pp = c->next;
+		c->next = ready;
+		ready = c;
 	}
-	return NULL;
+	if (!k->head)
+		pthread_cond_broadcast(&k->drained);
+	pthread_mutex_unlock(&k->mu);
+	for (c = ready; c; c = ready) {
+		ready = c->next;
+		withheld += c->seq > committed;
+		dp_done(c, c->seq > committed ? err : 0);
+	}
+	if (withheld)
+		log_warnx("data: %u usage records not committed in %d ms: %s; their answers are "
+			  "withheld",
+			  withheld, DP_COMMIT_WAIT_MS, strerror(-err));
 }
 
-static int dp_worker_start(struct dataplane *dp)
+static int dp_commits_init(struct dataplane *dp)
 {
-	struct dp_worker *w = &dp->w;
-	int rc;
+	struct dp_commits *k = &dp->commits;
 
-	if (pthread_mutex_init(&w->mu, NULL))
+	if (pthread_mutex_init(&k->mu, NULL))
 		return -ENOMEM;
-	if (pthread_cond_init(&w->cv, NULL)) {
-		pthread_mutex_destroy(&w->mu);
+	if (pthread_cond_init(&k->drained, NULL)) {
+		pthread_mutex_destroy(&k->mu);
 		return -ENOMEM;
 	}
-	rc = pthread_create(&w->thread, NULL, dp_worker_main, dp);
-	if (rc) {
-		pthread_cond_destroy(&w->cv);
-		pthread_mutex_destroy(&w->mu);
-		return -rc;
-	}
-	w->running = true;
+	usage_on_commit(dp->d.usage, dp_on_commit, dp);
 	return 0;
 }
 
-/* Lets the worker finish what is queued, then joins it. */
-static void dp_worker_stop(struct dataplane *dp)
+/*
+ * After the upstream stopped (no call can be listed any more): waits up to DP_COMMIT_WAIT_MS
+ * for the listed calls' commits, withholds what is left, and unhooks from the writer.
+ */
+static void dp_commits_fini(struct dataplane *dp)
 {
-	struct dp_worker *w = &dp->w;
+	struct dp_commits *k = &dp->commits;
+	int64_t due = tg_now_mono_ns() + (int64_t)DP_COMMIT_WAIT_MS * 1000000;
+	struct dp_call *left;
 
-	if (!w->running)
-		return;
-	pthread_mutex_lock(&w->mu);
-	w->stopping = true;
-	pthread_cond_signal(&w->cv);
-	pthread_mutex_unlock(&w->mu);
-	pthread_join(w->thread, NULL);
-	pthread_cond_destroy(&w->cv);
-	pthread_mutex_destroy(&w->mu);
-	w->running = false;
+	pthread_mutex_lock(&k->mu);
+	while (k->head && tg_now_mono_ns() < due) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50000000; /* rechecks the deadline every 50 ms */
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&k->drained, &k->mu, &ts);
+	}
+	left = k->head;
+	k->head = NULL;
+	pthread_mutex_unlock(&k->mu);
+	usage_on_commit(dp->d.usage, NULL, NULL); /* waits for a hook call in progress */
+	if (left)
+		log_warnx("data: stopping with usage records not committed; their answers are "
+			  "withheld");
+	while (left) {
+		struct dp_call *c = left;
+
+		left = c->next;
+		dp_done(c, -ETIMEDOUT);
+	}
+	pthread_cond_destroy(&k->drained);
+	pthread_mutex_destroy(&k->mu);
 }
 
 /* ---- lifecycle ---- */
@@ -654,6 +699,9 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 	    .require_json = true,
 	    .timeout_sec = o && o->timeout_sec ? o->timeout_sec : 60,
 	    .max_conns = o && o->max_conns ? o->max_conns : 20000,
+	    /* the library's per-connection pool, touched nearly whole by a stream: the
+	       largest part of a streaming call's memory at the 32 KiB default */
+	    .max_header = o && o->max_header ? o->max_header : 8192,
 	    .drain_ms = o && o->drain_ms ? o->drain_ms : 2000,
 	    .defer_accept_sec = o ? o->defer_accept_sec : 0,
 	    .route_label = dp_route_label,
@@ -674,16 +722,18 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 		 o && o->default_model && *o->default_model ? o->default_model : "gpt-4o-mini");
 	atomic_init(&dp->slots_full_logged, false);
 	dp->close_after = o ? o->close_after_refusals : 0;
-	err = dp_worker_start(dp);
+	err = dp_commits_init(dp);
 	if (err) {
 		free(dp);
 		errno = -err;
 		return NULL;
 	}
-	dp->http = http_start(&ho, dp_handle, dp);
+	err = dp_verify_start(dp, o && o->verify_threads ? o->verify_threads : 2);
+	dp->http = err ? NULL : http_start(&ho, dp_handle, dp);
 	if (!dp->http) {
-		err = errno;
-		dp_worker_stop(dp);
+		err = err ? -err : errno;
+		dp_verify_stop(dp);
+		dp_commits_fini(dp);
 		free(dp);
 		errno = err;
 		return NULL;
@@ -702,6 +752,7 @@ void dataplane_stop(struct dataplane *dp)
 		return;
 	http_stop(dp->http);
 	dp->http = NULL;
+	dp_verify_stop(dp); /* before upstream_stop: a pool thread may submit calls */
 }
 
 void dataplane_close(struct dataplane *dp)
@@ -709,6 +760,7 @@ void dataplane_close(struct dataplane *dp)
 	if (!dp)
 		return;
 	http_stop(dp->http); /* in case dataplane_stop was not called */
-	dp_worker_stop(dp);
+	dp_verify_stop(dp);
+	dp_commits_fini(dp);
 	free(dp);
 }

@@ -5,8 +5,10 @@
  * the marketplace endpoints. Each request is authenticated (keys_verify), charged against
  * its key's request-rate windows (ratelimit_charge), checked, routed, forwarded, metered
  * (one usage record per forwarded call, committed before the answer is released) and
- * counted in the metrics. It owns a completion worker thread; everything else it uses is
- * borrowed from the daemon and must outlive it.
+ * counted in the metrics. It owns a small pool of threads that verify keys missing from
+ * the verification cache (argon2 never runs on a listener thread); answers are released by
+ * the usage writer's commit hook, which it sets on the usage it borrows; everything it
+ * uses is borrowed from the daemon and must outlive it.
  */
 #ifndef TG_DATAPLANE_H
 #define TG_DATAPLANE_H
@@ -34,6 +36,10 @@ struct dataplane_opts {
 	unsigned close_after_refusals; /* a keep-alive connection whose requests were refused
 					  (429, request rate) this many times in a row gets
 					  Connection: close; 0 = never */
+	unsigned verify_threads;   /* threads verifying keys the cache does not know (argon2),
+				      default 2 */
+	size_t max_header;	   /* per-connection buffer of the HTTP library (request line
+				      and headers; longer ones get 431), default 8192 */
 };
 
 /* Borrowed for the life of the data plane. */
@@ -47,18 +53,23 @@ struct dataplane_deps {
 
 struct dataplane;
 
-/* Starts the completion worker and the listener; NULL and errno on failure (logged). */
+/*
+ * Hooks into the usage writer, starts the verification pool and the listener; NULL and
+ * errno on failure (logged).
+ */
 struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct dataplane_deps *d);
 /* The port actually bound. */
 uint16_t dataplane_port(const struct dataplane *dp);
 /*
  * Stops the listener: no new requests; calls in flight get drain_ms to finish, then their
- * clients are cut (and their upstream calls cancelled). Accepts NULL.
+ * clients are cut (and their upstream calls cancelled); then the verification pool. Must
+ * come before upstream_stop. Accepts NULL.
  */
 void dataplane_stop(struct dataplane *dp);
 /*
  * After dataplane_stop and upstream_stop (so every call has had its last callback):
- * meters what is left, stops the worker, frees. Accepts NULL.
+ * waits (up to 10 s) for the last usage records to commit, unhooks from the usage writer,
+ * frees. Accepts NULL.
  */
 void dataplane_close(struct dataplane *dp);
 

@@ -2,16 +2,17 @@
 /*
  * Private to the data plane. dataplane.c holds the listener, the route table,
  * authentication, the request-rate charge, the forwarded call's life (struct dp_call: its
- * references, the close callback, the completion worker) and metering; dataplane_openai.c
+ * references, the close callback, release on commit) and metering; dataplane_openai.c
  * the OpenAI-compatible endpoints, their checks and the upstream callbacks that stream or
  * collect an answer; dataplane_market.c the marketplace endpoints.
  *
  * Threads. Listener threads run handlers: authenticate, charge, check, submit the upstream
  * call and defer. The upstream thread runs the call's callbacks: it starts and feeds
- * streams, collects plain bodies, and on the last callback hands the call to the
- * completion worker; it never waits on the store. The completion worker settles each call
- * (tokens, cost, usage record appended), waits once per batch for the records to commit,
- * and only then releases the answers (a plain reply, or a stream's end).
+ * streams, collects plain bodies, and on the last callback settles the call (tokens, cost,
+ * usage record appended: dp_finish); it never waits for a commit. Whoever commits the
+ * record - the upstream thread itself when the usage writer is idle (usage_append_commit),
+ * else the writer's thread with the next group commit - releases the answers it committed
+ * from the commit hook (a plain reply, or a stream's end).
  */
 #ifndef TG_DATAPLANE_INTERNAL_H
 #define TG_DATAPLANE_INTERNAL_H
@@ -48,13 +49,24 @@ enum dp_endpoint {
 	DP_EP_CONSUME,
 };
 
-struct dp_worker {
-	pthread_t thread;
+/* Metered calls whose usage records are not committed yet (released by dp_on_commit). */
+struct dp_commits {
+	pthread_mutex_t mu;
+	pthread_cond_t drained; /* the list became empty (for dataplane_close) */
+	struct dp_call *head;
+};
+
+/* The verification pool (dataplane_verify.c): requests whose key missed the cache. */
+struct dp_verify_job;
+struct dp_verify {
+	pthread_t *threads;
+	unsigned n;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct dp_call *head, *tail; /* finished upstream calls, in order */
+	struct dp_verify_job *head, *tail;
+	unsigned queued;
 	bool stopping;
-	bool running;
+	bool ready; /* mu and cv initialised */
 };
 
 struct dataplane {
@@ -63,7 +75,8 @@ struct dataplane {
 	char default_model[MODEL_NAME_MAX + 1];
 	atomic_bool slots_full_logged;
 	unsigned close_after; /* dataplane_opts.close_after_refusals */
-	struct dp_worker w;
+	struct dp_commits commits;
+	struct dp_verify verify;
 };
 
 struct dp_route;
@@ -79,6 +92,11 @@ struct dp_req {
 	struct rl_verdict verdict; /* the charge (or the dry run of a route that does not charge) */
 	int64_t start_ns;
 	int64_t time_ms; /* wall clock, Unix ms */
+	/*
+	 * Deferred by the verification pool, which holds http_defer's request reference:
+	 * dp_call_new adopts it (clearing this), else the pool drops it after the handler.
+	 */
+	bool deferred;
 };
 
 typedef void (*dp_handler_fn)(struct dp_req *q);
@@ -97,7 +115,7 @@ struct dp_route {
 };
 
 struct dp_call;
-/* Renders a successful (2xx, complete) plain answer; called by the worker after commit. */
+/* Renders a successful (2xx, complete) plain answer; called after the commit. */
 typedef void (*dp_render_fn)(struct dp_call *c);
 
 /* How a call ended, as the client sees it. */
@@ -111,7 +129,7 @@ enum dp_outcome {
 };
 
 /*
- * A forwarded call. References: one for the upstream side (dropped by the worker once the
+ * A forwarded call. References: one for the upstream side (dropped by dp_finish's release once the
  * answer is released), one for the close callback (dropped when the request is over). The
  * last one frees the call and drops the request reference taken by http_defer.
  */
@@ -135,8 +153,9 @@ struct dp_call {
 	int64_t start_ns;
 	int64_t time_ms;
 	uint64_t bytes_in;
+	bool predeferred;    /* the request was deferred already (verification pool) */
 	dp_render_fn render; /* NULL: pass the upstream answer through */
-	/* upstream thread, then the worker */
+	/* upstream thread, then dp_finish and the release */
 	unsigned up_status;
 	bool status_seen;
 	char ctype[DP_CTYPE_MAX];
@@ -153,7 +172,7 @@ struct dp_call {
 	uint64_t bytes_out;
 	enum upstream_err err;
 	char detail[DP_DETAIL_MAX];
-	/* the worker */
+	/* dp_finish (settle, meter) */
 	enum dp_outcome outcome;
 	cJSON *json;	 /* a 2xx plain answer, parsed (NULL if not JSON) */
 	unsigned status; /* as told to the client and recorded */
@@ -162,7 +181,8 @@ struct dp_call {
 	struct cost cost;
 	uint64_t seq;
 	int append_rc;
-	struct dp_call *next;
+	int64_t metered_ns;	/* CLOCK_MONOTONIC when listed to wait for its commit */
+	struct dp_call *next; /* in dp_commits */
 };
 
 /* ---- dataplane.c ---- */
@@ -175,6 +195,23 @@ void dp_reply_500(struct http_req *req, const char *what, int rc);
 void dp_reply_obj(struct http_req *req, unsigned status, cJSON *json);
 /* The JSON object the whole body is, or NULL after answering 400 invalid_json. */
 cJSON *dp_body_object(struct http_req *req);
+/* Answers a failed key verification (401, 403, 429 or 500) per the contract. */
+void dp_reply_auth_error(struct dp_req *q, int rc);
+/* An authenticated request's way on: rate charge, service check, the route's handler. */
+void dp_proceed(struct dp_req *q);
+
+/* ---- dataplane_verify.c ---- */
+
+/* Starts the verification pool's threads; 0 or -errno. */
+int dp_verify_start(struct dataplane *dp, unsigned threads);
+/* Stops the pool (queued jobs answered 503); idempotent. After http_stop. */
+void dp_verify_stop(struct dataplane *dp);
+/*
+ * The key (len bytes) missed the verification cache: defers the request and queues it for
+ * the pool, which verifies and carries on (dp_proceed); answers 503 if it cannot queue.
+ */
+void dp_verify_later(struct dp_req *q, const char *key, size_t len);
+
 /* A new call for an authenticated request; NULL after answering 500. */
 struct dp_call *dp_call_new(struct dp_req *q, enum dp_endpoint ep, const struct provider *p,
 			    const struct model_price *price, const char *model);
@@ -185,8 +222,12 @@ struct dp_call *dp_call_new(struct dp_req *q, enum dp_endpoint ep, const struct 
 void dp_call_submit(struct dp_call *c, const char *path, const char *body, size_t len);
 /* Drops a reference of c. */
 void dp_call_put(struct dp_call *c);
-/* Upstream thread: hands a finished call to the completion worker (never blocks long). */
-void dp_worker_push(struct dataplane *dp, struct dp_call *c);
+/*
+ * A call is over upstream (upstream thread, or the listener after a failed submit): settles
+ * and meters it, and releases its answer once the record commits. Takes the upstream
+ * side's reference. Blocks only when the usage queue is full (back-pressure).
+ */
+void dp_finish(struct dataplane *dp, struct dp_call *c);
 /* Asks the upstream to drop the call (best effort: a no-op before the handle is known). */
 void dp_call_cancel(struct dp_call *c);
 /* The call's endpoint name as recorded and labelled ("chat", "completions", ...). */
@@ -206,9 +247,9 @@ void dp_h_models(struct dp_req *q);
 void dp_up_on_status(void *ctx, unsigned status, const char *ctype, const char *retry_after);
 void dp_up_on_data(void *ctx, const char *buf, size_t len);
 void dp_up_on_done(void *ctx, enum upstream_err err, const char *detail);
-/* Worker: decides status and tokens of a finished call (before its record). */
+/* dp_finish: decides status and tokens of a finished call (before its record). */
 void dp_settle(struct dp_call *c);
-/* Worker: releases the answer once the record committed (commit_rc 0) or not. */
+/* From the commit hook: releases the answer once the record committed (commit_rc 0) or not. */
 void dp_release(struct dp_call *c, int commit_rc);
 /*
  * Checks an optional field: absent or null is fine; else it must satisfy the kind. False

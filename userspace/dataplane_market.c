@@ -145,7 +145,7 @@ static const char *answer_text(const cJSON *root)
 	return cJSON_IsString(s) && s->valuestring ? s->valuestring : "";
 }
 
-/* The consume answer, once the call's record is committed (worker). */
+/* The consume answer, once the call's record is committed. */
 static void consume_render(struct dp_call *c)
 {
 	const cJSON *m = cJSON_GetObjectItemCaseSensitive(c->json, "model");

@@ -3,7 +3,7 @@
  * The OpenAI-compatible endpoints (docs/data-plane.md): the checks before forwarding, the
  * forwarded body (the client's bytes as they came, except that a stream is made to ask for
  * its usage chunk), the upstream callbacks that stream events through or collect a plain
- * answer, and the settling and release of a finished call for the completion worker.
+ * answer, and the settling and release of a finished call (see dp_finish).
  *
  * Streams: each complete event is forwarded as it arrives, except the usage-only chunk
  * when the client did not ask for it, and "data: [DONE]", which is held back until the
@@ -378,10 +378,10 @@ void dp_up_on_done(void *ctx, enum upstream_err err, const char *detail)
 	c->err = err;
 	snprintf(c->detail, sizeof(c->detail), "%s", detail ? detail : "");
 	atomic_store(&c->up_done, true);
-	dp_worker_push(c->dp, c);
+	dp_finish(c->dp, c);
 }
 
-/* ---- settling (worker) ---- */
+/* ---- settling (dp_finish) ---- */
 
 /* Sum of the string lengths at choices[].message.content and choices[].text. */
 static uint64_t content_bytes(const cJSON *root)
@@ -536,7 +536,7 @@ void dp_settle(struct dp_call *c)
 	count_upstream_error(c);
 }
 
-/* ---- release (worker, after the commit) ---- */
+/* ---- release (from the commit hook, after the commit) ---- */
 
 static void release_stream(struct dp_call *c, int commit_rc)
 {

@@ -36,8 +36,8 @@
 #define HTTP_SECRET_BUF	    2048 /* first try at serialising a secret-bearing body */
 #define HTTP_SECRET_BUF_MAX (1u << 20)
 #define HTTP_ID_ALPHABET    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-#define HTTP_STREAM_BLOCK   16384      /* preferred size of a content-reader call */
-#define HTTP_STREAM_MIN_CAP 4096       /* first allocation of a stream buffer */
+#define HTTP_STREAM_BLOCK   4096       /* content-reader block: allocated per stream */
+#define HTTP_STREAM_MIN_CAP 1024       /* first allocation of a stream buffer */
 #define HTTP_STREAM_MAX_DEF (1u << 20) /* default stream_buffer_max */
 #define HTTP_STATUS_GONE    499	       /* metrics code of a request that ended unanswered */
 

@@ -647,26 +647,44 @@ out:
 	return rc;
 }
 
-int keys_verify(struct keys *k, const char *presented, size_t len, enum keys_kind kind,
-		struct keys_auth *out)
+/* The verification cache's answer: 1 when it has none (the slow path must decide). */
+static int verify_fast(struct keys *k, const char *presented, size_t len, enum keys_kind kind,
+		       struct keys_auth *out, struct cred *c, uint64_t tag[2])
 {
 	struct kcache_ent ce;
-	struct cred c;
-	uint64_t tag[2];
 	__u64 t[2];
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = cred_parse(presented, len, kind, &c);
+	rc = cred_parse(presented, len, kind, c);
 	if (rc)
 		return rc;
-	tg_siphash128(k->cache_key[c.kind], presented, len, t);
+	tg_siphash128(k->cache_key[c->kind], presented, len, t);
 	tag[0] = t[0];
 	tag[1] = t[1];
-	if (kcache_lookup(&k->cache, tag, &ce)) {
-		rc = verify_cached(k, &c, &ce, out);
-		if (rc != 1)
-			return rc;
-	}
+	if (kcache_lookup(&k->cache, tag, &ce))
+		return verify_cached(k, c, &ce, out);
+	return 1;
+}
+
+int keys_verify(struct keys *k, const char *presented, size_t len, enum keys_kind kind,
+		struct keys_auth *out)
+{
+	struct cred c;
+	uint64_t tag[2];
+	int rc = verify_fast(k, presented, len, kind, out, &c, tag);
+
+	if (rc != 1)
+		return rc;
 	return verify_slow(k, &c, presented, len, tag, out);
+}
+
+int keys_verify_cached(struct keys *k, const char *presented, size_t len, enum keys_kind kind,
+		       struct keys_auth *out)
+{
+	struct cred c;
+	uint64_t tag[2];
+	int rc = verify_fast(k, presented, len, kind, out, &c, tag);
+
+	return rc == 1 ? -EWOULDBLOCK : rc;
 }

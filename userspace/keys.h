@@ -200,6 +200,13 @@ struct keys_auth {
  */
 int keys_verify(struct keys *k, const char *presented, size_t len, enum keys_kind kind,
 		struct keys_auth *out);
+/*
+ * keys_verify without the slow path: answers from the verification cache only, and returns
+ * -EWOULDBLOCK when only keys_verify (the store, maybe an argon2id hash) can decide. For
+ * callers that must not run argon2 on the current thread.
+ */
+int keys_verify_cached(struct keys *k, const char *presented, size_t len, enum keys_kind kind,
+		       struct keys_auth *out);
 
 /* ---- key sync: what the kernel maps and the slot array derive from ---- */
 

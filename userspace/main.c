@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -169,6 +170,7 @@ static void store_opts_from(const struct config *c, struct store_opts *o, bool r
 	if (o->max_map_size < o->map_size)
 		o->max_map_size = o->map_size;
 	o->sync = (enum store_sync)c->store_sync;
+	o->sync_interval_ms = read_only ? 0 : c->store_sync_interval_ms;
 	o->read_only = read_only;
 }
 
@@ -327,6 +329,8 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 				   .max_conns = c->data_max_conns,
 				   .default_model = c->data_default_model,
 				   .close_after_refusals = c->data_close_after,
+				   .verify_threads = c->data_verify_threads,
+				   .max_header = c->data_max_header,
 				   /* the kernel refuses only while a connection is embryonic */
 				   .defer_accept_sec = p->kernel_on ? 10 : 0};
 	struct dataplane_deps d;
@@ -454,6 +458,40 @@ static int cmd_detach(const struct config *c)
 	return rc ? 1 : 0;
 }
 
+/*
+ * Every data-plane connection can hold two descriptors (the client's and its upstream
+ * call's), and the default soft limit (1024) would refuse connections long before
+ * data.max_connections. Raises the soft limit to what the connections need, the hard limit
+ * too when allowed (root); says so when the limit stays too low for data.max_connections.
+ */
+static void raise_fd_limit(const struct config *c)
+{
+	rlim_t want = (rlim_t)c->data_max_conns * 2 + 256;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+		struct rlimit up = {want, want};
+
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
+			rl = up;
+		} else {
+			log_warnx("open-file limit %llu is below the %llu that data.max_connections "
+				  "%u may need (raise it, e.g. LimitNOFILE=, or lower "
+				  "data.max_connections)",
+				  (unsigned long long)rl.rlim_max, (unsigned long long)want,
+				  c->data_max_conns);
+			want = rl.rlim_max;
+		}
+	}
+	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		log_warn("cannot raise the open-file limit to %llu", (unsigned long long)want);
+}
+
 static int cmd_run(const struct config *c, const char *ready_file)
 {
 	struct admin_opts ao = {.listen = c->admin_listen, .threads = c->admin_threads,
@@ -466,6 +504,7 @@ static int cmd_run(const struct config *c, const char *ready_file)
 	struct store_opts so;
 	int rc = 1;
 
+	raise_fd_limit(c);
 	store_opts_from(c, &so, false);
 	s = store_open(&so);
 	if (!s) {

@@ -145,8 +145,19 @@ enum txn_end {
  * with an abort, except when keep_dbis asks for a commit so that the database handles they
  * opened stay valid (LMDB closes those of an aborted transaction).
  */
-static enum txn_end txn_run(struct store *s, unsigned flags, bool keep_dbis, store_txn_fn fn,
-			    void *arg, int *rc)
+/*
+ * Write transactions choose at commit whether it syncs. mdb_env_set_flags() is called while
+ * this transaction holds LMDB's writer lock, so no other commit can read the flag between
+ * the change and this commit; the syncer forces its syncs and never reads it.
+ */
+static void txn_choose_sync(struct store *s, bool lazy)
+{
+	if (s->lazy_ok)
+		mdb_env_set_flags(s->env, MDB_NOSYNC, lazy ? 1 : 0);
+}
+
+static enum txn_end txn_run(struct store *s, unsigned flags, bool keep_dbis, bool lazy,
+			    store_txn_fn fn, void *arg, int *rc)
 {
 	struct store_txn t = {.s = s};
 	int mrc = mdb_txn_begin(s->env, NULL, flags, &t.txn);
@@ -162,16 +173,21 @@ static enum txn_end txn_run(struct store *s, unsigned flags, bool keep_dbis, sto
 		mdb_txn_abort(t.txn);
 		return t.map_full ? TXN_MAP_FULL : TXN_DONE;
 	}
+	if (!(flags & MDB_RDONLY))
+		txn_choose_sync(s, lazy);
 	mrc = mdb_txn_commit(t.txn); /* frees the txn, also on failure */
 	if (mrc == MDB_MAP_FULL)
 		return TXN_MAP_FULL;
 	if (mrc)
 		*rc = store_err(s, NULL, mrc, "commit");
+	else if (lazy)
+		atomic_fetch_add(&s->lazy_commits, 1);
 	return TXN_DONE;
 }
 
 /* txn_run under the map lock, growing or adopting the map and rerunning fn as needed. */
-static int txn_loop(struct store *s, unsigned flags, bool keep_dbis, store_txn_fn fn, void *arg)
+static int txn_loop(struct store *s, unsigned flags, bool keep_dbis, bool lazy, store_txn_fn fn,
+		    void *arg)
 {
 	unsigned resized = 0;
 	int rc = 0;
@@ -182,7 +198,7 @@ static int txn_loop(struct store *s, unsigned flags, bool keep_dbis, store_txn_f
 		size_t seen;
 
 		map_enter(s, &h);
-		end = txn_run(s, flags, keep_dbis, fn, arg, &rc);
+		end = txn_run(s, flags, keep_dbis, lazy, fn, arg, &rc);
 		seen = map_size_now(s);
 		map_leave(s, &h);
 		if (end == TXN_DONE)
@@ -204,14 +220,21 @@ static int txn_loop(struct store *s, unsigned flags, bool keep_dbis, store_txn_f
 
 int store_read(struct store *s, store_txn_fn fn, void *arg)
 {
-	return txn_loop(s, MDB_RDONLY, false, fn, arg);
+	return txn_loop(s, MDB_RDONLY, false, false, fn, arg);
 }
 
 int store_write(struct store *s, store_txn_fn fn, void *arg)
 {
 	if (s->read_only)
 		return -EROFS;
-	return txn_loop(s, 0, false, fn, arg);
+	return txn_loop(s, 0, false, false, fn, arg);
+}
+
+int store_write_lazy(struct store *s, store_txn_fn fn, void *arg)
+{
+	if (s->read_only)
+		return -EROFS;
+	return txn_loop(s, 0, false, s->syncer != NULL, fn, arg);
 }
 
 static int db_handle(struct store_txn *t, enum store_db db, MDB_dbi *dbi)
@@ -529,6 +552,10 @@ static int env_open(struct store *s, const struct store_opts *o)
 
 	if (o->read_only)
 		flags |= MDB_RDONLY;
+	else if (o->sync_interval_ms)
+		flags |= MDB_WRITEMAP; /* see store_opts.sync_interval_ms */
+	if (o->read_only)
+		; /* nothing to sync */
 	else if (o->sync == STORE_SYNC_META)
 		flags |= MDB_NOMETASYNC;
 	else if (o->sync == STORE_SYNC_NONE)
@@ -605,7 +632,7 @@ struct store *store_open(const struct store_opts *o)
 	if (!rc)
 		rc = env_open(s, o);
 	if (!rc)
-		rc = txn_loop(s, o->read_only ? MDB_RDONLY : 0, true, open_txn, &c);
+		rc = txn_loop(s, o->read_only ? MDB_RDONLY : 0, true, false, open_txn, &c);
 	if (rc == -EPROTO)
 		log_too_new(s, c.found);
 	if (rc)
@@ -613,6 +640,13 @@ struct store *store_open(const struct store_opts *o)
 	if (s->version != c.found)
 		log_info("store %s: migrated from schema version %u to %u", s->path, c.found,
 			 s->version);
+	if (!o->read_only && o->sync_interval_ms) {
+		/* under store.sync=none every commit is lazy already: nothing to switch */
+		s->lazy_ok = o->sync != STORE_SYNC_NONE;
+		rc = store_syncer_start(s, o->sync_interval_ms, &s->syncer);
+		if (rc)
+			goto fail;
+	}
 	return s;
 fail:
 	pthread_rwlock_destroy(&s->map_lock);
@@ -629,6 +663,7 @@ void store_close(struct store *s)
 {
 	if (!s)
 		return;
+	store_syncer_stop(s->syncer); /* syncs what lazy commits left unsynced */
 	mdb_env_close(s->env);
 	pthread_rwlock_destroy(&s->map_lock);
 	explicit_bzero(s->secret, sizeof(s->secret));

@@ -39,6 +39,12 @@ extern const char *const store_db_names[STORE_DB__COUNT];
 #define STORE_META_SECRET  "hash_secret"    /* 16 random bytes: SipHash key for the kernel path */
 #define STORE_META_CREATED "created_at"	    /* i64 little-endian Unix seconds */
 
+/*
+ * How commits reach the disk. Every commit, synced or not, is in the page cache when it
+ * returns, so it survives a kill of the process; syncing matters only for a system crash or
+ * power loss. store_write() follows this policy; the group-commit writer's usage batches
+ * follow it only when sync_interval_ms is 0 (see store_opts).
+ */
 enum store_sync {
 	STORE_SYNC_FULL = 0, /* fsync data and meta page at every commit */
 	STORE_SYNC_META,     /* one fdatasync per commit (MDB_NOMETASYNC): integrity kept, a
@@ -52,6 +58,20 @@ struct store_opts {
 	size_t map_size;     /* initial map size in bytes (rounded up to the page size) */
 	size_t max_map_size; /* the map never grows past this; then writes fail -ENOSPC */
 	enum store_sync sync;
+	/*
+	 * 0: usage batches are synced like every other commit. Otherwise usage batches commit
+	 * without a sync (still safe from a process kill) and a background thread syncs the
+	 * file this often when such commits happened, so a system crash or power loss may lose
+	 * the usage of the last interval (and, on a file system that reorders writes, LMDB's
+	 * documented NOSYNC risk applies to that window). Commits of store_write() keep
+	 * following sync. Ignored by read-only opens.
+	 * The environment is then opened with MDB_WRITEMAP: a commit writes its pages into the
+	 * shared file mapping instead of one pwrite() per page (7 system calls for a typical
+	 * usage batch), and the data file is as large as the map (sparse). LMDB's caveat for
+	 * WRITEMAP applies: a stray write through a bad pointer in this process could damage
+	 * the store rather than crash.
+	 */
+	unsigned sync_interval_ms;
 	unsigned target_version; /* migrate up to this schema version; 0 = the latest (tests) */
 	bool read_only;		 /* open without migrating or writing (migrate --status) */
 };
@@ -148,6 +168,23 @@ struct store_writer *store_writer_start(struct store *s, const struct store_writ
 void store_writer_stop(struct store_writer *w);
 /* Queues a copy of rec (len <= 4096). Returns 0 and *seq, or -errno (-EMSGSIZE, -ESHUTDOWN). */
 int store_writer_append(struct store_writer *w, const void *rec, size_t len, uint64_t *seq);
+/*
+ * Commit hook: after each committed batch fn(committed, 0, arg) runs on the writer thread,
+ * committed being store_writer_committed() after it; after a failed commit fn(committed,
+ * -errno, arg), before the retry's backoff. fn must not append to this writer nor wait for
+ * it (the writer waits for fn). NULL removes the hook; the change is seen from the next batch.
+ */
+typedef void (*store_commit_fn)(uint64_t committed, int err, void *arg);
+void store_writer_on_commit(struct store_writer *w, store_commit_fn fn, void *arg);
+/*
+ * store_writer_append, then, if usage commits are lazy (sync_interval_ms > 0: no fsync),
+ * no batch is being committed and the last commit did not fail, commits the queue (up to
+ * max_batch) on the calling thread, running the batch and commit hooks there: no hand-over
+ * to the writer thread when a commit is cheap. Otherwise the writer thread commits it. Returns as store_writer_append; a failed
+ * inline commit is not returned but retried by the writer thread.
+ */
+int store_writer_append_commit(struct store_writer *w, const void *rec, size_t len,
+			       uint64_t *seq);
 /* Highest sequence committed so far (every record <= it is in the store). */
 uint64_t store_writer_committed(struct store_writer *w);
 /* Waits until seq is committed or timeout_ms passes; 0, -ETIMEDOUT, or the commit error. */

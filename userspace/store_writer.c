@@ -53,6 +53,10 @@ struct store_writer {
 	int (*on_batch)(struct store_txn *t, const void *const *recs, const size_t *lens, size_t n,
 			void *arg);
 	void *on_batch_arg;
+	store_commit_fn on_commit; /* under mu; called without it, on the writer thread */
+	void *on_commit_arg;
+	unsigned notifying; /* on_commit calls running (store_writer_on_commit waits for 0) */
+	bool committing;    /* a batch is being written, by the thread or an appender */
 };
 
 struct wbatch {
@@ -115,21 +119,29 @@ static void timespec_at(int64_t mono_ns, struct timespec *ts)
 	ts->tv_nsec = (long)(mono_ns % 1000000000);
 }
 
-/* Waits until a batch is due (lock held); false when stopping with nothing left. */
+/*
+ * Waits until a batch is due and no appender is committing one (lock held); false when
+ * stopping with nothing left.
+ */
 static bool writer_collect(struct store_writer *w)
 {
 	struct timespec ts;
 	int64_t due;
 
-	while (!w->head && !w->stopping)
-		pthread_cond_wait(&w->work, &w->mu);
-	if (!w->head)
-		return false;
-	due = w->head->queued_ns + (int64_t)w->max_delay_us * 1000;
-	timespec_at(due, &ts);
-	while (w->nqueued < w->max_batch && !w->stopping && tg_now_mono_ns() < due)
-		pthread_cond_timedwait(&w->work, &w->mu, &ts);
-	return true;
+	for (;;) {
+		while ((!w->head || w->committing) && !w->stopping)
+			pthread_cond_wait(&w->work, &w->mu);
+		while (w->committing) /* stopping: an appender's commit finishes first */
+			pthread_cond_wait(&w->done, &w->mu);
+		if (!w->head)
+			return false;
+		due = w->head->queued_ns + (int64_t)w->max_delay_us * 1000;
+		timespec_at(due, &ts);
+		while (w->nqueued < w->max_batch && !w->stopping && tg_now_mono_ns() < due)
+			pthread_cond_timedwait(&w->work, &w->mu, &ts);
+		if (w->head && !w->committing) /* else an appender took the queue meanwhile */
+			return true;
+	}
 }
 
 /* Detaches up to max_batch records from the head of the queue (lock held). */
@@ -159,6 +171,22 @@ static void wrecs_free(struct wrec *r)
 	}
 }
 
+/* Tells the commit hook, if any, where commits stand (lock held; released around the call). */
+static void writer_notify(struct store_writer *w, int err)
+{
+	store_commit_fn fn = w->on_commit;
+	void *arg = w->on_commit_arg;
+
+	if (!fn)
+		return;
+	w->notifying++;
+	pthread_mutex_unlock(&w->mu);
+	fn(atomic_load(&w->committed), err, arg);
+	pthread_mutex_lock(&w->mu);
+	if (--w->notifying == 0)
+		pthread_cond_broadcast(&w->done);
+}
+
 /* A commit failed: put the batch back in front and wait a while (lock held). */
 static void writer_retry_later(struct store_writer *w, struct wbatch *b, int err, unsigned n)
 {
@@ -177,6 +205,7 @@ static void writer_retry_later(struct store_writer *w, struct wbatch *b, int err
 			  w->s->path, w->nqueued, n, strerror(-err));
 	if (delay > WRITER_BACKOFF_MAX_NS)
 		delay = WRITER_BACKOFF_MAX_NS;
+	writer_notify(w, err);
 	pthread_mutex_unlock(&w->mu);
 	timespec_at(delay, &ts);
 	nanosleep(&ts, NULL);
@@ -195,6 +224,22 @@ static void writer_give_up(struct store_writer *w)
 	w->nqueued = 0;
 }
 
+/* A batch committed (lock held, committing set): publish it, free it, tell the hook. */
+static void writer_committed(struct store_writer *w, struct wbatch *b)
+{
+	w->err = 0;
+	w->nheld -= b->n;
+	atomic_store(&w->committed, b->last->seq);
+	atomic_fetch_add(&store_writer_debug_batches, 1);
+	w->committing = false;
+	pthread_cond_broadcast(&w->room);
+	pthread_cond_broadcast(&w->done);
+	pthread_mutex_unlock(&w->mu);
+	wrecs_free(b->first);
+	pthread_mutex_lock(&w->mu);
+	writer_notify(w, 0);
+}
+
 static void *writer_main(void *arg)
 {
 	struct store_writer *w = arg;
@@ -206,25 +251,20 @@ static void *writer_main(void *arg)
 		int rc;
 
 		writer_take(w, &b);
+		w->committing = true;
 		pthread_mutex_unlock(&w->mu);
-		rc = store_write(w->s, batch_txn, &b);
+		rc = store_write_lazy(w->s, batch_txn, &b);
 		pthread_mutex_lock(&w->mu);
 		if (rc < 0) {
+			w->committing = false;
+			pthread_cond_broadcast(&w->done);
 			writer_retry_later(w, &b, rc, ++failures);
 			if (w->stopping && failures >= WRITER_STOP_ATTEMPTS)
 				writer_give_up(w);
 			continue;
 		}
 		failures = 0;
-		w->err = 0;
-		w->nheld -= b.n;
-		atomic_store(&w->committed, b.last->seq);
-		atomic_fetch_add(&store_writer_debug_batches, 1);
-		pthread_cond_broadcast(&w->room);
-		pthread_cond_broadcast(&w->done);
-		pthread_mutex_unlock(&w->mu);
-		wrecs_free(b.first);
-		pthread_mutex_lock(&w->mu);
+		writer_committed(w, &b);
 	}
 	w->exited = true;
 	pthread_cond_broadcast(&w->done);
@@ -344,7 +384,9 @@ void store_writer_stop(struct store_writer *w)
 	writer_free(w);
 }
 
-int store_writer_append(struct store_writer *w, const void *rec, size_t len, uint64_t *seq)
+/* Queues a copy of rec; returns with the lock held on success (0), released on failure. */
+static int writer_enqueue(struct store_writer *w, const void *rec, size_t len, uint64_t *seq,
+			  bool *wake)
 {
 	struct wrec *r;
 
@@ -374,12 +416,76 @@ int store_writer_append(struct store_writer *w, const void *rec, size_t len, uin
 	w->tail = r;
 	w->nheld++;
 	/* The writer waits only for the first record of a batch or for a full one. */
-	if (++w->nqueued == 1 || w->nqueued == w->max_batch)
-		pthread_cond_signal(&w->work);
+	*wake = ++w->nqueued == 1 || w->nqueued == w->max_batch;
 	if (seq)
 		*seq = r->seq;
-	pthread_mutex_unlock(&w->mu);
 	return 0;
+}
+
+int store_writer_append(struct store_writer *w, const void *rec, size_t len, uint64_t *seq)
+{
+	bool wake = false;
+	int rc = writer_enqueue(w, rec, len, seq, &wake);
+
+	if (rc)
+		return rc;
+	pthread_mutex_unlock(&w->mu);
+	/* after the unlock: a writer woken under the lock would block on it at once */
+	if (wake)
+		pthread_cond_signal(&w->work);
+	return 0;
+}
+
+int store_writer_append_commit(struct store_writer *w, const void *rec, size_t len,
+			       uint64_t *seq)
+{
+	struct wbatch b;
+	bool wake = false;
+	int rc = writer_enqueue(w, rec, len, seq, &wake);
+
+	if (rc)
+		return rc;
+	if (w->committing || w->err || !w->s->syncer) {
+		/* a commit is running (ours comes next) or failing (the thread backs off), or
+		 * commits are synced (sync_interval_ms 0): an fsync is no work for this thread */
+		pthread_mutex_unlock(&w->mu);
+		if (wake)
+			pthread_cond_signal(&w->work);
+		return 0;
+	}
+	writer_take(w, &b);
+	w->committing = true;
+	pthread_mutex_unlock(&w->mu);
+	rc = store_write_lazy(w->s, batch_txn, &b);
+	pthread_mutex_lock(&w->mu);
+	if (rc < 0) {
+		/* back in front; the thread retries with its backoff and reports the error */
+		b.last->next = w->head;
+		w->head = b.first;
+		if (!w->tail)
+			w->tail = b.last;
+		w->nqueued += b.n;
+		w->err = rc; /* until a commit succeeds, appenders leave commits to the thread */
+		w->committing = false;
+		pthread_cond_broadcast(&w->done);
+	} else {
+		writer_committed(w, &b);
+	}
+	wake = w->head != NULL; /* appended by others meanwhile, or the failed batch */
+	pthread_mutex_unlock(&w->mu);
+	if (wake)
+		pthread_cond_signal(&w->work);
+	return 0;
+}
+
+void store_writer_on_commit(struct store_writer *w, store_commit_fn fn, void *arg)
+{
+	pthread_mutex_lock(&w->mu);
+	while (w->notifying) /* a caller may free arg once this returns */
+		pthread_cond_wait(&w->done, &w->mu);
+	w->on_commit = fn;
+	w->on_commit_arg = arg;
+	pthread_mutex_unlock(&w->mu);
 }
 
 uint64_t store_writer_committed(struct store_writer *w)

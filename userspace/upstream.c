@@ -2,8 +2,11 @@
 /*
  * The upstream client (see upstream.h), the only module that includes curl.h. One thread
  * owns a libcurl multi handle: submitters build the easy handle on their own thread, then
- * queue it under a mutex and wake the multi handle's poll with curl_multi_wakeup; cancels
- * are queued the same way, by handle id. The thread alone touches the multi handle, the
+ * queue it under a mutex and wake the thread through an eventfd; cancels are queued the
+ * same way, by handle id. The thread drives libcurl with curl_multi_socket_action over its
+ * own epoll set (libcurl says which sockets to watch and when its timer is due), so one
+ * event costs work for its own transfer only: curl_multi_perform would walk every transfer
+ * on each wakeup, quadratic with thousands of streams in flight. The thread alone touches the multi handle, the
  * table that maps ids to calls, and every call after it was queued, so nothing but the two
  * queues needs a lock. libcurl keeps idle connections per host for reuse (HTTP/1.1
  * keep-alive) and queues transfers beyond the per-host connection bound itself.
@@ -20,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -28,12 +34,14 @@
 #include "util.h"
 
 #define UP_POLL_MS	    100 /* the loop looks at its queues at least this often */
+#define UP_EVENTS	    256 /* epoll events taken per wait */
 #define UP_SWEEP_MS	    50	/* how often deadlines are checked (see up_sweep) */
 #define UP_TABLE_MIN	    64	/* initial buckets of the id table (a power of two) */
 #define UP_CONTENT_TYPE_MAX 128
 #define UP_RETRY_AFTER_MAX  64
 #define UP_IDLE_PER_HOST    4 /* connection cache size, in multiples of max_host_conns */
 #define UP_AUTH_PREFIX	    "Authorization: Bearer "
+#define UP_RECV_BUFFER	    4096
 
 struct up_call {
 	uint64_t id;
@@ -69,10 +77,13 @@ struct upstream {
 	uint64_t last_id;
 	bool stopping;
 	_Atomic unsigned inflight;
+	int epfd;  /* the thread's epoll set: the eventfd and libcurl's sockets */
+	int wakefd; /* eventfd: submitters and cancels wake the thread */
 	/* upstream thread only */
 	struct up_call **table;
 	size_t table_mask, table_n;
 	int64_t next_sweep_ns;
+	int64_t timer_due_ns; /* libcurl's timer (CLOCK_MONOTONIC); 0 = none */
 };
 
 static pthread_once_t up_global_once = PTHREAD_ONCE_INIT;
@@ -300,6 +311,8 @@ static int up_call_options(struct up_call *c, bool post, uint32_t timeout_ms)
 	bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK;
+	/* the receive buffer, one per call: 16 KiB by default, most of it idle for streams */
+	bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)UP_RECV_BUFFER) != CURLE_OK;
 	/* the whole call; 0 is libcurl's "no limit" */
 	bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_PROXY, "") != CURLE_OK; /* ignore *_proxy in env */
@@ -531,15 +544,90 @@ static void up_cancel_all(struct upstream *u)
 	}
 }
 
+/* libcurl's socket callback: keeps the epoll set in line with what it wants to watch. */
+static int up_on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+	struct upstream *u = userp;
+	struct epoll_event ev = {.data.fd = fd};
+
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(u->epfd, EPOLL_CTL_DEL, fd, NULL); /* EBADF if closed already: fine */
+		return 0;
+	}
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	/* socketp marks a socket already in the set (libcurl forgets it with the socket) */
+	if (epoll_ctl(u->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) &&
+	    epoll_ctl(u->epfd, socketp ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev))
+		log_warnx("upstream: cannot watch a connection: %s", strerror(errno));
+	else if (!socketp)
+		curl_multi_assign(u->multi, fd, u);
+	return 0;
+}
+
+/* libcurl's timer callback: -1 removes the timer, else it is due in timeout_ms. */
+static int up_on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+	struct upstream *u = userp;
+
+	(void)m;
+	u->timer_due_ns = timeout_ms < 0 ? 0 : tg_now_mono_ns() + (int64_t)timeout_ms * 1000000;
+	return 0;
+}
+
+/* How long the thread may sleep: until libcurl's timer, the next sweep, UP_POLL_MS. */
+static int up_wait_ms(const struct upstream *u)
+{
+	int64_t now = tg_now_mono_ns(), until = now + UP_POLL_MS * 1000000LL;
+
+	if (u->timer_due_ns && u->timer_due_ns < until)
+		until = u->timer_due_ns;
+	if (u->table_n && u->next_sweep_ns < until)
+		until = u->next_sweep_ns;
+	if (until <= now)
+		return 0;
+	return (int)((until - now + 999999) / 1000000);
+}
+
+/* Hands the ready sockets (and a due timer) to libcurl. */
+static void up_dispatch(struct upstream *u, const struct epoll_event *evs, int n)
+{
+	int running;
+
+	for (int i = 0; i < n; i++) {
+		int mask = 0;
+
+		if (evs[i].data.fd == u->wakefd) {
+			uint64_t v;
+
+			if (read(u->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+				log_warnx("upstream: wake-up read: %s", strerror(errno));
+			continue;
+		}
+		if (evs[i].events & (EPOLLIN | EPOLLHUP))
+			mask |= CURL_CSELECT_IN;
+		if (evs[i].events & EPOLLOUT)
+			mask |= CURL_CSELECT_OUT;
+		if (evs[i].events & EPOLLERR)
+			mask |= CURL_CSELECT_ERR;
+		curl_multi_socket_action(u->multi, evs[i].data.fd, mask, &running);
+	}
+	if (u->timer_due_ns && tg_now_mono_ns() >= u->timer_due_ns) {
+		u->timer_due_ns = 0; /* the action below sets the next one */
+		curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	}
+}
+
 static void *up_main(void *arg)
 {
 	struct upstream *u = arg;
+	struct epoll_event evs[UP_EVENTS];
 
 	for (;;) {
 		struct up_call *calls;
 		uint64_t *ids;
 		size_t nids;
-		int running;
+		int n;
 		bool stopping = up_take(u, &calls, &ids, &nids);
 
 		/* new calls first, so that a cancel queued after its submit finds its call */
@@ -548,16 +636,46 @@ static void *up_main(void *arg)
 		free(ids);
 		if (stopping)
 			break;
-		curl_multi_perform(u->multi, &running);
+		n = epoll_wait(u->epfd, evs, UP_EVENTS, up_wait_ms(u));
+		up_dispatch(u, evs, n > 0 ? n : 0);
 		up_reap(u);
 		up_sweep(u);
-		curl_multi_poll(u->multi, NULL, 0, UP_POLL_MS, NULL);
 	}
 	up_cancel_all(u);
 	return NULL;
 }
 
 /* --- the API --- */
+
+/* Wakes the upstream thread (its epoll set holds the eventfd). */
+static void up_wake(struct upstream *u)
+{
+	uint64_t one = 1;
+
+	if (write(u->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warnx("upstream: wake-up write: %s", strerror(errno));
+}
+
+/* The thread's epoll set with the eventfd in it; 0 or -errno. */
+static int up_events_setup(struct upstream *u)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+
+	u->epfd = epoll_create1(EPOLL_CLOEXEC);
+	u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (u->epfd < 0 || u->wakefd < 0)
+		return -errno;
+	ev.data.fd = u->wakefd;
+	return epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->wakefd, &ev) ? -errno : 0;
+}
+
+static void up_events_close(struct upstream *u)
+{
+	if (u->wakefd >= 0)
+		close(u->wakefd);
+	if (u->epfd >= 0)
+		close(u->epfd);
+}
 
 static int up_multi_setup(struct upstream *u, unsigned max_host_conns)
 {
@@ -574,6 +692,10 @@ static int up_multi_setup(struct upstream *u, unsigned max_host_conns)
 	 * number of easy handles, which here come and go with each call */
 	bad |= curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, cache) != CURLM_OK;
 	bad |= curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING) != CURLM_OK;
+	bad |= curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, up_on_socket) != CURLM_OK;
+	bad |= curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u) != CURLM_OK;
+	bad |= curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, up_on_timer) != CURLM_OK;
+	bad |= curl_multi_setopt(u->multi, CURLMOPT_TIMERDATA, u) != CURLM_OK;
 	return bad ? -EINVAL : 0;
 }
 
@@ -602,11 +724,15 @@ struct upstream *upstream_start(unsigned max_host_conns)
 	}
 	u->table_mask = UP_TABLE_MIN - 1;
 	u->table = calloc(UP_TABLE_MIN, sizeof(*u->table));
-	err = u->table ? up_multi_setup(u, max_host_conns) : -ENOMEM;
+	u->epfd = u->wakefd = -1;
+	err = u->table ? up_events_setup(u) : -ENOMEM;
+	if (!err)
+		err = up_multi_setup(u, max_host_conns);
 	if (!err)
 		err = -pthread_create(&u->thread, NULL, up_main, u);
 	if (err) {
 		curl_multi_cleanup(u->multi);
+		up_events_close(u);
 		free(u->table);
 		pthread_mutex_destroy(&u->lock);
 		free(u);
@@ -623,10 +749,11 @@ void upstream_stop(struct upstream *u)
 		return;
 	pthread_mutex_lock(&u->lock);
 	u->stopping = true;
-	curl_multi_wakeup(u->multi);
+	up_wake(u);
 	pthread_mutex_unlock(&u->lock);
 	pthread_join(u->thread, NULL);
-	curl_multi_cleanup(u->multi);
+	curl_multi_cleanup(u->multi); /* may still call up_on_socket: the set goes after it */
+	up_events_close(u);
 	free(u->cancels);
 	free(u->table);
 	pthread_mutex_destroy(&u->lock);
@@ -658,8 +785,8 @@ int upstream_submit(struct upstream *u, const struct upstream_call *c, uint64_t 
 		u->queue_head = call;
 	u->queue_tail = call;
 	atomic_fetch_add(&u->inflight, 1);
-	/* under the lock, so that upstream_stop cannot free the multi handle meanwhile */
-	curl_multi_wakeup(u->multi);
+	/* under the lock, so that upstream_stop cannot close the eventfd meanwhile */
+	up_wake(u);
 	pthread_mutex_unlock(&u->lock);
 	if (handle)
 		*handle = id; /* not call->id: the call may be over and freed already */
@@ -687,7 +814,7 @@ void upstream_cancel(struct upstream *u, uint64_t handle)
 		u->cancels_cap = cap;
 	}
 	u->cancels[u->ncancels++] = handle;
-	curl_multi_wakeup(u->multi);
+	up_wake(u);
 	pthread_mutex_unlock(&u->lock);
 }
 

@@ -377,9 +377,33 @@ int usage_append(struct usage *u, const struct usage_record *r, uint64_t *seq)
 	return store_writer_append(u->w, buf, (size_t)n, seq);
 }
 
+int usage_append_commit(struct usage *u, const struct usage_record *r, uint64_t *seq)
+{
+	uint8_t buf[USAGE_RECORD_MAX];
+	int n;
+
+	if (!u || !r || !record_rollable(r))
+		return -EINVAL;
+	n = usage_record_encode(r, buf, sizeof(buf));
+	if (n < 0)
+		return n;
+	return store_writer_append_commit(u->w, buf, (size_t)n, seq);
+}
+
 int usage_wait(struct usage *u, uint64_t seq, int timeout_ms)
 {
 	return u ? store_writer_wait(u->w, seq, timeout_ms) : -EINVAL;
+}
+
+uint64_t usage_committed(struct usage *u)
+{
+	return store_writer_committed(u->w);
+}
+
+void usage_on_commit(struct usage *u, void (*fn)(uint64_t committed, int err, void *arg),
+		     void *arg)
+{
+	store_writer_on_commit(u->w, fn, arg);
 }
 
 /* A walk over one key's roll-ups from day first to day last, summing into out. */

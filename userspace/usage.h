@@ -61,8 +61,21 @@ struct usage *usage_open(struct store *s, const struct store_writer_opts *o);
 void usage_close(struct usage *u);
 /* Queues a record; *seq identifies it for usage_wait. Never blocks on I/O. */
 int usage_append(struct usage *u, const struct usage_record *r, uint64_t *seq);
+/*
+ * usage_append, and commits the queue on the calling thread when no commit is running
+ * (store_writer_append_commit): the commit hook may run on this thread before it returns.
+ */
+int usage_append_commit(struct usage *u, const struct usage_record *r, uint64_t *seq);
 /* Waits until record seq is committed: 0, -ETIMEDOUT, or the commit error. */
 int usage_wait(struct usage *u, uint64_t seq, int timeout_ms);
+/* Highest record sequence committed so far. */
+uint64_t usage_committed(struct usage *u);
+/*
+ * Calls fn(committed, err, arg) on the writer thread after each commit (err 0) or failed
+ * commit (-errno): see store_writer_on_commit. fn must not append nor wait. NULL removes it.
+ */
+void usage_on_commit(struct usage *u, void (*fn)(uint64_t committed, int err, void *arg),
+		     void *arg);
 /*
  * Totals for one key over the last `days` UTC days including today (days 1..366), optionally
  * only for one service (NULL = all), from the roll-ups.

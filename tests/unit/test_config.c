@@ -37,6 +37,7 @@ static void defaults_need_no_file(void)
 	TG_CHECK_STR(c.store_path, "var/store");
 	TG_CHECK_STR(c.admin_listen, "127.0.0.1:8081");
 	TG_CHECK_INT(c.store_sync, STORE_SYNC_META);
+	TG_CHECK_INT(c.store_sync_interval_ms, 1000);
 	TG_CHECK_INT(c.keys.t_cost, 2);
 	TG_CHECK_INT(c.keys.m_cost_kib, 19456);
 	TG_CHECK_INT(c.keys.parallelism, 1);
@@ -45,7 +46,8 @@ static void defaults_need_no_file(void)
 
 static void file_overrides_defaults(void)
 {
-	const char *p = write_temp("{\"store\": {\"path\": \"/srv/tg\", \"sync\": \"full\"},"
+	const char *p = write_temp("{\"store\": {\"path\": \"/srv/tg\", \"sync\": \"full\","
+				   " \"sync_interval_ms\": 0},"
 				   " \"admin\": {\"listen\": \"[::1]:9000\", \"threads\": 4},"
 				   " \"keys\": {\"argon2_m_cost_kib\": 65536}, \"log\": {\"level\": \"debug\"}}");
 	char err[CONFIG_ERR_MAX];
@@ -56,6 +58,7 @@ static void file_overrides_defaults(void)
 	TG_CHECK_INT(config_load_file(&c, p, err), 0);
 	TG_CHECK_STR(c.store_path, "/srv/tg");
 	TG_CHECK_INT(c.store_sync, STORE_SYNC_FULL);
+	TG_CHECK_INT(c.store_sync_interval_ms, 0);
 	TG_CHECK_STR(c.admin_listen, "[::1]:9000");
 	TG_CHECK_INT(c.admin_threads, 4);
 	TG_CHECK_INT(c.keys.m_cost_kib, 65536);
@@ -76,6 +79,8 @@ static const struct {
 	{"negative", "{\"keys\": {\"fail_limit\": -1}}", "keys.fail_limit"},
 	{"out of range", "{\"admin\": {\"threads\": 1000}}", "admin.threads"},
 	{"bad enum", "{\"store\": {\"sync\": \"sometimes\"}}", "store.sync"},
+	{"sync interval over an hour", "{\"store\": {\"sync_interval_ms\": 3600001}}",
+	 "store.sync_interval_ms"},
 	{"empty string", "{\"store\": {\"path\": \"\"}}", "store.path"},
 	{"malformed", "{\"store\": {\"path\": \"x\"", "malformed JSON"},
 	{"not an object", "[1, 2]", "JSON object"},

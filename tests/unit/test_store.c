@@ -27,6 +27,7 @@
 
 /* Batches committed by the group-commit writer, kept by store.c for this test only. */
 extern atomic_ulong store_writer_debug_batches;
+extern atomic_ulong store_sync_debug_rounds;
 
 /* The case's directory, and the stores it opened (closed by the harness if it bails out). */
 static char case_dir[64];
@@ -657,9 +658,13 @@ static void check_bulk(struct store *s, unsigned n)
 	TG_CHECK_INT(c.bad, 0);
 }
 
-TMP_CASE(map_grows_on_demand)
+/* interval_ms > 0: the store is opened with MDB_WRITEMAP (see store_opts) */
+static void map_grows_check(const char *dir, unsigned interval_ms)
 {
-	struct store_opts o = {.path = dir, .map_size = 256 << 10, .sync = STORE_SYNC_NONE};
+	struct store_opts o = {.path = dir,
+			       .map_size = 256 << 10,
+			       .sync = STORE_SYNC_NONE,
+			       .sync_interval_ms = interval_ms};
 	struct store *s = topen(&o);
 	size_t mapped, used, before;
 	unsigned total = 0;
@@ -688,10 +693,23 @@ TMP_CASE(map_grows_on_demand)
 	check_bulk(s, total);
 }
 
-TMP_CASE(map_cap_refuses_whole_transaction)
+TMP_CASE(map_grows_on_demand)
 {
-	struct store_opts o = {
-	    .path = dir, .map_size = 256 << 10, .max_map_size = 1 << 20, .sync = STORE_SYNC_NONE};
+	map_grows_check(dir, 0);
+}
+
+TMP_CASE(map_grows_on_demand_writemap)
+{
+	map_grows_check(dir, 1000);
+}
+
+static void map_cap_check(const char *dir, unsigned interval_ms)
+{
+	struct store_opts o = {.path = dir,
+			       .map_size = 256 << 10,
+			       .max_map_size = 1 << 20,
+			       .sync = STORE_SYNC_NONE,
+			       .sync_interval_ms = interval_ms};
 	struct store *s = topen(&o);
 	size_t mapped, used;
 	unsigned done = 0;
@@ -718,6 +736,16 @@ TMP_CASE(map_cap_refuses_whole_transaction)
 	s = topen(&o);
 	TG_REQUIRE(s);
 	check_bulk(s, done);
+}
+
+TMP_CASE(map_cap_refuses_whole_transaction)
+{
+	map_cap_check(dir, 0);
+}
+
+TMP_CASE(map_cap_refuses_whole_transaction_writemap)
+{
+	map_cap_check(dir, 1000);
 }
 
 /*
@@ -762,6 +790,7 @@ struct appender {
 	uint32_t id;
 	uint64_t seqs[WR_PER_THREAD];
 	int err;
+	bool here; /* store_writer_append_commit: commit on this thread when the writer is idle */
 };
 
 static void *append_main(void *arg)
@@ -771,7 +800,8 @@ static void *append_main(void *arg)
 	for (uint32_t i = 0; i < WR_PER_THREAD && !a->err; i++) {
 		uint32_t rec[2] = {a->id, i};
 
-		a->err = store_writer_append(a->w, rec, sizeof(rec), &a->seqs[i]);
+		a->err = a->here ? store_writer_append_commit(a->w, rec, sizeof(rec), &a->seqs[i])
+				 : store_writer_append(a->w, rec, sizeof(rec), &a->seqs[i]);
 	}
 	return NULL;
 }
@@ -865,6 +895,91 @@ TMP_CASE(writer_commits_all_in_order_in_batches)
 	TG_CHECK_INT(store_read(s, usage_txn, &c), 0);
 	TG_CHECK_INT(c.next - 1, max);
 	TG_CHECK_INT(c.bad, 0);
+}
+
+/* Appenders that commit on their own thread and the writer thread take turns, in order. */
+TMP_CASE(append_commit_from_threads_in_order)
+{
+	static struct appender a[WR_THREADS];
+	static uint32_t by_seq[WR_THREADS * WR_PER_THREAD][2];
+	struct store_opts o = {.path = dir, .sync = STORE_SYNC_NONE, .sync_interval_ms = 1000};
+	struct store *s = topen(&o);
+	struct usage_check c = {
+	    .first = 1, .next = 1, .count = TG_NCASES(by_seq), .by_seq = by_seq};
+	struct store_writer *w;
+	pthread_t th[WR_THREADS];
+	uint64_t max = 0;
+
+	TG_REQUIRE(s);
+	w = store_writer_start(s, NULL);
+	TG_REQUIRE(w);
+	memset(by_seq, 0xff, sizeof(by_seq));
+	for (int t = 0; t < WR_THREADS; t++) {
+		/* half commit on their own thread, half leave it to the writer */
+		a[t] = (struct appender){.w = w, .id = (uint32_t)t, .here = t % 2 == 0};
+		TG_CHECK_INT(pthread_create(&th[t], NULL, append_main, &a[t]), 0);
+	}
+	for (int t = 0; t < WR_THREADS; t++)
+		pthread_join(th[t], NULL);
+	check_threads(a, by_seq, &max);
+	TG_CHECK_INT(max, WR_THREADS * WR_PER_THREAD);
+	TG_CHECK_INT(store_writer_wait(w, max, 60000), 0);
+	store_writer_stop(w);
+	TG_CHECK_INT(store_read(s, usage_txn, &c), 0);
+	TG_CHECK_INT(c.next - 1, max);
+	TG_CHECK_INT(c.bad, 0);
+}
+
+static _Atomic pthread_t hook_thread;
+
+static void hook_note_thread(uint64_t committed, int err, void *arg)
+{
+	(void)committed;
+	(void)err;
+	(void)arg;
+	atomic_store(&hook_thread, pthread_self());
+}
+
+/*
+ * With lazy commits and the writer idle, the record is committed, and the hook has run, on
+ * the caller; with synced commits (sync_interval_ms 0) the writer thread does it.
+ */
+static void append_commit_check(const char *dir, unsigned interval_ms)
+{
+	static const char big[4097];
+	struct store_opts o = {
+	    .path = dir, .sync = STORE_SYNC_NONE, .sync_interval_ms = interval_ms};
+	struct store *s = topen(&o);
+	struct store_writer *w = s ? store_writer_start(s, NULL) : NULL;
+	uint64_t seq = 0;
+
+	TG_REQUIRE(w);
+	atomic_store(&hook_thread, (pthread_t)0);
+	store_writer_on_commit(w, hook_note_thread, NULL);
+	TG_CHECK_INT(store_writer_append_commit(w, "one", 3, &seq), 0);
+	if (interval_ms) {
+		TG_CHECK(store_writer_committed(w) >= seq);
+		TG_CHECK(pthread_equal(atomic_load(&hook_thread), pthread_self()));
+	} else {
+		TG_CHECK_INT(store_writer_wait(w, seq, 5000), 0);
+		for (int i = 0; i < 5000 && !atomic_load(&hook_thread); i++)
+			usleep(1000); /* the hook runs just after the waiters are woken */
+		TG_CHECK(atomic_load(&hook_thread) != 0);
+		TG_CHECK(!pthread_equal(atomic_load(&hook_thread), pthread_self()));
+	}
+	store_writer_on_commit(w, NULL, NULL);
+	TG_CHECK_INT(store_writer_append_commit(w, big, sizeof(big), NULL), -EMSGSIZE);
+	store_writer_stop(w);
+}
+
+TMP_CASE(append_commit_when_idle_commits_on_caller)
+{
+	append_commit_check(dir, 1000);
+}
+
+TMP_CASE(append_commit_synced_leaves_it_to_the_writer)
+{
+	append_commit_check(dir, 0);
 }
 
 static int usage_count_txn(struct store_txn *t, void *arg)
@@ -984,9 +1099,10 @@ static size_t crash_record(uint64_t seq, unsigned char *out)
 }
 
 /* The child: appends as fast as it can and reports the committed sequence every ~2 ms. */
-static void crash_child(const char *dir, int fd)
+/* interval_ms > 0: usage batches commit without a sync (the syncer runs that often) */
+static void crash_child(const char *dir, int fd, unsigned interval_ms)
 {
-	struct store_opts o = {.path = dir, .sync = STORE_SYNC_META};
+	struct store_opts o = {.path = dir, .sync = STORE_SYNC_META, .sync_interval_ms = interval_ms};
 	struct store *s = store_open(&o);
 	struct store_writer *w = s ? store_writer_start(s, NULL) : NULL;
 	int64_t last_report = 0;
@@ -1061,7 +1177,7 @@ static int crash_txn(struct store_txn *t, void *arg)
 	return store_iter(t, STORE_DB_USAGE, NULL, 0, crash_one, arg);
 }
 
-TMP_CASE(kill_9_keeps_reported_commits)
+static void kill_9_check(const char *dir, unsigned interval_ms)
 {
 	struct crash_check c = {.next = 1};
 	uint64_t reported;
@@ -1074,7 +1190,7 @@ TMP_CASE(kill_9_keeps_reported_commits)
 	pid = fork();
 	if (pid == 0) {
 		close(pfd[0]);
-		crash_child(dir, pfd[1]);
+		crash_child(dir, pfd[1], interval_ms);
 	}
 	close(pfd[1]);
 	if (pid < 0) {
@@ -1097,6 +1213,93 @@ TMP_CASE(kill_9_keeps_reported_commits)
 	TG_CHECK_INT(c.bad, 0);
 }
 
+TMP_CASE(kill_9_keeps_reported_commits)
+{
+	kill_9_check(dir, 0);
+}
+
+/* An hour between syncs: nothing but the page cache holds the batches when the child dies. */
+TMP_CASE(kill_9_keeps_reported_lazy_commits)
+{
+	kill_9_check(dir, 3600000);
+}
+
+struct hook_seen {
+	_Atomic uint64_t committed; /* the highest committed value the hook was given */
+	atomic_uint calls, errors;
+};
+
+static void hook_record(uint64_t committed, int err, void *arg)
+{
+	struct hook_seen *h = arg;
+
+	atomic_fetch_add(&h->calls, 1);
+	if (err)
+		atomic_fetch_add(&h->errors, 1);
+	if (committed > atomic_load(&h->committed))
+		atomic_store(&h->committed, committed);
+}
+
+/* The commit hook sees every commit's sequence; once removed it is not called again. */
+TMP_CASE(commit_hook_sees_commits_until_removed)
+{
+	struct store *s = topen_path(dir, 0);
+	struct store_writer *w = s ? store_writer_start(s, NULL) : NULL;
+	static struct hook_seen h;
+	uint64_t seq = 0;
+	unsigned calls;
+
+	TG_REQUIRE(w);
+	memset(&h, 0, sizeof(h));
+	store_writer_on_commit(w, hook_record, &h);
+	for (int i = 0; i < 1000; i++)
+		TG_CHECK_INT(store_writer_append(w, "rec", 3, &seq), 0);
+	TG_CHECK_INT(store_writer_wait(w, seq, 5000), 0);
+	for (int i = 0; i < 5000 && atomic_load(&h.committed) < seq; i++)
+		usleep(1000); /* the hook runs just after the waiters are woken */
+	TG_CHECK_INT(atomic_load(&h.committed), seq);
+	TG_CHECK(atomic_load(&h.calls) >= 1);
+	TG_CHECK_INT(atomic_load(&h.errors), 0);
+	store_writer_on_commit(w, NULL, NULL);
+	calls = atomic_load(&h.calls);
+	TG_CHECK_INT(store_writer_append(w, "rec", 3, &seq), 0);
+	TG_CHECK_INT(store_writer_wait(w, seq, 5000), 0);
+	store_writer_stop(w);
+	TG_CHECK_INT(atomic_load(&h.calls), calls);
+	TG_CHECK(atomic_load(&h.committed) < seq);
+}
+
+static void wait_syncs(unsigned long above, int max_ms)
+{
+	for (int i = 0; i < max_ms && atomic_load(&store_sync_debug_rounds) <= above; i++)
+		usleep(1000);
+}
+
+/* The syncer syncs after lazy commits, not without them, and once more when the store closes. */
+TMP_CASE(syncer_syncs_only_after_lazy_commits)
+{
+	struct store_opts o = {.path = dir, .sync = STORE_SYNC_META, .sync_interval_ms = 5};
+	struct store *s = store_open(&o);
+	struct store_writer *w = s ? store_writer_start(s, NULL) : NULL;
+	unsigned long r0, r1, r2;
+	uint64_t seq = 0;
+
+	TG_REQUIRE(w);
+	r0 = atomic_load(&store_sync_debug_rounds);
+	usleep(50000); /* ten intervals without a lazy commit */
+	r1 = atomic_load(&store_sync_debug_rounds);
+	TG_CHECK_INT(r1 - r0, 0);
+	TG_CHECK_INT(store_writer_append(w, "x", 1, &seq), 0);
+	TG_CHECK_INT(store_writer_wait(w, seq, 5000), 0);
+	wait_syncs(r1, 5000);
+	r2 = atomic_load(&store_sync_debug_rounds);
+	TG_CHECK(r2 > r1);
+	TG_CHECK_INT(store_writer_append(w, "y", 1, &seq), 0);
+	store_writer_stop(w);
+	store_close(s); /* the syncer's last round */
+	TG_CHECK(atomic_load(&store_sync_debug_rounds) > r2);
+}
+
 static const struct tg_case cases[] = {
     {"migrations are numbered 1..N without gaps", migration_table_is_gapless},
     {"a new store is at the latest version with 3 tiers and a secret", fresh_store_is_seeded},
@@ -1112,9 +1315,12 @@ static const struct tg_case cases[] = {
      iteration_order_start_and_stop},
     {"a failing callback leaves nothing written", failing_callback_writes_nothing},
     {"the map grows from 256 KiB to hold 24 MB", map_grows_on_demand},
+    {"the same with MDB_WRITEMAP (sync_interval_ms > 0)", map_grows_on_demand_writemap},
     {"a map grown by another process is adopted", map_grown_elsewhere_is_adopted},
     {"at max_map_size a write is refused whole (-ENOSPC), earlier data intact",
      map_cap_refuses_whole_transaction},
+    {"the same with MDB_WRITEMAP (sync_interval_ms > 0)",
+     map_cap_refuses_whole_transaction_writemap},
     {"writer: 100k appends from 4 threads committed in order, in batches",
      writer_commits_all_in_order_in_batches},
     {"writer: a full queue waits instead of losing; sequences continue after restart",
@@ -1122,6 +1328,18 @@ static const struct tg_case cases[] = {
     {"writer: a refused commit keeps its records and retries; stop gives up",
      writer_retries_failed_commits},
     {"writer: records reported committed survive kill -9", kill_9_keeps_reported_commits},
+    {"writer: records reported committed without a sync survive kill -9",
+     kill_9_keeps_reported_lazy_commits},
+    {"append_commit from 4 threads (half inline, half via the writer): all, in order",
+     append_commit_from_threads_in_order},
+    {"append_commit, lazy commits, idle writer: committed and hook run on the caller",
+     append_commit_when_idle_commits_on_caller},
+    {"append_commit, synced commits: the writer thread commits and runs the hook",
+     append_commit_synced_leaves_it_to_the_writer},
+    {"writer: the commit hook sees every commit until it is removed",
+     commit_hook_sees_commits_until_removed},
+    {"syncer: syncs after lazy commits only, and when the store closes",
+     syncer_syncs_only_after_lazy_commits},
 };
 
 int main(void)

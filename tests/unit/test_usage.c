@@ -855,7 +855,8 @@ TMP_CASE(failed_rollup_commits_nothing_then_retry_commits_both)
  */
 static void crash_child(const char *dir, int fd)
 {
-	struct store_opts o = {.path = dir, .sync = STORE_SYNC_NONE};
+	/* the daemon's policy: usage batches commit without a sync, the syncer is far away */
+	struct store_opts o = {.path = dir, .sync = STORE_SYNC_META, .sync_interval_ms = 3600000};
 	struct store *s = store_open(&o);
 	struct usage *u = s ? usage_open(s, NULL) : NULL;
 	uint64_t pending = 0;
