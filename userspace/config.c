@@ -148,7 +148,7 @@ void config_defaults(struct config *c)
 	c->data_max_conns = 20000;
 	c->data_max_header = 8192;
 	snprintf(c->data_default_model, sizeof(c->data_default_model), "gpt-4o-mini");
-	c->data_slots = 1 << 20;
+	c->data_slots = 1 << 16; /* 8 MiB of slots (+ ~10 MiB of tg_keys in the kernel) */
 	c->data_close_after = 20;
 	snprintf(c->upstream_url, sizeof(c->upstream_url), "http://127.0.0.1:9000/v1");
 	c->upstream_conns = 256;

@@ -45,7 +45,7 @@ struct keys_opts {
 	uint32_t last_used_flush_sec; /* last_used_at written to the store this often, default 60 */
 	int64_t (*clock_unix)(void);  /* wall clock for expiry and timestamps; NULL = real (tests) */
 	int64_t (*clock_mono_ns)(void); /* monotonic clock for throttling; NULL = real (tests) */
-	uint32_t rate_slots;	      /* request-rate slots (data.rate_slots), default 1048576 */
+	uint32_t rate_slots;	      /* request-rate slots; the daemon passes data.rate_slots, 0 = 1048576 */
 };
 
 /* Fills o with the defaults above. */
