@@ -80,22 +80,15 @@ static void *syncer_main(void *arg)
 
 static int syncer_init(struct store_syncer *y)
 {
-	pthread_condattr_t ca;
-	int rc = pthread_condattr_init(&ca);
+	int rc = -pthread_mutex_init(&y->mu, NULL);
 
-	if (rc)
-		return -rc;
 	/* deadlines come from tg_now_mono_ns(): wall-clock steps must not stretch a round */
-	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	if (!rc)
-		rc = pthread_mutex_init(&y->mu, NULL);
 	if (!rc) {
-		rc = pthread_cond_init(&y->wake, &ca);
+		rc = tg_cond_init_mono(&y->wake);
 		if (rc)
 			pthread_mutex_destroy(&y->mu);
 	}
-	pthread_condattr_destroy(&ca);
-	return -rc;
+	return rc;
 }
 
 int store_syncer_start(struct store *s, unsigned interval_ms, struct store_syncer **out)

@@ -299,23 +299,16 @@ static int last_seq_txn(struct store_txn *t, void *arg)
 
 static int writer_init_sync(struct store_writer *w)
 {
-	pthread_condattr_t ca;
-	int rc = pthread_condattr_init(&ca);
+	int rc = -pthread_mutex_init(&w->mu, NULL);
 
-	if (rc)
-		return -rc;
 	/* Deadlines come from tg_now_mono_ns(): wall-clock steps must not stretch a batch. */
-	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	if (!rc)
-		rc = pthread_mutex_init(&w->mu, NULL);
+		rc = tg_cond_init_mono(&w->work);
 	if (!rc)
-		rc = pthread_cond_init(&w->work, &ca);
+		rc = tg_cond_init_mono(&w->room);
 	if (!rc)
-		rc = pthread_cond_init(&w->room, &ca);
-	if (!rc)
-		rc = pthread_cond_init(&w->done, &ca);
-	pthread_condattr_destroy(&ca);
-	return -rc;
+		rc = tg_cond_init_mono(&w->done);
+	return rc;
 }
 
 static void writer_free(struct store_writer *w)

@@ -364,7 +364,8 @@ void usage_close(struct usage *u)
 	free(u);
 }
 
-int usage_append(struct usage *u, const struct usage_record *r, uint64_t *seq)
+/* Encodes r and hands it to the writer: queued (commit == false) or committed at once. */
+static int append(struct usage *u, const struct usage_record *r, uint64_t *seq, bool commit)
 {
 	uint8_t buf[USAGE_RECORD_MAX];
 	int n;
@@ -374,20 +375,18 @@ int usage_append(struct usage *u, const struct usage_record *r, uint64_t *seq)
 	n = usage_record_encode(r, buf, sizeof(buf));
 	if (n < 0)
 		return n;
-	return store_writer_append(u->w, buf, (size_t)n, seq);
+	return commit ? store_writer_append_commit(u->w, buf, (size_t)n, seq)
+		      : store_writer_append(u->w, buf, (size_t)n, seq);
+}
+
+int usage_append(struct usage *u, const struct usage_record *r, uint64_t *seq)
+{
+	return append(u, r, seq, false);
 }
 
 int usage_append_commit(struct usage *u, const struct usage_record *r, uint64_t *seq)
 {
-	uint8_t buf[USAGE_RECORD_MAX];
-	int n;
-
-	if (!u || !r || !record_rollable(r))
-		return -EINVAL;
-	n = usage_record_encode(r, buf, sizeof(buf));
-	if (n < 0)
-		return n;
-	return store_writer_append_commit(u->w, buf, (size_t)n, seq);
+	return append(u, r, seq, true);
 }
 
 int usage_wait(struct usage *u, uint64_t seq, int timeout_ms)

@@ -190,3 +190,17 @@ bool tg_ident_valid(const char *s, size_t max, const char *extra)
 	}
 	return n > 0;
 }
+
+int tg_cond_init_mono(pthread_cond_t *c)
+{
+	pthread_condattr_t ca;
+	int rc = pthread_condattr_init(&ca);
+
+	if (rc)
+		return -rc;
+	rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	if (!rc)
+		rc = pthread_cond_init(c, &ca);
+	pthread_condattr_destroy(&ca);
+	return -rc;
+}

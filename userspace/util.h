@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #define TG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -38,5 +39,11 @@ int tg_rfc3339_parse(const char *s, int64_t *out);
 
 /* True if s is 1..max characters, each a letter, digit, or one of the bytes in extra. */
 bool tg_ident_valid(const char *s, size_t max, const char *extra);
+
+/*
+ * Initialises a condition variable whose timed waits run on CLOCK_MONOTONIC, so deadlines
+ * taken from tg_now_mono_ns() are not stretched by wall-clock steps. 0 or a negative errno.
+ */
+int tg_cond_init_mono(pthread_cond_t *c);
 
 #endif /* TG_UTIL_H */
