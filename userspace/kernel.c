@@ -67,16 +67,16 @@ void kernel_log_quiet(bool quiet)
 	log_quiet = quiet;
 }
 
-/* libbpf and libxdp start their lines with their name and end them with '\n'; the log adds
- * its own line end. */
 /*
- * One libbpf/libxdp message into the log. A verifier log comes as one message of many
- * lines; only its end says why a program was refused, so a long one keeps its last
+ * One libbpf/libxdp message into the log. They start their lines with their name and end
+ * them with '\n' (the log adds its own line end). A verifier log comes as one message of
+ * many lines; only its end says why a program was refused, so a long one keeps its last
  * LOG_KEEP bytes.
  */
 #define LOG_KEEP 8192
 
-static void lib_log(bool warn, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void lib_log(bool warn, const char *fmt,
+							       va_list ap)
 {
 	char *text = NULL, *show;
 	int len = vasprintf(&text, fmt, ap);
@@ -96,13 +96,16 @@ static void lib_log(bool warn, const char *fmt, va_list ap)
 	free(text);
 }
 
-static int log_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+/* printf-like for the compiler's format checks; the libraries pass their own formats. */
+__attribute__((format(printf, 2, 0))) static int log_print(enum libbpf_print_level level,
+							   const char *fmt, va_list ap)
 {
 	lib_log(level == LIBBPF_WARN && !log_quiet, fmt, ap);
 	return 0;
 }
 
-static int xdp_log_print(enum libxdp_print_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int xdp_log_print(enum libxdp_print_level level,
+							       const char *fmt, va_list ap)
 {
 	lib_log(level == LIBXDP_WARN && !log_quiet, fmt, ap);
 	return 0;
