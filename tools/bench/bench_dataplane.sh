@@ -39,22 +39,8 @@ NGINX=$(command -v nginx)
 
 tmp=$(mktemp -d /tmp/bench_dataplane.XXXXXX)
 pids=()
-
-alive() { [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
-
-stop_pid() { # PID: SIGTERM, up to 5 s, then SIGKILL
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do
-		alive "$pid" || break
-		sleep 0.05
-	done
-	alive "$pid" && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null || true
-	local keep=() p
-	for p in "${pids[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
-	pids=("${keep[@]}")
-}
+BENCH_NAME=bench_dataplane
+. "$here/lib.sh"
 
 cleanup() {
 	local rc=$? i
@@ -70,17 +56,6 @@ trap 'exit 143' TERM INT HUP
 
 # raise the open-file limit for the many-streams scenario (servers and wrk inherit it)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-wait_file() { # FILE PID: up to 10 s for FILE to be non-empty while PID lives
-	local i
-	for ((i = 0; i < 200; i++)); do
-		[ -s "$1" ] && return 0
-		alive "$2" || break
-		sleep 0.05
-	done
-	echo "bench_dataplane: $1 did not appear (pid $2)" >&2
-	return 1
-}
 
 # ---- processes ----
 
@@ -202,17 +177,6 @@ free_port() { # [EXCLUDE]: a TCP port on 127.0.0.1 where nothing listens
 
 # ---- measuring ----
 
-ticks() { # PID...: utime+stime of these processes (all threads), in clock ticks
-	local t=0 p f
-	for p in "$@"; do
-		f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-		f=${f##*) }
-		set -- $f
-		t=$((t + ${12} + ${13}))
-	done
-	echo "$t"
-}
-nginx_pids() { echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"; }
 cpustat() { awk '/^cpu[01] / {printf "%d %d ", $2+$3+$4+$7+$8, $5+$6}' /proc/stat; }
 busy() { # BEFORE AFTER (cpustat outputs): "cpu0 X% cpu1 Y%" busy over the interval (all processes)
 	awk -v a="$1" -v b="$2" 'BEGIN {split(a, x); split(b, y)
@@ -256,7 +220,6 @@ metric() { # NAME VALUE UNIT BASELINE GOAL_TEXT PASS [RATIO]
 	local ratio=${7:-$(div "$2" "$4" %.3f)}
 	echo "metric=$1 value=$2 unit=$3 baseline=$4 ratio=$ratio goal=$5 pass=$6"
 }
-yesno() { awk "BEGIN {exit !($1)}" && echo yes || echo no; }
 
 echo "# bench_dataplane: machine $(uname -srm), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 echo "# date $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"

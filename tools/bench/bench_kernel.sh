@@ -61,19 +61,8 @@ NGINX=$(command -v nginx)
 tmp=$(mktemp -d /tmp/bench_kernel.XXXXXX)
 chmod 755 "$tmp" # nginx workers (user nobody) read the file they serve from here
 pids=()
-
-alive() { [ -e "/proc/$1" ] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }
-
-stop_pid() { # PID: SIGTERM, up to 5 s, then SIGKILL
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || true
-	for ((i = 0; i < 100; i++)); do
-		alive "$pid" || break
-		sleep 0.05
-	done
-	alive "$pid" && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null || true
-}
+BENCH_NAME=bench_kernel
+. "$here/lib.sh"
 
 cleanup() {
 	local rc=$? i
@@ -115,17 +104,6 @@ net_setup() {
 		ip -n "$CL_NS" link show "$CL_IF" | grep -q 'state UP' && return 0
 		sleep 0.1
 	done
-}
-
-wait_file() { # FILE PID
-	local i
-	for ((i = 0; i < 200; i++)); do
-		[ -s "$1" ] && return 0
-		alive "$2" || break
-		sleep 0.05
-	done
-	echo "bench_kernel: $1 did not appear (pid $2)" >&2
-	return 1
 }
 
 start_mock() {
@@ -218,17 +196,6 @@ EOF
 
 # ---- measuring ----
 
-ticks() { # PID...: utime+stime of these processes (all threads), in clock ticks
-	local t=0 p f
-	for p in "$@"; do
-		f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-		f=${f##*) }
-		set -- $f
-		t=$((t + ${12} + ${13}))
-	done
-	echo "$t"
-}
-nginx_pids() { echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"; }
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 
 # wrk_run NAME URL KEYS_FILE CONNS CLOSE SECONDS: one bounded wrk from the client namespace on
@@ -271,7 +238,6 @@ flood_cpu() {
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 div() { awk -v a="$1" -v b="$2" -v f="${3:-%.3f}" 'BEGIN {if (b == 0) print "-"; else printf f "\n", a / b}'; }
-yesno() { awk "BEGIN {exit !($1)}" && echo yes || echo no; }
 metric() { # NAME VALUE UNIT BASELINE GOAL PASS
 	echo "metric=$1 value=$2 unit=$3 baseline=$4 ratio=$(div "$2" "$4") goal=$5 pass=$6"
 }
