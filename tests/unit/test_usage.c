@@ -882,34 +882,6 @@ static void crash_child(const char *dir, int fd)
 	}
 }
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
-/* Reads reports for ~300 ms (longer if none arrived yet, at most 60 s); the last one. */
-static uint64_t read_reports(int fd)
-{
-	int64_t start = mono_ms();
-	uint64_t last = 0, v;
-
-	while (mono_ms() - start < 60000) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-
-		if (mono_ms() - start >= 300 && last > 0)
-			break;
-		if (poll(&p, 1, 50) == 1) {
-			if (read(fd, &v, sizeof(v)) != sizeof(v))
-				break;
-			last = v;
-		}
-	}
-	return last;
-}
-
 /* Walks STORE_DB_USAGE: sequences 1.. without gaps, each the record the child made. */
 struct crash_walk {
 	struct bulk_sums *sums;
@@ -964,7 +936,7 @@ TMP_CASE(kill_9_rollups_match_surviving_records)
 		close(pfd[0]);
 		TG_REQUIRE(pid > 0);
 	}
-	reported = read_reports(pfd[0]);
+	reported = tg_read_last_report(pfd[0]);
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	close(pfd[0]);

@@ -9,9 +9,12 @@
 #define TG_TEST_H
 
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 struct tg_case {
 	const char *name; /* what the case proves, in words */
@@ -90,6 +93,32 @@ static inline int tg_run(const char *suite, const struct tg_case *cases, size_t 
 		}
 	}
 	return bad;
+}
+
+/*
+ * For the kill -9 tests: a child process writes 64-bit progress reports (the last sequence
+ * it knows committed) into a pipe; this reads them for ~300 ms (longer while none has
+ * arrived, at most 60 s) and returns the last one, 0 if none.
+ */
+static inline uint64_t tg_read_last_report(int fd)
+{
+	struct timespec t0, t;
+	uint64_t last = 0, v;
+	int64_t ms = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (ms < 60000 && !(ms >= 300 && last > 0)) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+
+		if (poll(&p, 1, 50) == 1) {
+			if (read(fd, &v, sizeof(v)) != sizeof(v))
+				break;
+			last = v;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		ms = (t.tv_sec - t0.tv_sec) * 1000LL + (t.tv_nsec - t0.tv_nsec) / 1000000;
+	}
+	return last;
 }
 
 #endif /* TG_TEST_H */
