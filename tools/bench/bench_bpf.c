@@ -12,60 +12,10 @@
 #include <stdlib.h>
 
 #include "tg_bpf_test.h"
+#include "bench_bpf.h"
 #include "tollgate_xdp.skel.h"
 
 #define BENCH_GOAL_NS 300.0 /* issue 4: parser + lookup per packet under 300 ns */
-
-static int env_int(const char *name, int def)
-{
-	const char *v = getenv(name);
-
-	return v && atoi(v) > 0 ? atoi(v) : def;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	__u32 x = *(const __u32 *)a, y = *(const __u32 *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Median over rounds of the kernel's mean ns per run; negative errno on failure. */
-static double bench_median(int prog_fd, const struct tg_pkt_spec *spec, int rounds, int repeat,
-			   int expect)
-{
-	static uint8_t frame[TG_FRAME_MAX];
-	static struct tg_bpf_out out;
-	__u32 d[64];
-	int len = tg_frame_build(spec, frame);
-
-	if (len < 0)
-		return len;
-	for (int r = 0; r < rounds; r++) {
-		int err = tg_bpf_run_ctx(prog_fd, frame, (size_t)len, NULL, 0, repeat, &out);
-
-		if (err)
-			return err;
-		if (out.retval != expect) {
-			fprintf(stderr, "bench_bpf: verdict %d, expected %d\n", out.retval, expect);
-			return -EPROTO;
-		}
-		d[r] = out.duration_ns;
-	}
-	qsort(d, (size_t)rounds, sizeof(d[0]), cmp_u32);
-	return d[rounds / 2];
-}
-
-/* The baseline: an XDP program of two instructions (r0 = XDP_PASS; exit). */
-static int baseline_prog(void)
-{
-	const struct bpf_insn insns[] = {
-		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = XDP_PASS },
-		{ .code = BPF_JMP | BPF_EXIT },
-	};
-
-	return bpf_prog_load(BPF_PROG_TYPE_XDP, "tg_bench_base", "Dual BSD/GPL", insns, 2, NULL);
-}
 
 static void metric(const char *name, double v, double base)
 {
@@ -88,7 +38,8 @@ static int world_set(struct tollgate_xdp *skel)
 
 int main(void)
 {
-	int rounds = env_int("BENCH_ROUNDS", 5), repeat = env_int("BENCH_REPEAT", 1000000);
+	int rounds = bench_env_int("BENCH_ROUNDS", 5);
+	int repeat = bench_env_int("BENCH_REPEAT", 1000000);
 	const struct tg_pkt_spec drop = { .flags = TG_TH_SYN, .saddr = "10.0.0.1" };
 	const struct tg_pkt_spec pass = { .flags = TG_TH_SYN, .saddr = "10.0.0.7" };
 	const struct tg_pkt_spec ack = { .flags = TG_TH_ACK, .saddr = "10.0.0.1" };
@@ -107,7 +58,7 @@ int main(void)
 	skel = tollgate_xdp__open();
 	if (!skel || tg_bpf_unpin_all(skel->obj) || tollgate_xdp__load(skel) || world_set(skel))
 		goto out;
-	base_fd = baseline_prog();
+	base_fd = bench_baseline_prog(BPF_PROG_TYPE_XDP, XDP_PASS);
 	if (base_fd < 0)
 		goto out;
 	fd = bpf_program__fd(skel->progs.tg_xdp_penalty);

@@ -23,6 +23,7 @@
 #include <linux/pkt_cls.h>
 
 #include "tg_bpf_test.h"
+#include "bench_bpf.h"
 #include "tollgate/siphash.h"
 #include "tollgate_tc.skel.h"
 
@@ -32,59 +33,6 @@
 #define MS	      1000000ULL
 
 static const struct tg_secret secret = {0x0123456789abcdefULL, 0xfedcba9876543210ULL};
-
-static int env_int(const char *name, int def)
-{
-	const char *v = getenv(name);
-
-	return v && atoi(v) > 0 ? atoi(v) : def;
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	__u32 x = *(const __u32 *)a, y = *(const __u32 *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Median over rounds of the kernel's mean ns per run; negative errno on failure. */
-static double bench_median(int prog_fd, const struct tg_pkt_spec *spec, int rounds, int repeat)
-{
-	static uint8_t frame[TG_FRAME_MAX];
-	static struct tg_bpf_out out;
-	__u32 d[64];
-	int len = tg_frame_build(spec, frame);
-
-	if (len < 0)
-		return len;
-	for (int r = 0; r < rounds; r++) {
-		int err = tg_bpf_run_ctx(prog_fd, frame, (size_t)len, NULL, 0, repeat, &out);
-
-		if (err)
-			return err;
-		/* the program passes with TC_ACT_UNSPEC (a later filter may still run) */
-		if (out.retval != TC_ACT_UNSPEC) {
-			fprintf(stderr, "bench_bpf_tc: verdict %d, expected a pass\n", out.retval);
-			return -EPROTO;
-		}
-		d[r] = out.duration_ns;
-	}
-	qsort(d, (size_t)rounds, sizeof(d[0]), cmp_u32);
-	return d[rounds / 2];
-}
-
-/* The baseline: a TC program of two instructions (r0 = TC_ACT_UNSPEC, a pass like the
- * program's; exit). */
-static int baseline_prog(void)
-{
-	const struct bpf_insn insns[] = {
-	    {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = TC_ACT_UNSPEC},
-	    {.code = BPF_JMP | BPF_EXIT},
-	};
-
-	return bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "tg_bench_base", "Dual BSD/GPL", insns, 2,
-			     NULL);
-}
 
 static void metric(const char *name, double v, double base, int goal)
 {
@@ -155,17 +103,17 @@ static int bench_passes(struct tollgate_tc *skel, int base_fd, int rounds, int r
 
 	s.payload = tls;
 	s.payload_len = sizeof(tls);
-	base = bench_median(base_fd, &s, rounds, repeat);
-	v[0] = bench_median(fd, &s, rounds, repeat);
+	base = bench_median(base_fd, &s, rounds, repeat, TC_ACT_UNSPEC);
+	v[0] = bench_median(fd, &s, rounds, repeat, TC_ACT_UNSPEC);
 	s.payload = under;
 	s.payload_len = sizeof(under) - 1;
-	v[1] = bench_median(fd, &s, rounds, repeat);
+	v[1] = bench_median(fd, &s, rounds, repeat, TC_ACT_UNSPEC);
 	s.payload = sdk;
 	s.payload_len = sizeof(sdk) - 1;
-	v[2] = bench_median(fd, &s, rounds, repeat);
+	v[2] = bench_median(fd, &s, rounds, repeat, TC_ACT_UNSPEC);
 	s.payload = unknown;
 	s.payload_len = sizeof(unknown) - 1;
-	v[3] = bench_median(fd, &s, rounds, repeat);
+	v[3] = bench_median(fd, &s, rounds, repeat, TC_ACT_UNSPEC);
 	if (base < 0 || v[0] < 0 || v[1] < 0 || v[2] < 0 || v[3] < 0)
 		return -1;
 	printf("# bench_bpf_tc: TC ingress program, median of %d x %d test_run packets "
@@ -243,7 +191,7 @@ static int bench_refusal(struct tollgate_tc *skel, int n)
 		}
 		d[i] = out.duration_ns;
 	}
-	qsort(d, (size_t)n, sizeof(d[0]), cmp_u32);
+	qsort(d, (size_t)n, sizeof(d[0]), bench_cmp_u32);
 	printf("# bench_bpf_tc: refusal (429 built and sent, RST), median of %d single runs\n", n);
 	metric("tc_refusal_ns", d[n / 2], 0, 0);
 	return 0;
@@ -251,7 +199,8 @@ static int bench_refusal(struct tollgate_tc *skel, int n)
 
 int main(void)
 {
-	int rounds = env_int("BENCH_ROUNDS", 5), repeat = env_int("BENCH_REPEAT", 1000000);
+	int rounds = bench_env_int("BENCH_ROUNDS", 5);
+	int repeat = bench_env_int("BENCH_REPEAT", 1000000);
 	const char *why = tg_bpf_env_problem();
 	struct tollgate_tc *skel = NULL;
 	int base_fd = -1, rc = 1;
@@ -265,9 +214,9 @@ int main(void)
 	skel = tollgate_tc__open();
 	if (!skel || tg_bpf_unpin_all(skel->obj) || tollgate_tc__load(skel) || world_set(skel))
 		goto out;
-	base_fd = baseline_prog();
+	base_fd = bench_baseline_prog(BPF_PROG_TYPE_SCHED_CLS, TC_ACT_UNSPEC);
 	if (base_fd < 0 || bench_passes(skel, base_fd, rounds, repeat) ||
-	    bench_refusal(skel, env_int("BENCH_REFUSALS", 2000)))
+	    bench_refusal(skel, bench_env_int("BENCH_REFUSALS", 2000)))
 		goto out;
 	rc = 0;
 out:
