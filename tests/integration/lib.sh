@@ -337,6 +337,18 @@ tg_alive() { # PID: running and not a zombie
 	[[ $st != Z* ]]
 }
 
+# Waits until FILE is non-empty: up to TRIES checks STEP seconds apart, giving up early once
+# PID (when given, non-empty) has exited. 0 when the file has content.
+tg_wait_file() { # FILE TRIES STEP [PID]
+	local i
+	for ((i = 0; i < $2; i++)); do
+		[ -s "$1" ] && return 0
+		[ -n "${4:-}" ] && ! tg_alive "$4" && break
+		sleep "$3"
+	done
+	[ -s "$1" ]
+}
+
 # tg_start_daemon [TOLLGATED_ARGS...]
 # Starts build/tollgated in the background on store ${TG_STORE:-$tmp/store}, admin API on
 # ${TG_LISTEN-$TG_GATEWAY_HOST:0} (TG_LISTEN= leaves --admin-listen out), with the bootstrap
@@ -370,18 +382,11 @@ tg_start_daemon() {
 		echo "$?" >"$tmp/exit.$tg_starts"
 	) 2>/dev/null &
 	tg_waiter[$tg_starts]=$!
-	for ((i = 0; i < 200; i++)); do
-		[ -s "$tmp/pid.$tg_starts" ] && break
-		sleep 0.01
-	done
+	tg_wait_file "$tmp/pid.$tg_starts" 200 0.01
 	TG_PID=$(cat "$tmp/pid.$tg_starts")
 	tg_start_of[$TG_PID]=$tg_starts
 	tg_pids+=("$TG_PID")
-	for ((i = 0; i < 200; i++)); do
-		[ -s "$ready" ] && break
-		tg_alive "$TG_PID" || break
-		sleep 0.05
-	done
+	tg_wait_file "$ready" 200 0.05 "$TG_PID"
 	if ! [ -s "$ready" ] || ! TG_ADMIN=$(jq -er .admin "$ready"); then
 		echo "# tollgated (pid $TG_PID) did not write its ready file within 10 s"
 		tg_alive "$TG_PID" || echo "# it exited"
@@ -471,18 +476,11 @@ tg_start_mock() {
 		echo "$?" >"$tmp/mock.exit.$n"
 	) 2>/dev/null &
 	local waiter=$!
-	for ((i = 0; i < 200; i++)); do
-		[ -s "$tmp/mock.pid.$n" ] && break
-		sleep 0.01
-	done
+	tg_wait_file "$tmp/mock.pid.$n" 200 0.01
 	MOCK_PID=$(cat "$tmp/mock.pid.$n")
 	tg_mock_waiter[$MOCK_PID]=$waiter
 	tg_mock_pids+=("$MOCK_PID")
-	for ((i = 0; i < 100; i++)); do
-		[ -s "$ready" ] && break
-		tg_alive "$MOCK_PID" || break
-		sleep 0.05
-	done
+	tg_wait_file "$ready" 100 0.05 "$MOCK_PID"
 	if ! [ -s "$ready" ] || ! MOCK_URL=http://$(jq -er .listen "$ready"); then
 		echo "# mock-llm (pid $MOCK_PID) did not write its ready file within 5 s:"
 		tail -n 5 "$tmp/mock.log" | sed 's/^/#   /'
