@@ -164,22 +164,6 @@ static int row_run(const struct pen_row *r)
 	return tg_failed != bad;
 }
 
-static int rows_run(const char *suite)
-{
-	int bad = 0;
-
-	for (size_t i = 0; i < TG_NCASES(rows); i++) {
-		tg_failed = 0;
-		if (row_run(&rows[i])) {
-			printf("not ok - %s: %s\n", suite, rows[i].desc);
-			bad = 1;
-		} else {
-			printf("ok - %s: %s\n", suite, rows[i].desc);
-		}
-	}
-	return bad;
-}
-
 /* SYN from addr through the XDP program (sharing the probe's maps) at now. */
 static int xdp_syn(const char *addr, __u64 now)
 {
@@ -258,7 +242,7 @@ int main(void)
 		printf("not ok - bpf/penalty: tollgate_xdp does not load sharing the probe's maps\n");
 		goto out;
 	}
-	rc = rows_run("bpf/penalty");
+	rc = TG_ROWS_RUN("bpf/penalty", rows, row_run);
 	rc |= tg_run("bpf/penalty", cases, TG_NCASES(cases));
 out:
 	tollgate_xdp__destroy(xdp);

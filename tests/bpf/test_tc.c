@@ -316,22 +316,6 @@ static int row_run(const struct tc_row *r)
 	return tg_failed != bad;
 }
 
-static int rows_run(const char *suite)
-{
-	int bad = 0;
-
-	for (size_t i = 0; i < TG_NCASES(rows); i++) {
-		tg_failed = 0;
-		if (row_run(&rows[i])) {
-			printf("not ok - %s: %s\n", suite, rows[i].desc);
-			bad = 1;
-		} else {
-			printf("ok - %s: %s\n", suite, rows[i].desc);
-		}
-	}
-	return bad;
-}
-
 /* ---- cases without sockets ------------------------------------------------------------ */
 
 static void run_request(const char *req, const struct tg_pkt_spec *base, enum tg_verdict want)
@@ -963,7 +947,7 @@ int main(void)
 		return 1;
 	}
 	net_setup();
-	rc = rows_run("bpf/tc");
+	rc = TG_ROWS_RUN("bpf/tc", rows, row_run);
 	rc |= tg_run("bpf/tc", cases, TG_NCASES(cases));
 	tollgate_tc__destroy(skel);
 	return rc;

@@ -175,23 +175,6 @@ static int row_run(const struct xdp_row *r)
 	return tg_failed != bad;
 }
 
-/* One "ok"/"not ok" line per row, in tg_run's format. Returns 1 if a row failed. */
-static int rows_run(const char *suite)
-{
-	int bad = 0;
-
-	for (size_t i = 0; i < TG_NCASES(rows); i++) {
-		tg_failed = 0;
-		if (row_run(&rows[i])) {
-			printf("not ok - %s: %s\n", suite, rows[i].desc);
-			bad = 1;
-		} else {
-			printf("ok - %s: %s\n", suite, rows[i].desc);
-		}
-	}
-	return bad;
-}
-
 /* A drop bumps the entry's dropped_total; the entry is otherwise untouched. */
 static void case_dropped_total(void)
 {
@@ -317,7 +300,7 @@ int main(void)
 		tollgate_xdp__destroy(skel);
 		return 1;
 	}
-	rc = rows_run("bpf/xdp");
+	rc = TG_ROWS_RUN("bpf/xdp", rows, row_run);
 	rc |= tg_run("bpf/xdp", cases, TG_NCASES(cases));
 	tollgate_xdp__destroy(skel);
 	return rc;

@@ -523,4 +523,21 @@ static inline int tg_frame_csum_check(const uint8_t *f, size_t len)
 	return 0;
 }
 
+/*
+ * Runs a table of rows (each with a `desc`) through row_fn (non-zero: the row failed), one
+ * "ok"/"not ok" line per row in tg_run's format. Evaluates to 1 if a row failed, else 0.
+ */
+#define TG_ROWS_RUN(suite, rows, row_fn)                                                           \
+	({                                                                                         \
+		int bad_ = 0;                                                                      \
+		for (size_t i_ = 0; i_ < TG_NCASES(rows); i_++) {                                  \
+			int failed_;                                                               \
+			tg_failed = 0;                                                             \
+			failed_ = row_fn(&(rows)[i_]);                                             \
+			printf("%s - %s: %s\n", failed_ ? "not ok" : "ok", (suite), (rows)[i_].desc); \
+			bad_ |= failed_ != 0;                                                      \
+		}                                                                                  \
+		bad_;                                                                              \
+	})
+
 #endif /* TG_BPF_TEST_H */
