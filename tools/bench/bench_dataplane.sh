@@ -9,8 +9,9 @@
 # usage: tools/bench/bench_dataplane.sh [BUILD_DIR]
 # Environment: BENCH_SEC (seconds per load run, default 5), BENCH_STREAMS (concurrent
 # streaming calls of the last scenario, space-separated, default "2000 10000"; empty skips it),
-# BENCH_VARIANTS (1 by default: also measure latency and throughput with
-# store.sync_interval_ms=0 and with store.sync=none, each labelled).
+# BENCH_ONLY=streams (that scenario alone), BENCH_VARIANTS (1 by default: also measure
+# latency and throughput with store.sync_interval_ms=0 and with store.sync=none, each
+# labelled).
 #
 # Pinning (KERNEL-NOTES.md "Measuring"): wrk runs on CPU 0, every server (tollgated, nginx,
 # mock-llm) on CPU 1. Server CPU is read from /proc/<pid>/stat (utime+stime) of each server
@@ -225,6 +226,62 @@ echo "# bench_dataplane: machine $(uname -srm), $(nproc) cores, $(grep -m1 'mode
 echo "# date $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# wrk on CPU $LCPU, servers on CPU $SCPU, $SEC s per run, open-file limit $(ulimit -n)"
 
+# ---- 4. many concurrent streaming calls against a slow mock ----
+# (a function: BENCH_ONLY=streams runs this scenario alone, right after the header)
+streams() {
+	# 20 tokens, 100 ms apart: each call lasts about 2 s
+	start_mock slow --threads 2 --token-ms 100
+	echo "# streams: mock-llm pid $MOCK_PID_slow (token_ms 100, 20 tokens/call); a fresh tollgated per level with upstream.max_host_connections=20000 (default 256 would queue the calls)"
+	export BENCH_BODY='{"model":"gpt-4o-mini","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
+	for n in $STREAMS; do
+		# tollgated holds two descriptors per stream (client and upstream): a level the
+		# open-file hard limit cannot hold is capped (raising the hard limit needs root
+		# with CAP_SYS_RESOURCE; tollgated tries at start)
+		cap=$((($(ulimit -Hn) - 256) / 2))
+		if [ "$n" -gt "$cap" ]; then
+			echo "# streams-$n: capped to $cap (open-file hard limit $(ulimit -Hn), two per stream in tollgated)"
+			n=$cap
+		fi
+		[ -z "${TG_PID:-}" ] || stop_pid "$TG_PID"
+		start_tg "$MOCK_slow" --set upstream.max_host_connections=20000 --set data.max_connections=20000
+		new_keys 100 enterprise "$tmp/keys.st"
+		sleep 1
+		rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$TG_PID/status")
+		# about 2 s per call, but 10,000 connections take a while to open and to fill on one
+		# server CPU: the run lasts 8 s plus 1.5 s per 1,000 calls, sampled at 60 % of it
+		SEC_SAVE=$SEC SEC=$((8 + n * 3 / 2000)) sample=$(((8 + n * 3 / 2000) * 6 / 10))
+		(
+			sleep "$sample"
+			awk '/^VmRSS/ {print $2}' "/proc/$TG_PID/status" >"$tmp/rss.$n"
+			cat "/proc/$TG_PID/smaps_rollup" >"$tmp/smaps.$n" 2>/dev/null || true
+			curl -s --max-time 5 "http://$MOCK_slow/_mock/stats" >"$tmp/mstats.$n" || true
+			ls "/proc/$TG_PID/fd" | wc -l >"$tmp/fds.$n"
+		) &
+		sampler=$!
+		SRV_A=$TG_PID SRV_B=$MOCK_PID_slow load "streams-$n" "http://$TG_DATA" "$tmp/keys.st" "$n" --timeout 30s || true
+		wait "$sampler" || true
+		SEC_RUN=$SEC SEC=$SEC_SAVE
+		rss1=$(cat "$tmp/rss.$n")
+		inflight=$(jq -r '.streams_in_flight // empty' "$tmp/mstats.$n" 2>/dev/null || true)
+		inflight=${inflight:-$n}
+		errs=$((SERR + W_connect + W_read + W_write + W_timeout))
+		echo "# streams-$n: tollgated VmRSS idle ${rss0} KiB, at ${sample} s of ${SEC_RUN} s ${rss1} KiB with $inflight streams in flight at the mock, $(cat "$tmp/fds.$n") fds; completed $REQ calls, p50 ${P50}us"
+		echo "# streams-$n: at the sample $(awk '/^(Anonymous|Rss):/ {printf "%s %d KiB ", $1, $2}' "$tmp/smaps.$n" 2>/dev/null)(smaps_rollup), tollgated threads $(ls "/proc/$TG_PID/task" | wc -l)"
+		metric "streams_${n}_errors" "$errs" errors 0 "0" "$(yesno "$errs == 0")" -
+		metric "streams_${n}_rss" "$((rss1 / 1024))" MiB - "-" - -
+		metric "streams_${n}_bytes_per_inflight" "$(div "$(((rss1 - rss0) * 1024))" "$inflight" %.0f)" bytes - "-" - -
+		# per client connection held open (wrk keeps all n connected, each a call in flight
+		# or waiting for tollgated; upstream streams active at the sample: $inflight)
+		metric "streams_${n}_bytes_per_client_conn" "$(div "$(((rss1 - rss0) * 1024))" "$n" %.0f)" bytes - "-" - -
+		metric "streams_${n}_calls_per_sec" "$RPS" calls/s "$(div "$n" 2 %.0f)" "ideal n/2s" - "$(div "$RPS" "$(div "$n" 2 %.0f)" %.2f)"
+	done
+}
+if [ "${BENCH_ONLY:-}" = streams ]; then
+	streams
+	echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+	exit 0
+fi
+
 BODY='{"model":"gpt-4o-mini","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}'
 export BENCH_BODY=$BODY
 
@@ -319,54 +376,10 @@ if [ "$VARIANTS" = 1 ]; then
 	variant _syncnone --set store.sync=none
 fi
 
-# ---- 4. many concurrent streaming calls against a slow mock ----
 if [ -n "$STREAMS" ]; then
 	stop_pid "$TG_PID"
 	stop_pid "$NGINX_PID"
 	stop_pid "$MOCK_PID_fast"
-	# 20 tokens, 100 ms apart: each call lasts about 2 s
-	start_mock slow --threads 2 --token-ms 100
-	echo "# streams: mock-llm pid $MOCK_PID_slow (token_ms 100, 20 tokens/call); a fresh tollgated per level with upstream.max_host_connections=20000 (default 256 would queue the calls)"
-	export BENCH_BODY='{"model":"gpt-4o-mini","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
-	for n in $STREAMS; do
-		# tollgated holds two descriptors per stream (client and upstream): a level the
-		# open-file hard limit cannot hold is capped (raising the hard limit needs root
-		# with CAP_SYS_RESOURCE; tollgated tries at start)
-		cap=$((($(ulimit -Hn) - 256) / 2))
-		if [ "$n" -gt "$cap" ]; then
-			echo "# streams-$n: capped to $cap (open-file hard limit $(ulimit -Hn), two per stream in tollgated)"
-			n=$cap
-		fi
-		stop_pid "$TG_PID"
-		start_tg "$MOCK_slow" --set upstream.max_host_connections=20000 --set data.max_connections=20000
-		new_keys 100 enterprise "$tmp/keys.st"
-		sleep 1
-		rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$TG_PID/status")
-		# about 2 s per call, but 10,000 connections take a while to open and to fill on one
-		# server CPU: the run lasts 8 s plus 1.5 s per 1,000 calls, sampled at 60 % of it
-		SEC_SAVE=$SEC SEC=$((8 + n * 3 / 2000)) sample=$(((8 + n * 3 / 2000) * 6 / 10))
-		(
-			sleep "$sample"
-			awk '/^VmRSS/ {print $2}' "/proc/$TG_PID/status" >"$tmp/rss.$n"
-			curl -s --max-time 5 "http://$MOCK_slow/_mock/stats" >"$tmp/mstats.$n" || true
-			ls "/proc/$TG_PID/fd" | wc -l >"$tmp/fds.$n"
-		) &
-		sampler=$!
-		SRV_A=$TG_PID SRV_B=$MOCK_PID_slow load "streams-$n" "http://$TG_DATA" "$tmp/keys.st" "$n" --timeout 30s || true
-		wait "$sampler" || true
-		SEC_RUN=$SEC SEC=$SEC_SAVE
-		rss1=$(cat "$tmp/rss.$n")
-		inflight=$(jq -r '.streams_in_flight // empty' "$tmp/mstats.$n" 2>/dev/null || true)
-		inflight=${inflight:-$n}
-		errs=$((SERR + W_connect + W_read + W_write + W_timeout))
-		echo "# streams-$n: tollgated VmRSS idle ${rss0} KiB, at ${sample} s of ${SEC_RUN} s ${rss1} KiB with $inflight streams in flight at the mock, $(cat "$tmp/fds.$n") fds; completed $REQ calls, p50 ${P50}us"
-		metric "streams_${n}_errors" "$errs" errors 0 "0" "$(yesno "$errs == 0")" -
-		metric "streams_${n}_rss" "$((rss1 / 1024))" MiB - "-" - -
-		metric "streams_${n}_bytes_per_inflight" "$(div "$(((rss1 - rss0) * 1024))" "$inflight" %.0f)" bytes - "-" - -
-		# per client connection held open (wrk keeps all n connected, each a call in flight
-		# or waiting for tollgated; upstream streams active at the sample: $inflight)
-		metric "streams_${n}_bytes_per_client_conn" "$(div "$(((rss1 - rss0) * 1024))" "$n" %.0f)" bytes - "-" - -
-		metric "streams_${n}_calls_per_sec" "$RPS" calls/s "$(div "$n" 2 %.0f)" "ideal n/2s" - "$(div "$RPS" "$(div "$n" 2 %.0f)" %.2f)"
-	done
+	streams
 fi
 echo "# load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
