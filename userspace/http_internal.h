@@ -36,7 +36,13 @@
 #define HTTP_SECRET_BUF	    2048 /* first try at serialising a secret-bearing body */
 #define HTTP_SECRET_BUF_MAX (1u << 20)
 #define HTTP_ID_ALPHABET    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-#define HTTP_STREAM_BLOCK   4096       /* content-reader block: allocated per stream */
+/*
+ * The content-reader block, allocated (and zeroed) with each stream response. A chunked body
+ * (HTTP/1.1) never uses it - the reader fills the connection's write buffer directly - so
+ * it is kept small; only an HTTP/1.0 client, which cannot take chunks, gets the stream in
+ * pieces of at most this size.
+ */
+#define HTTP_STREAM_BLOCK   256
 #define HTTP_STREAM_MIN_CAP 1024       /* first allocation of a stream buffer */
 #define HTTP_STREAM_MAX_DEF (1u << 20) /* default stream_buffer_max */
 #define HTTP_STATUS_GONE    499	       /* metrics code of a request that ended unanswered */
