@@ -229,9 +229,13 @@ echo "# wrk on CPU $LCPU, servers on CPU $SCPU, $SEC s per run, open-file limit 
 # ---- 4. many concurrent streaming calls against a slow mock ----
 # (a function: BENCH_ONLY=streams runs this scenario alone, right after the header)
 streams() {
-	# 20 tokens, 100 ms apart: each call lasts about 2 s
-	start_mock slow --threads 2 --token-ms 100
-	echo "# streams: mock-llm pid $MOCK_PID_slow (token_ms 100, 20 tokens/call); a fresh tollgated per level with upstream.max_host_connections=20000 (default 256 would queue the calls)"
+	# 20 tokens, token_ms apart: each call lasts about 2 s by default. One server CPU carries
+	# ~700 such calls/s, fewer than 2,000 concurrent 2-s calls need, so not every stream is
+	# in flight upstream at the sample; a slower upstream (BENCH_STREAM_TOKEN_MS=500: 10-s
+	# calls) keeps them all in flight, for the memory figures.
+	local tms=${BENCH_STREAM_TOKEN_MS:-100} extra
+	start_mock slow --threads 2 --token-ms "$tms"
+	echo "# streams: mock-llm pid $MOCK_PID_slow (token_ms $tms, 20 tokens/call); a fresh tollgated per level with upstream.max_host_connections=20000 (default 256 would queue the calls)"
 	export BENCH_BODY='{"model":"gpt-4o-mini","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
 	for n in $STREAMS; do
 		# tollgated holds two descriptors per stream (client and upstream): a level the
@@ -249,7 +253,9 @@ streams() {
 		rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$TG_PID/status")
 		# about 2 s per call, but 10,000 connections take a while to open and to fill on one
 		# server CPU: the run lasts 8 s plus 1.5 s per 1,000 calls, sampled at 60 % of it
-		SEC_SAVE=$SEC SEC=$((8 + n * 3 / 2000)) sample=$(((8 + n * 3 / 2000) * 6 / 10))
+		# (plus two call lengths beyond 2 s, so that a slower upstream's calls also complete)
+		extra=$((tms > 100 ? 2 * 20 * (tms - 100) / 1000 : 0))
+		SEC_SAVE=$SEC SEC=$((8 + n * 3 / 2000 + extra)) sample=$(((8 + n * 3 / 2000 + extra) * 6 / 10))
 		(
 			sleep "$sample"
 			awk '/^VmRSS/ {print $2}' "/proc/$TG_PID/status" >"$tmp/rss.$n"
