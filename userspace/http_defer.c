@@ -143,8 +143,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 		memcpy(buf, s->buf + s->off, (size_t)n);
 		s->off += (size_t)n;
 		s->len -= (size_t)n;
-		if (!s->len)
-			s->off = 0;
+		if (!s->len) {
+			/*
+			 * Drained: give the buffer back. A stream's bytes are usually taken
+			 * as soon as they come, so most streams in flight hold none.
+			 */
+			free(s->buf);
+			s->buf = NULL;
+			s->off = s->cap = 0;
+		}
 	} else if (s->ended) {
 		n = MHD_CONTENT_READER_END_OF_STREAM;
 	} else if (atomic_load(&r->srv->stopping)) {

@@ -43,7 +43,7 @@
  * pieces of at most this size.
  */
 #define HTTP_STREAM_BLOCK   256
-#define HTTP_STREAM_MIN_CAP 1024       /* first allocation of a stream buffer */
+#define HTTP_STREAM_MIN_CAP 512        /* first allocation of a stream buffer (freed drained) */
 #define HTTP_STREAM_MAX_DEF (1u << 20) /* default stream_buffer_max */
 #define HTTP_STATUS_GONE    499	       /* metrics code of a request that ended unanswered */
 
@@ -69,7 +69,7 @@ struct http_server {
 
 struct http_stream {
 	struct http_req *r;
-	char *buf; /* bytes not yet taken by the reader: buf[off, off + len) */
+	char *buf; /* bytes not yet taken by the reader: buf[off, off + len); NULL when drained */
 	size_t off, len, cap, max;
 	bool ended;   /* http_stream_end: the reader ends the body once buf is empty */
 	bool aborted; /* cut: the reader fails, the library closes the connection */
