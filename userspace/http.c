@@ -151,7 +151,9 @@ static void req_append(struct http_req *r, const char *data, size_t n)
 	if (n > r->srv->max_body - r->len)
 		goto drop;
 	if (r->len + n + 1 > r->cap) {
-		cap = r->cap ? r->cap : HTTP_BODY_MIN_CAP;
+		/* first: the declared length (the buffer lives as long as the request: a
+		 * streamed call's whole life), else HTTP_BODY_MIN_CAP doubling */
+		cap = r->cap ? r->cap : r->body_hint ? r->body_hint : HTTP_BODY_MIN_CAP;
 		while (cap < r->len + n + 1)
 			cap *= 2;
 		if (cap > r->srv->max_body + 1)
@@ -507,6 +509,8 @@ static enum MHD_Result req_first(struct http_req *r)
 		r->too_large = true;
 		return reply_too_large(r) ? MHD_NO : MHD_YES;
 	}
+	if (*end == '\0' && n > 0)
+		r->body_hint = (size_t)n + 1;
 	return MHD_YES;
 }
 

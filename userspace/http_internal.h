@@ -88,6 +88,7 @@ struct http_req {
 	char *body; /* NUL-terminated; NULL until the first byte */
 	size_t len;
 	size_t cap;
+	size_t body_hint; /* the declared Content-Length + 1: the body's first allocation */
 	bool too_large; /* the body passed max_body: 413, the rest is discarded */
 	bool answered;	/* a response was queued to the library (listener thread only) */
 	unsigned status;
