@@ -490,6 +490,7 @@ void dp_call_submit(struct dp_call *c, const char *path, const char *body, size_
 				   .body = body,
 				   .body_len = len,
 				   .timeout_ms = c->prov->timeout_sec * 1000u,
+				   .stream = c->stream,
 				   .on_status = dp_up_on_status,
 				   .on_data = dp_up_on_data,
 				   .on_done = dp_up_on_done,

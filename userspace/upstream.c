@@ -41,7 +41,8 @@
 #define UP_RETRY_AFTER_MAX  64
 #define UP_IDLE_PER_HOST    4 /* connection cache size, in multiples of max_host_conns */
 #define UP_AUTH_PREFIX	    "Authorization: Bearer "
-#define UP_RECV_BUFFER	    4096
+#define UP_RECV_BUFFER	    4096 /* libcurl's receive buffer per call (its default: 16 KiB) */
+#define UP_RECV_STREAM	    1024 /* ... for a stream (libcurl's minimum) */
 
 struct up_call {
 	uint64_t id;
@@ -299,7 +300,7 @@ static int up_call_headers(struct up_call *c, const char *api_key)
 }
 
 /* Sets the easy handle's options; -EINVAL if libcurl refuses one. */
-static int up_call_options(struct up_call *c, bool post, uint32_t timeout_ms)
+static int up_call_options(struct up_call *c, bool post, const struct upstream_call *r)
 {
 	CURL *e = c->easy;
 	int bad = 0;
@@ -311,10 +312,14 @@ static int up_call_options(struct up_call *c, bool post, uint32_t timeout_ms)
 	bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK;
-	/* the receive buffer, one per call: 16 KiB by default, most of it idle for streams */
-	bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)UP_RECV_BUFFER) != CURLE_OK;
+	/*
+	 * The receive buffer, allocated per call for its whole life: a stream's events are a
+	 * few hundred bytes each, a bigger buffer would mostly sit idle while it waits.
+	 */
+	bad |= curl_easy_setopt(e, CURLOPT_BUFFERSIZE,
+				(long)(r->stream ? UP_RECV_STREAM : UP_RECV_BUFFER)) != CURLE_OK;
 	/* the whole call; 0 is libcurl's "no limit" */
-	bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_PROXY, "") != CURLE_OK; /* ignore *_proxy in env */
 	bad |= curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_USERAGENT, "tollgate") != CURLE_OK;
@@ -379,7 +384,7 @@ static int up_call_new(const struct upstream_call *r, struct up_call **out)
 	c->easy = curl_easy_init();
 	if (!c->easy || up_call_headers(c, r->api_key))
 		goto fail;
-	err = up_call_options(c, post, r->timeout_ms);
+	err = up_call_options(c, post, r);
 	if (err)
 		goto fail;
 	c->on_status = r->on_status;

@@ -30,6 +30,8 @@ struct upstream_call {
 	const void *body;
 	size_t body_len;
 	uint32_t timeout_ms;	  /* whole call */
+	bool stream;		  /* the answer is expected as a stream of small events: the
+				   * call gets a 1 KiB receive buffer instead of 4 KiB */
 	/* callbacks (upstream thread) */
 	void (*on_status)(void *ctx, unsigned status, const char *content_type,
 			  const char *retry_after); /* once, when the headers are complete */
