@@ -35,14 +35,20 @@
 
 /* ---- request state ---- */
 
-static void req_free(struct http_req *r)
+void http_req_headers_free(struct http_req *r)
 {
-	if (!r)
-		return;
 	for (size_t i = 0; i < r->nhdr; i++) {
 		free(r->hdr[i].name);
 		free(r->hdr[i].value);
 	}
+	r->nhdr = 0;
+}
+
+static void req_free(struct http_req *r)
+{
+	if (!r)
+		return;
+	http_req_headers_free(r);
 	if (r->stream) {
 		free(r->stream->buf);
 		free(r->stream);

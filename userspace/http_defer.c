@@ -231,6 +231,8 @@ struct http_stream *http_stream_start(struct http_req *r, unsigned status, const
 	if (http_resp_headers(r, content_type, resp))
 		log_warnx("%s: headers of a stream dropped (no memory), id=%s", r->srv->name,
 			  r->id);
+	/* the response holds copies and no other answer can follow: ours go now, not with r */
+	http_req_headers_free(r);
 	r->status = status;
 	r->pending = resp;
 	r->pending_status = status;

@@ -116,6 +116,8 @@ struct http_req {
 void http_req_wake(struct http_req *r);
 /* Adds x-request-id, the content type and the handler's headers to a fresh response. */
 int http_resp_headers(struct http_req *r, const char *ctype, struct MHD_Response *resp);
+/* Frees the handler's headers (after a final response took its copies). Holds r->mu or sole. */
+void http_req_headers_free(struct http_req *r);
 /* Queues resp (taken) on the connection: listener thread, inside the access handler. */
 int http_queue_now(struct http_req *r, unsigned status, struct MHD_Response *resp);
 /* The access handler's part for a deferred request: queue its answer or suspend. */
