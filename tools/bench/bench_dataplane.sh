@@ -247,7 +247,7 @@ streams() {
 			n=$cap
 		fi
 		[ -z "${TG_PID:-}" ] || stop_pid "$TG_PID"
-		start_tg "$MOCK_slow" --set upstream.max_host_connections=20000 --set data.max_connections=20000
+		start_tg "$MOCK_slow" --set upstream.max_host_connections=20000 --set data.max_connections=20000 ${BENCH_STREAM_TG_ARGS:-}
 		new_keys 100 enterprise "$tmp/keys.st"
 		sleep 1
 		rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$TG_PID/status")
