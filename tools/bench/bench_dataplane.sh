@@ -264,7 +264,7 @@ streams() {
 			ls "/proc/$TG_PID/fd" | wc -l >"$tmp/fds.$n"
 		) &
 		sampler=$!
-		SRV_A=$TG_PID SRV_B=$MOCK_PID_slow load "streams-$n" "http://$TG_DATA" "$tmp/keys.st" "$n" --timeout 30s || true
+		SRV_A=$TG_PID SRV_B=$MOCK_PID_slow load "streams-$n" "http://$TG_DATA" "$tmp/keys.st" "$n" --timeout "$((30 + extra))s" || true
 		wait "$sampler" || true
 		SEC_RUN=$SEC SEC=$SEC_SAVE
 		rss1=$(cat "$tmp/rss.$n")
