@@ -80,6 +80,23 @@ expect_json '.[-1]' '[DONE]'
 case_end
 metered gpt-4o-mini 6 1
 
+# An HTTP/1.0 client cannot take chunks: the body is read through the stream response's
+# small block (256 bytes) and ends at the connection's close; 12 tokens are ~2 KB of events,
+# so events are split across reads and must still arrive whole and in order.
+case_start "an HTTP/1.0 client gets the same stream, unchunked, ending at the close"
+dp POST /v1/chat/completions "$(chat_stream 12)" -- --http1.0
+expect_status 200
+expect test "$DP_RC" = 0
+expect_header Content-Type '^text/event-stream'
+expect test "$(tr -d '\r' <"$HEADERS" | grep -ci '^transfer-encoding:')" = 0
+BODY=$(sse_json)
+expect_json length 14
+expect_json '.[-1]' '[DONE]'
+expect_jq "$no_usage_chunk"
+expect_jq "$joined_chat == \"$(seq -f 'tok%g' -s ' ' 1 12)\""
+case_end
+metered gpt-4o-mini 6 12
+
 # "abcdefgh": 8 bytes, 2 tokens.
 case_start "a text-completion stream: text chunks joining into the upstream's text, [DONE] last, no usage chunk"
 dp POST /v1/completions '{"model":"gpt-3.5-turbo","prompt":"abcdefgh","max_tokens":3,"stream":true}'
@@ -145,8 +162,8 @@ case_end
 case_start "the upstream saw every stream through to [DONE]: none aborted"
 mock_settle || fail "the mock still has streams in flight after 10 s"
 BODY=$(mock_stats)
-expect_json .streams_started "$((n + 6))"
-expect_json .streams_completed "$((n + 6))"
+expect_json .streams_started "$((n + 7))"
+expect_json .streams_completed "$((n + 7))"
 expect_json .streams_aborted 0
 case_end
 
