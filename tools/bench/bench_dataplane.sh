@@ -236,7 +236,10 @@ streams() {
 	local tms=${BENCH_STREAM_TOKEN_MS:-100} extra
 	start_mock slow --threads 2 --token-ms "$tms"
 	echo "# streams: mock-llm pid $MOCK_PID_slow (token_ms $tms, 20 tokens/call); a fresh tollgated per level with upstream.max_host_connections=20000 (default 256 would queue the calls)"
-	export BENCH_BODY='{"model":"gpt-4o-mini","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"hi"}]}'
+	# BENCH_STREAM_PROMPT_BYTES: a longer user message (real calls carry the conversation)
+	local prompt=hi
+	[ -z "${BENCH_STREAM_PROMPT_BYTES:-}" ] || prompt=$(head -c "$BENCH_STREAM_PROMPT_BYTES" /dev/zero | tr '\0' x)
+	export BENCH_BODY='{"model":"gpt-4o-mini","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"'$prompt'"}]}'
 	for n in $STREAMS; do
 		# tollgated holds two descriptors per stream (client and upstream): a level the
 		# open-file hard limit cannot hold is capped (raising the hard limit needs root
