@@ -189,8 +189,12 @@ static void forward(struct dp_req *q, enum dp_endpoint ep)
 	c->stream = stream;
 	c->client_usage = client_usage;
 	body = rewritten ? rewritten : http_req_body(q->req, &len);
-	if (rewritten)
+	if (rewritten) {
 		len = strlen(rewritten);
+		/* the call has its size (bytes_in); the client's copy would only wait, the
+		 * stream's whole life, beside the one the upstream keeps */
+		http_req_body_drop(q->req);
+	}
 	dp_call_submit(c, ep_paths[ep], body, len);
 out:
 	cJSON_free(rewritten);

@@ -277,6 +277,13 @@ const char *http_req_body(struct http_req *r, size_t *len)
 	return r->body ? r->body : "";
 }
 
+void http_req_body_drop(struct http_req *r)
+{
+	free(r->body);
+	r->body = NULL;
+	r->len = r->cap = 0;
+}
+
 const char *http_req_id(struct http_req *r)
 {
 	return r->id;

@@ -92,6 +92,12 @@ const char *http_req_query(struct http_req *r, const char *name);  /* decoded, o
 int http_req_query_each(struct http_req *r, int (*cb)(const char *k, const char *v, void *a),
 			void *arg);
 const char *http_req_body(struct http_req *r, size_t *len); /* NUL-terminated, may be "" */
+/*
+ * Frees the body once the handler has what it needs from it (http_req_body gives "" after):
+ * a deferred request lives as long as its answer, a stream's whole life. Only by whoever
+ * handles the request, while nobody else reads the body.
+ */
+void http_req_body_drop(struct http_req *r);
 const char *http_req_id(struct http_req *r);
 
 /*
