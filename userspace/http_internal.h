@@ -43,7 +43,7 @@
  * pieces of at most this size.
  */
 #define HTTP_STREAM_BLOCK   256
-#define HTTP_STREAM_MIN_CAP 512        /* first allocation of a stream buffer (freed drained) */
+#define HTTP_STREAM_MIN_CAP 512	       /* first allocation of a stream buffer (freed drained) */
 #define HTTP_STREAM_MAX_DEF (1u << 20) /* default stream_buffer_max */
 #define HTTP_STATUS_GONE    499	       /* metrics code of a request that ended unanswered */
 
@@ -89,8 +89,8 @@ struct http_req {
 	size_t len;
 	size_t cap;
 	size_t body_hint; /* the declared Content-Length + 1: the body's first allocation */
-	bool too_large; /* the body passed max_body: 413, the rest is discarded */
-	bool answered;	/* a response was queued to the library (listener thread only) */
+	bool too_large;	  /* the body passed max_body: 413, the rest is discarded */
+	bool answered;	  /* a response was queued to the library (listener thread only) */
 	unsigned status;
 	atomic_uint refs;
 	pthread_mutex_t mu; /* everything below, and hdr/nhdr once the request is deferred */
