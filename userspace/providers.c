@@ -365,6 +365,8 @@ int providers_parse(const struct cJSON *arr, struct providers *p, char *err, siz
 
 	if (!cJSON_IsArray(arr) || n == 0)
 		return fail(err, errlen, "providers: must be a non-empty array");
+	if (n > PROVIDERS_MAX)
+		return fail(err, errlen, "providers: at most %d providers", PROVIDERS_MAX);
 	np.v = calloc((size_t)n, sizeof(*np.v));
 	if (!np.v)
 		return -ENOMEM;

@@ -29,6 +29,7 @@ struct cJSON;
 
 #define PROVIDER_NAME_MAX 32
 #define MODEL_NAME_MAX 64
+#define PROVIDERS_MAX 64 /* the router keeps a call's tried providers in a 64-bit mask */
 
 struct model_price {
 	char name[MODEL_NAME_MAX + 1];
