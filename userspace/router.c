@@ -60,7 +60,8 @@ struct cand {
 };
 
 static const char *const outcome_names[ROUTER__COUNT] = {
-    "ok", "client_error", "rate_limited", "server_error", "timeout", "connect", "broken",
+    "ok",      "client_error", "rate_limited", "server_error",
+    "timeout", "connect",      "broken",       "cancelled",
 };
 
 const char *router_outcome_name(enum router_outcome o)
@@ -73,16 +74,16 @@ const char *breaker_state_name(enum breaker_state s)
 	return s == BREAKER_OPEN ? "open" : s == BREAKER_HALF_OPEN ? "half_open" : "closed";
 }
 
-bool router_outcome_retryable(enum router_outcome o)
-{
-	return o != ROUTER_OK && o != ROUTER_CLIENT_ERROR && (unsigned)o < ROUTER__COUNT;
-}
-
 /* Outcomes that count against the breaker (a 429 only cools the provider down). */
 static bool breaker_failure(enum router_outcome o)
 {
 	return o == ROUTER_SERVER_ERROR || o == ROUTER_TIMEOUT || o == ROUTER_CONNECT ||
 	       o == ROUTER_BROKEN;
+}
+
+bool router_outcome_retryable(enum router_outcome o)
+{
+	return o == ROUTER_RATE_LIMITED || breaker_failure(o);
 }
 
 struct router *router_new(const struct providers *p, const struct routing_cfg *cfg)
@@ -382,6 +383,13 @@ void router_report(struct router *r, const struct router_choice *ch, enum router
 	pthread_mutex_lock(&r->mu);
 	s = &r->v[ch->idx];
 	s->outcomes[o]++;
+	if (o == ROUTER_CANCELLED) {
+		/* says nothing of the provider: the probe place is free for another call */
+		if (ch->probe && s->probes)
+			s->probes--;
+		pthread_mutex_unlock(&r->mu);
+		return;
+	}
 	s->history = (s->history << 1) | (router_outcome_retryable(o) ? 1u : 0u);
 	if (s->hn < HISTORY_BITS)
 		s->hn++;

@@ -43,6 +43,7 @@ enum router_outcome {
 	ROUTER_TIMEOUT,	     /* no complete answer in time */
 	ROUTER_CONNECT,	     /* could not connect */
 	ROUTER_BROKEN,	     /* the answer broke off (or could not be read) */
+	ROUTER_CANCELLED,    /* ours: the client left, shutdown; says nothing of the provider */
 	ROUTER__COUNT,
 };
 
@@ -52,7 +53,10 @@ enum breaker_state {
 	BREAKER_OPEN = 2,
 };
 
-/* "ok", "client_error", "rate_limited", "server_error", "timeout", "connect", "broken". */
+/*
+ * "ok", "client_error", "rate_limited", "server_error", "timeout", "connect", "broken",
+ * "cancelled".
+ */
 const char *router_outcome_name(enum router_outcome o);
 /* "closed", "half_open", "open". */
 const char *breaker_state_name(enum breaker_state s);
