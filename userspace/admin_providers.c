@@ -119,7 +119,8 @@ static cJSON *routing_json(const struct routing_cfg *c)
 		  cJSON_AddNumberToObject(o, "breaker_failures", c->breaker_failures) &&
 		  cJSON_AddNumberToObject(o, "breaker_open_sec", c->breaker_open_sec) &&
 		  cJSON_AddNumberToObject(o, "breaker_probes", c->breaker_probes) &&
-		  cJSON_AddNumberToObject(o, "call_timeout_sec", c->call_timeout_sec);
+		  cJSON_AddNumberToObject(o, "call_timeout_sec", c->call_timeout_sec) &&
+		  cJSON_AddStringToObject(o, "retry_after", c->retry_after ? "ignore" : "respect");
 
 	if (!ok) {
 		cJSON_Delete(o);

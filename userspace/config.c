@@ -37,6 +37,7 @@ static const char *const sync_names[] = {"full", "meta", "none", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const kmode_names[] = {"auto", "full", "tc", "off", NULL};
 static const char *const xdp_names[] = {"auto", "native", "generic", NULL};
+static const char *const retry_after_names[] = {"respect", "ignore", NULL};
 
 #define OFF(f) offsetof(struct config, f)
 #define ROFF(f) (offsetof(struct config, routing) + offsetof(struct routing_cfg, f))
@@ -111,6 +112,9 @@ static const struct config_field config_fields[] = {
 	 "an open breaker waits this long before letting half-open probes through"},
 	{"routing.breaker_probes", FT_U32, ROFF(breaker_probes), 1, 1000, NULL,
 	 "probe calls at once through a half-open breaker"},
+	{"routing.retry_after", FT_ENUM, ROFF(retry_after), 0, 0, retry_after_names,
+	 "respect: a provider's Retry-After (429, 503) keeps it out that long; ignore: it is "
+	 "only passed on"},
 	{"routing.call_timeout_sec", FT_U32, ROFF(call_timeout_sec), 1, 3600, NULL,
 	 "a call's attempts together: no new attempt once this has passed"},
 	{"usage.max_batch", FT_U32, OFF(usage_max_batch), 1, 1000000, NULL,

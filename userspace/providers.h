@@ -97,6 +97,7 @@ struct routing_cfg {
 	uint32_t breaker_open_sec;     /* routing.breaker_open_sec: open before probing (30) */
 	uint32_t breaker_probes;       /* routing.breaker_probes: half-open probes at once (1) */
 	uint32_t call_timeout_sec;     /* routing.call_timeout_sec: all attempts of a call (300) */
+	uint32_t retry_after;	       /* routing.retry_after: 0 respect (cool down), 1 ignore */
 	struct route_override models[ROUTING_OVERRIDES_MAX];   /* routing.models */
 	size_t nmodels;
 	struct route_override services[ROUTING_OVERRIDES_MAX]; /* routing.services */

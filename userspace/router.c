@@ -395,6 +395,8 @@ void router_report(struct router *r, const struct router_choice *ch, enum router
 		s->hn++;
 	if (o == ROUTER_OK || o == ROUTER_CLIENT_ERROR || o == ROUTER_TIMEOUT)
 		latency_note(s, latency_ns, now_ns);
+	if (r->cfg.retry_after)
+		retry_after_sec = 0; /* routing.retry_after: ignore */
 	if (o == ROUTER_RATE_LIMITED)
 		cool = retry_after_sec ? retry_after_sec : r->cfg.cooldown_sec;
 	else if (o == ROUTER_SERVER_ERROR)

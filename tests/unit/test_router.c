@@ -201,6 +201,24 @@ static void cooldown_and_retry_after(void)
 			printf("#   row %zu\n", i);
 		router_free(r);
 	}
+	/* routing.retry_after "ignore": a 429 cools down for provider_cooldown_sec only */
+	struct routing_cfg c;
+	struct router_choice ch;
+	struct router_status st;
+	struct router *r;
+
+	routing_defaults(&c);
+	c.retry_after = 1;
+	c.cooldown_sec = 0;
+	setup(1, NULL, NULL);
+	r = router_new(&ps, &c);
+	TG_REQUIRE(r);
+	TG_CHECK_INT(pick(r, 0, T0, &ch, NULL), 0);
+	router_report(r, &ch, ROUTER_RATE_LIMITED, 1000, 120, T0);
+	TG_REQUIRE(router_status(r, 0, T0, &st) == 0);
+	TG_CHECK_INT(st.cooldown_until_ns, 0);
+	TG_CHECK_INT(pick(r, 0, T0, &ch, NULL), 0);
+	router_free(r);
 }
 
 static void primary_by_priority_then_position(void)
