@@ -62,6 +62,23 @@ BODY=$(usage_of down)
 expect_jq '.requests == 3 and .error_rate == 1 and .prompt_tokens == 0'
 case_end
 
+case_start "tollctl providers: one row per provider with its breaker and failures"
+ctl providers
+expect_exit 0
+printf '%s\n' "$BODY" | grep -q '^routing: policy primary, up to 3 attempts' ||
+	fail "no routing line: $BODY"
+for p in a b c; do
+	printf '%s\n' "$BODY" | grep -Eq "^$p +open until [0-9T:Z-]+ " || fail "no open row for $p: $BODY"
+done
+printf '%s\n' "$BODY" | grep -Eq '^a .*server_error 2' || fail "a's failures not shown: $BODY"
+printf '%s\n' "$BODY" | grep -Eq '^c .*connect 2' || fail "c's failures not shown: $BODY"
+ctl --json providers
+expect_exit 0
+expect_jq '[.data[].breaker] == ["open","open","open"]'
+CTL_TOKEN=wrong-token ctl providers
+expect_exit 4
+case_end
+
 tg_stop_daemon
 config 2
 at a mock_reset
