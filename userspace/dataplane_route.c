@@ -146,10 +146,14 @@ static bool attempt_submit(struct dp_call *c, const struct router_choice *ch, in
 	 * The first attempt is submitted by a listener thread and may be over (and followed by
 	 * another, whose handle counts) before this line: only an unset handle is written then.
 	 */
-	if (c->attempts == 1)
+	if (c->attempts == 1) {
 		atomic_compare_exchange_strong(&c->handle, &zero, h);
-	else
-		atomic_store(&c->handle, h);
+		return true;
+	}
+	atomic_store(&c->handle, h);
+	/* the client may have left between the attempts, when there was nothing to cancel */
+	if (atomic_load(&c->client_gone))
+		upstream_cancel(c->dp->d.up, h);
 	return true;
 }
 
