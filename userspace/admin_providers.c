@@ -112,8 +112,7 @@ static cJSON *routing_json(const struct routing_cfg *c)
 	cJSON *o = cJSON_CreateObject();
 	bool ok = o && cJSON_AddStringToObject(o, "policy", route_policy_names[c->policy]) &&
 		  cJSON_AddItemToObject(o, "models", overrides_json(c->models, c->nmodels)) &&
-		  cJSON_AddItemToObject(o, "services",
-					overrides_json(c->services, c->nservices)) &&
+		  cJSON_AddItemToObject(o, "services", overrides_json(c->services, c->nservices)) &&
 		  cJSON_AddNumberToObject(o, "max_attempts", c->max_attempts) &&
 		  cJSON_AddNumberToObject(o, "provider_cooldown_sec", c->cooldown_sec) &&
 		  cJSON_AddNumberToObject(o, "breaker_failures", c->breaker_failures) &&

@@ -215,8 +215,9 @@ bool dp_attempt_done(struct dp_call *c)
 	    now + DP_ATTEMPT_MIN_MS * NS_PER_MS >= c->deadline_ns) {
 		/* out of attempts or time: a 503 naming them if there were several */
 		c->all_failed = c->attempts > 1;
-		log_add(c, "%s", c->attempts >= cfg->max_attempts ? "routing.max_attempts reached"
-								   : "routing.call_timeout_sec reached");
+		log_add(c, "%s",
+			c->attempts >= cfg->max_attempts ? "routing.max_attempts reached"
+							 : "routing.call_timeout_sec reached");
 		return false;
 	}
 	rc = router_pick(c->dp->d.router, c->model, c->service, c->tried, now, &ch, why,

@@ -16,9 +16,9 @@
 #include "router.h"
 #include "tollgate/gcra.h"
 
-#define NS_PER_SEC    1000000000LL
-#define EWMA_ALPHA    0.3 /* weight of the newest latency */
-#define HISTORY_BITS  64  /* attempts the error rate looks back on */
+#define NS_PER_SEC   1000000000LL
+#define EWMA_ALPHA   0.3 /* weight of the newest latency */
+#define HISTORY_BITS 64	 /* attempts the error rate looks back on */
 
 struct rt_prov {
 	const struct provider *p;
@@ -110,8 +110,8 @@ struct router *router_new(const struct providers *p, const struct routing_cfg *c
 	for (size_t i = 0; i < p->n; i++) {
 		r->v[i].p = &p->v[i];
 		if (p->v[i].rate_limit)
-			r->v[i].g = tg_gcra_params((uint64_t)p->v[i].rate_limit * 1000,
-						   p->v[i].rate_limit);
+			r->v[i].g =
+			    tg_gcra_params((uint64_t)p->v[i].rate_limit * 1000, p->v[i].rate_limit);
 	}
 	return r;
 }
@@ -200,8 +200,8 @@ static void cands_sort(struct cand *c, size_t n, const struct rt_prov *v)
 			const struct cand *y = &c[j - 1];
 			uint32_t px = v[x.i].p->priority, py = v[y->i].p->priority;
 
-			if (y->key < x.key || (y->key == x.key && (py < px ||
-								   (py == px && y->i < x.i))))
+			if (y->key < x.key ||
+			    (y->key == x.key && (py < px || (py == px && y->i < x.i))))
 				break;
 			c[j] = c[j - 1];
 			j--;
@@ -267,8 +267,8 @@ static size_t cands_collect(struct router *r, const char *model, uint64_t exclud
 			why_add(why, whylen, used, r->v[i].p->name, no);
 			continue;
 		}
-		c[n++] = (struct cand){.i = i, .price = m, .key = policy_key(&r->v[i], m, pol),
-				       .probe = probe};
+		c[n++] = (struct cand){
+		    .i = i, .price = m, .key = policy_key(&r->v[i], m, pol), .probe = probe};
 	}
 	return n;
 }
@@ -328,8 +328,8 @@ int router_pick(struct router *r, const char *model, const char *service, uint64
 			s->probes++;
 		}
 		s->requests++;
-		*out = (struct router_choice){.idx = (int)c[k].i, .prov = s->p,
-					      .price = c[k].price, .probe = c[k].probe};
+		*out = (struct router_choice){
+		    .idx = (int)c[k].i, .prov = s->p, .price = c[k].price, .probe = c[k].probe};
 		rc = 0;
 		break;
 	}
@@ -436,8 +436,8 @@ int router_status(struct router *r, size_t i, int64_t now_ns, struct router_stat
 	mask = s->hn >= HISTORY_BITS ? ~0ULL : (1ULL << s->hn) - 1;
 	*out = (struct router_status){
 	    .prov = s->p,
-	    .state = s->state == BREAKER_OPEN && now_ns >= s->open_until ? BREAKER_HALF_OPEN
-									  : s->state,
+	    .state =
+		s->state == BREAKER_OPEN && now_ns >= s->open_until ? BREAKER_HALF_OPEN : s->state,
 	    .failures_in_row = s->fails_in_row,
 	    .open_until_ns = s->state == BREAKER_OPEN ? s->open_until : 0,
 	    .cooldown_until_ns = s->cooldown_until > now_ns ? s->cooldown_until : 0,

@@ -72,10 +72,10 @@ void router_free(struct router *r);
 const struct routing_cfg *router_cfg(const struct router *r);
 
 struct router_choice {
-	int idx;			/* in the providers array */
+	int idx; /* in the providers array */
 	const struct provider *prov;
 	const struct model_price *price;
-	bool probe;			/* took one of a half-open breaker's probe places */
+	bool probe; /* took one of a half-open breaker's probe places */
 };
 
 /*

@@ -74,7 +74,7 @@ static enum breaker_state state_of(struct router *r, size_t i, int64_t now)
 
 	if (router_status(r, i, now, &st) != 0) {
 		TG_CHECK(!"router_status failed");
-		return (enum breaker_state)-1;
+		return (enum breaker_state) - 1;
 	}
 	return st.state;
 }
@@ -165,11 +165,8 @@ static const struct {
 } cool_rows[] = {
     {ROUTER_RATE_LIMITED, 0, 30}, /* routing.provider_cooldown_sec */
     {ROUTER_RATE_LIMITED, 5, 5},  /* the provider's Retry-After wins */
-    {ROUTER_RATE_LIMITED, 120, 120},
-    {ROUTER_SERVER_ERROR, 7, 7}, /* a 503 with Retry-After */
-    {ROUTER_SERVER_ERROR, 0, 0},
-    {ROUTER_TIMEOUT, 0, 0},
-    {ROUTER_CLIENT_ERROR, 9, 0},
+    {ROUTER_RATE_LIMITED, 120, 120}, {ROUTER_SERVER_ERROR, 7, 7}, /* a 503 with Retry-After */
+    {ROUTER_SERVER_ERROR, 0, 0},     {ROUTER_TIMEOUT, 0, 0},	  {ROUTER_CLIENT_ERROR, 9, 0},
 };
 
 static void cooldown_and_retry_after(void)
@@ -186,7 +183,8 @@ static void cooldown_and_retry_after(void)
 		TG_CHECK_INT(pick(r, 0, T0, &ch, NULL), 0);
 		router_report(r, &ch, cool_rows[i].o, SEC / 100, cool_rows[i].retry_after, T0);
 		TG_REQUIRE(router_status(r, 0, T0, &st) == 0);
-		TG_CHECK_INT(st.cooldown_until_ns, cool_rows[i].cool_sec ? T0 + cool_rows[i].cool_sec * SEC : 0);
+		TG_CHECK_INT(st.cooldown_until_ns,
+			     cool_rows[i].cool_sec ? T0 + cool_rows[i].cool_sec * SEC : 0);
 		if (cool_rows[i].cool_sec) {
 			int64_t last = T0 + cool_rows[i].cool_sec * SEC - 1;
 
@@ -395,11 +393,10 @@ static void status_counts_latency_and_error_rate(void)
 static const struct tg_case cases[] = {
     {"breaker: opens after N failures in a row, probes after open_sec, closes or reopens",
      breaker_opens_probes_and_closes},
-    {"breaker: half-open lets at most breaker_probes calls through at once",
-     half_open_probe_limit},
+    {"breaker: half-open lets at most breaker_probes calls through at once", half_open_probe_limit},
     {"cooldown: 429 for Retry-After or provider_cooldown_sec; 503 Retry-After; else none",
      cooldown_and_retry_after},
-    {"primary: lowest priority first, then the next; unknown model -ENOENT", 
+    {"primary: lowest priority first, then the next; unknown model -ENOENT",
      primary_by_priority_then_position},
     {"cost_weighted: cheapest for the model, ties by priority; per-model override",
      cost_by_price_then_priority},

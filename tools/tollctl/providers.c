@@ -94,9 +94,9 @@ static cJSON *row(const cJSON *p)
 static int print_providers(const cJSON *o)
 {
 	static const struct out_col cols[] = {
-	    {"NAME", "name"},	      {"BREAKER", "breaker"},	   {"PRIO", "priority"},
-	    {"WEIGHT", "weight"},     {"REQUESTS", "requests"},	   {"ERRORS", "error_rate"},
-	    {"EWMA_MS", "ewma"},      {"P50_MS", "p50"},	   {"FAILURES", "failures"},
+	    {"NAME", "name"},	      {"BREAKER", "breaker"},	{"PRIO", "priority"},
+	    {"WEIGHT", "weight"},     {"REQUESTS", "requests"}, {"ERRORS", "error_rate"},
+	    {"EWMA_MS", "ewma"},      {"P50_MS", "p50"},	{"FAILURES", "failures"},
 	    {"COOLDOWN", "cooldown"}, {"BASE_URL", "base_url"},
 	};
 	const cJSON *rt = cJSON_GetObjectItemCaseSensitive(o, "routing"), *p;
@@ -107,8 +107,8 @@ static int print_providers(const cJSON *o)
 		return -1;
 	printf("routing: policy %s, up to %.0f attempts, breaker opens after %.0f failures for "
 	       "%.0f s (%.0f probes), cooldown %.0f s\n",
-	       str(rt, "policy"), num(rt, "max_attempts"),
-	       num(rt, "breaker_failures"), num(rt, "breaker_open_sec"), num(rt, "breaker_probes"),
+	       str(rt, "policy"), num(rt, "max_attempts"), num(rt, "breaker_failures"),
+	       num(rt, "breaker_open_sec"), num(rt, "breaker_probes"),
 	       num(rt, "provider_cooldown_sec"));
 	cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(o, "data"))
 	{
