@@ -516,6 +516,12 @@ static void count_upstream_error(const struct dp_call *c)
 {
 	const char *cls = NULL;
 
+	if (c->all_failed) {
+		metrics_upstream_error("all_providers_failed");
+		log_warnx("data: model %s: no provider could serve the call: %s, id=%s", c->model,
+			  c->attempts_log, http_req_id(c->req));
+		return;
+	}
 	if (c->too_large)
 		cls = "too_large";
 	else if (c->sse_broken)

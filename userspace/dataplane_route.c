@@ -235,7 +235,7 @@ bool dp_attempt_done(struct dp_call *c)
 	attempt_reset(c);
 	if (attempt_submit(c, &ch, now))
 		return true;
-	c->all_failed = true;
+	c->all_failed = c->err != UPSTREAM_CANCELLED; /* else: shutting down */
 	log_add(c, "%s: not sent (%s)", ch.prov->name, c->detail);
 	return false;
 }
