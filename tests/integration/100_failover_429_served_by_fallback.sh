@@ -7,6 +7,8 @@
 # (routing.provider_cooldown_sec) and the next calls go straight to the fallback. A stream
 # whose first provider answers 503 is streamed whole from the next. The failover is counted in
 # tollgate_provider_failovers_total{from,to} and the 429 in tollgate_provider_errors_total.
+# A primary with rate_limit_per_sec 1 is sent at most one call per second (bounded by the
+# time the calls took); the others go to the fallback at once, passed over, not failed over.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_providers.sh"
 
@@ -107,4 +109,29 @@ expect_error 400 invalid_request_error null
 expect_header X-Tollgate-Provider '^primary$'
 expect_header X-Tollgate-Attempts '^1$'
 expect test "$(pv_requests fallback)" = 1
+case_end
+
+# A third gateway whose primary may be sent 1 call per second (rate_limit_per_sec).
+tg_stop_daemon
+at primary mock_reset
+at fallback mock_reset
+cat >"$tmp/config.json" <<EOF
+{"providers": [$(pv_provider primary '"priority": 0, "rate_limit_per_sec": 1'),
+               $(pv_provider fallback '"priority": 1')]}
+EOF
+tg_start_gateway --config "$tmp/config.json" || bail "tollgated restarts with an outbound limit"
+
+case_start "rate_limit_per_sec 1: the primary gets at most 1 call per second, the rest go on"
+t0=$(date +%s)
+for i in 1 2 3 4 5 6 7 8; do
+	dp POST /v1/chat/completions "$CHAT"
+	expect_status 200
+	expect_header X-Tollgate-Attempts '^1$' # passed over, not failed over
+done
+secs=$(($(date +%s) - t0 + 1))
+n=$(pv_requests primary)
+expect test "$n" -ge 1
+expect test "$n" -le "$secs"
+expect test "$(pv_requests fallback)" = $((8 - n))
+expect jqt ".rate_limited_skips == $((8 - n))" "$(pv_status primary)"
 case_end
