@@ -522,11 +522,17 @@ void dp_call_submit(struct dp_call *c, const char *path, const char *body, size_
 		c->err = UPSTREAM_INTERNAL;
 		snprintf(c->detail, sizeof(c->detail), "keeping the body: %s", strerror(-rc));
 	}
+	/*
+	 * Held until this function returns: once submitted, the call may fail over, finish and
+	 * be released on other threads before dp_attempt has returned here.
+	 */
+	atomic_fetch_add(&c->refs, 1);
 	/* a call that went nowhere is metered and answered (502, 503) like any other */
 	if (rc || !dp_attempt(c)) {
 		atomic_store(&c->up_done, true);
 		dp_finish(c->dp, c);
 	}
+	dp_call_put(c);
 }
 
 /* ---- metering ---- */

@@ -290,9 +290,9 @@ bool dp_quota_allows(struct dp_req *q);
 /* ---- dataplane_route.c ---- */
 
 /*
- * Chooses the provider for c's next attempt and submits it. False when no attempt was
- * submitted (no provider available, the call's time is up, the submit failed): c's state
- * then says why, for dp_finish.
+ * Chooses the provider for c's first attempt and submits it (the caller holds a reference
+ * of c). False when nothing was submitted (no provider available, the submit failed): c's
+ * state then says why, for dp_finish.
  */
 bool dp_attempt(struct dp_call *c);
 /*

@@ -108,8 +108,12 @@ static void attempt_reset(struct dp_call *c)
 	c->detail[0] = '\0';
 }
 
-/* Submits the attempt to ch's provider; false (c->err says why) if it could not. */
-static bool attempt_submit(struct dp_call *c, const struct router_choice *ch, int64_t now)
+/*
+ * Submits the attempt to ch's provider; false (c->err says why) if it could not. first: the
+ * call's first attempt, submitted by a listener (or verification) thread.
+ */
+static bool attempt_submit(struct dp_call *c, const struct router_choice *ch, int64_t now,
+			   bool first)
 {
 	char url[sizeof(ch->prov->base_url) + 32];
 	int64_t left_ms = (c->deadline_ns - now) / NS_PER_MS;
@@ -145,8 +149,9 @@ static bool attempt_submit(struct dp_call *c, const struct router_choice *ch, in
 	/*
 	 * The first attempt is submitted by a listener thread and may be over (and followed by
 	 * another, whose handle counts) before this line: only an unset handle is written then.
+	 * (dp_call_submit holds a reference meanwhile, so c itself stays.)
 	 */
-	if (c->attempts == 1) {
+	if (first) {
 		atomic_compare_exchange_strong(&c->handle, &zero, h);
 		return true;
 	}
@@ -172,7 +177,7 @@ bool dp_attempt(struct dp_call *c)
 		c->err = UPSTREAM_CONNECT;
 		return false;
 	}
-	return attempt_submit(c, &ch, now);
+	return attempt_submit(c, &ch, now, true);
 }
 
 /* The attempt's outcome in the log of attempts: "a: status 503", "b: timeout". */
@@ -233,7 +238,7 @@ bool dp_attempt_done(struct dp_call *c)
 		  http_req_id(c->req));
 	metrics_provider_failover(from, ch.prov->name);
 	attempt_reset(c);
-	if (attempt_submit(c, &ch, now))
+	if (attempt_submit(c, &ch, now, false))
 		return true;
 	c->all_failed = c->err != UPSTREAM_CANCELLED; /* else: shutting down */
 	log_add(c, "%s: not sent (%s)", ch.prov->name, c->detail);
