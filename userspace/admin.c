@@ -36,6 +36,7 @@ struct admin {
 	struct keys *k;
 	struct store *s;
 	struct kernel *kernel; /* NULL: kernel path off */
+	struct router *router; /* NULL: no provider router */
 };
 
 /* One request on its way through a handler. */
@@ -813,6 +814,11 @@ static void h_kernel(struct admin_call *c)
 	reply_obj(c, 200, admin_kernel_json(c->a->kernel, limit));
 }
 
+static void h_providers(struct admin_call *c)
+{
+	reply_obj(c, 200, admin_providers_json(c->a->router));
+}
+
 /* ---- routing ---- */
 
 static const struct admin_route admin_routes[] = {
@@ -833,6 +839,7 @@ static const struct admin_route admin_routes[] = {
     {"GET", "/api/v1/admin/tokens", R_ADMIN | R_VIEWER, h_token_list},
     {"DELETE", "/api/v1/admin/tokens/:", R_ADMIN, h_token_revoke},
     {"GET", "/api/v1/kernel", R_ADMIN | R_VIEWER, h_kernel},
+    {"GET", "/api/v1/providers", R_ADMIN | R_VIEWER, h_providers},
 };
 
 
@@ -921,6 +928,7 @@ struct admin *admin_start(const struct admin_opts *o, struct keys *k, struct sto
 	a->k = k;
 	a->s = s;
 	a->kernel = o ? o->kernel : NULL;
+	a->router = o ? o->router : NULL;
 	a->http = http_start(&ho, admin_handle, a);
 	if (!a->http) {
 		err = errno;

@@ -11,6 +11,7 @@
 
 struct keys;
 struct kernel;
+struct router;
 struct store;
 
 struct admin_opts {
@@ -19,6 +20,7 @@ struct admin_opts {
 	size_t max_body;	/* default 65536 */
 	unsigned timeout_sec;	/* default 30 */
 	struct kernel *kernel;	/* GET /api/v1/kernel reads it; NULL: the kernel path is off */
+	struct router *router;	/* GET /api/v1/providers reads it; NULL: no providers listed */
 };
 
 struct admin;

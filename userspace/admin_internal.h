@@ -109,6 +109,10 @@ cJSON *admin_token_json(const struct token_record *r);
 struct kernel;
 /* GET /api/v1/kernel (admin_kernel.c): status of the kernel path, k NULL = off. */
 cJSON *admin_kernel_json(struct kernel *k, size_t penalty_limit);
+
+struct router;
+/* GET /api/v1/providers (admin_providers.c): each provider's settings and health. */
+cJSON *admin_providers_json(struct router *r);
 /* Adds every set field of l to o, requests_per_second as a decimal number (2.5). */
 bool admin_limits_add(cJSON *o, const struct limits *l);
 

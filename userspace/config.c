@@ -37,8 +37,10 @@ static const char *const sync_names[] = {"full", "meta", "none", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const kmode_names[] = {"auto", "full", "tc", "off", NULL};
 static const char *const xdp_names[] = {"auto", "native", "generic", NULL};
+static const char *const retry_after_names[] = {"respect", "ignore", NULL};
 
 #define OFF(f) offsetof(struct config, f)
+#define ROFF(f) (offsetof(struct config, routing) + offsetof(struct routing_cfg, f))
 #define KOFF(f) (offsetof(struct config, keys) + offsetof(struct keys_opts, f))
 
 static const struct config_field config_fields[] = {
@@ -98,6 +100,23 @@ static const struct config_field config_fields[] = {
 	 "base URL of the built-in provider when the file lists none"},
 	{"upstream.max_host_connections", FT_U32, OFF(upstream_conns), 1, 100000, NULL,
 	 "connections kept per upstream host"},
+	{"routing.policy", FT_ENUM, ROFF(policy), 0, 0, route_policy_names,
+	 "primary, cost_weighted or latency_weighted: how a model's provider is chosen"},
+	{"routing.max_attempts", FT_U32, ROFF(max_attempts), 1, 10, NULL,
+	 "providers tried per call (failover on 429, 5xx, timeouts, connection errors)"},
+	{"routing.provider_cooldown_sec", FT_U32, ROFF(cooldown_sec), 0, 3600, NULL,
+	 "a provider answering 429 without Retry-After is skipped this long"},
+	{"routing.breaker_failures", FT_U32, ROFF(breaker_failures), 1, 1000000, NULL,
+	 "failures in a row that open a provider's circuit breaker"},
+	{"routing.breaker_open_sec", FT_U32, ROFF(breaker_open_sec), 1, 86400, NULL,
+	 "an open breaker waits this long before letting half-open probes through"},
+	{"routing.breaker_probes", FT_U32, ROFF(breaker_probes), 1, 1000, NULL,
+	 "probe calls at once through a half-open breaker"},
+	{"routing.retry_after", FT_ENUM, ROFF(retry_after), 0, 0, retry_after_names,
+	 "respect: a provider's Retry-After (429, 503) keeps it out that long; ignore: it is "
+	 "only passed on"},
+	{"routing.call_timeout_sec", FT_U32, ROFF(call_timeout_sec), 1, 3600, NULL,
+	 "a call's attempts together: no new attempt once this has passed"},
 	{"usage.max_batch", FT_U32, OFF(usage_max_batch), 1, 1000000, NULL,
 	 "usage records per store transaction"},
 	{"usage.max_delay_us", FT_U32, OFF(usage_max_delay_us), 0, 1000000, NULL,
@@ -154,6 +173,7 @@ void config_defaults(struct config *c)
 	c->upstream_conns = 256;
 	c->usage_max_batch = 4096;
 	c->usage_max_delay_us = 0;
+	routing_defaults(&c->routing);
 	c->kernel_mode = 0; /* auto */
 	snprintf(c->kernel_pin_dir, sizeof(c->kernel_pin_dir), "/sys/fs/bpf/tollgate");
 	c->kernel_penalty_multiple_milli = 2000;
@@ -363,6 +383,9 @@ static int walk_json(struct config *c, const cJSON *obj, const char *prefix, cha
 		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", it->string);
 		if (!strcmp(path, "providers"))
 			rc = set_providers(c, it, err);
+		else if (!strcmp(path, "routing.models") || !strcmp(path, "routing.services"))
+			rc = routing_overrides_parse(it, path + 8, &c->routing, err,
+						     CONFIG_ERR_MAX);
 		else if (cJSON_IsObject(it))
 			rc = walk_json(c, it, path, err);
 		else
@@ -546,6 +569,9 @@ static void dump_providers(const struct config *c, cJSON *root)
 		if (p->api_key_env[0])
 			cJSON_AddStringToObject(o, "api_key_env", p->api_key_env);
 		cJSON_AddNumberToObject(o, "timeout_sec", p->timeout_sec);
+		cJSON_AddNumberToObject(o, "priority", p->priority);
+		cJSON_AddNumberToObject(o, "weight", p->weight);
+		cJSON_AddNumberToObject(o, "rate_limit_per_sec", p->rate_limit);
 		for (size_t m = 0; m < p->nmodels; m++) {
 			cJSON *mo = cJSON_CreateObject();
 
@@ -558,6 +584,16 @@ static void dump_providers(const struct config *c, cJSON *root)
 		}
 		cJSON_AddItemToArray(arr, o);
 	}
+}
+
+/* routing.models or routing.services as the file would have them. */
+static void dump_overrides(cJSON *routing, const char *which, const struct route_override *v,
+			   size_t n)
+{
+	cJSON *o = routing ? cJSON_AddObjectToObject(routing, which) : NULL;
+
+	for (size_t i = 0; o && i < n; i++)
+		cJSON_AddStringToObject(o, v[i].name, route_policy_names[v[i].policy]);
 }
 
 void config_dump(const struct config *c, FILE *f)
@@ -591,6 +627,10 @@ void config_dump(const struct config *c, FILE *f)
 	}
 	if (c->providers.n)
 		dump_providers(c, root);
+	dump_overrides(cJSON_GetObjectItemCaseSensitive(root, "routing"), "models",
+		       c->routing.models, c->routing.nmodels);
+	dump_overrides(cJSON_GetObjectItemCaseSensitive(root, "routing"), "services",
+		       c->routing.services, c->routing.nservices);
 	text = cJSON_Print(root);
 	if (text)
 		fprintf(f, "%s\n", text);

@@ -45,6 +45,7 @@ struct config {
 	uint32_t usage_max_batch;    /* usage.max_batch: records per commit */
 	uint32_t usage_max_delay_us; /* usage.max_delay_us: wait for more records at most this */
 	struct providers providers;  /* "providers": [...], or the built-in one; see providers.h */
+	struct routing_cfg routing;  /* "routing": policies, failover, breakers; see providers.h */
 	uint32_t kernel_mode;	     /* kernel.mode: enum kernel_mode_req (auto, full, tc, off) */
 	char kernel_interfaces[256]; /* kernel.interfaces: comma-separated; "" = data.listen's */
 	char kernel_pin_dir[128];    /* kernel.pin_dir: where maps and programs are pinned */

@@ -453,6 +453,7 @@ static void dp_call_free(struct dp_call *c, bool held)
 		http_req_release(c->req);
 	sse_free(&c->sse);
 	cJSON_Delete(c->json);
+	free(c->up_owned);
 	free(c->body);
 	free(c);
 }
@@ -481,21 +482,27 @@ static void dp_on_close(void *arg)
 	dp_call_put(c);
 }
 
+/* Keeps the body for every attempt: the request's own bytes, or a copy of a rewritten one. */
+static int dp_call_keep_body(struct dp_call *c, const char *path, const char *body, size_t len)
+{
+	size_t n = 0;
+
+	c->up_path = path;
+	c->up_len = len;
+	c->up_body = body;
+	if (body == http_req_body(c->req, &n))
+		return 0;
+	c->up_owned = malloc(len + 1);
+	if (!c->up_owned)
+		return -ENOMEM;
+	memcpy(c->up_owned, body, len);
+	c->up_owned[len] = '\0';
+	c->up_body = c->up_owned;
+	return 0;
+}
+
 void dp_call_submit(struct dp_call *c, const char *path, const char *body, size_t len)
 {
-	char url[sizeof(c->prov->base_url) + 32];
-	struct upstream_call uc = {.url = url,
-				   .api_key = c->prov->api_key,
-				   .method = "POST",
-				   .body = body,
-				   .body_len = len,
-				   .timeout_ms = c->prov->timeout_sec * 1000u,
-				   .stream = c->stream,
-				   .on_status = dp_up_on_status,
-				   .on_data = dp_up_on_data,
-				   .on_done = dp_up_on_done,
-				   .ctx = c};
-	uint64_t h = 0;
 	int rc = c->predeferred ? 0 : http_defer(c->req);
 
 	if (rc) {
@@ -508,18 +515,24 @@ void dp_call_submit(struct dp_call *c, const char *path, const char *body, size_
 	atomic_fetch_add(&c->refs, 1);
 	if (http_req_on_close(c->req, dp_on_close, c))
 		atomic_fetch_sub(&c->refs, 1); /* cannot happen inside the handler; kept safe */
-	snprintf(url, sizeof(url), "%s%s", c->prov->base_url, path);
-	rc = upstream_submit(c->dp->d.up, &uc, &h);
+	c->deadline_ns =
+	    c->start_ns + (int64_t)router_cfg(c->dp->d.router)->call_timeout_sec * 1000000000LL;
+	rc = dp_call_keep_body(c, path, body, len);
 	if (rc) {
-		/* metered and answered (502) like any call that could not reach its provider */
 		c->err = UPSTREAM_INTERNAL;
-		snprintf(c->detail, sizeof(c->detail), "submit: %s", strerror(-rc));
+		snprintf(c->detail, sizeof(c->detail), "keeping the body: %s", strerror(-rc));
+	}
+	/*
+	 * Held until this function returns: once submitted, the call may fail over, finish and
+	 * be released on other threads before dp_attempt has returned here.
+	 */
+	atomic_fetch_add(&c->refs, 1);
+	/* a call that went nowhere is metered and answered (502, 503) like any other */
+	if (rc || !dp_attempt(c)) {
 		atomic_store(&c->up_done, true);
 		dp_finish(c->dp, c);
-		return;
 	}
-	/* the call may be over already; only the handle (for a cancel) is written after submit */
-	atomic_store(&c->handle, h);
+	dp_call_put(c);
 }
 
 /* ---- metering ---- */
@@ -536,7 +549,9 @@ static void dp_meter(struct dp_call *c)
 	snprintf(r.key_id, sizeof(r.key_id), "%s", c->key_id);
 	snprintf(r.owner, sizeof(r.owner), "%s", c->owner);
 	snprintf(r.service, sizeof(r.service), "%s", c->service);
-	snprintf(r.provider, sizeof(r.provider), "%s", c->prov->name);
+	/* the provider that served the call (the last attempt's); none if nothing was sent */
+	snprintf(r.provider, sizeof(r.provider), "%s", c->attempts ? c->prov->name : "");
+	r.attempts = c->attempts;
 	snprintf(r.model, sizeof(r.model), "%s", c->model);
 	snprintf(r.endpoint, sizeof(r.endpoint), "%s%s", dp_endpoint_name(c->ep),
 		 c->estimated ? DP_ESTIMATED : "");
@@ -711,7 +726,7 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 	struct dataplane *dp;
 	int err;
 
-	if (!d || !d->k || !d->slots || !d->up || !d->usage || !d->prov) {
+	if (!d || !d->k || !d->slots || !d->up || !d->usage || !d->prov || !d->router) {
 		errno = EINVAL;
 		return NULL;
 	}

@@ -21,6 +21,7 @@ struct slots;
 struct upstream;
 struct usage;
 struct providers;
+struct router;
 
 struct dataplane_opts {
 	const char *listen;	   /* default "127.0.0.1:8080" */
@@ -49,6 +50,7 @@ struct dataplane_deps {
 	struct upstream *up;
 	struct usage *usage;
 	const struct providers *prov;
+	struct router *router; /* chooses each attempt's provider (router.h) */
 };
 
 struct dataplane;

@@ -30,6 +30,7 @@
 #include "keys.h"
 #include "providers.h"
 #include "ratelimit.h"
+#include "router.h"
 #include "sse.h"
 #include "upstream.h"
 #include "usage.h"
@@ -41,6 +42,8 @@
 #define DP_CTYPE_MAX	   128
 #define DP_RETRY_AFTER_MAX 64
 #define DP_ESTIMATED	   "+est" /* endpoint suffix of a record whose tokens are estimated */
+#define DP_ATTEMPTS_LOG	   320	  /* "a: status 500; b: connect; c: circuit open" */
+#define DP_ATTEMPT_MIN_MS  100	  /* no new attempt with less of the call's time left */
 
 enum dp_endpoint {
 	DP_EP_CHAT = 0,
@@ -126,6 +129,7 @@ enum dp_outcome {
 	DP_OUT_BAD_ANSWER,   /* 502 upstream_error: a 2xx answer we could not read (consume) */
 	DP_OUT_STOPPING,     /* 503: cancelled by the daemon's shutdown */
 	DP_OUT_GONE,	     /* 499: the client went away first (nothing is sent) */
+	DP_OUT_ALL_FAILED,   /* 503 all_providers_failed: no attempt succeeded (attempts_log) */
 };
 
 /*
@@ -155,6 +159,20 @@ struct dp_call {
 	uint64_t bytes_in;
 	bool predeferred;    /* the request was deferred already (verification pool) */
 	dp_render_fn render; /* NULL: pass the upstream answer through */
+	/* routing and failover (dataplane_route.c): what each attempt sends, where it went */
+	const char *up_path;	 /* under the provider's base_url */
+	const char *up_body;	 /* the request's body, or up_owned */
+	size_t up_len;
+	char *up_owned;		 /* a rewritten body, kept for the retries */
+	struct router_choice choice; /* this attempt's provider */
+	uint64_t tried;		 /* mask of the providers attempted */
+	unsigned attempts;	 /* attempts submitted */
+	int64_t attempt_ns;	 /* CLOCK_MONOTONIC when this attempt was submitted */
+	int64_t headers_ns;	 /* ... when its headers came (0: not yet) */
+	int64_t deadline_ns;	 /* routing.call_timeout_sec after the start */
+	char attempts_log[DP_ATTEMPTS_LOG];
+	size_t attempts_log_len;
+	bool all_failed;	 /* settle as DP_OUT_ALL_FAILED */
 	/* upstream thread, then dp_finish and the release */
 	unsigned up_status;
 	bool status_seen;
@@ -256,7 +274,10 @@ void dp_release(struct dp_call *c, int commit_rc);
  * after answering 400 naming the field.
  */
 bool dp_check_max_tokens(struct http_req *req, const cJSON *root, const char *field);
-/* The provider serving model, or NULL after answering 400 model_not_found or 503. */
+/*
+ * The first provider serving model (a placeholder until the router chooses each attempt's
+ * provider in dp_call_submit), or NULL after answering 400 model_not_found or 503.
+ */
 const struct provider *dp_route_model(struct dp_req *q, const char *model,
 				      const struct model_price **price);
 
@@ -265,6 +286,22 @@ const struct provider *dp_route_model(struct dp_req *q, const char *model,
  * (token_quota_exceeded) because the month's committed usage reached it.
  */
 bool dp_quota_allows(struct dp_req *q);
+
+/* ---- dataplane_route.c ---- */
+
+/*
+ * Chooses the provider for c's first attempt and submits it (the caller holds a reference
+ * of c). False when nothing was submitted (no provider available, the submit failed): c's
+ * state then says why, for dp_finish.
+ */
+bool dp_attempt(struct dp_call *c);
+/*
+ * An attempt ended (upstream thread, from on_done): reports it to the router and counts it;
+ * true if another attempt was submitted (the call goes on), false if the call is over.
+ */
+bool dp_attempt_done(struct dp_call *c);
+/* The headers naming the serving provider and the attempts, on the answer. */
+void dp_route_headers(struct dp_call *c);
 
 /* ---- dataplane_market.c ---- */
 

@@ -279,6 +279,7 @@ void dp_up_on_status(void *ctx, unsigned status, const char *ctype, const char *
 
 	c->up_status = status;
 	c->status_seen = true;
+	c->headers_ns = tg_now_mono_ns();
 	snprintf(c->ctype, sizeof(c->ctype), "%s", ctype ? ctype : "");
 	snprintf(c->retry_after, sizeof(c->retry_after), "%s", retry_after ? retry_after : "");
 	if (atomic_load(&c->client_gone)) {
@@ -290,6 +291,7 @@ void dp_up_on_status(void *ctx, unsigned status, const char *ctype, const char *
 	if (!c->stream || status < 200 || status > 299 || !is_event_stream(ctype))
 		return;
 	http_add_header(c->req, "Cache-Control", "no-cache");
+	dp_route_headers(c);
 	c->hs = http_stream_start(c->req, status, ctype);
 	if (!c->hs && errno == ECONNRESET) {
 		c->write_failed = true;
@@ -381,6 +383,8 @@ void dp_up_on_done(void *ctx, enum upstream_err err, const char *detail)
 
 	c->err = err;
 	snprintf(c->detail, sizeof(c->detail), "%s", detail ? detail : "");
+	if (dp_attempt_done(c))
+		return; /* failed over: the next attempt is under way */
 	atomic_store(&c->up_done, true);
 	dp_finish(c->dp, c);
 }
@@ -433,6 +437,7 @@ static void plain_tokens(struct dp_call *c)
 static const unsigned outcome_status[] = {
     [DP_OUT_UPSTREAM] = 0,     [DP_OUT_UNREACHABLE] = 502, [DP_OUT_TIMEOUT] = 504,
     [DP_OUT_BAD_ANSWER] = 502, [DP_OUT_STOPPING] = 503,	   [DP_OUT_GONE] = 499,
+    [DP_OUT_ALL_FAILED] = 503,
 };
 
 /* The outcome of a failed call, or DP_OUT_UPSTREAM if the provider's answer is whole. */
@@ -440,6 +445,8 @@ static enum dp_outcome failure_outcome(const struct dp_call *c, bool gone)
 {
 	if (gone)
 		return DP_OUT_GONE;
+	if (c->all_failed)
+		return DP_OUT_ALL_FAILED;
 	if (c->too_large)
 		return DP_OUT_UNREACHABLE;
 	switch (c->err) {
@@ -513,6 +520,12 @@ static void count_upstream_error(const struct dp_call *c)
 {
 	const char *cls = NULL;
 
+	if (c->all_failed) {
+		metrics_upstream_error("all_providers_failed");
+		log_warnx("data: model %s: no provider could serve the call: %s, id=%s", c->model,
+			  c->attempts_log, http_req_id(c->req));
+		return;
+	}
 	if (c->too_large)
 		cls = "too_large";
 	else if (c->sse_broken)
@@ -578,7 +591,13 @@ static void release_plain(struct dp_call *c, int commit_rc)
 		    id);
 		return;
 	}
+	dp_route_headers(c);
 	switch (c->outcome) {
+	case DP_OUT_ALL_FAILED:
+		http_reply_error(req, 503, "upstream_error", "all_providers_failed", NULL,
+				 "no provider could serve model %s: %s (request id %s)", c->model,
+				 c->attempts_log, id);
+		return;
 	case DP_OUT_UNREACHABLE:
 	case DP_OUT_BAD_ANSWER:
 		http_reply_error(req, 502, "upstream_error", "upstream_error", NULL,

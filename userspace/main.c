@@ -28,6 +28,7 @@
 #include "ratelimit.h"
 #include "sync.h"
 #include "store.h"
+#include "router.h"
 #include "upstream.h"
 #include "usage.h"
 #include "util.h"
@@ -316,6 +317,7 @@ struct data_path {
 	struct sync *sync;
 	struct upstream *up;
 	struct usage *usage;
+	struct router *router; /* the providers' health and routing, shared with the admin API */
 	struct dataplane *dp;
 };
 
@@ -346,7 +348,7 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 		return -1;
 	}
 	d = (struct dataplane_deps){.k = k, .slots = p->slots, .up = p->up, .usage = p->usage,
-				    .prov = &c->providers};
+				    .prov = &c->providers, .router = p->router};
 	p->dp = dataplane_start(&o, &d);
 	return p->dp ? 0 : -1;
 }
@@ -449,6 +451,22 @@ static int kernel_start(const struct config *c, struct store *s, struct kernel *
 	return rc;
 }
 
+/* tollgate_provider_breaker_state from the router. */
+static int provider_metrics(void *ctx, struct metrics_providers *out)
+{
+	struct router_status st;
+	int64_t now = tg_now_mono_ns();
+
+	out->n = 0;
+	for (size_t i = 0; i < router_count(ctx) && out->n < METRICS_PROVIDERS_MAX; i++) {
+		if (router_status(ctx, i, now, &st))
+			break;
+		out->name[out->n] = st.prov->name;
+		out->breaker[out->n++] = (unsigned)st.state;
+	}
+	return 0;
+}
+
 static int cmd_detach(const struct config *c)
 {
 	int rc = kernel_detach(c->kernel_pin_dir, c->kernel_interfaces);
@@ -518,7 +536,14 @@ static int cmd_run(const struct config *c, const char *ready_file)
 	}
 	if (bootstrap(k) || kernel_start(c, s, &kern) || data_slots_start(c, k, kern, &dpath))
 		goto out;
+	dpath.router = router_new(&c->providers, &c->routing);
+	if (!dpath.router) {
+		log_warn("cannot set up the provider router");
+		goto out;
+	}
+	metrics_set_providers(provider_metrics, dpath.router);
 	ao.kernel = kern;
+	ao.router = dpath.router;
 	a = admin_start(&ao, k, s);
 	if (!a || data_path_start(c, s, k, &dpath))
 		goto out;
@@ -542,6 +567,8 @@ out:
 		keys_set_sync(k, NULL, NULL);
 	data_path_stop(&dpath);
 	metrics_set_kernel(NULL, NULL);
+	metrics_set_providers(NULL, NULL);
+	router_free(dpath.router);
 	kernel_close(kern);
 	keys_close(k);
 	store_close(s);

@@ -59,6 +59,9 @@ enum family_id {
 	F_RATE_LIMITED,
 	F_QUOTA,
 	F_UPSTREAM,
+	F_PROV_FAILOVERS,
+	F_PROV_ERRORS,
+	F_PROV_LATENCY,
 	F__COUNT,
 };
 
@@ -98,6 +101,22 @@ static const struct family families[F__COUNT] = {
 		    FAM_COUNTER,
 		    1,
 		    {"class"}},
+    [F_PROV_FAILOVERS] = {"tollgate_provider_failovers_total",
+			  "Calls moved to another provider after a failed attempt.",
+			  FAM_COUNTER,
+			  2,
+			  {"from", "to"}},
+    [F_PROV_ERRORS] = {"tollgate_provider_errors_total",
+		       "Failed attempts, by provider and class (rate_limited, server_error, "
+		       "timeout, connect, broken).",
+		       FAM_COUNTER,
+		       2,
+		       {"provider", "class"}},
+    [F_PROV_LATENCY] = {"tollgate_provider_latency_seconds",
+			"Time from an attempt's submission to its answer's headers, by provider.",
+			FAM_HISTOGRAM,
+			1,
+			{"provider"}},
 };
 
 static struct table tables[F__COUNT];
@@ -278,6 +297,21 @@ void metrics_upstream_error(const char *cls)
 	counter_add(F_UPSTREAM, &cls, 1);
 }
 
+void metrics_provider_failover(const char *from, const char *to)
+{
+	counter_add(F_PROV_FAILOVERS, (const char *const[]){from, to}, 1);
+}
+
+void metrics_provider_error(const char *provider, const char *cls)
+{
+	counter_add(F_PROV_ERRORS, (const char *const[]){provider, cls}, 1);
+}
+
+void metrics_provider_latency(const char *provider, uint64_t ns)
+{
+	histogram_observe(F_PROV_LATENCY, &provider, ns);
+}
+
 /* A label value as the exposition format wants it: \ " and newline escaped. */
 static void put_escaped(FILE *out, const char *v)
 {
@@ -372,6 +406,30 @@ static void render_kernel(FILE *out)
 		     "tollgate_kernel_penalty_box_entries %" PRIu64 "\n", k.penalty_entries);
 }
 
+static int (*providers_read)(void *ctx, struct metrics_providers *out);
+static void *providers_ctx;
+
+void metrics_set_providers(int (*read)(void *ctx, struct metrics_providers *out), void *ctx)
+{
+	providers_read = read;
+	providers_ctx = ctx;
+}
+
+static void render_providers(FILE *out)
+{
+	struct metrics_providers p = {0};
+
+	if (!providers_read || providers_read(providers_ctx, &p))
+		return;
+	fputs("# HELP tollgate_provider_breaker_state Circuit breaker of each provider: 0 closed, "
+	      "1 half-open, 2 open\n# TYPE tollgate_provider_breaker_state gauge\n", out);
+	for (size_t i = 0; i < p.n && i < METRICS_PROVIDERS_MAX; i++) {
+		fputs("tollgate_provider_breaker_state{provider=\"", out);
+		put_escaped(out, p.name[i]);
+		fprintf(out, "\"} %u\n", p.breaker[i]);
+	}
+}
+
 char *metrics_render(size_t *len)
 {
 	char *buf = NULL;
@@ -383,6 +441,7 @@ char *metrics_render(size_t *len)
 	for (int i = 0; i < F__COUNT; i++)
 		render_family(out, &families[i], &tables[i]);
 	render_kernel(out);
+	render_providers(out);
 	if (fclose(out) != 0) {
 		free(buf);
 		errno = ENOMEM;

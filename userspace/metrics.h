@@ -32,6 +32,29 @@ void metrics_quota_exceeded(const char *quota);
 /* Upstream errors by class: upstream_errors_total{class="timeout"|"connect"|"status"|...} */
 void metrics_upstream_error(const char *cls);
 
+/* ---- providers (router.h): failover, errors, latency, breaker state ---- */
+
+/* tollgate_provider_failovers_total{from,to}: a call moved from one provider to the next. */
+void metrics_provider_failover(const char *from, const char *to);
+/* tollgate_provider_errors_total{provider,class}: a failed attempt, by router outcome name. */
+void metrics_provider_error(const char *provider, const char *cls);
+/* tollgate_provider_latency_seconds{provider}: an attempt's time to the answer's headers. */
+void metrics_provider_latency(const char *provider, uint64_t ns);
+
+#define METRICS_PROVIDERS_MAX 64
+struct metrics_providers {
+	size_t n;
+	const char *name[METRICS_PROVIDERS_MAX];
+	unsigned breaker[METRICS_PROVIDERS_MAX]; /* 0 closed, 1 half-open, 2 open */
+};
+
+/*
+ * Sets the source of the gauge tollgate_provider_breaker_state{provider}, read when /metrics
+ * is rendered (read fills *out and returns 0). NULL: no such gauge. Call before the admin
+ * listener starts.
+ */
+void metrics_set_providers(int (*read)(void *ctx, struct metrics_providers *out), void *ctx);
+
 /* What the kernel fast path counts, read when /metrics is rendered. */
 #define METRICS_KERNEL_MAX 32
 struct metrics_kernel {

@@ -32,8 +32,15 @@ static const struct model_price default_models[] = {
     {"text-embedding-3-small", 20000, 0},
 };
 
-static const char *const provider_fields[] = {"name",	     "base_url", "api_key_env",
-					      "timeout_sec", "models",	 NULL};
+static const char *const provider_fields[] = {
+    "name", "base_url", "api_key_env", "timeout_sec", "models", "priority", "weight",
+    "rate_limit_per_sec", NULL};
+
+const char *const route_policy_names[] = {"primary", "cost_weighted", "latency_weighted", NULL};
+
+#define PRIORITY_MAX   1000000
+#define WEIGHT_MAX     1000
+#define RATE_LIMIT_MAX 1000000
 static const char *const model_fields[] = {"name", "prompt_per_1k", "completion_per_1k", NULL};
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -116,6 +123,7 @@ int providers_default(struct providers *p, const char *base_url)
 		goto out;
 	snprintf(pv->name, sizeof(pv->name), "mock");
 	pv->timeout_sec = DEFAULT_TIMEOUT_SEC;
+	pv->weight = 1;
 	memcpy(pv->models, default_models, sizeof(default_models));
 	pv->nmodels = TG_ARRAY_SIZE(default_models);
 	p->v = pv;
@@ -269,6 +277,41 @@ static int timeout_parse(const cJSON *it, const char *path, struct provider *pv,
 	return 0;
 }
 
+/* An optional whole number field in [lo, hi]; *out keeps its default when absent. */
+static int uint_field(const cJSON *item, const char *field, const char *path, uint32_t lo,
+		      uint32_t hi, uint32_t *out, char *err, size_t errlen)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(item, field);
+	double d;
+
+	if (!it)
+		return 0;
+	d = cJSON_IsNumber(it) ? it->valuedouble : -1;
+	if (!(d >= lo && d <= hi) || d != (double)(uint32_t)d)
+		return fail(err, errlen, "%s.%s: must be a whole number from %u to %u", path, field,
+			    lo, hi);
+	*out = (uint32_t)d;
+	return 0;
+}
+
+/* priority, weight and rate_limit_per_sec of providers[idx]. */
+static int routing_fields_parse(const cJSON *item, const char *path, struct provider *pv, int idx,
+				char *err, size_t errlen)
+{
+	int rc;
+
+	pv->priority = (uint32_t)idx;
+	pv->weight = 1;
+	pv->rate_limit = 0;
+	rc = uint_field(item, "priority", path, 0, PRIORITY_MAX, &pv->priority, err, errlen);
+	if (!rc)
+		rc = uint_field(item, "weight", path, 1, WEIGHT_MAX, &pv->weight, err, errlen);
+	if (!rc)
+		rc = uint_field(item, "rate_limit_per_sec", path, 0, RATE_LIMIT_MAX,
+				&pv->rate_limit, err, errlen);
+	return rc;
+}
+
 /* Parses providers[idx]; earlier entries of v (already parsed) are checked for its name. */
 static int provider_parse(const cJSON *item, struct provider *v, int idx, char *err, size_t errlen)
 {
@@ -305,6 +348,9 @@ static int provider_parse(const cJSON *item, struct provider *v, int idx, char *
 			   errlen);
 	if (rc < 0)
 		return rc;
+	rc = routing_fields_parse(item, path, pv, idx, err, errlen);
+	if (rc < 0)
+		return rc;
 	rc = models_parse(cJSON_GetObjectItemCaseSensitive(item, "models"), path, pv, err, errlen);
 	if (rc < 0)
 		return rc;
@@ -319,6 +365,8 @@ int providers_parse(const struct cJSON *arr, struct providers *p, char *err, siz
 
 	if (!cJSON_IsArray(arr) || n == 0)
 		return fail(err, errlen, "providers: must be a non-empty array");
+	if (n > PROVIDERS_MAX)
+		return fail(err, errlen, "providers: at most %d providers", PROVIDERS_MAX);
 	np.v = calloc((size_t)n, sizeof(*np.v));
 	if (!np.v)
 		return -ENOMEM;
@@ -351,6 +399,82 @@ const struct provider *providers_route(const struct providers *p, const char *mo
 		}
 	}
 	return NULL;
+}
+
+/* ---- routing policies ---- */
+
+void routing_defaults(struct routing_cfg *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->policy = ROUTE_PRIMARY;
+	r->max_attempts = 3;
+	r->cooldown_sec = 30;
+	r->breaker_failures = 5;
+	r->breaker_open_sec = 30;
+	r->breaker_probes = 1;
+	r->call_timeout_sec = 300;
+}
+
+static int policy_index(const char *name)
+{
+	for (int i = 0; route_policy_names[i]; i++)
+		if (strcmp(route_policy_names[i], name) == 0)
+			return i;
+	return -1;
+}
+
+int routing_overrides_parse(const struct cJSON *obj, const char *which, struct routing_cfg *r,
+			    char *err, size_t errlen)
+{
+	struct route_override v[ROUTING_OVERRIDES_MAX];
+	bool models = strcmp(which, "models") == 0;
+	size_t n = 0;
+	int pol;
+
+	if (!cJSON_IsObject(obj))
+		return fail(err, errlen, "routing.%s: must be an object of name: policy", which);
+	for (const cJSON *it = obj->child; it; it = it->next) {
+		if (n == ROUTING_OVERRIDES_MAX)
+			return fail(err, errlen, "routing.%s: at most %d entries", which,
+				    ROUTING_OVERRIDES_MAX);
+		if (!tg_ident_valid(it->string, MODEL_NAME_MAX, models ? MODEL_NAME_EXTRA : "._-"))
+			return fail(err, errlen, "routing.%s.%.64s: not a valid %s name", which,
+				    it->string, models ? "model" : "service");
+		pol = cJSON_IsString(it) ? policy_index(it->valuestring) : -1;
+		if (pol < 0)
+			return fail(err, errlen,
+				    "routing.%s.%.64s: must be primary, cost_weighted or "
+				    "latency_weighted",
+				    which, it->string);
+		for (size_t j = 0; j < n; j++)
+			if (strcmp(v[j].name, it->string) == 0)
+				return fail(err, errlen, "routing.%s.%.64s: duplicate", which,
+					    it->string);
+		snprintf(v[n].name, sizeof(v[n].name), "%s", it->string);
+		v[n++].policy = (uint32_t)pol;
+	}
+	memcpy(models ? r->models : r->services, v, n * sizeof(v[0]));
+	*(models ? &r->nmodels : &r->nservices) = n;
+	return 0;
+}
+
+static const struct route_override *override_find(const struct route_override *v, size_t n,
+						  const char *name)
+{
+	for (size_t i = 0; name && i < n; i++)
+		if (strcmp(v[i].name, name) == 0)
+			return &v[i];
+	return NULL;
+}
+
+enum route_policy routing_policy_for(const struct routing_cfg *r, const char *model,
+				     const char *service)
+{
+	const struct route_override *o = override_find(r->services, r->nservices, service);
+
+	if (!o)
+		o = override_find(r->models, r->nmodels, model);
+	return (enum route_policy)(o ? o->policy : r->policy);
 }
 
 /* ceil(tokens * nano_per_1k / 1000): the product needs up to 128 bits; saturates. */

@@ -7,6 +7,12 @@
  *                  "models": [{"name": "gpt-4o-mini", "prompt_per_1k": 0.00015,
  *                              "completion_per_1k": 0.0006}]}]
  *
+ * Each provider may also set "priority" (lower is tried first; default its position in the
+ * array), "weight" (1-1000, default 1: shares traffic among providers of equal priority or
+ * price) and "rate_limit_per_sec" (outbound requests per second it is sent, 0 = no limit).
+ * Several providers may serve one model; the router (router.h) chooses among them by the
+ * routing policy (struct routing_cfg, the config's "routing" section).
+ *
  * Without that array one provider, "mock", serves the default models at
  * upstream.default_url (http://127.0.0.1:9000/v1, where `make run` starts mock-llm).
  * Credentials are read from the named environment variable at load, kept in memory only,
@@ -23,6 +29,7 @@ struct cJSON;
 
 #define PROVIDER_NAME_MAX 32
 #define MODEL_NAME_MAX 64
+#define PROVIDERS_MAX 64 /* the router keeps a call's tried providers in a 64-bit mask */
 
 struct model_price {
 	char name[MODEL_NAME_MAX + 1];
@@ -36,6 +43,9 @@ struct provider {
 	char api_key_env[64];	 /* "" = no credential */
 	char *api_key;		 /* from the environment; NULL if none; wiped on free */
 	uint32_t timeout_sec;	 /* whole upstream call, default 120 */
+	uint32_t priority;	 /* lower first; default the index in the array */
+	uint32_t weight;	 /* 1..1000, default 1 */
+	uint32_t rate_limit;	 /* outbound requests per second, 0 = none */
 	struct model_price *models;
 	size_t nmodels;
 };
@@ -60,6 +70,51 @@ void providers_free(struct providers *p);
 /* The first provider serving model (and its price), or NULL. */
 const struct provider *providers_route(const struct providers *p, const char *model,
 				       const struct model_price **price);
+
+/* ---- routing policies (the config's "routing" section) ---- */
+
+enum route_policy {
+	ROUTE_PRIMARY = 0, /* highest priority healthy provider, then the next */
+	ROUTE_COST,	   /* cheapest for the model (prompt + completion price per 1K) */
+	ROUTE_LATENCY,	   /* lowest moving latency, with some exploration */
+};
+
+/* "primary", "cost_weighted", "latency_weighted", NULL: the config's enum names. */
+extern const char *const route_policy_names[];
+
+#define ROUTING_OVERRIDES_MAX 32
+
+struct route_override {
+	char name[MODEL_NAME_MAX + 1]; /* a model or a service name */
+	uint32_t policy;	       /* enum route_policy */
+};
+
+struct routing_cfg {
+	uint32_t policy;	       /* routing.policy: enum route_policy, default primary */
+	uint32_t max_attempts;	       /* routing.max_attempts: providers tried per call (3) */
+	uint32_t cooldown_sec;	       /* routing.provider_cooldown_sec: after a 429 (30) */
+	uint32_t breaker_failures;     /* routing.breaker_failures: in a row to open (5) */
+	uint32_t breaker_open_sec;     /* routing.breaker_open_sec: open before probing (30) */
+	uint32_t breaker_probes;       /* routing.breaker_probes: half-open probes at once (1) */
+	uint32_t call_timeout_sec;     /* routing.call_timeout_sec: all attempts of a call (300) */
+	uint32_t retry_after;	       /* routing.retry_after: 0 respect (cool down), 1 ignore */
+	struct route_override models[ROUTING_OVERRIDES_MAX];   /* routing.models */
+	size_t nmodels;
+	struct route_override services[ROUTING_OVERRIDES_MAX]; /* routing.services */
+	size_t nservices;
+};
+
+/* The defaults above. */
+void routing_defaults(struct routing_cfg *r);
+/*
+ * Parses routing.models or routing.services (which: "models" or "services"), a JSON object
+ * of name -> policy name, replacing that list. 0 or -EINVAL with err naming the member.
+ */
+int routing_overrides_parse(const struct cJSON *obj, const char *which, struct routing_cfg *r,
+			    char *err, size_t errlen);
+/* The policy for a call: the service's override, else the model's, else the default. */
+enum route_policy routing_policy_for(const struct routing_cfg *r, const char *model,
+				     const char *service);
 
 struct cost {
 	uint64_t prompt_nano;	  /* USD 1e-9 */

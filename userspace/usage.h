@@ -37,9 +37,13 @@ struct usage_record {
 	uint64_t latency_us;		    /* start to last byte */
 	uint64_t bytes_in;		    /* request body bytes */
 	uint64_t bytes_out;		    /* response body bytes */
+	uint32_t attempts;		    /* providers tried (1 = no failover; 0 = none sent) */
 };
 
-/* Binary encoding (versioned, little-endian). encode: bytes or -EMSGSIZE; decode: 0/-EINVAL. */
+/*
+ * Binary encoding (versioned, little-endian). encode: bytes or -EMSGSIZE; decode: 0/-EINVAL.
+ * Encodes format 2 (with attempts); decodes 2 and 1 (written before failover: attempts 1).
+ */
 #define USAGE_RECORD_MAX 512
 int usage_record_encode(const struct usage_record *r, void *buf, size_t cap);
 int usage_record_decode(const void *buf, size_t len, struct usage_record *r);

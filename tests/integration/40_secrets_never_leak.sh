@@ -5,7 +5,9 @@
 # after wrong secrets and rejected requests that carry secrets, no plaintext key or token, nor
 # any part of its secret, is found in the daemon's log (at debug level) or stdout, in the LMDB
 # files, in any list/get/update/revoke answer or in any error answer. The full key and token
-# appear only in the answers to create and rotate.
+# appear only in the answers to create and rotate. The same holds for a provider's credential
+# (from the environment, sent to the provider only): not in GET /api/v1/providers (admin or
+# viewer), the log, stdout or the store, after calls the provider served and one it failed.
 . "$(dirname "$0")/lib.sh"
 
 rand() { head -c 2000 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c "$1"; }
@@ -21,7 +23,16 @@ keep() { # DIR: saves the last answer
 	printf '%s\n' "$BODY" >"$1/$(ls "$1" | wc -l).json"
 }
 
-tg_start_daemon --log-level debug || bail "tollgated starts and becomes ready"
+# A provider whose mock demands its credential, so a served call proves it was sent.
+export TG_TEST_PROVIDER_SECRET=sk-prov-$(rand 40)
+tg_start_mock --api-key "$TG_TEST_PROVIDER_SECRET" || bail "mock-llm starts, requiring a provider key"
+cat >"$tmp/config.json" <<EOF
+{"providers": [{"name": "guarded", "base_url": "$MOCK_URL/v1",
+  "api_key_env": "TG_TEST_PROVIDER_SECRET",
+  "models": [{"name": "gpt-4o-mini", "prompt_per_1k": 1, "completion_per_1k": 1}]}]}
+EOF
+tg_start_gateway --log-level debug --config "$tmp/config.json" ||
+	bail "tollgated starts and becomes ready"
 
 # ---- make secrets ----
 creates=()
@@ -49,6 +60,30 @@ expect test "${#secrets[@]}" = 8
 for s in "${secrets[@]:1}"; do
 	[[ $s =~ $TG_KEY_RE || $s =~ $TG_TOKEN_RE ]] || fail "not a key or token: '$s'"
 done
+case_end
+
+secrets+=("$TG_TEST_PROVIDER_SECRET")
+
+# ---- the provider's credential in use: a call served, a call failed, the status listing ----
+DP_KEY=$(new_key '{"name":"caller","owner":"team:p","service":"p"}' | jq -r .key)
+secrets+=("$DP_KEY")
+CHAT='{"model":"gpt-4o-mini","max_tokens":2,"messages":[{"role":"user","content":"hi"}]}'
+dp POST /v1/chat/completions "$CHAT"
+provider_call=$STATUS
+mock_config '{"fail_status":500,"fail_count":1}'
+dp POST /v1/chat/completions "$CHAT"
+keep "$errors"
+for t in "$TG_TOKEN" "$viewer"; do
+	api GET /api/v1/providers "" "$t"
+	keep "$views"
+done
+provider_views=$STATUS
+
+case_start "the provider's credential was used (the mock demands it) and the providers listed"
+expect test "$provider_call" = 200
+expect test "$(mock_stat .unauthorized)" = 0
+expect test "$provider_views" = 200
+expect_jq '[.data[] | keys[]] | index("api_key_env") == null'
 case_end
 
 # ---- use them, and get them wrong ----

@@ -18,9 +18,13 @@ export TG_TEST_UPSTREAM_KEY=upstream-credential-0123456789abcdef
 tg_start_mock --api-key "$TG_TEST_UPSTREAM_KEY" || bail "mock-llm starts, requiring a provider key"
 closed=$(tg_closed_port) || bail "a closed TCP port is found"
 # gpt-4o-mini: patient; gpt-4o: the same mock with a 1 s timeout; gpt-3.5-turbo: nobody there
-# (which also lists gpt-4o-mini: the first provider listing a model serves it).
+# (which also lists gpt-4o-mini: the first provider listing a model serves it). One attempt
+# per call, a breaker that never opens, no cooldown: this script is about the answers of one
+# provider passed through (failover has its own scripts, tests/integration/100_*.sh on).
 cat >"$tmp/config.json" <<EOF
-{"providers": [
+{"routing": {"max_attempts": 1, "breaker_failures": 1000000, "provider_cooldown_sec": 0,
+             "retry_after": "ignore"},
+ "providers": [
   {"name": "mock", "base_url": "$MOCK_URL/v1", "api_key_env": "TG_TEST_UPSTREAM_KEY",
    "timeout_sec": 60,
    "models": [{"name": "gpt-4o-mini", "prompt_per_1k": 0.00015, "completion_per_1k": 0.0006}]},

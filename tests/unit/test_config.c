@@ -85,7 +85,54 @@ static const struct {
 	{"malformed", "{\"store\": {\"path\": \"x\"", "malformed JSON"},
 	{"not an object", "[1, 2]", "JSON object"},
 	{"trailing garbage", "{} x", "malformed JSON"},
+	{"routing policy", "{\"routing\": {\"policy\": \"fastest\"}}", "routing.policy"},
+	{"routing attempts 0", "{\"routing\": {\"max_attempts\": 0}}", "routing.max_attempts"},
+	{"routing attempts 11", "{\"routing\": {\"max_attempts\": 11}}", "routing.max_attempts"},
+	{"breaker failures 0", "{\"routing\": {\"breaker_failures\": 0}}",
+	 "routing.breaker_failures"},
+	{"breaker open 0", "{\"routing\": {\"breaker_open_sec\": 0}}", "routing.breaker_open_sec"},
+	{"breaker probes", "{\"routing\": {\"breaker_probes\": -1}}", "routing.breaker_probes"},
+	{"cooldown", "{\"routing\": {\"provider_cooldown_sec\": 3601}}",
+	 "routing.provider_cooldown_sec"},
+	{"retry_after", "{\"routing\": {\"retry_after\": \"maybe\"}}", "routing.retry_after"},
+	{"model override", "{\"routing\": {\"models\": {\"gpt-4o\": \"cheap\"}}}",
+	 "routing.models.gpt-4o"},
+	{"service override", "{\"routing\": {\"services\": [\"a\"]}}", "routing.services"},
+	{"unknown routing field", "{\"routing\": {\"polcy\": \"primary\"}}", "routing.polcy"},
 };
+
+static void routing_section(void)
+{
+	const char *p = write_temp(
+	    "{\"routing\": {\"policy\": \"latency_weighted\", \"max_attempts\": 2,"
+	    " \"provider_cooldown_sec\": 0, \"breaker_failures\": 7, \"breaker_open_sec\": 9,"
+	    " \"breaker_probes\": 2, \"call_timeout_sec\": 20, \"retry_after\": \"ignore\","
+	    " \"models\": {\"gpt-4o\": \"cost_weighted\"}, \"services\": {\"chat\": \"primary\"}}}");
+	char err[CONFIG_ERR_MAX];
+	struct config c;
+
+	TG_REQUIRE(p);
+	config_defaults(&c);
+	TG_CHECK_INT(c.routing.policy, ROUTE_PRIMARY);
+	TG_CHECK_INT(c.routing.max_attempts, 3);
+	TG_CHECK_INT(config_load_file(&c, p, err), 0);
+	TG_CHECK_INT(c.routing.policy, ROUTE_LATENCY);
+	TG_CHECK_INT(c.routing.max_attempts, 2);
+	TG_CHECK_INT(c.routing.cooldown_sec, 0);
+	TG_CHECK_INT(c.routing.breaker_failures, 7);
+	TG_CHECK_INT(c.routing.breaker_open_sec, 9);
+	TG_CHECK_INT(c.routing.breaker_probes, 2);
+	TG_CHECK_INT(c.routing.call_timeout_sec, 20);
+	TG_CHECK_INT(c.routing.retry_after, 1);
+	TG_REQUIRE(c.routing.nmodels == 1 && c.routing.nservices == 1);
+	TG_CHECK_STR(c.routing.models[0].name, "gpt-4o");
+	TG_CHECK_INT(routing_policy_for(&c.routing, "gpt-4o", "x"), ROUTE_COST);
+	TG_CHECK_INT(routing_policy_for(&c.routing, "gpt-4o", "chat"), ROUTE_PRIMARY);
+	TG_CHECK_INT(config_set(&c, "routing.max_attempts", "5", err), 0);
+	TG_CHECK_INT(c.routing.max_attempts, 5);
+	config_free(&c);
+	unlink(p);
+}
 
 static void bad_files_are_named_and_change_nothing(void)
 {
@@ -270,6 +317,7 @@ static void dump_round_trips(void)
 }
 
 static const struct tg_case cases[] = {
+    {"routing: every field from a file, overrides, --set", routing_section},
 	{"defaults need no file", defaults_need_no_file},
 	{"a file overrides defaults field by field", file_overrides_defaults},
 	{"bad files are refused, the field named, nothing changed",

@@ -304,9 +304,47 @@ static void output_parses_line_by_line(void)
 			printf("#   bad line: %s\n", line);
 		}
 	}
-	TG_CHECK_INT(types, 7);
+	TG_CHECK_INT(types, 10);
 	TG_CHECK(samples > 300);
 	free(text);
+}
+
+static int two_providers(void *ctx, struct metrics_providers *out)
+{
+	(void)ctx;
+	out->n = 2;
+	out->name[0] = "pa";
+	out->breaker[0] = 2;
+	out->name[1] = "pb";
+	out->breaker[1] = 0;
+	return 0;
+}
+
+static void provider_families(void)
+{
+	metrics_provider_failover("pa", "pb");
+	metrics_provider_failover("pa", "pb");
+	metrics_provider_failover("pb", "pa");
+	metrics_provider_error("pa", "server_error");
+	metrics_provider_error("pa", "timeout");
+	metrics_provider_error("pa", "server_error");
+	metrics_provider_latency("pb", 3 * MS);
+	metrics_provider_latency("pb", 700 * MS);
+	TG_CHECK(sample("tollgate_provider_failovers_total{from=\"pa\",to=\"pb\"}") == 2);
+	TG_CHECK(sample("tollgate_provider_failovers_total{from=\"pb\",to=\"pa\"}") == 1);
+	TG_CHECK(sample("tollgate_provider_errors_total{provider=\"pa\",class=\"server_error\"}") ==
+		 2);
+	TG_CHECK(sample("tollgate_provider_errors_total{provider=\"pa\",class=\"timeout\"}") == 1);
+	TG_CHECK(sample("tollgate_provider_latency_seconds_bucket{provider=\"pb\",le=\"0.005\"}") ==
+		 1);
+	TG_CHECK(sample("tollgate_provider_latency_seconds_count{provider=\"pb\"}") == 2);
+	/* the breaker gauge comes from its source, only while one is set */
+	TG_CHECK(sample("tollgate_provider_breaker_state{provider=\"pa\"}") == -1);
+	metrics_set_providers(two_providers, NULL);
+	TG_CHECK(sample("tollgate_provider_breaker_state{provider=\"pa\"}") == 2);
+	TG_CHECK(sample("tollgate_provider_breaker_state{provider=\"pb\"}") == 0);
+	metrics_set_providers(NULL, NULL);
+	TG_CHECK(sample("tollgate_provider_breaker_state{provider=\"pb\"}") == -1);
 }
 
 static const struct tg_case cases[] = {
@@ -317,6 +355,8 @@ static const struct tg_case cases[] = {
     {"a full label table sends new label sets to \"other\"", full_table_overflows_to_other},
     {"4 threads recording at once sum exactly", concurrent_recording_sums_exactly},
     {"every line is HELP, TYPE or name{labels} value", output_parses_line_by_line},
+    {"provider families: failovers, errors by class, latency, breaker state gauge",
+     provider_families},
 };
 
 int main(void)

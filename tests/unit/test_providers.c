@@ -79,6 +79,7 @@ static void parse_good_config(void)
 	    "\"completion_per_1k\":3},{\"name\":\"tiny\",\"prompt_per_1k\":0.0000000016,"
 	    "\"completion_per_1k\":0.0000000014}]},"
 	    "{\"name\":\"local_llm-2\",\"base_url\":\"http://10.0.0.2:8000\","
+	    "\"priority\":0,\"weight\":5,\"rate_limit_per_sec\":20,"
 	    "\"models\":[{\"name\":\"meta-llama/Llama-3.1-8B@v1:q4.0\",\"prompt_per_1k\":0,"
 	    "\"completion_per_1k\":0.1}]}]";
 	struct providers p = {0};
@@ -105,6 +106,13 @@ static void parse_good_config(void)
 	TG_CHECK_INT(p.v[1].timeout_sec, 120);
 	TG_CHECK_STR(p.v[1].models[0].name, "meta-llama/Llama-3.1-8B@v1:q4.0");
 	TG_CHECK_INT(p.v[1].models[0].completion_nano_per_1k, 100000000);
+	/* routing fields: defaults (priority = position) and given values */
+	TG_CHECK_INT(p.v[0].priority, 0);
+	TG_CHECK_INT(p.v[0].weight, 1);
+	TG_CHECK_INT(p.v[0].rate_limit, 0);
+	TG_CHECK_INT(p.v[1].priority, 0);
+	TG_CHECK_INT(p.v[1].weight, 5);
+	TG_CHECK_INT(p.v[1].rate_limit, 20);
 	providers_free(&p);
 	unsetenv(ENV_VAR);
 }
@@ -166,6 +174,13 @@ static const struct {
     {P("\"models\":[{\"name\":\"m\",\"prompt_per_1k\":1,\"completion_per_1k\":1},"
        "{\"name\":\"m\",\"prompt_per_1k\":2,\"completion_per_1k\":2}]"),
      "providers[0].models[1].name: duplicate model 'm'"},
+    {P(MODELS ",\"priority\":-1"), "providers[0].priority: must be a whole number from 0"},
+    {P(MODELS ",\"priority\":1.5"), "providers[0].priority: must be a whole number from 0"},
+    {P(MODELS ",\"weight\":0"), "providers[0].weight: must be a whole number from 1 to 1000"},
+    {P(MODELS ",\"weight\":1001"), "providers[0].weight: must be a whole number from 1"},
+    {P(MODELS ",\"weight\":\"2\""), "providers[0].weight: must be a whole number"},
+    {P(MODELS ",\"rate_limit_per_sec\":-3"),
+     "providers[0].rate_limit_per_sec: must be a whole number from 0 to 1000000"},
     {"[{\"name\":\"a\",\"base_url\":\"http://h\",\"api_key_env\":\"" ENV_VAR "\"," MODELS "},"
      "{\"name\":\"b\",\"base_url\":\"http://h\"," MODELS ",\"x\":1}]",
      "providers[1].x: unknown field"},
@@ -296,6 +311,67 @@ static void costs_are_exact_and_round_up(void)
 	TG_CHECK(c.total_nano == 0);
 }
 
+static const struct {
+	const char *json;
+	const char *which;
+	const char *want; /* "" = accepted */
+} override_rows[] = {
+    {"{\"gpt-4\":\"cost_weighted\",\"m/x:1\":\"latency_weighted\"}", "models", ""},
+    {"{\"svc-a\":\"primary\"}", "services", ""},
+    {"{}", "models", ""},
+    {"[]", "models", "routing.models: must be an object"},
+    {"\"cost_weighted\"", "services", "routing.services: must be an object"},
+    {"{\"gpt-4\":\"cheapest\"}", "models", "routing.models.gpt-4: must be primary, "},
+    {"{\"gpt-4\":1}", "models", "routing.models.gpt-4: must be primary, "},
+    {"{\"a b\":\"primary\"}", "models", "routing.models.a b: not a valid model name"},
+    {"{\"a/b\":\"primary\"}", "services", "routing.services.a/b: not a valid service"},
+    {"{\"x\":\"primary\",\"x\":\"cost_weighted\"}", "models", "routing.models.x: duplicate"},
+};
+
+static void routing_overrides_and_policy_choice(void)
+{
+	struct routing_cfg r;
+	char err[256];
+
+	for (size_t i = 0; i < TG_NCASES(override_rows); i++) {
+		cJSON *o = cJSON_Parse(override_rows[i].json);
+		int rc;
+
+		TG_REQUIRE(o);
+		routing_defaults(&r);
+		strcpy(err, "");
+		rc = routing_overrides_parse(o, override_rows[i].which, &r, err, sizeof(err));
+		cJSON_Delete(o);
+		if (!override_rows[i].want[0]) {
+			TG_CHECK_INT(rc, 0);
+			continue;
+		}
+		TG_CHECK_INT(rc, -EINVAL);
+		TG_CHECK(strncmp(err, override_rows[i].want, strlen(override_rows[i].want)) == 0);
+		TG_CHECK_INT(r.nmodels + r.nservices, 0); /* nothing changed */
+		if (strncmp(err, override_rows[i].want, strlen(override_rows[i].want)) != 0)
+			printf("#   row %zu: got \"%s\"\n", i, err);
+	}
+	routing_defaults(&r);
+	TG_CHECK_INT(r.max_attempts, 3);
+	TG_CHECK_INT(r.cooldown_sec, 30);
+	TG_CHECK_INT(r.breaker_failures, 5);
+	TG_CHECK_INT(r.breaker_open_sec, 30);
+	TG_CHECK_INT(r.breaker_probes, 1);
+	r.policy = ROUTE_LATENCY;
+	cJSON *m = cJSON_Parse("{\"gpt-4\":\"cost_weighted\",\"g\":\"primary\"}");
+	cJSON *s = cJSON_Parse("{\"svc\":\"primary\"}");
+	TG_REQUIRE(m && s);
+	TG_CHECK_INT(routing_overrides_parse(m, "models", &r, err, sizeof(err)), 0);
+	TG_CHECK_INT(routing_overrides_parse(s, "services", &r, err, sizeof(err)), 0);
+	cJSON_Delete(m);
+	cJSON_Delete(s);
+	TG_CHECK_INT(routing_policy_for(&r, "gpt-4", "other"), ROUTE_COST);
+	TG_CHECK_INT(routing_policy_for(&r, "gpt-4", "svc"), ROUTE_PRIMARY); /* service first */
+	TG_CHECK_INT(routing_policy_for(&r, "gpt-4o", "other"), ROUTE_LATENCY);
+	TG_CHECK_INT(routing_policy_for(&r, "g", NULL), ROUTE_PRIMARY);
+}
+
 static const struct tg_case cases[] = {
     {"default: provider mock with the default models and prices", default_mock_provider},
     {"parse: a good config with every field", parse_good_config},
@@ -307,6 +383,8 @@ static const struct tg_case cases[] = {
      routing_picks_the_first_provider_serving_the_model},
     {"cost: exact, rounded up per part, 128-bit products, saturating",
      costs_are_exact_and_round_up},
+    {"routing: overrides parsed strictly; service, then model, then the default",
+     routing_overrides_and_policy_choice},
 };
 
 int main(void)

@@ -140,6 +140,7 @@ static void check_same_record(const struct usage_record *a, const struct usage_r
 		 a->completion_tokens == b->completion_tokens);
 	TG_CHECK(a->cost_nano == b->cost_nano && a->latency_us == b->latency_us);
 	TG_CHECK(a->bytes_in == b->bytes_in && a->bytes_out == b->bytes_out);
+	TG_CHECK_INT(a->attempts, b->attempts);
 }
 
 static void fill_str(char *dst, size_t size, char c)
@@ -164,6 +165,7 @@ static void codec_sample(int which, struct usage_record *r)
 		r->status = r->stream = UINT32_MAX;
 		r->prompt_tokens = r->completion_tokens = r->cost_nano = UINT64_MAX;
 		r->latency_us = r->bytes_in = r->bytes_out = UINT64_MAX;
+		r->attempts = UINT32_MAX;
 	} else if (which == 2) { /* every string empty, every number zero */
 		memset(r, 0, sizeof(*r));
 	} else if (which == 3) { /* UTF-8 and punctuation pass through as bytes */
@@ -182,7 +184,7 @@ static void codec_round_trip(void)
 		codec_sample(which, &r);
 		n = usage_record_encode(&r, buf, sizeof(buf));
 		TG_REQUIRE(n > 4);
-		TG_CHECK(buf[0] == 1 && buf[1] == 0); /* u16 format version 1, little-endian */
+		TG_CHECK(buf[0] == 2 && buf[1] == 0); /* u16 format version 2, little-endian */
 		memset(&d, 0xa5, sizeof(d));
 		TG_CHECK_INT(usage_record_decode(buf, (size_t)n, &d), 0);
 		check_same_record(&d, &r);
@@ -216,7 +218,8 @@ static const struct {
 	size_t off;    /* byte to change */
 	uint8_t value; /* its new value */
 } corrupt_table[] = {
-    {"format version 2", 0, 2},
+    {"format version 3", 0, 3},
+    {"format version 0", 0, 0},
     {"format version 256", 1, 1},
     {"another kind of record", 2, 1},
     {"request_id longer than its field", OFF_REQ_LEN, 48},
@@ -953,10 +956,34 @@ TMP_CASE(kill_9_rollups_match_surviving_records)
 	check_rollups(case_store, &sums);
 }
 
+/*
+ * A version 1 record (written before failover: no attempts field) still decodes, as one
+ * attempt; a version 1 header on a version 2 body does not.
+ */
+static void codec_reads_version_1(void)
+{
+	uint8_t buf[USAGE_RECORD_MAX];
+	struct usage_record r, d;
+	int n;
+
+	codec_sample(0, &r);
+	r.attempts = 3;
+	n = usage_record_encode(&r, buf, sizeof(buf));
+	TG_REQUIRE(n > 8);
+	buf[0] = 1;
+	TG_CHECK_INT(usage_record_decode(buf, (size_t)n, &d), -EINVAL);
+	TG_CHECK_INT(usage_record_decode(buf, (size_t)n - 4, &d), 0);
+	r.attempts = 1;
+	check_same_record(&d, &r);
+	buf[0] = 2;
+	TG_CHECK_INT(usage_record_decode(buf, (size_t)n - 4, &d), -EINVAL);
+}
+
 static const struct tg_case cases[] = {
     {"records encode and decode to themselves; short buffers refused", codec_round_trip},
     {"strings without a NUL in their field are not encoded", codec_refuses_unencodable},
     {"truncated, extended, mislabelled or corrupt records do not decode", codec_rejects_corruption},
+    {"a version 1 record (before attempts) decodes as one attempt", codec_reads_version_1},
     {"10k records, 3 keys x 2 services x 5 days: roll-ups equal brute-force sums",
      rollups_equal_brute_force_sums},
     {"day windows: today, 2, 3, 365, 366 days; service filter; neighbours apart",

@@ -70,6 +70,10 @@ static const struct ctl_cmd ctl_cmds[] = {
      "Shows the kernel fast path (GET /api/v1/kernel): mode, pinned maps, interfaces and\n"
      "how the programs are attached, packet counters by verdict, and the penalty box\n"
      "(up to N sources, default 20, 1..10000). Admin or viewer token.\n"},
+    {"providers", NULL, ctl_providers, "",
+     "Shows the upstream providers (GET /api/v1/providers): the routing policy, then per\n"
+     "provider its circuit breaker, priority, weight, attempts, recent error rate, moving\n"
+     "and median latency, failures by class, cooldown and base URL. Admin or viewer token.\n"},
 };
 
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))

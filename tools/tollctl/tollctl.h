@@ -101,6 +101,8 @@ int ctl_health(struct ctl *ctl, int argc, char **argv);
 int ctl_ready(struct ctl *ctl, int argc, char **argv);
 /* status.c */
 int ctl_status(struct ctl *ctl, int argc, char **argv);
+/* providers.c */
+int ctl_providers(struct ctl *ctl, int argc, char **argv);
 
 /* http.c */
 int http_send(struct ctl *ctl, const char *method, const char *path, const cJSON *body, bool auth,
