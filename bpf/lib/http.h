@@ -333,6 +333,21 @@ static __always_inline int tg_trim(const __u8 *buf, __u32 *s, __u32 *e, int at_e
 {
 	struct tg_trim t = {.buf = buf, .s = *s, .e = *e, .at_end = at_end};
 
+	/* No blank or a single one at that end (what clients send): decided without the loop. */
+	if (*e - *s >= 2 && *e > *s) {
+		__u32 at = at_end ? *e - 1 : *s, next = at_end ? *e - 2 : *s + 1;
+
+		if (!tg_is_ows(tg_byte(buf, at)))
+			return 1;
+		if (!tg_is_ows(tg_byte(buf, next))) {
+			if (at_end)
+				*e -= 1;
+			else
+				*s += 1;
+			return 1;
+		}
+	}
+
 	bpf_loop(TG_SCAN_MAX_OWS + 1, tg_trim_step, &t, 0);
 	if (!t.done || t.n > TG_SCAN_MAX_OWS)
 		return 0;
