@@ -34,7 +34,6 @@
 #define TG_SCAN_MAX_OWS	   32 /* longer runs of blanks around a key: the daemon decides */
 _Static_assert(TG_SCAN_MASK == TG_SIP_BUF_MASK, "keys are hashed in the scan buffer");
 
-
 /* A little-endian 64-bit word from eight bytes, for comparing eight bytes at once. */
 #define TG_LE8(a, b, c, d, e, f, g, h)                                                             \
 	((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16 | (__u64)(d) << 24 | (__u64)(e) << 32 |   \
@@ -133,9 +132,8 @@ static __always_inline __u32 tg_hdr_name(const __u8 *buf, __u32 s, __u32 *nlen)
 {
 	__u64 w0 = tg_load64(buf, s), w1 = tg_load64(buf, s + 8);
 
-	if ((w0 | TG_W_AUTH_FOLD) == TG_W_AUTH &&
-	    ((w1 | 0x2020202020ULL) & 0xffffffffffffULL) ==
-		TG_LE8('a', 't', 'i', 'o', 'n', ':', 0, 0)) {
+	if ((w0 | TG_W_AUTH_FOLD) == TG_W_AUTH && ((w1 | 0x2020202020ULL) & 0xffffffffffffULL) ==
+						      TG_LE8('a', 't', 'i', 'o', 'n', ':', 0, 0)) {
 		*nlen = 14;
 		return TG_HDR_AUTH;
 	}
@@ -248,8 +246,7 @@ static __always_inline __u64 tg_newlines(__u64 w)
 {
 	__u64 x = w ^ 0x0a0a0a0a0a0a0a0aULL;
 
-	return ~(((x & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL) | x) &
-	       0x8080808080808080ULL;
+	return ~(((x & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL) | x) & 0x8080808080808080ULL;
 }
 
 /* The byte index (0-7) of the lowest set bit of m, whose set bits are all bit 7 of bytes:

@@ -135,8 +135,9 @@ static void verified_insns(struct tollgate_tc *skel)
 
 	memset(&info, 0, sizeof(info));
 	if (bpf_obj_get_info_by_fd(bpf_program__fd(skel->progs.tg_tc_ingress), &info, &len) == 0)
-		printf("# bench_bpf_tc: tg_tc_ingress verified in %u instructions, %u bytes jited\n",
-		       info.verified_insns, info.jited_prog_len);
+		printf(
+		    "# bench_bpf_tc: tg_tc_ingress verified in %u instructions, %u bytes jited\n",
+		    info.verified_insns, info.jited_prog_len);
 }
 
 /* A private netns with lo and a veth (tga/tgb); a deferred listener on 127.0.0.1:8080 and a
