@@ -178,9 +178,9 @@ static __always_inline int tg_scan_line_end(struct tg_scan *c, const __u8 *buf, 
 		c->stop = TG_SCAN_GIVE_UP;
 		return 1;
 	}
-	/* A key line with nothing after its colon is no key line (as before: "X-API-Key:"
-	 * then the newline), while "X-API-Key:" then CR is one without a key. */
-	if (pend != TG_PEND_KEY || nl <= c->pend_val)
+	/* A key line with nothing after its colon ("X-API-Key:" then LF) is one without a key,
+	 * as "X-API-Key:" then CRLF: the daemon reads that first, empty header. */
+	if (pend != TG_PEND_KEY || nl < c->pend_val)
 		return 0;
 	i = c->nkey;
 	if (i >= TG_SCAN_MAX_KEYHDR) {
