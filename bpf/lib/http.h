@@ -2,9 +2,12 @@
 /*
  * The HTTP/1.x part of the TC program: is this segment the start of a request, and which API
  * key does it present? The first TG_SCAN_CAP payload bytes are copied into a per-CPU scratch
- * buffer and scanned there in bpf_loop callbacks, eight bytes per step (a newline test on a
- * whole word), because byte loops over packet data verified inline blow the verifier's
- * budget (KERNEL-NOTES).
+ * buffer and scanned there in bpf_loop callbacks, because byte loops over packet data
+ * verified inline blow the verifier's budget (KERNEL-NOTES). Each step tests 64 bytes for
+ * newlines, a word at a time; at a newline, one more word (the next line's first eight
+ * bytes) says whether that line can matter at all: only the header block's end, an obs-fold
+ * and the two key header names do, and each is decided when its line starts (the key line
+ * is recorded when its end is found). Every other line costs nothing more.
  *
  * The key is read the way the daemon reads it (userspace/dataplane.c presented_key and
  * http.c http_bearer_token): `Authorization: Bearer <token>` (scheme case-insensitive,
@@ -31,11 +34,6 @@
 #define TG_SCAN_MAX_OWS	   32 /* longer runs of blanks around a key: the daemon decides */
 _Static_assert(TG_SCAN_MASK == TG_SIP_BUF_MASK, "keys are hashed in the scan buffer");
 
-/* The per-CPU copy of the payload's start (a struct: global functions take sized memory). */
-struct tg_scan_buf {
-	__u8 b[TG_SCAN_ROOM];
-};
-
 /* A little-endian 64-bit word from eight bytes, for comparing eight bytes at once. */
 #define TG_LE8(a, b, c, d, e, f, g, h)                                                             \
 	((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16 | (__u64)(d) << 24 | (__u64)(e) << 32 |   \
@@ -53,14 +51,28 @@ enum tg_scan_stop {
 	TG_SCAN_GIVE_UP = 3,  /* obs-fold or too many key headers: the daemon decides */
 };
 
-/* State shared with the bpf_loop callbacks (they see it through their context pointer). */
+/* What the line being read awaits at its end (the next newline), decided at its start. */
+enum tg_scan_pend {
+	TG_PEND_NONE = 0, /* a line that cannot matter: the fast path skips its end */
+	TG_PEND_REQ = 1,  /* the request line */
+	TG_PEND_FOLD = 2, /* an obs-fold line: complete, it stops the scan */
+	TG_PEND_KEY = 3,  /* a key header line: complete, it is recorded */
+};
+
+/*
+ * The scan's state. It lives in the per-CPU scratch map next to the payload copy, not on the
+ * stack: the verifier knows nothing of values read from map memory, so the callbacks are
+ * verified for any state at once. On the stack, every combination of what the scan had
+ * found (the pending line, the key lines so far) was a state of its own, each followed
+ * through the rest of the 64-byte step: 0.5M verified instructions instead of 75k.
+ */
 struct tg_scan {
-	const __u8 *buf;		     /* the scratch copy of the payload */
-	const struct tg_secret *secret;	     /* SipHash key of the key hashes */
 	__u32 len;			     /* bytes copied */
 	__u32 method_len;		     /* bytes before the first SP */
-	__u32 line;			     /* offset where the current line starts */
-	__u32 nlines;			     /* lines ended so far */
+	__u32 reqline;			     /* 1 once a complete request line was accepted */
+	__u32 pend;			     /* enum tg_scan_pend: what the current line awaits */
+	__u32 pend_kind;		     /* TG_PEND_KEY: enum tg_hdr_kind */
+	__u32 pend_val;			     /* TG_PEND_KEY: offset just after the colon */
 	__u32 stop;			     /* enum tg_scan_stop */
 	__u32 nkey;			     /* key header lines found */
 	__u32 val_start[TG_SCAN_MAX_KEYHDR]; /* offset just after the colon */
@@ -72,6 +84,19 @@ struct tg_scan {
 	__u64 bad;   /* keys differ, blanks too long, or a key longer than TG_KEY_MAX_LEN */
 	__u64
 	    seen; /* bit 2 * kind: a line of that kind had a key; bit 2 * kind + 1: one had none */
+};
+
+/* The per-CPU copy of the payload's start and the scan's state (a struct: global functions
+ * take sized memory). */
+struct tg_scan_buf {
+	__u8 b[TG_SCAN_ROOM];
+	struct tg_scan st;
+};
+
+/* What the bpf_loop callbacks get as their context (it must be on the stack). */
+struct tg_scan_ref {
+	struct tg_scan_buf *sb;
+	const struct tg_secret *secret; /* SipHash key of the key hashes */
 };
 
 static __always_inline __u64 tg_load64(const __u8 *buf, __u32 off)
@@ -90,24 +115,29 @@ static __always_inline int tg_is_ows(__u8 c)
 	return c == ' ' || c == '\t';
 }
 
+#define TG_W_AUTH TG_LE8('a', 'u', 't', 'h', 'o', 'r', 'i', 'z')
+#define TG_W_XKEY TG_LE8('x', '-', 'a', 'p', 'i', '-', 'k', 'e')
+/* OR-ed into a word before comparing it with TG_W_AUTH / TG_W_XKEY: 0x20 makes letters lower
+ * case and leaves a letter equal to a lower-case one only when it is that letter; the '-'
+ * bytes are compared as they are. */
+#define TG_W_AUTH_FOLD 0x2020202020202020ULL
+#define TG_W_XKEY_FOLD 0x2020002020200020ULL
+
 /*
  * Header name at s, case-insensitive and followed directly by ':' (RFC 9112 forbids blanks
- * before the colon). Letters compare with 0x20 OR-ed in: c | 0x20 equals a lower-case letter
- * only for that letter in either case. Returns the kind and the name length with colon.
+ * before the colon). Returns the kind and the name length with colon. The name has no
+ * newline in it, so a line that ends after it holds it whole; the caller checks that end.
  */
-static __always_inline __u32 tg_hdr_name(const __u8 *buf, __u32 s, __u32 eol, __u32 *nlen)
+static __always_inline __u32 tg_hdr_name(const __u8 *buf, __u32 s, __u32 *nlen)
 {
 	__u64 w0 = tg_load64(buf, s), w1 = tg_load64(buf, s + 8);
 
-	if (eol > s + 14 &&
-	    (w0 | 0x2020202020202020ULL) == TG_LE8('a', 'u', 't', 'h', 'o', 'r', 'i', 'z') &&
-	    ((w1 | 0x2020202020ULL) & 0xffffffffffffULL) ==
-		TG_LE8('a', 't', 'i', 'o', 'n', ':', 0, 0)) {
+	if ((w0 | TG_W_AUTH_FOLD) == TG_W_AUTH && ((w1 | 0x2020202020ULL) & 0xffffffffffffULL) ==
+						      TG_LE8('a', 't', 'i', 'o', 'n', ':', 0, 0)) {
 		*nlen = 14;
 		return TG_HDR_AUTH;
 	}
-	if (eol > s + 10 &&
-	    (w0 | 0x2020002020200020ULL) == TG_LE8('x', '-', 'a', 'p', 'i', '-', 'k', 'e') &&
+	if ((w0 | TG_W_XKEY_FOLD) == TG_W_XKEY &&
 	    ((w1 | 0x20ULL) & 0xffffULL) == TG_LE8('y', ':', 0, 0, 0, 0, 0, 0)) {
 		*nlen = 10;
 		return TG_HDR_XKEY;
@@ -116,76 +146,153 @@ static __always_inline __u32 tg_hdr_name(const __u8 *buf, __u32 s, __u32 eol, __
 }
 
 /* The request line ends at nl: "METHOD SP target SP HTTP/1.d" with CRLF or bare LF. */
-static __always_inline int tg_request_line_ok(const struct tg_scan *c, __u32 nl)
+static __always_inline int tg_request_line_ok(const struct tg_scan *c, const __u8 *buf, __u32 nl)
 {
 	__u32 e = nl;
 
-	if (e > 0 && tg_byte(c->buf, e - 1) == '\r')
+	if (e > 0 && tg_byte(buf, e - 1) == '\r')
 		e--;
 	/* method, SP, at least one target byte, then " HTTP/1." and a digit */
 	if (e < c->method_len + 2 + 9)
 		return 0;
-	if (tg_load64(c->buf, e - 9) != TG_LE8(' ', 'H', 'T', 'T', 'P', '/', '1', '.'))
+	if (tg_load64(buf, e - 9) != TG_LE8(' ', 'H', 'T', 'T', 'P', '/', '1', '.'))
 		return 0;
-	return tg_byte(c->buf, e - 1) >= '0' && tg_byte(c->buf, e - 1) <= '9';
+	return tg_byte(buf, e - 1) >= '0' && tg_byte(buf, e - 1) <= '9';
 }
 
-/* A line ended at nl. Returns 1 to stop the scan. */
-static __always_inline int tg_scan_line(struct tg_scan *c, __u32 nl)
+/* The line that ended at nl is complete: what it awaited happens. Returns 1 to stop. */
+static __always_inline int tg_scan_line_end(struct tg_scan *c, const __u8 *buf, __u32 nl)
 {
-	__u32 s = c->line, kind, nlen = 0, i;
-	__u8 first;
+	__u32 pend = c->pend, i;
 
-	c->line = nl + 1;
-	if (c->nlines++ == 0) {
-		if (tg_request_line_ok(c, nl))
+	c->pend = TG_PEND_NONE;
+	if (pend == TG_PEND_REQ) {
+		if (tg_request_line_ok(c, buf, nl)) {
+			c->reqline = 1;
 			return 0;
+		}
 		c->stop = TG_SCAN_NOT_HTTP;
 		return 1;
 	}
-	first = tg_byte(c->buf, s);
-	if (nl == s || (nl == s + 1 && first == '\r')) {
-		c->stop = TG_SCAN_HDR_END;
-		return 1;
-	}
-	if (tg_is_ows(first)) { /* obs-fold: the previous field continues here */
+	if (pend == TG_PEND_FOLD) { /* obs-fold: the previous field continues here */
 		c->stop = TG_SCAN_GIVE_UP;
 		return 1;
 	}
-	kind = tg_hdr_name(c->buf, s, nl, &nlen);
-	if (!kind)
+	/* A key line with nothing after its colon ("X-API-Key:" then LF) is one without a key,
+	 * as "X-API-Key:" then CRLF: the daemon reads that first, empty header. */
+	if (pend != TG_PEND_KEY || nl < c->pend_val)
 		return 0;
 	i = c->nkey;
 	if (i >= TG_SCAN_MAX_KEYHDR) {
 		c->stop = TG_SCAN_GIVE_UP;
 		return 1;
 	}
-	c->val_start[i & (TG_SCAN_MAX_KEYHDR - 1)] = s + nlen;
+	c->val_start[i & (TG_SCAN_MAX_KEYHDR - 1)] = c->pend_val;
 	c->val_end[i & (TG_SCAN_MAX_KEYHDR - 1)] = nl;
-	c->kind[i & (TG_SCAN_MAX_KEYHDR - 1)] = kind;
+	c->kind[i & (TG_SCAN_MAX_KEYHDR - 1)] = c->pend_kind;
 	c->nkey = i + 1;
 	return 0;
 }
 
-/* bpf_loop callback: the eight bytes at index * 8. */
-static long tg_scan_word(__u64 index, void *arg)
+/*
+ * A newline at nl: the line before it ends, the one after it starts. The new line's first
+ * bytes say what it can be: the empty line that ends the header block (it stops the scan at
+ * once), an obs-fold, a key header, or anything else. Returns 1 to stop the scan.
+ */
+static __always_inline int tg_scan_newline(struct tg_scan *c, const __u8 *buf, __u32 nl)
 {
-	struct tg_scan *c = arg;
-	__u32 off = (__u32)index * 8;
-	__u64 w, x, t;
+	__u32 s = nl + 1, kind, nlen = 0;
+	__u8 first;
 
-	if (off >= c->len)
+	if (tg_scan_line_end(c, buf, nl))
 		return 1;
-	w = tg_load64(c->buf, off);
-	/* Bytes equal to '\n' become zero in x; t has bit 7 clear exactly in those bytes. */
-	x = w ^ 0x0a0a0a0a0a0a0a0aULL;
-	t = ((x & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL) | x | 0x7f7f7f7f7f7f7f7fULL;
-	if (t == ~0ULL)
+	/* A line starting past the copy cannot be complete in it. */
+	if (s >= c->len)
 		return 0;
-	for (int j = 0; j < 8; j++) {
-		if (t & (0x80ULL << (8 * j)))
-			continue;
-		if (tg_scan_line(c, off + j))
+	first = tg_byte(buf, s);
+	if (first == '\n' || (first == '\r' && s + 1 < c->len && tg_byte(buf, s + 1) == '\n')) {
+		c->stop = TG_SCAN_HDR_END;
+		return 1;
+	}
+	if (tg_is_ows(first)) {
+		c->pend = TG_PEND_FOLD;
+		return 0;
+	}
+	kind = tg_hdr_name(buf, s, &nlen);
+	if (kind) {
+		c->pend = TG_PEND_KEY;
+		c->pend_kind = kind;
+		c->pend_val = s + nlen;
+	}
+	return 0;
+}
+
+/*
+ * 1 when the newline at nl needs tg_scan_newline: the line before it awaits its end, or the
+ * line after it may be the header block's end, an obs-fold (both start with a byte <= SP)
+ * or a key header (its first eight bytes, case-folded, are those of a key header's name).
+ * Every other newline ends a line that changes nothing and starts another such line.
+ */
+static __always_inline int tg_newline_matters(const struct tg_scan *c, const __u8 *buf, __u32 nl)
+{
+	__u64 h = tg_load64(buf, nl + 1);
+
+	return c->pend != TG_PEND_NONE || (__u8)h <= ' ' || (h | TG_W_AUTH_FOLD) == TG_W_AUTH ||
+	       (h | TG_W_XKEY_FOLD) == TG_W_XKEY;
+}
+
+/* Bit 7 of each byte of the result is set where w has a '\n' byte (exact, no carries). */
+static __always_inline __u64 tg_newlines(__u64 w)
+{
+	__u64 x = w ^ 0x0a0a0a0a0a0a0a0aULL;
+
+	return ~(((x & 0x7f7f7f7f7f7f7f7fULL) + 0x7f7f7f7f7f7f7f7fULL) | x) & 0x8080808080808080ULL;
+}
+
+/* The byte index (0-7) of the lowest set bit of m, whose set bits are all bit 7 of bytes:
+ * (b >> 7) is 1 << 8j; multiplying shifts the constant's byte 7 - j (which holds j) to the
+ * top. BPF has no count-trailing-zeros instruction. */
+static __always_inline __u32 tg_lowest_lane(__u64 m)
+{
+	__u64 b = m & (0 - m);
+
+	return (__u32)(((b >> 7) * 0x0001020304050607ULL) >> 56);
+}
+
+/* The newlines of the word at off (mask m). Returns 1 to stop the scan. */
+static __always_inline int tg_scan_lanes(struct tg_scan *c, const __u8 *buf, __u32 off, __u64 m)
+{
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < 8 && m; i++) {
+		__u32 nl = off + tg_lowest_lane(m);
+
+		m &= m - 1;
+		if (tg_newline_matters(c, buf, nl) && tg_scan_newline(c, buf, nl))
+			return 1;
+	}
+	return 0;
+}
+
+#define TG_SCAN_WORDS 8 /* words per bpf_loop step */
+
+/* bpf_loop callback: the TG_SCAN_WORDS words from index * 8 * TG_SCAN_WORDS. The buffer and
+ * length are read once into locals: most words hold no newline and cost a load, the newline
+ * test and a branch. */
+static long tg_scan_block(__u64 index, void *arg)
+{
+	struct tg_scan_ref *ref = arg;
+	struct tg_scan *c = &ref->sb->st;
+	const __u8 *buf = ref->sb->b;
+	__u32 off = (__u32)index * (8 * TG_SCAN_WORDS), len = c->len;
+
+#pragma unroll
+	for (int k = 0; k < TG_SCAN_WORDS; k++, off += 8) {
+		__u64 m;
+
+		if (off >= len)
+			return 1;
+		m = tg_newlines(tg_load64(buf, off));
+		if (m && tg_scan_lanes(c, buf, off, m))
 			return 1;
 	}
 	return 0;
@@ -222,6 +329,21 @@ static long tg_trim_step(__u64 index, void *arg)
 static __always_inline int tg_trim(const __u8 *buf, __u32 *s, __u32 *e, int at_end)
 {
 	struct tg_trim t = {.buf = buf, .s = *s, .e = *e, .at_end = at_end};
+
+	/* No blank or a single one at that end (what clients send): decided without the loop. */
+	if (*e - *s >= 2 && *e > *s) {
+		__u32 at = at_end ? *e - 1 : *s, next = at_end ? *e - 2 : *s + 1;
+
+		if (!tg_is_ows(tg_byte(buf, at)))
+			return 1;
+		if (!tg_is_ows(tg_byte(buf, next))) {
+			if (at_end)
+				*e -= 1;
+			else
+				*s += 1;
+			return 1;
+		}
+	}
 
 	bpf_loop(TG_SCAN_MAX_OWS + 1, tg_trim_step, &t, 0);
 	if (!t.done || t.n > TG_SCAN_MAX_OWS)
@@ -267,7 +389,9 @@ static __always_inline int tg_value_key(const __u8 *buf, __u32 kind, __u32 *s, _
  */
 static long tg_scan_key(__u64 index, void *arg)
 {
-	struct tg_scan *c = arg;
+	struct tg_scan_ref *ref = arg;
+	struct tg_scan *c = &ref->sb->st;
+	const __u8 *buf = ref->sb->b;
 	__u32 i = (__u32)index & (TG_SCAN_MAX_KEYHDR - 1);
 	__u32 s = c->val_start[i], e = c->val_end[i], kind = c->kind[i] & 3, len;
 	__u64 h, first;
@@ -277,7 +401,7 @@ static long tg_scan_key(__u64 index, void *arg)
 		c->bad = 1;
 		return 1;
 	}
-	rc = tg_value_key(c->buf, kind, &s, &e);
+	rc = tg_value_key(buf, kind, &s, &e);
 	if (rc < 0) {
 		c->bad = 1;
 		return 1;
@@ -291,7 +415,7 @@ static long tg_scan_key(__u64 index, void *arg)
 		c->bad = 1;
 		return 1;
 	}
-	h = tg_bpf_siphash64(c->secret, c->buf, s & TG_SCAN_MASK, len);
+	h = tg_bpf_siphash64(ref->secret, buf, s & TG_SCAN_MASK, len);
 	first = 0 - (1 - (c->have & 1)); /* all ones if this is the first key */
 	c->bad |= c->have & (__u64)(h != c->khash);
 	c->khash = (c->khash & ~first) | (h & first);
@@ -325,19 +449,22 @@ static __always_inline __u32 tg_method_len(const __u8 *buf, __u32 len)
 __noinline int tg_http_key(struct __sk_buff *skb, const struct tg_pkt *p, struct tg_scan_buf *sb,
 			   const struct tg_secret *secret, __u64 *khash)
 {
-	struct tg_scan c = {};
+	struct tg_scan_ref ref = {.sb = sb, .secret = secret};
+	struct tg_scan *c;
 	__u8 *buf;
 	__u32 n, probe;
 
 	if (!skb || !p || !sb || !secret || !khash)
 		return TG_V_MALFORMED;
 	buf = sb->b;
+	c = &sb->st;
+	__builtin_memset(c, 0, sizeof(*c));
 	n = p->pay_len < TG_SCAN_CAP ? p->pay_len : TG_SCAN_CAP;
 	probe = n < TG_SCAN_PROBE ? n : TG_SCAN_PROBE;
 	if (probe == 0 || bpf_skb_load_bytes(skb, p->pay_off, buf, probe & 0x1f))
 		return TG_V_MALFORMED;
-	c.method_len = tg_method_len(buf, probe);
-	if (c.method_len == 0)
+	c->method_len = tg_method_len(buf, probe);
+	if (c->method_len == 0)
 		return TG_V_NOT_HTTP;
 	n &= 0xfff;
 	if (n > TG_SCAN_PROBE) {
@@ -355,23 +482,22 @@ __noinline int tg_http_key(struct __sk_buff *skb, const struct tg_pkt *p, struct
 		*(__u64 *)(buf + n) = 0;
 		*(__u64 *)(buf + n + 8) = 0;
 	}
-	c.buf = buf;
-	c.secret = secret;
-	c.len = n;
-	bpf_loop((n + 7) / 8, tg_scan_word, &c, 0);
-	if (c.stop == TG_SCAN_NOT_HTTP)
+	c->len = n;
+	c->pend = TG_PEND_REQ;
+	bpf_loop((n + 8 * TG_SCAN_WORDS - 1) / (8 * TG_SCAN_WORDS), tg_scan_block, &ref, 0);
+	if (c->stop == TG_SCAN_NOT_HTTP)
 		return TG_V_NOT_HTTP;
 	/* No complete request line in the copy, a folded line, or no key line at all. */
-	if (c.nlines == 0 || c.stop == TG_SCAN_GIVE_UP || c.nkey == 0)
+	if (!c->reqline || c->stop == TG_SCAN_GIVE_UP || c->nkey == 0)
 		return TG_V_NO_KEY;
-	bpf_loop(c.nkey, tg_scan_key, &c, 0);
-	if (c.bad || !c.have)
+	bpf_loop(c->nkey, tg_scan_key, &ref, 0);
+	if (c->bad || !c->have)
 		return TG_V_NO_KEY;
 	/* The daemon reads only the first header of each name: one without a key and another
 	 * with one would leave it with a different key, or none. */
-	if ((c.seen >> (2 * TG_HDR_AUTH) & 3) == 3 || (c.seen >> (2 * TG_HDR_XKEY) & 3) == 3)
+	if ((c->seen >> (2 * TG_HDR_AUTH) & 3) == 3 || (c->seen >> (2 * TG_HDR_XKEY) & 3) == 3)
 		return TG_V_NO_KEY;
-	*khash = c.khash;
+	*khash = c->khash;
 	return 0;
 }
 

@@ -94,13 +94,35 @@ struct tg_refusal {
 	__u64 rate_milli; /* second window: sustained rate in requests per 1000 s */
 };
 
+/*
+ * x / 10 for any 32-bit x, without a division: 0xCCCCCCCD / 2^35 is 1/10 closely enough
+ * that the product's top bits are exact (the usual reciprocal for 32-bit operands). BPF has
+ * no multiply-high, so clang emits a real 64-bit division for a 64-bit "/ 10": tens of
+ * cycles each, and a refusal's numbers took over a hundred of them.
+ */
+static __always_inline __u32 tg_div10(__u32 x)
+{
+	return (__u32)(((__u64)x * 0xCCCCCCCDULL) >> 35);
+}
+
 /* v's decimal digits right-aligned so that the last one is at end - 1. */
 static __always_inline void tg_put_num_right(__u8 *out, __u32 end, __u64 v)
 {
-	for (int i = 1; i <= 20; i++) {
+	__u32 lo;
+	int i = 1;
+
+	/* Digits above 32 bits (no figure of a real window) the slow way. */
+	for (; i <= 20 && v > 0xffffffffULL; i++) {
 		out[(end - i) & TG_R_MASK] = '0' + v % 10;
 		v /= 10;
-		if (!v)
+	}
+	lo = (__u32)v;
+	for (; i <= 20; i++) {
+		__u32 q = tg_div10(lo);
+
+		out[(end - i) & TG_R_MASK] = '0' + (lo - q * 10);
+		lo = q;
+		if (!lo)
 			break;
 	}
 }
@@ -109,11 +131,11 @@ static __always_inline void tg_put_num_right(__u8 *out, __u32 end, __u64 v)
  * min_dec kept ("1.5", "60", "2.0" with min_dec 1). Digits of the fraction, first to last. */
 static __always_inline __u32 tg_frac_digits(__u64 ms, __u32 min_dec, __u8 d[3])
 {
-	__u32 f = ms % 1000, n = 3;
+	__u32 f = ms % 1000, f10 = tg_div10(f), f100 = tg_div10(f10), n = 3;
 
-	d[0] = '0' + f / 100;
-	d[1] = '0' + f / 10 % 10;
-	d[2] = '0' + f % 10;
+	d[0] = '0' + f100;
+	d[1] = '0' + (f10 - f100 * 10);
+	d[2] = '0' + (f - f10 * 10);
 	if (n > min_dec && d[2] == '0')
 		n = 2;
 	if (n == 2 && n > min_dec && d[1] == '0')
@@ -204,11 +226,22 @@ static __always_inline void tg_rput_u64(struct tg_cur *c, __u64 v)
 
 	if (v > TG_R_NUM_MAX)
 		v = TG_R_NUM_MAX;
+	__u32 part[2];
+
 	for (int k = 1; k < 18; k++, p *= 10)
 		n += tg_ge(v, p);
-	for (int i = 1; i <= 18; i++) {
-		c->out[(c->pos - i) & TG_R_MASK] = '0' + v % 10;
-		v /= 10;
+	/* Two 9-digit halves: one 64-bit division, then 32-bit arithmetic (tg_div10). */
+	part[1] = (__u32)(v / 1000000000ULL);
+	part[0] = (__u32)(v - part[1] * 1000000000ULL);
+	for (int h = 0; h < 2; h++) {
+		__u32 x = part[h];
+
+		for (int i = 1; i <= 9; i++) {
+			__u32 q = tg_div10(x);
+
+			c->out[(c->pos - 9 * h - i) & TG_R_MASK] = '0' + (x - q * 10);
+			x = q;
+		}
 	}
 	c->pos -= n;
 }
@@ -219,23 +252,26 @@ static __always_inline void tg_rput_u64(struct tg_cur *c, __u64 v)
  */
 static __always_inline void tg_rput_ms(struct tg_cur *c, __u64 ms, __u32 min_dec)
 {
-	__u64 f = ms % 1000, n, pow;
+	__u64 secs = ms / 1000, n, shown;
+	__u32 f = (__u32)(ms - secs * 1000), f10 = tg_div10(f), f100 = tg_div10(f10);
 
 	/* decimals shown, up to the last non-zero one: 3 minus the trailing zeros */
-	n = tg_nz(f % 10) + tg_nz(f % 100) + tg_nz(f);
+	n = tg_nz(f - f10 * 10) + tg_nz(f - f100 * 100) + tg_nz(f);
 	if (min_dec)
 		n += 1 - tg_nz(n);
-	/* the shown decimals as a number: f / 10^(3 - n) */
-	pow = 1 + 9 * (1 - tg_ge(n, 3)) + 90 * (1 - tg_ge(n, 2)) + 900 * (1 - tg_ge(n, 1));
-	f /= pow;
+	/* the shown decimals as a number, f / 10^(3 - n), chosen without a branch (n = 0
+	 * only when f = 0, where every choice is 0) */
+	shown = f100 + (__u64)(f10 - f100) * tg_ge(n, 2) + (__u64)(f - f10) * tg_ge(n, 3);
 	for (int i = 1; i <= 3; i++) {
-		c->out[(c->pos - i) & TG_R_MASK] = '0' + f % 10;
-		f /= 10;
+		__u32 q = tg_div10((__u32)shown);
+
+		c->out[(c->pos - i) & TG_R_MASK] = '0' + ((__u32)shown - q * 10);
+		shown = q;
 	}
 	c->pos -= n;
 	c->out[(c->pos - 1) & TG_R_MASK] = '.';
 	c->pos -= tg_nz(n); /* no decimals: the integer's last digit overwrites the dot */
-	tg_rput_u64(c, ms / 1000);
+	tg_rput_u64(c, secs);
 }
 
 /*

@@ -126,6 +126,20 @@ static int bench_passes(struct tollgate_tc *skel, int base_fd, int rounds, int r
 	return 0;
 }
 
+/* The verifier's work for the program (all its functions): the cost of a change to the scan
+ * shows here too. */
+static void verified_insns(struct tollgate_tc *skel)
+{
+	struct bpf_prog_info info;
+	__u32 len = sizeof(info);
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(bpf_program__fd(skel->progs.tg_tc_ingress), &info, &len) == 0)
+		printf(
+		    "# bench_bpf_tc: tg_tc_ingress verified in %u instructions, %u bytes jited\n",
+		    info.verified_insns, info.jited_prog_len);
+}
+
 /* A private netns with lo and a veth (tga/tgb); a deferred listener on 127.0.0.1:8080 and a
  * connected client: its port, or -1. The namespace dies with the process. */
 static int refusal_world(int *ifindex)
@@ -214,6 +228,7 @@ int main(void)
 	skel = tollgate_tc__open();
 	if (!skel || tg_bpf_unpin_all(skel->obj) || tollgate_tc__load(skel) || world_set(skel))
 		goto out;
+	verified_insns(skel);
 	base_fd = bench_baseline_prog(BPF_PROG_TYPE_SCHED_CLS, TC_ACT_UNSPEC);
 	if (base_fd < 0 || bench_passes(skel, base_fd, rounds, repeat) ||
 	    bench_refusal(skel, bench_env_int("BENCH_REFUSALS", 2000)))

@@ -15,6 +15,11 @@
 #      Both wrk share CPU 0; the flooding one runs at nice 19 so that the well-behaved one is
 #      not slowed by a faster flood (the kernel refuses ~2x faster than nginx, and a wrk
 #      spinning on refusals would take CPU 0 from its neighbour: a client-side artefact).
+#      BENCH_NN_FLOOD_CPUS (default "0") lists the CPUs the flooding wrk is run on, one pass
+#      each: on CPU 1 it sits with the servers, so everything the flood costs (its client,
+#      and the gateway side's receive work, which veth runs in the sender's context) lands
+#      on the servers' CPU, as a flood from another machine would, and the neighbours' own
+#      client on CPU 0 is not slowed by it; metrics of that pass end in _floodcpu1.
 #   3. keepalive_abuse: a client ignoring Retry-After on keep-alive connections. tollgate:
 #      Connection: close after data.close_after_refusals, kernel 429s, then the XDP penalty
 #      box drops its SYNs; measured after the escalation (BENCH_WARM s). nginx answers every
@@ -29,7 +34,8 @@
 # usage: tools/bench/bench_kernel.sh [BUILD_DIR]
 # Environment: BENCH_SEC (seconds per load run, default 5), BENCH_REPS (runs per figure, the
 # median is reported, default 3), BENCH_WARM (seconds of escalation before scenario 3 is
-# measured, default 6), BENCH_ONLY (scenarios to run, default "1 2 3"). Every load run is bounded (wrk -d, timeout); the trap stops every
+# measured, default 6), BENCH_ONLY (scenarios to run, default "1 2 3"), BENCH_NN_FLOOD_CPUS
+# (scenario 2, above). Every load run is bounded (wrk -d, timeout); the trap stops every
 # process started here by PID and removes the namespaces, pins and temporary directory.
 set -euo pipefail
 
@@ -294,25 +300,29 @@ nn() { # NAME URL: sets NN_RPS0 NN_P990 (alone) NN_RPS1 NN_P991 (beside the floo
 		wrk_run "$name.alone.$r" "$url" "$tmp/good.keys" 16 0 "$SEC"
 		a+=("$RPS") b+=("$P99")
 		local e0=$ERRS
-		nsenter --net="/run/netns/$CL_NS" env BENCH_KEYS="$tmp/flood.keys" BENCH_CLOSE=1 timeout $((SEC + 20)) taskset -c $LCPU nice -n 19 \
+		nsenter --net="/run/netns/$CL_NS" env BENCH_KEYS="$tmp/flood.keys" BENCH_CLOSE=1 timeout $((SEC + 20)) taskset -c "$NN_FCPU" nice -n 19 \
 			wrk -t1 -c32 -d"$((SEC + 2))s" --timeout 2s -s "$lua" "$url" >"$tmp/wrk.$name.flood.$r" 2>&1 &
 		fp=$!
 		sleep 1
 		wrk_run "$name.flooded.$r" "$url" "$tmp/good.keys" 16 0 "$SEC"
 		wait "$fp" || true
 		c+=("$RPS") d+=("$P99")
-		echo "# $name run $r: alone ${a[-1]} req/s p99 ${b[-1]}us errors(c/r/w/t) $e0; beside the flood ${c[-1]} req/s p99 ${d[-1]}us errors $ERRS non2xx $NON2XX; flood: $(grep '^RESULT' "$tmp/wrk.$name.flood.$r" | cut -c1-60)"
+		echo "# $name run $r: alone ${a[-1]} req/s p99 ${b[-1]}us errors(c/r/w/t) $e0; beside the flood ${c[-1]} req/s p99 ${d[-1]}us errors $ERRS non2xx $NON2XX; flood: $(grep '^RESULT' "$tmp/wrk.$name.flood.$r" | cut -d' ' -f2-4)"
 	done
 	NN_RPS0=$(echo "${a[*]}" | median) NN_P990=$(echo "${b[*]}" | median)
 	NN_RPS1=$(echo "${c[*]}" | median) NN_P991=$(echo "${d[*]}" | median)
 }
 if has 2; then
-nn tollgate "http://$TG_DATA/v1/models"
-metric noisy_neighbour_tollgate_throughput "$NN_RPS1" req/s "$NN_RPS0" ">=0.9x" "$(yesno "$NN_RPS1 >= 0.9 * $NN_RPS0")"
-metric noisy_neighbour_tollgate_p99 "$NN_P991" us "$NN_P990" "<=1.5x" "$(yesno "$NN_P991 <= 1.5 * $NN_P990")"
-nn nginx "http://$NGINX/v1/models"
-metric noisy_neighbour_nginx_throughput "$NN_RPS1" req/s "$NN_RPS0" ">=0.9x" "$(yesno "$NN_RPS1 >= 0.9 * $NN_RPS0")"
-metric noisy_neighbour_nginx_p99 "$NN_P991" us "$NN_P990" "<=1.5x" "$(yesno "$NN_P991 <= 1.5 * $NN_P990")"
+for NN_FCPU in ${BENCH_NN_FLOOD_CPUS:-$LCPU}; do
+	sfx= && [ "$NN_FCPU" = "$LCPU" ] || sfx=_floodcpu$NN_FCPU
+	echo "# flooding wrk on CPU $NN_FCPU (neighbours' wrk on CPU $LCPU, servers on CPU $SCPU)"
+	nn "tollgate$sfx" "http://$TG_DATA/v1/models"
+	metric "noisy_neighbour_tollgate_throughput$sfx" "$NN_RPS1" req/s "$NN_RPS0" ">=0.9x" "$(yesno "$NN_RPS1 >= 0.9 * $NN_RPS0")"
+	metric "noisy_neighbour_tollgate_p99$sfx" "$NN_P991" us "$NN_P990" "<=1.5x" "$(yesno "$NN_P991 <= 1.5 * $NN_P990")"
+	nn "nginx$sfx" "http://$NGINX/v1/models"
+	metric "noisy_neighbour_nginx_throughput$sfx" "$NN_RPS1" req/s "$NN_RPS0" ">=0.9x" "$(yesno "$NN_RPS1 >= 0.9 * $NN_RPS0")"
+	metric "noisy_neighbour_nginx_p99$sfx" "$NN_P991" us "$NN_P990" "<=1.5x" "$(yesno "$NN_P991 <= 1.5 * $NN_P990")"
+done
 fi
 has 3 || exit 0
 
