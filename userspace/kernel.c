@@ -549,8 +549,6 @@ int kernel_attach(struct kernel *k, uint16_t port)
 
 void kernel_close(struct kernel *k)
 {
-	int *fds[] = {&k->ifaces_fd, &k->lock_fd};
-
 	if (!k)
 		return;
 	for (size_t i = 0; i < KERNEL_MAX_IFACES; i++)
@@ -559,10 +557,10 @@ void kernel_close(struct kernel *k)
 		munmap(k->slots, k->slots_len);
 	/* the map fds belong to the object, closed with it */
 	bpf_object__close(k->tc_obj);
-	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
-		if (*fds[i] >= 0)
-			close(*fds[i]);
-	}
+	if (k->ifaces_fd >= 0)
+		close(k->ifaces_fd);
+	if (k->lock_fd >= 0)
+		close(k->lock_fd);
 	pthread_mutex_destroy(&k->cfg_lock);
 	free(k);
 }
