@@ -209,6 +209,8 @@ void budget_on_release(struct budget *b,
 void budget_message(const struct budget_hit *hit, char *buf, size_t len);
 /* An amount of hit's kind as text: "10.00 USD", "1200 tokens", "3.5 s", ... */
 void budget_amount(enum budget_kind k, uint64_t v, char *buf, size_t len);
+/* limits.downgrade ("from=to,..."): the model to call instead of model into out, or NULL. */
+const char *budget_downgrade_of(const char *map, const char *model, char *out, size_t len);
 /* True when a refusal of this limit is "insufficient_quota" (else rate_limit_exceeded). */
 bool budget_is_quota(enum limit_field f);
 

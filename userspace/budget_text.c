@@ -104,3 +104,23 @@ void budget_message(const struct budget_hit *h, char *buf, size_t len)
 			 "resets at %s",
 			 title(h), who, limit_descs[h->limit].name, value, used, res, reset);
 }
+
+const char *budget_downgrade_of(const char *map, const char *model, char *out, size_t len)
+{
+	size_t n = strlen(model);
+
+	while (map && *map) {
+		size_t a = strcspn(map, "=,"), b;
+
+		if (map[a] != '=')
+			return NULL;
+		b = strcspn(map + a + 1, ",");
+		if (a == n && !strncmp(map, model, n)) {
+			snprintf(out, len, "%.*s", (int)b, map + a + 1);
+			return out;
+		}
+		map += a + 1 + b;
+		map += *map == ',';
+	}
+	return NULL;
+}

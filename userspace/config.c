@@ -618,24 +618,6 @@ static int check_allow(const struct config *c, char *err)
 	return 0;
 }
 
-const char *config_downgrade_of(const struct config *c, const char *model, char *out, size_t len)
-{
-	const char *p = c->limits_downgrade;
-	size_t n = strlen(model);
-
-	while (*p) {
-		size_t a = strcspn(p, "="), b = strcspn(p + a + 1, ",");
-
-		if (a == n && !strncmp(p, model, n)) {
-			snprintf(out, len, "%.*s", (int)b, p + a + 1);
-			return out;
-		}
-		p += a + 1 + b;
-		p += *p == ',';
-	}
-	return NULL;
-}
-
 /* True if some provider prices model. */
 static bool model_priced(const struct providers *ps, const char *model)
 {

@@ -69,11 +69,6 @@ struct config {
 	uint32_t limits_webhook_timeout_ms; /* limits.webhook_timeout_ms */
 };
 
-/*
- * The cheaper model limits.downgrade names for model (a priced model of the providers), or
- * NULL. out gets the name; the map is checked by config_finish.
- */
-const char *config_downgrade_of(const struct config *c, const char *model, char *out, size_t len);
 
 #define CONFIG_ERR_MAX 256
 

@@ -21,6 +21,7 @@ struct slots;
 struct upstream;
 struct usage;
 struct providers;
+struct budget;
 
 struct dataplane_opts {
 	const char *listen;	   /* default "127.0.0.1:8080" */
@@ -40,6 +41,7 @@ struct dataplane_opts {
 				      default 2 */
 	size_t max_header;	   /* per-connection buffer of the HTTP library (request line
 				      and headers; longer ones get 431), default 8192 */
+	const char *downgrade;	   /* limits.downgrade: "from=to,..." (NULL: none) */
 };
 
 /* Borrowed for the life of the data plane. */
@@ -49,6 +51,7 @@ struct dataplane_deps {
 	struct upstream *up;
 	struct usage *usage;
 	const struct providers *prov;
+	struct budget *budget; /* the limits engine; NULL: no limit but request rates */
 };
 
 struct dataplane;
