@@ -35,7 +35,7 @@ struct budget_subj {
 	struct win_ring ring[WIN_DAY + 1]; /* by ring unit */
 	uint64_t reserved[WIN_M__COUNT];
 	uint64_t inflight;
-	bool has_lim; /* owners and tenants: lim and actions are set */
+	bool has_lim;	   /* owners and tenants: lim and actions are set */
 	struct limits lim; /* keys: the effective limits of the last reservation */
 	uint8_t actions[LIMIT__COUNT];
 	struct alert_state alert[LIMIT__COUNT];
@@ -269,9 +269,9 @@ static struct win_def limit_window(const struct limits *l, enum limit_field f)
 		return (struct win_def){WIN_DAY, WIN_DAY, false, 0};
 	case LIMIT_TOKENS_MONTH:
 		if (days)
-			return (struct win_def){WIN_MONTH, WIN_DAY, true,
-						(unsigned)(days < DAY_BUCKETS - 1 ? days
-										  : DAY_BUCKETS - 2)};
+			return (struct win_def){
+			    WIN_MONTH, WIN_DAY, true,
+			    (unsigned)(days < DAY_BUCKETS - 1 ? days : DAY_BUCKETS - 2)};
 		return (struct win_def){WIN_MONTH, WIN_DAY, false, 0};
 	case LIMIT_COST_HOUR:
 		return rolling ? (struct win_def){WIN_HOUR, WIN_MINUTE, true, 60}
@@ -332,7 +332,8 @@ static uint32_t resolve_permille(const struct budget *b, const struct limits *l)
  * Fills hit (estimate, exceeded, retry_after_sec included).
  */
 static void limit_eval(const struct budget *b, const struct budget_subj *s, const struct limits *l,
-		       const struct ldef *d, int64_t now, const uint64_t *est, struct budget_hit *hit)
+		       const struct ldef *d, int64_t now, const uint64_t *est,
+		       struct budget_hit *hit)
 {
 	struct win_def w = limit_window(l, d->f);
 	uint64_t over;
@@ -435,14 +436,13 @@ static void event_note(struct events *e, struct budget_subj *s, const struct bud
 	if (!e->wanted)
 		return;
 	e->ev[e->n] = (struct budget_event){exceeded, *h, 0, now};
-	e->ev[e->n].ratio =
-	    h->value ? (double)(h->used + h->reserved) / (double)h->value : 0;
+	e->ev[e->n].ratio = h->value ? (double)(h->used + h->reserved) / (double)h->value : 0;
 	e->n++;
 }
 
 /* Threshold crossings of s after its usage changed; s->mu held. */
-static void thresholds_check(const struct budget *b, struct budget_subj *s,
-			     const struct limits *l, int64_t now, struct events *e)
+static void thresholds_check(const struct budget *b, struct budget_subj *s, const struct limits *l,
+			     int64_t now, struct events *e)
 {
 	uint32_t pm = resolve_permille(b, l);
 	struct budget_hit h;
@@ -654,8 +654,7 @@ void budget_release(struct budget *b, struct budget_call *c)
 /* True for the subjects that carry limits of their own (owners and tenants). */
 static bool limits_subject(const char *subject)
 {
-	return (strncmp(subject, "tenant:", 7) == 0 &&
-		budget_tenant_valid(subject + 7)) ||
+	return (strncmp(subject, "tenant:", 7) == 0 && budget_tenant_valid(subject + 7)) ||
 	       model_owner_valid(subject);
 }
 

@@ -66,8 +66,9 @@ static uint64_t text_bytes(const cJSON *v)
 		{
 			const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "text");
 
-			n += cJSON_IsString(it) || cJSON_IsString(t) ? text_bytes(cJSON_IsString(it) ? it : t)
-								     : text_bytes(it);
+			n += cJSON_IsString(it) || cJSON_IsString(t)
+				 ? text_bytes(cJSON_IsString(it) ? it : t)
+				 : text_bytes(it);
 		}
 		return n;
 	}
@@ -88,9 +89,8 @@ uint64_t dp_prompt_estimate(const cJSON *root, const char *field)
 		cJSON_ArrayForEach(m, msgs)
 		{
 			n += EST_PER_MESSAGE;
-			cJSON_ArrayForEach(it, m)
-				if (strcmp(it->string, "role") != 0)
-					n += text_bytes(it);
+			cJSON_ArrayForEach(it, m) if (strcmp(it->string, "role") != 0) n +=
+			    text_bytes(it);
 		}
 	} else {
 		n += text_bytes(cJSON_GetObjectItemCaseSensitive(root, field));
@@ -160,8 +160,8 @@ void dp_reply_limit(struct http_req *req, const struct budget_hit *h, const char
 	http_add_header(req, "Retry-After", retry);
 	/* metrics: tollgate_limit_hits_total{limit,action} and enforcement_actions{block} */
 	metrics_quota_exceeded(limit_descs[h->limit].name);
-	http_reply_error(req, 429, budget_is_quota(h->limit) ? "insufficient_quota"
-							      : "rate_limit_exceeded",
+	http_reply_error(req, 429,
+			 budget_is_quota(h->limit) ? "insufficient_quota" : "rate_limit_exceeded",
 			 limit_descs[h->limit].name, NULL, "%s%s", msg, note ? note : "");
 }
 
@@ -275,8 +275,7 @@ bool dp_limits_json(struct dp_req *q, bool quotas_only, cJSON *arr)
 	snprintf(subject, sizeof(subject), "key:%s", q->auth.id);
 	if (!budget_status_json(b, subject, &q->auth.limits, now, quotas_only, arr))
 		return false;
-	if (q->auth.owner[0] &&
-	    !budget_status_json(b, q->auth.owner, NULL, now, quotas_only, arr))
+	if (q->auth.owner[0] && !budget_status_json(b, q->auth.owner, NULL, now, quotas_only, arr))
 		return false;
 	if (tenant && budget_tenant_valid(tenant)) {
 		snprintf(subject, sizeof(subject), "tenant:%s", tenant);

@@ -75,8 +75,8 @@ void win_calendar(enum win_unit u, int64_t t, int64_t *start, int64_t *end)
 	day = win_bucket_id(t, 86400);
 	civil_from_days(day, &y, &m);
 	*start = win_days_from_civil(y, m, 1) * 86400;
-	*end = (m == 12 ? win_days_from_civil(y + 1, 1, 1) : win_days_from_civil(y, m + 1, 1)) *
-	       86400;
+	*end =
+	    (m == 12 ? win_days_from_civil(y + 1, 1, 1) : win_days_from_civil(y, m + 1, 1)) * 86400;
 }
 
 void win_ring_reset(struct win_ring *r)

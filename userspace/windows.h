@@ -53,8 +53,8 @@ struct win_bucket {
 };
 
 struct win_ring {
-	unsigned secs;	     /* bucket length */
-	unsigned n;	     /* buckets kept */
+	unsigned secs;	      /* bucket length */
+	unsigned n;	      /* buckets kept */
 	struct win_bucket *b; /* n buckets, borrowed (embedded by the owner) */
 };
 

@@ -46,8 +46,8 @@ static void calendar_periods_across_boundaries(void)
 	     at(2100, 2, 1, 0, 0, 0), at(2100, 3, 1, 0, 0, 0)},
 	    {"month: February 2000 (leap century)", WIN_MONTH, at(2000, 2, 29, 0, 0, 0),
 	     at(2000, 2, 1, 0, 0, 0), at(2000, 3, 1, 0, 0, 0)},
-	    {"month: 31-day March", WIN_MONTH, at(2027, 3, 31, 23, 59, 59),
-	     at(2027, 3, 1, 0, 0, 0), at(2027, 4, 1, 0, 0, 0)},
+	    {"month: 31-day March", WIN_MONTH, at(2027, 3, 31, 23, 59, 59), at(2027, 3, 1, 0, 0, 0),
+	     at(2027, 4, 1, 0, 0, 0)},
 	};
 
 	/* 2026-11-23 is day 20780 since the epoch (checked with date -u -d) */
@@ -183,15 +183,15 @@ static void rolling_days_cross_month_and_year(void)
 static const struct tg_case cases[] = {
     {"calendar minute/hour/day/month periods across boundaries, leap years, year wrap",
      calendar_periods_across_boundaries},
-    {"a ring reuses slots for newer buckets and drops late adds", ring_reuses_slots_and_drops_late_adds},
+    {"a ring reuses slots for newer buckets and drops late adds",
+     ring_reuses_slots_and_drops_late_adds},
     {"a calendar month window empties at the first of next month",
      calendar_month_window_resets_at_month_end},
     {"calendar minute and hour windows empty at their end",
      calendar_minute_hour_day_windows_expire_at_their_end},
     {"a rolling 60-minute window lets buckets go one by one, and says when",
      rolling_windows_expire_bucket_by_bucket},
-    {"a rolling 30-day window crosses the month and the year",
-     rolling_days_cross_month_and_year},
+    {"a rolling 30-day window crosses the month and the year", rolling_days_cross_month_and_year},
 };
 
 int main(void)
