@@ -605,7 +605,8 @@ static void subject_check(const struct budget *b, struct budget_subj *s, const s
 		if (!h.exceeded)
 			continue;
 		hit_name(&h, s);
-		event_note(e, s, &h, true, r->now);
+		if (e)
+			event_note(e, s, &h, true, r->now);
 		if (b->o.enabled && refuses(&h)) {
 			if (!*refused || action_rank(h.action) > action_rank(v->hit.action))
 				v->hit = h;
@@ -626,15 +627,16 @@ int budget_reserve(struct budget *b, const struct budget_req *r, struct budget_c
 	int n = call_subjects(b, r, s);
 
 	memset(v, 0, sizeof(*v));
-	memset(c, 0, sizeof(*c));
+	if (c)
+		memset(c, 0, sizeof(*c));
 	if (n < 0)
 		return n;
 	e.n = 0;
 	e.wanted = threshold_wanted(b);
 	lock_all(s, (unsigned)n);
 	for (int i = 0; i < n; i++)
-		subject_check(b, s[i], r, v, &refused, &e);
-	if (!refused) {
+		subject_check(b, s[i], r, v, &refused, c ? &e : NULL);
+	if (!refused && c) {
 		for (int i = 0; i < n; i++) {
 			for (int m = 0; m < WIN_M__COUNT; m++)
 				s[i]->reserved[m] += r->est[m];
@@ -650,6 +652,11 @@ int budget_reserve(struct budget *b, const struct budget_req *r, struct budget_c
 	v->allowed = !refused;
 	events_fire(b, &e);
 	return 0;
+}
+
+int budget_peek(struct budget *b, const struct budget_req *r, struct budget_verdict *v)
+{
+	return budget_reserve(b, r, NULL, v);
 }
 
 static uint64_t sub_sat(uint64_t a, uint64_t b)

@@ -157,6 +157,8 @@ void budget_estimate(const struct model_price *price, uint64_t prompt_tokens,
  */
 int budget_reserve(struct budget *b, const struct budget_req *r, struct budget_call *c,
 		   struct budget_verdict *v);
+/* budget_reserve's check alone (reserves nothing, raises no event): for headers. */
+int budget_peek(struct budget *b, const struct budget_req *r, struct budget_verdict *v);
 /*
  * The call is over: adds actual (requests, tokens, cost, bytes, compute ms) to the buckets
  * of c->start, releases the reservation and the in-flight count. Then the threshold hook

@@ -261,6 +261,23 @@ void dp_budget_settle(struct dp_call *c, const struct usage_record *r)
 		budget_settle(c->dp->d.budget, &c->bc, actual);
 }
 
+void dp_budget_peek_headers(struct dp_req *q)
+{
+	struct budget_req r = {.key_id = q->auth.id,
+			       .key_limits = &q->auth.limits,
+			       .owner = q->auth.owner,
+			       .now = q->time_ms / 1000};
+	struct budget_verdict v;
+	const char *t = http_req_header(q->req, TENANT_HEADER);
+
+	if (!q->dp->d.budget)
+		return;
+	if (t && budget_tenant_valid(t))
+		r.tenant = t;
+	if (budget_peek(q->dp->d.budget, &r, &v) == 0)
+		dp_budget_headers(q->req, &v, r.now);
+}
+
 /* ---- consumer endpoints ---- */
 
 bool dp_limits_json(struct dp_req *q, bool quotas_only, cJSON *arr)
