@@ -797,3 +797,33 @@ size_t budget_status(struct budget *b, const char *subject, const struct limits 
 	pthread_mutex_unlock(&s->mu);
 	return n;
 }
+
+void budget_max_ratios(struct budget *b, int64_t now, double out[LIMIT__COUNT])
+{
+	struct budget_hit h;
+
+	for (int f = 0; f < LIMIT__COUNT; f++)
+		out[f] = 0;
+	pthread_rwlock_rdlock(&b->table_lock);
+	for (unsigned i = 0; i < TABLE_SIZE; i++) {
+		for (struct budget_subj *s = b->table[i]; s; s = s->next) {
+			struct span_cache c = {0};
+			struct limits l;
+
+			pthread_mutex_lock(&s->mu);
+			subj_limits(b, s, NULL, &l);
+			for (size_t k = 0; k < NLDEFS; k++) {
+				double r;
+
+				if (!lval(&l, ldefs[k].f))
+					continue;
+				limit_eval(b, s, &l, &ldefs[k], now, NULL, &c, &h);
+				r = (double)(h.used + h.reserved) / (double)h.value;
+				if (r > out[ldefs[k].f])
+					out[ldefs[k].f] = r;
+			}
+			pthread_mutex_unlock(&s->mu);
+		}
+	}
+	pthread_rwlock_unlock(&b->table_lock);
+}

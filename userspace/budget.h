@@ -186,6 +186,12 @@ int budget_load_bucket(struct budget *b, const char *subject, enum win_unit ring
  */
 size_t budget_status(struct budget *b, const char *subject, const struct limits *key_limits,
 		     int64_t now, struct budget_hit *out, size_t cap);
+/*
+ * For tollgate_budget_usage_ratio{limit}: the highest (used + reserved) / value among all
+ * subjects, per limit field (0 where no subject has that limit). Walks every subject: for a
+ * scrape, not the hot path. Keys count with the limits of their last call.
+ */
+void budget_max_ratios(struct budget *b, int64_t now, double out[LIMIT__COUNT]);
 /* The limits budget_status applies to subject, with owner/tenant per-limit actions. */
 bool budget_subject_limits(struct budget *b, const char *subject, struct limits *lim,
 			   uint8_t actions[LIMIT__COUNT]);
