@@ -22,6 +22,7 @@ struct upstream;
 struct usage;
 struct providers;
 struct router;
+struct budget;
 
 struct dataplane_opts {
 	const char *listen;	   /* default "127.0.0.1:8080" */
@@ -41,6 +42,7 @@ struct dataplane_opts {
 				      default 2 */
 	size_t max_header;	   /* per-connection buffer of the HTTP library (request line
 				      and headers; longer ones get 431), default 8192 */
+	const char *downgrade;	   /* limits.downgrade: "from=to,..." (NULL: none) */
 };
 
 /* Borrowed for the life of the data plane. */
@@ -51,6 +53,7 @@ struct dataplane_deps {
 	struct usage *usage;
 	const struct providers *prov;
 	struct router *router; /* chooses each attempt's provider (router.h) */
+	struct budget *budget; /* the limits engine; NULL: no limit but request rates */
 };
 
 struct dataplane;

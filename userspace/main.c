@@ -19,6 +19,8 @@
 
 #include "admin.h"
 #include "config.h"
+#include "admin_limits.h"
+#include "budget.h"
 #include "dataplane.h"
 #include "kernel.h"
 #include "keys.h"
@@ -318,8 +320,41 @@ struct data_path {
 	struct upstream *up;
 	struct usage *usage;
 	struct router *router; /* the providers' health and routing, shared with the admin API */
+	struct budget *budget; /* the limits engine (made before the admin API, which sets limits) */
 	struct dataplane *dp;
 };
+
+/* The limits engine from limits.*; 0 or -1 (logged). */
+static int budget_start(const struct config *c, struct store *s, struct data_path *p)
+{
+	size_t buckets = 0;
+	int rc;
+	struct budget_opts bo = {.enabled = c->limits_enabled != 0,
+				 .mode = (enum limit_mode)c->limits_mode,
+				 .action = (enum limit_action)c->limits_action,
+				 .alert_permille = c->limits_alert_permille,
+				 .default_daily_tokens = c->limits_default_daily_tokens,
+				 .completion_estimate = c->limits_completion_estimate};
+
+	p->budget = budget_new(&bo);
+	if (!p->budget) {
+		log_warn("cannot start the limits engine");
+		return -1;
+	}
+	if (!bo.enabled)
+		log_info("limits.enabled is false: no limit refuses, queues or downgrades a call");
+	/* LMDB is the truth: only what committed records rolled up, nothing from memory */
+	rc = usage_budget_load(s, p->budget, &buckets);
+	if (!rc)
+		rc = admin_limits_load(s, p->budget);
+	if (rc) {
+		log_warnx("cannot load the limits and their usage from the store: %s",
+			  strerror(-rc));
+		return -1;
+	}
+	log_info("limits engine: %zu usage buckets loaded", buckets);
+	return 0;
+}
 
 static int data_path_start(const struct config *c, struct store *s, struct keys *k,
 			   struct data_path *p)
@@ -333,6 +368,7 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 				   .close_after_refusals = c->data_close_after,
 				   .verify_threads = c->data_verify_threads,
 				   .max_header = c->data_max_header,
+				   .downgrade = c->limits_downgrade,
 				   /* the kernel refuses only while a connection is embryonic */
 				   .defer_accept_sec = p->kernel_on ? 10 : 0};
 	struct dataplane_deps d;
@@ -348,7 +384,8 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 		return -1;
 	}
 	d = (struct dataplane_deps){.k = k, .slots = p->slots, .up = p->up, .usage = p->usage,
-				    .prov = &c->providers, .router = p->router};
+				    .prov = &c->providers, .router = p->router,
+				    .budget = p->budget};
 	p->dp = dataplane_start(&o, &d);
 	return p->dp ? 0 : -1;
 }
@@ -405,6 +442,7 @@ static void data_path_stop(struct data_path *p)
 	upstream_stop(p->up);
 	dataplane_close(p->dp);
 	usage_close(p->usage);
+	budget_free(p->budget); /* after the admin API and the data plane stopped */
 	sync_free(p->sync);
 	slots_close(p->slots);
 }
@@ -544,6 +582,9 @@ static int cmd_run(const struct config *c, const char *ready_file)
 	metrics_set_providers(provider_metrics, dpath.router);
 	ao.kernel = kern;
 	ao.router = dpath.router;
+	if (budget_start(c, s, &dpath))
+		goto out;
+	ao.budget = dpath.budget;
 	a = admin_start(&ao, k, s);
 	if (!a || data_path_start(c, s, k, &dpath))
 		goto out;

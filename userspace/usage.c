@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,13 +24,19 @@
 #include "log.h"
 #include "store.h"
 #include "codec.h"
+#include "budget.h"
 #include "usage.h"
 
 #define USAGE_FORMAT_V1 1u
-#define USAGE_FORMAT_V2 2u /* records: V1 and the attempts (u32) at the end */
+#define USAGE_FORMAT_V2 2u /* records: V1, then the tenant and the attempts (u32) */
 /* Kinds distinct from model.c's (1..4), so a record of one type never passes for another. */
 #define USAGE_KIND_RECORD 0x10u
 #define USAGE_KIND_TOTALS 0x11u
+#define USAGE_KIND_BUCKET 0x12u
+
+/* A persisted bucket: the subject, a 0 byte, the ring unit (u8), the slot (BE u16). */
+#define BUCKET_KEY_MAX (BUDGET_SUBJECT_MAX + 4)
+#define BUCKET_VAL_LEN (ENC_HDR + 8 + WIN_M__COUNT * 8)
 
 #define MS_PER_DAY     86400000LL
 #define SECS_PER_DAY   86400LL
@@ -40,7 +47,7 @@
 #define ENC_RECORD_MAX                                                                             \
 	(ENC_HDR + 8 + ENC_STR(47) + ENC_STR(TG_ID_LEN) + ENC_STR(TG_OWNER_MAX) +                  \
 	 ENC_STR(TG_SERVICE_MAX) + ENC_STR(PROVIDER_NAME_MAX) + ENC_STR(MODEL_NAME_MAX) +          \
-	 ENC_STR(31) + 3 * 4 + 6 * 8)
+	 ENC_STR(31) + 3 * 4 + 6 * 8 + ENC_STR(64))
 #define TOTALS_LEN     (ENC_HDR + 6 * 8)
 #define ROLLUP_KEY_MAX (TG_ID_LEN + 4 + TG_SERVICE_MAX)
 
@@ -60,34 +67,44 @@ struct rollup_acc {
 	struct usage_totals add;
 };
 
+/* One limits-engine bucket a batch touches (subject, ring, bucket id), with its share. */
+struct bucket_acc {
+	uint8_t key[BUCKET_KEY_MAX];
+	size_t klen;
+	int64_t id;
+	uint64_t add[WIN_M__COUNT];
+};
+
+#define BUCKETS_PER_RECORD (BUDGET_PER_CALL * 3) /* subjects x rings */
+
 struct usage {
 	struct store *s;
 	struct store_writer *w;
 	struct rollup_acc *acc; /* scratch of the writer thread's hook, grown on demand */
 	size_t acc_cap;
+	struct bucket_acc *bacc; /* the same for the limits engine's buckets */
+	size_t bacc_cap, nb;
 };
 
-static void enc_start(struct codec_enc *e, void *buf, size_t cap, unsigned version,
-		      unsigned kind)
+static void enc_start(struct codec_enc *e, void *buf, size_t cap, unsigned kind,
+		      unsigned format)
 {
 	*e = (struct codec_enc){.p = buf, .cap = cap};
-	codec_put_uint(e, version, 2);
+	codec_put_uint(e, format, 2);
 	codec_put_uint(e, kind, 2);
 }
 
-/* Starts decoding kind in one of the versions up to max; returns the version (0: bad). */
-static unsigned dec_start(struct codec_dec *d, const void *buf, size_t len, unsigned max,
-			  unsigned kind)
+/* The format read (1..max), or 0 with d->bad set. */
+static unsigned dec_start(struct codec_dec *d, const void *buf, size_t len, unsigned kind,
+			  unsigned max)
 {
-	unsigned v;
+	unsigned format;
 
 	*d = (struct codec_dec){.p = buf, .len = len};
-	v = (unsigned)codec_get_uint(d, 2);
-	if (v < USAGE_FORMAT_V1 || v > max || codec_get_uint(d, 2) != kind) {
+	format = (unsigned)codec_get_uint(d, 2);
+	if (format < USAGE_FORMAT_V1 || format > max || codec_get_uint(d, 2) != kind)
 		d->bad = true;
-		return 0;
-	}
-	return v;
+	return d->bad ? 0 : format;
 }
 
 static int dec_end(const struct codec_dec *d)
@@ -101,7 +118,7 @@ int usage_record_encode(const struct usage_record *r, void *buf, size_t cap)
 {
 	struct codec_enc e;
 
-	enc_start(&e, buf, cap, USAGE_FORMAT_V2, USAGE_KIND_RECORD);
+	enc_start(&e, buf, cap, USAGE_KIND_RECORD, USAGE_FORMAT_V2);
 	codec_put_uint(&e, (uint64_t)r->time_ms, 8);
 	codec_put_str(&e, STR_FIELD(r, request_id));
 	codec_put_str(&e, STR_FIELD(r, key_id));
@@ -118,6 +135,7 @@ int usage_record_encode(const struct usage_record *r, void *buf, size_t cap)
 	codec_put_uint(&e, r->latency_us, 8);
 	codec_put_uint(&e, r->bytes_in, 8);
 	codec_put_uint(&e, r->bytes_out, 8);
+	codec_put_str(&e, STR_FIELD(r, tenant));
 	codec_put_uint(&e, r->attempts, 4);
 	return e.err ? e.err : (int)e.pos;
 }
@@ -125,11 +143,11 @@ int usage_record_encode(const struct usage_record *r, void *buf, size_t cap)
 int usage_record_decode(const void *buf, size_t len, struct usage_record *r)
 {
 	struct codec_dec d;
-	unsigned v;
+	unsigned format;
 
 	/* Zeroed first, so that equal encodings decode to byte-identical structs. */
 	memset(r, 0, sizeof(*r));
-	v = dec_start(&d, buf, len, USAGE_FORMAT_V2, USAGE_KIND_RECORD);
+	format = dec_start(&d, buf, len, USAGE_KIND_RECORD, USAGE_FORMAT_V2);
 	r->time_ms = (int64_t)codec_get_uint(&d, 8);
 	codec_get_str(&d, STR_FIELD(r, request_id));
 	codec_get_str(&d, STR_FIELD(r, key_id));
@@ -146,8 +164,12 @@ int usage_record_decode(const void *buf, size_t len, struct usage_record *r)
 	r->latency_us = codec_get_uint(&d, 8);
 	r->bytes_in = codec_get_uint(&d, 8);
 	r->bytes_out = codec_get_uint(&d, 8);
-	/* a version 1 record was written before failover: one attempt */
-	r->attempts = v >= USAGE_FORMAT_V2 ? (uint32_t)codec_get_uint(&d, 4) : 1;
+	if (format >= USAGE_FORMAT_V2) {
+		codec_get_str(&d, STR_FIELD(r, tenant));
+		r->attempts = (uint32_t)codec_get_uint(&d, 4);
+	} else {
+		r->attempts = 1; /* written before failover existed: one attempt */
+	}
 	return dec_end(&d);
 }
 
@@ -155,7 +177,7 @@ static void totals_encode(const struct usage_totals *t, uint8_t buf[TOTALS_LEN])
 {
 	struct codec_enc e;
 
-	enc_start(&e, buf, TOTALS_LEN, USAGE_FORMAT_V1, USAGE_KIND_TOTALS);
+	enc_start(&e, buf, TOTALS_LEN, USAGE_KIND_TOTALS, USAGE_FORMAT_V1);
 	codec_put_uint(&e, t->requests, 8);
 	codec_put_uint(&e, t->errors, 8);
 	codec_put_uint(&e, t->prompt_tokens, 8);
@@ -168,7 +190,7 @@ static int totals_decode(const void *buf, size_t len, struct usage_totals *t)
 {
 	struct codec_dec d;
 
-	dec_start(&d, buf, len, USAGE_FORMAT_V1, USAGE_KIND_TOTALS);
+	dec_start(&d, buf, len, USAGE_KIND_TOTALS, USAGE_FORMAT_V1);
 	t->requests = codec_get_uint(&d, 8);
 	t->errors = codec_get_uint(&d, 8);
 	t->prompt_tokens = codec_get_uint(&d, 8);
@@ -243,7 +265,15 @@ static int acc_cmp(const void *a, const void *b)
 static int acc_reserve(struct usage *u, size_t n)
 {
 	struct rollup_acc *p;
+	struct bucket_acc *b;
 
+	if (n * BUCKETS_PER_RECORD > u->bacc_cap) {
+		b = realloc(u->bacc, n * BUCKETS_PER_RECORD * sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		u->bacc = b;
+		u->bacc_cap = n * BUCKETS_PER_RECORD;
+	}
 	if (n <= u->acc_cap)
 		return 0;
 	p = realloc(u->acc, n * sizeof(*p));
@@ -252,6 +282,276 @@ static int acc_reserve(struct usage *u, size_t n)
 	u->acc = p;
 	u->acc_cap = n;
 	return 0;
+}
+
+void usage_record_amounts(const struct usage_record *r, uint64_t out[WIN_M__COUNT])
+{
+	out[WIN_M_REQUESTS] = 1;
+	out[WIN_M_TOKENS] = r->prompt_tokens + r->completion_tokens;
+	out[WIN_M_COST] = r->cost_nano;
+	out[WIN_M_BYTES] = r->bytes_in + r->bytes_out;
+	out[WIN_M_COMPUTE] = r->latency_us / 1000;
+}
+
+/* The key of subject's bucket id in ring: the slot the engine's ring keeps it in. */
+static size_t bucket_key(uint8_t *k, const char *subject, enum win_unit ring, int64_t id)
+{
+	size_t n = strnlen(subject, BUDGET_SUBJECT_MAX - 1);
+	int64_t slot = id % (int64_t)budget_ring_size(ring);
+
+	if (slot < 0)
+		slot += budget_ring_size(ring);
+	memcpy(k, subject, n);
+	k[n] = 0;
+	k[n + 1] = (uint8_t)ring;
+	k[n + 2] = (uint8_t)(slot >> 8);
+	k[n + 3] = (uint8_t)slot;
+	return n + 4;
+}
+
+/* The record's share of every bucket of its subjects (key, owner, tenant) in u->bacc. */
+static void buckets_from_record(struct usage *u, const struct usage_record *r)
+{
+	char subj[BUDGET_PER_CALL][BUDGET_SUBJECT_MAX];
+	unsigned ns = 0;
+	uint64_t add[WIN_M__COUNT];
+
+	usage_record_amounts(r, add);
+	snprintf(subj[ns++], BUDGET_SUBJECT_MAX, "key:%s", r->key_id);
+	if (r->owner[0])
+		snprintf(subj[ns++], BUDGET_SUBJECT_MAX, "%s", r->owner);
+	if (r->tenant[0])
+		snprintf(subj[ns++], BUDGET_SUBJECT_MAX, "tenant:%s", r->tenant);
+	for (unsigned i = 0; i < ns; i++) {
+		for (int ring = WIN_MINUTE; ring <= WIN_DAY; ring++) {
+			struct bucket_acc *b = &u->bacc[u->nb++];
+			unsigned secs = win_unit_secs((enum win_unit)ring);
+
+			b->id = win_bucket_id(r->time_ms / 1000, secs);
+			b->klen = bucket_key(b->key, subj[i], (enum win_unit)ring, b->id);
+			memcpy(b->add, add, sizeof(add));
+		}
+	}
+}
+
+static int bacc_cmp(const void *a, const void *b)
+{
+	const struct bucket_acc *x = a, *y = b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = memcmp(x->key, y->key, n);
+
+	if (c || x->klen != y->klen)
+		return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static void bucket_encode(int64_t id, const uint64_t v[WIN_M__COUNT], uint8_t buf[BUCKET_VAL_LEN])
+{
+	struct codec_enc e;
+
+	enc_start(&e, buf, BUCKET_VAL_LEN, USAGE_KIND_BUCKET, USAGE_FORMAT_V1);
+	codec_put_uint(&e, (uint64_t)id, 8);
+	for (int m = 0; m < WIN_M__COUNT; m++)
+		codec_put_uint(&e, v[m], 8);
+}
+
+static int bucket_decode(const void *buf, size_t len, int64_t *id, uint64_t v[WIN_M__COUNT])
+{
+	struct codec_dec d;
+
+	dec_start(&d, buf, len, USAGE_KIND_BUCKET, USAGE_FORMAT_V1);
+	*id = (int64_t)codec_get_uint(&d, 8);
+	for (int m = 0; m < WIN_M__COUNT; m++)
+		v[m] = codec_get_uint(&d, 8);
+	return dec_end(&d);
+}
+
+/*
+ * Adds a batch's bucket shares to the stored buckets, as the engine's rings do: the same id
+ * adds up, a newer id replaces the slot, an older one (outside every window) is dropped.
+ */
+static int buckets_apply(struct usage *u, struct store_txn *t)
+{
+	size_t i = 0, j;
+
+	if (u->nb > 1)
+		qsort(u->bacc, u->nb, sizeof(*u->bacc), bacc_cmp);
+	for (; i < u->nb; i = j) {
+		struct bucket_acc *b = &u->bacc[i];
+		uint64_t v[WIN_M__COUNT] = {0};
+		uint8_t val[BUCKET_VAL_LEN];
+		const void *old;
+		size_t len;
+		int64_t id = INT64_MIN;
+		int rc;
+
+		/* the last of equal keys has the newest id: one write per slot */
+		for (j = i + 1; j < u->nb && u->bacc[j].klen == b->klen &&
+				!memcmp(u->bacc[j].key, b->key, b->klen);
+		     j++)
+			;
+		rc = store_get_ref(t, STORE_DB_BUDGET, b->key, b->klen, &old, &len);
+		if (rc && rc != -ENOENT)
+			return rc;
+		if (!rc && bucket_decode(old, len, &id, v))
+			id = INT64_MIN; /* unreadable: restarted, like a corrupt roll-up */
+		for (size_t k = i; k < j; k++) {
+			if (u->bacc[k].id < id)
+				continue;
+			if (u->bacc[k].id > id) {
+				id = u->bacc[k].id;
+				memset(v, 0, sizeof(v));
+			}
+			for (int m = 0; m < WIN_M__COUNT; m++)
+				v[m] += u->bacc[k].add[m];
+		}
+		bucket_encode(id, v, val);
+		rc = store_put(t, STORE_DB_BUDGET, b->key, b->klen, val, sizeof(val), 0);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- migration 4: the limits engine's day buckets from the daily roll-ups ---- */
+
+struct seed {
+	struct usage u; /* only its bucket scratch (bacc, nb) */
+	int err;
+};
+
+/* One roll-up (key id, day, service -> totals): its share of the key's and owner's days. */
+static int seed_one(const void *k, size_t klen, const void *v, size_t vlen, void *arg)
+{
+	struct seed *sd = arg;
+	struct usage_totals tot;
+	struct usage_record r;
+
+	if (klen < TG_ID_LEN + 4 || totals_decode(v, vlen, &tot))
+		return 0; /* unreadable: nothing to carry over */
+	if (sd->u.nb + BUCKETS_PER_RECORD > sd->u.bacc_cap) {
+		size_t cap = sd->u.bacc_cap ? sd->u.bacc_cap * 2 : 1024;
+		struct bucket_acc *b = realloc(sd->u.bacc, cap * sizeof(*b));
+
+		if (!b)
+			return -ENOMEM;
+		sd->u.bacc = b;
+		sd->u.bacc_cap = cap;
+	}
+	memset(&r, 0, sizeof(r));
+	memcpy(r.key_id, k, TG_ID_LEN);
+	r.time_ms = (int64_t)be32_get((const uint8_t *)k + TG_ID_LEN) * MS_PER_DAY;
+	r.prompt_tokens = tot.prompt_tokens;
+	r.completion_tokens = tot.completion_tokens;
+	r.cost_nano = tot.cost_nano;
+	r.latency_us = tot.latency_us_sum;
+	/* the key's minute, hour and day buckets (no owner yet: seed_owners adds it); roll-ups
+	 * are per day, so only the day one is kept, with the roll-up's request count */
+	buckets_from_record(&sd->u, &r);
+	sd->u.nb -= 3;
+	sd->u.bacc[sd->u.nb] = sd->u.bacc[sd->u.nb + WIN_DAY];
+	sd->u.bacc[sd->u.nb].add[WIN_M_REQUESTS] = tot.requests;
+	sd->u.nb++;
+	return 0;
+}
+
+/* Adds a copy of every key bucket for the key's owner (looked up in STORE_DB_KEYS). */
+static int seed_owners(struct store_txn *t, struct seed *sd)
+{
+	size_t n = sd->u.nb;
+
+	for (size_t i = 0; i < n; i++) {
+		struct bucket_acc *b = &sd->u.bacc[i], *o;
+		struct key_record kr;
+		const void *v;
+		size_t len;
+
+		/* "key:<id>" then the 0 byte */
+		if (b->klen != 4 + TG_ID_LEN + 4 ||
+		    store_get_ref(t, STORE_DB_KEYS, b->key + 4, TG_ID_LEN, &v, &len) ||
+		    key_record_decode(v, len, &kr) || !kr.owner[0])
+			continue;
+		if (sd->u.nb == sd->u.bacc_cap) {
+			struct bucket_acc *p = realloc(sd->u.bacc, sd->u.bacc_cap * 2 * sizeof(*p));
+
+			if (!p)
+				return -ENOMEM;
+			sd->u.bacc = p;
+			sd->u.bacc_cap *= 2;
+			b = &sd->u.bacc[i];
+		}
+		o = &sd->u.bacc[sd->u.nb++];
+		*o = *b;
+		o->klen = bucket_key(o->key, kr.owner, WIN_DAY, b->id);
+	}
+	return 0;
+}
+
+static int seed_txn_iter(struct store_txn *t, struct seed *sd)
+{
+	int rc = store_iter(t, STORE_DB_ROLLUPS, NULL, 0, seed_one, sd);
+
+	if (!rc)
+		rc = seed_owners(t, sd);
+	if (!rc)
+		rc = buckets_apply(&sd->u, t);
+	return rc;
+}
+
+int usage_budget_seed(struct store_txn *t)
+{
+	struct seed sd;
+	int rc;
+
+	memset(&sd, 0, sizeof(sd));
+	rc = seed_txn_iter(t, &sd);
+	free(sd.u.bacc);
+	return rc;
+}
+
+struct bucket_load {
+	struct budget *b;
+	size_t n;
+};
+
+static int bucket_load_one(const void *k, size_t klen, const void *v, size_t vlen, void *arg)
+{
+	struct bucket_load *l = arg;
+	const uint8_t *key = k;
+	uint64_t val[WIN_M__COUNT];
+	int64_t id;
+	size_t n = strnlen(k, klen);
+
+	/* a key this build cannot read is skipped (and said), never fatal at start */
+	if (n + 4 != klen || n >= BUDGET_SUBJECT_MAX || key[n + 1] > WIN_DAY ||
+	    bucket_decode(v, vlen, &id, val)) {
+		log_warnx("usage: a limits bucket of %zu bytes does not decode; skipped", klen);
+		return 0;
+	}
+	{
+		char subject[BUDGET_SUBJECT_MAX];
+
+		memcpy(subject, k, n);
+		subject[n] = '\0';
+		if (budget_load_bucket(l->b, subject, (enum win_unit)key[n + 1], id, val) == 0)
+			l->n++;
+	}
+	return 0;
+}
+
+static int budget_load_txn(struct store_txn *t, void *arg)
+{
+	return store_iter(t, STORE_DB_BUDGET, NULL, 0, bucket_load_one, arg);
+}
+
+int usage_budget_load(struct store *s, struct budget *b, size_t *loaded)
+{
+	struct bucket_load l = {b, 0};
+	int rc = store_read(s, budget_load_txn, &l);
+
+	if (loaded)
+		*loaded = l.n;
+	return rc;
 }
 
 /*
@@ -263,6 +563,7 @@ static size_t batch_aggregate(struct usage *u, const void *const *recs, const si
 {
 	size_t m = 0, out = 0;
 
+	u->nb = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct usage_record r;
 
@@ -275,6 +576,7 @@ static size_t batch_aggregate(struct usage *u, const void *const *recs, const si
 			continue;
 		}
 		rollup_from_record(&r, &u->acc[m++]);
+		buckets_from_record(u, &r);
 	}
 	if (m > 1)
 		qsort(u->acc, m, sizeof(*u->acc), acc_cmp);
@@ -338,6 +640,9 @@ static int usage_on_batch(struct store_txn *t, const void *const *recs, const si
 		if (rc)
 			return rc;
 	}
+	rc = buckets_apply(u, t);
+	if (rc)
+		return rc;
 	return debug_fail_now() ? -EIO : 0;
 }
 
@@ -374,6 +679,7 @@ void usage_close(struct usage *u)
 	if (!u)
 		return;
 	store_writer_stop(u->w);
+	free(u->bacc);
 	free(u->acc);
 	free(u);
 }

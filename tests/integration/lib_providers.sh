@@ -72,10 +72,13 @@ for val in lines[1::2]:
         n = b[p]; s.append(b[p + 1:p + 1 + n].decode()); p += 1 + n
     status, stream = struct.unpack_from("<II", b, p); p += 8
     nums = struct.unpack_from("<6Q", b, p); p += 48
-    att = struct.unpack_from("<I", b, p)[0] if ver >= 2 else 1
+    att, tenant = 1, ""
+    if ver >= 2:
+        n = b[p]; tenant = b[p + 1:p + 1 + n].decode(); p += 1 + n
+        att = struct.unpack_from("<I", b, p)[0]
     print(json.dumps({"version": ver, "request_id": s[0], "provider": s[4], "model": s[5],
                       "status": status, "stream": stream, "prompt_tokens": nums[0],
-                      "completion_tokens": nums[1], "attempts": att}))
+                      "completion_tokens": nums[1], "attempts": att, "tenant": tenant}))
 '
 }
 

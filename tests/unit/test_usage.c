@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "log.h"
 #include "model.h"
 #include "store.h"
@@ -135,6 +136,7 @@ static void check_same_record(const struct usage_record *a, const struct usage_r
 	TG_CHECK_STR(a->provider, b->provider);
 	TG_CHECK_STR(a->model, b->model);
 	TG_CHECK_STR(a->endpoint, b->endpoint);
+	TG_CHECK_STR(a->tenant, b->tenant);
 	TG_CHECK(a->status == b->status && a->stream == b->stream);
 	TG_CHECK(a->prompt_tokens == b->prompt_tokens &&
 		 a->completion_tokens == b->completion_tokens);
@@ -161,6 +163,7 @@ static void codec_sample(int which, struct usage_record *r)
 		FILL(r->provider, 'p');
 		FILL(r->model, 'm');
 		FILL(r->endpoint, 'e');
+		FILL(r->tenant, 't');
 		r->time_ms = INT64_MAX;
 		r->status = r->stream = UINT32_MAX;
 		r->prompt_tokens = r->completion_tokens = r->cost_nano = UINT64_MAX;
@@ -212,6 +215,8 @@ static void codec_refuses_unencodable(void)
 /* Offsets in the encoding of codec_sample(0): header 4, time_ms 8, then request_id. */
 #define OFF_REQ_LEN 12
 #define OFF_REQ_STR 13
+/* What version 2 appended to a record without a tenant: an empty tenant and the attempts. */
+#define V2_TAIL (1 + 4)
 
 static const struct {
 	const char *what;
@@ -220,6 +225,7 @@ static const struct {
 } corrupt_table[] = {
     {"format version 3", 0, 3},
     {"format version 0", 0, 0},
+    {"format version 1 (no tenant or attempts: bytes over)", 0, 1},
     {"format version 256", 1, 1},
     {"another kind of record", 2, 1},
     {"request_id longer than its field", OFF_REQ_LEN, 48},
@@ -254,6 +260,14 @@ static void codec_rejects_corruption(void)
 			tg_failed++;
 		}
 	}
+	/* format 1 is format 2 without the tenant (here empty: one length byte) and attempts */
+	TG_REQUIRE(r.tenant[0] == '\0');
+	memcpy(bad, buf, (size_t)n);
+	bad[0] = 1;
+	TG_CHECK_INT(usage_record_decode(bad, (size_t)n - V2_TAIL, &d), 0);
+	TG_CHECK_STR(d.tenant, "");
+	TG_CHECK_INT(d.attempts, 1);
+	TG_CHECK_INT(d.prompt_tokens, r.prompt_tokens);
 	/* A record of another module with the same framing is not a usage record. */
 	limits_clear(&k.overrides);
 	kn = key_record_encode(&k, key, sizeof(key));
@@ -957,8 +971,8 @@ TMP_CASE(kill_9_rollups_match_surviving_records)
 }
 
 /*
- * A version 1 record (written before failover: no attempts field) still decodes, as one
- * attempt; a version 1 header on a version 2 body does not.
+ * A version 1 record (written before failover and tenants: no attempts or tenant field) still
+ * decodes, as one attempt without a tenant; a version 1 header on a version 2 body does not.
  */
 static void codec_reads_version_1(void)
 {
@@ -968,15 +982,130 @@ static void codec_reads_version_1(void)
 
 	codec_sample(0, &r);
 	r.attempts = 3;
+	r.tenant[0] = '\0';
 	n = usage_record_encode(&r, buf, sizeof(buf));
 	TG_REQUIRE(n > 8);
 	buf[0] = 1;
 	TG_CHECK_INT(usage_record_decode(buf, (size_t)n, &d), -EINVAL);
-	TG_CHECK_INT(usage_record_decode(buf, (size_t)n - 4, &d), 0);
+	TG_CHECK_INT(usage_record_decode(buf, (size_t)n - V2_TAIL, &d), 0);
 	r.attempts = 1;
 	check_same_record(&d, &r);
 	buf[0] = 2;
-	TG_CHECK_INT(usage_record_decode(buf, (size_t)n - 4, &d), -EINVAL);
+	TG_CHECK_INT(usage_record_decode(buf, (size_t)n - V2_TAIL, &d), -EINVAL);
+}
+
+/* ---- the limits engine's buckets ---- */
+
+#define B_T0 1795446000 /* 2026-11-23T15:00:00Z */
+
+static void bucket_records(void)
+{
+	struct usage_record r;
+	uint64_t seq = 0;
+
+	for (int i = 0; i < 4; i++) {
+		mk_record(&r, "k1x2y3z4w5v6", "chat", (int64_t)(B_T0 - 3600 * i) * 1000, 10 + i);
+		SET(r.owner, "team:ml");
+		SET(r.tenant, i % 2 ? "acme" : "");
+		TG_CHECK_INT(usage_append(case_usage, &r, &seq), 0);
+	}
+	/* 70 days back: older than any window the engine keeps */
+	mk_record(&r, "k1x2y3z4w5v6", "chat", (int64_t)(B_T0 - 70 * 86400) * 1000, 1000);
+	TG_CHECK_INT(usage_append(case_usage, &r, &seq), 0);
+	TG_CHECK_INT(usage_wait(case_usage, seq, 5000), 0);
+}
+
+/* tokens_per_day used by subject at B_T0, after loading the store's buckets into an engine. */
+static uint64_t loaded_day_tokens(const char *subject)
+{
+	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024};
+	struct budget *b = budget_new(&o);
+	struct budget_hit h[BUDGET_STATUS_MAX];
+	struct limits l;
+	uint64_t used = UINT64_MAX;
+	size_t n = 0;
+
+	for (int f = 0; f < LIMIT__COUNT; f++)
+		l.v[f] = 0;
+	l.v[LIMIT_TPD] = 1000000;
+	if (b && usage_budget_load(case_store, b, &n) == 0) {
+		if (strncmp(subject, "key:", 4) != 0)
+			budget_set_limits(b, subject, &l, NULL);
+		if (budget_status(b, subject, &l, B_T0, h, BUDGET_STATUS_MAX) == 1)
+			used = h[0].used;
+	}
+	budget_free(b);
+	return used;
+}
+
+TMP_CASE(budget_buckets_persist_and_load)
+{
+	uint64_t per = 0, tenant = 0;
+	struct usage_record r;
+
+	TG_REQUIRE(topen(dir, NULL));
+	bucket_records();
+	tclose();
+	TG_REQUIRE(topen(dir, NULL));
+	for (int i = 0; i < 4; i++) {
+		mk_record(&r, "k1x2y3z4w5v6", "chat", 0, 10 + i);
+		per += r.prompt_tokens + r.completion_tokens;
+		tenant += i % 2 ? r.prompt_tokens + r.completion_tokens : 0;
+	}
+	/* four calls today (15:00 back to 12:00), each counted once; the old one not */
+	TG_CHECK_INT(loaded_day_tokens("key:k1x2y3z4w5v6"), per);
+	TG_CHECK_INT(loaded_day_tokens("team:ml"), per);
+	TG_CHECK_INT(loaded_day_tokens("tenant:acme"), tenant);
+	tclose();
+}
+
+static int wipe_one(const void *k, size_t klen, const void *v, size_t vlen, void *arg)
+{
+	struct store_txn *t = arg;
+
+	(void)v, (void)vlen;
+	return store_del(t, STORE_DB_BUDGET, k, klen);
+}
+
+/* A store from before migration 4: roll-ups and a key, no buckets. */
+static int old_store_txn(struct store_txn *t, void *arg)
+{
+	struct key_record k = {.id = "k1x2y3z4w5v6", .owner = "team:ml", .tier = "basic"};
+	uint8_t buf[MODEL_KEY_MAX];
+	int n, rc;
+
+	(void)arg;
+	limits_clear(&k.overrides);
+	rc = store_iter(t, STORE_DB_BUDGET, NULL, 0, wipe_one, t);
+	n = key_record_encode(&k, buf, sizeof(buf));
+	if (!rc && n > 0)
+		rc = store_put(t, STORE_DB_KEYS, k.id, TG_ID_LEN, buf, (size_t)n, 0);
+	return rc ? rc : n < 0 ? n : 0;
+}
+
+static int seed_txn(struct store_txn *t, void *arg)
+{
+	(void)arg;
+	return usage_budget_seed(t);
+}
+
+TMP_CASE(migration_4_seeds_day_buckets_from_rollups)
+{
+	uint64_t per = 0;
+	struct usage_record r;
+
+	TG_REQUIRE(topen(dir, NULL));
+	bucket_records();
+	TG_REQUIRE(store_write(case_store, old_store_txn, NULL) == 0);
+	TG_CHECK_INT(loaded_day_tokens("key:k1x2y3z4w5v6"), 0);
+	TG_CHECK_INT(store_write(case_store, seed_txn, NULL), 0);
+	for (int i = 0; i < 4; i++) {
+		mk_record(&r, "k1x2y3z4w5v6", "chat", 0, 10 + i);
+		per += r.prompt_tokens + r.completion_tokens;
+	}
+	TG_CHECK_INT(loaded_day_tokens("key:k1x2y3z4w5v6"), per);
+	TG_CHECK_INT(loaded_day_tokens("team:ml"), per); /* the owner, from the key record */
+	tclose();
 }
 
 static const struct tg_case cases[] = {
@@ -997,6 +1126,10 @@ static const struct tg_case cases[] = {
      failed_rollup_commits_nothing_then_retry_commits_both},
     {"kill -9: reported commits survive and roll-ups equal the surviving records",
      kill_9_rollups_match_surviving_records},
+    {"limits buckets of key, owner, tenant commit with the records and load back once",
+     budget_buckets_persist_and_load},
+    {"migration 4 seeds the key's and owner's day buckets from the roll-ups",
+     migration_4_seeds_day_buckets_from_rollups},
 };
 
 int main(void)
