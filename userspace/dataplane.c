@@ -729,9 +729,12 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 		return NULL;
 	}
 	err = dp_verify_start(dp, o && o->verify_threads ? o->verify_threads : 2);
+	if (!err)
+		err = dp_queue_start(dp, o && o->queue_depth ? o->queue_depth : 64);
 	dp->http = err ? NULL : http_start(&ho, dp_handle, dp);
 	if (!dp->http) {
 		err = err ? -err : errno;
+		dp_queue_close(dp);
 		dp_verify_stop(dp);
 		dp_commits_fini(dp);
 		free(dp);
@@ -750,6 +753,8 @@ void dataplane_stop(struct dataplane *dp)
 {
 	if (!dp)
 		return;
+	/* the queue first: its waiters answered, http_stop need not wait for them */
+	dp_queue_stop(dp);
 	http_stop(dp->http);
 	dp->http = NULL;
 	dp_verify_stop(dp); /* before upstream_stop: a pool thread may submit calls */
@@ -759,8 +764,10 @@ void dataplane_close(struct dataplane *dp)
 {
 	if (!dp)
 		return;
+	dp_queue_stop(dp);
 	http_stop(dp->http); /* in case dataplane_stop was not called */
 	dp_verify_stop(dp);
+	dp_queue_close(dp);
 	dp_commits_fini(dp);
 	free(dp);
 }

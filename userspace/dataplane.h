@@ -40,6 +40,8 @@ struct dataplane_opts {
 				      default 2 */
 	size_t max_header;	   /* per-connection buffer of the HTTP library (request line
 				      and headers; longer ones get 431), default 8192 */
+	unsigned queue_depth;	   /* limits.queue_depth: requests a key may have waiting in
+				      the queue (action queue), default 64 */
 };
 
 /* Borrowed for the life of the data plane. */
