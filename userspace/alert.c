@@ -64,8 +64,8 @@ struct alert_slot {
 
 struct alerts {
 	struct upstream *up;
-	char *url;		     /* NULL: no webhook */
-	char host[ALERT_HOST_MAX];   /* what logs show of the URL */
+	char *url;		   /* NULL: no webhook */
+	char host[ALERT_HOST_MAX]; /* what logs show of the URL */
 	unsigned retries, timeout_ms, backoff_ms, backoff_max_ms, queue_max, inflight_max;
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* monotonic; the thread's wake-up, and close's wait */
@@ -208,8 +208,8 @@ static void slot_decide(struct alerts *a, struct alert_slot *s, int64_t now)
 	}
 	s->due_ns = now + (int64_t)alert_backoff(a, s->attempts) * 1000000;
 	s->state = SLOT_WAIT;
-	log_info("alert: webhook of %s %s to %s: %s, retry %u of %u in %u ms", s->subject,
-		 s->limit, a->host, why, s->attempts, a->retries, alert_backoff(a, s->attempts));
+	log_info("alert: webhook of %s %s to %s: %s, retry %u of %u in %u ms", s->subject, s->limit,
+		 a->host, why, s->attempts, a->retries, alert_backoff(a, s->attempts));
 }
 
 /* Starts an attempt of a due slot; drops a->mu around the submit. */
@@ -223,8 +223,8 @@ static void slot_send(struct alerts *a, struct alert_slot *s)
 	a->sending++;
 	atomic_fetch_add(&a->attempts, 1);
 	pthread_mutex_unlock(&a->mu);
-	rc = upstream_post_json(a->up, a->url, s->payload, s->len, a->timeout_ms, slot_answered,
-				s, &h);
+	rc = upstream_post_json(a->up, a->url, s->payload, s->len, a->timeout_ms, slot_answered, s,
+				&h);
 	pthread_mutex_lock(&a->mu);
 	if (rc) {
 		/* counted as a failed attempt: retried like a refused connection */

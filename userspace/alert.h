@@ -45,14 +45,14 @@ struct alert_event {
 };
 
 struct alert_opts {
-	struct upstream *up;  /* borrowed; NULL = no webhook (log and metric only) */
-	const char *url;      /* limits.webhook_url; NULL or "" = no webhook */
-	unsigned retries;     /* limits.webhook_retries: attempts after the first */
-	unsigned timeout_ms;  /* limits.webhook_timeout_ms: one attempt, default 2000 */
-	unsigned backoff_ms;  /* first retry after this, doubling, default 200 */
+	struct upstream *up;	 /* borrowed; NULL = no webhook (log and metric only) */
+	const char *url;	 /* limits.webhook_url; NULL or "" = no webhook */
+	unsigned retries;	 /* limits.webhook_retries: attempts after the first */
+	unsigned timeout_ms;	 /* limits.webhook_timeout_ms: one attempt, default 2000 */
+	unsigned backoff_ms;	 /* first retry after this, doubling, default 200 */
 	unsigned backoff_max_ms; /* retry delays are capped here, default 30000 */
-	unsigned queue_max;   /* events waiting for delivery, default 1024 */
-	unsigned inflight_max; /* deliveries at once (each with its retries), default 4 */
+	unsigned queue_max;	 /* events waiting for delivery, default 1024 */
+	unsigned inflight_max;	 /* deliveries at once (each with its retries), default 4 */
 };
 
 struct alerts;

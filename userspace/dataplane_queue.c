@@ -221,9 +221,9 @@ int dp_queue_park(struct dp_req *q, unsigned timeout_ms, dp_queue_retry_fn retry
 	p->q.queued_ns = q->queued_ns ? q->queued_ns : now;
 	p->retry = retry;
 	pthread_mutex_lock(&dq->mu);
-	rc = dq->stopping ? -ESHUTDOWN
-			  : dpq_push(&dq->q, q->auth.id, &p->w, now,
-				     now + (int64_t)timeout_ms * 1000000);
+	rc = dq->stopping
+		 ? -ESHUTDOWN
+		 : dpq_push(&dq->q, q->auth.id, &p->w, now, now + (int64_t)timeout_ms * 1000000);
 	if (!rc) {
 		atomic_store(&dq->nwaiters, dq->q.nwaiters);
 		pthread_cond_broadcast(&dq->cv); /* the thread may need an earlier wake-up */

@@ -86,8 +86,8 @@ bool http_req_client_gone(struct http_req *r)
 	} else {
 		ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		n = ci ? recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) : -1;
-		gone = ci && (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-					 errno != EINTR));
+		gone = ci && (n == 0 ||
+			      (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR));
 	}
 	pthread_mutex_unlock(&r->mu);
 	return gone;

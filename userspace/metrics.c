@@ -78,12 +78,11 @@ enum family_id {
 };
 
 /* A limit check costs microseconds: its own buckets, 0.5 us to 10 ms. */
-static const uint64_t check_ns[] = {500,    1000,   2500,   5000,    10000,   25000,  50000,
+static const uint64_t check_ns[] = {500,    1000,   2500,   5000,    10000,   25000,   50000,
 				    100000, 250000, 500000, 1000000, 2500000, 10000000};
-static const char *const check_le[] = {"0.0000005", "0.000001", "0.0000025", "0.000005",
-				       "0.00001",   "0.000025", "0.00005",   "0.0001",
-				       "0.00025",   "0.0005",	"0.001",     "0.0025",
-				       "0.01",	    "+Inf"};
+static const char *const check_le[] = {"0.0000005", "0.000001", "0.0000025", "0.000005", "0.00001",
+				       "0.000025",  "0.00005",	"0.0001",    "0.00025",	 "0.0005",
+				       "0.001",	    "0.0025",	"0.01",	     "+Inf"};
 static const struct buckets check_buckets = {(int)TG_ARRAY_SIZE(check_le), check_ns, check_le};
 
 static const struct family families[F__COUNT] = {
@@ -91,53 +90,63 @@ static const struct family families[F__COUNT] = {
 			 "HTTP requests served, by listener, route and status code.",
 			 FAM_COUNTER,
 			 3,
-			 {"listener", "route", "code"}},
+			 {"listener", "route", "code"},
+			 NULL},
     [F_HTTP_DURATION] = {"http_request_duration_seconds",
 			 "Time from request to the last response byte, in seconds.",
 			 FAM_HISTOGRAM,
 			 2,
-			 {"listener", "route"}},
+			 {"listener", "route"},
+			 NULL},
     [F_CONSUMPTION] = {"consumption_requests_total",
 		       "Metered calls, by endpoint, model and status.",
 		       FAM_COUNTER,
 		       3,
-		       {"endpoint", "model", "status"}},
+		       {"endpoint", "model", "status"},
+		       NULL},
     [F_TOKENS] = {"tokens_consumed_total",
 		  "Tokens consumed, by endpoint, model and type.",
 		  FAM_COUNTER,
 		  3,
-		  {"endpoint", "model", "type"}},
+		  {"endpoint", "model", "type"},
+		  NULL},
     [F_RATE_LIMITED] = {"rate_limits_exceeded_total",
 			"Requests refused by a request-rate window.",
 			FAM_COUNTER,
 			1,
-			{"window"}},
+			{"window"},
+			NULL},
     [F_QUOTA] = {"quota_exceeded_total",
 		 "Requests refused by a token quota or cost budget.",
 		 FAM_COUNTER,
 		 1,
-		 {"quota"}},
+		 {"quota"},
+		 NULL},
     [F_UPSTREAM] = {"upstream_errors_total",
 		    "Failed upstream calls, by error class.",
 		    FAM_COUNTER,
 		    1,
-		    {"class"}},
+		    {"class"},
+		    NULL},
     [F_BUDGET_RATIO] = {"tollgate_budget_usage_ratio",
 			"Highest usage/limit ratio among subjects, per limit.",
 			FAM_GAUGE,
 			1,
-			{"limit"}},
+			{"limit"},
+			NULL},
     [F_LIMIT_HITS] = {"tollgate_limit_hits_total",
 		      "Calls over a limit, by limit and the action taken.",
 		      FAM_COUNTER,
 		      2,
-		      {"limit", "action"}},
+		      {"limit", "action"},
+		      NULL},
     [F_ENFORCEMENT] = {"tollgate_enforcement_actions_total",
 		       "Enforcement actions taken (block, queue, queue_timeout, downgrade, alert, "
 		       "soft).",
 		       FAM_COUNTER,
 		       1,
-		       {"action"}},
+		       {"action"},
+		       NULL},
     [F_LIMIT_CHECK] = {"tollgate_limit_check_duration_seconds",
 		       "Time of one full limit check (every window of key, owner, tenant).",
 		       FAM_HISTOGRAM,
@@ -148,7 +157,8 @@ static const struct family families[F__COUNT] = {
 			  "Alert webhooks by result (sent, failed after retries, dropped).",
 			  FAM_COUNTER,
 			  1,
-			  {"result"}},
+			  {"result"},
+			  NULL},
 };
 
 static struct table tables[F__COUNT];
@@ -497,13 +507,16 @@ static void render_kernel(FILE *out)
 	if (!kernel_read || kernel_read(kernel_ctx, &k))
 		return;
 	fputs("# HELP tollgate_kernel_packets_total Packets the kernel programs counted, by "
-	      "verdict (summed over CPUs)\n# TYPE tollgate_kernel_packets_total counter\n", out);
+	      "verdict (summed over CPUs)\n# TYPE tollgate_kernel_packets_total counter\n",
+	      out);
 	for (size_t i = 0; i < k.n && i < METRICS_KERNEL_MAX; i++)
 		fprintf(out, "tollgate_kernel_packets_total{verdict=\"%s\"} %" PRIu64 "\n",
 			k.verdict[i], k.packets[i]);
-	fprintf(out, "# HELP tollgate_kernel_penalty_box_entries Sources in the XDP penalty box "
-		     "map\n# TYPE tollgate_kernel_penalty_box_entries gauge\n"
-		     "tollgate_kernel_penalty_box_entries %" PRIu64 "\n", k.penalty_entries);
+	fprintf(out,
+		"# HELP tollgate_kernel_penalty_box_entries Sources in the XDP penalty box "
+		"map\n# TYPE tollgate_kernel_penalty_box_entries gauge\n"
+		"tollgate_kernel_penalty_box_entries %" PRIu64 "\n",
+		k.penalty_entries);
 }
 
 char *metrics_render(size_t *len)

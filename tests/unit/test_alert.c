@@ -137,8 +137,8 @@ static int rcv_start(struct rcv *r, int n, const unsigned *statuses)
 	r->nscript = n;
 	memcpy(r->script, statuses, sizeof(unsigned) * (size_t)n);
 	r->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	if (r->lfd < 0 || bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) ||
-	    listen(r->lfd, 64) || getsockname(r->lfd, (struct sockaddr *)&a, &len))
+	if (r->lfd < 0 || bind(r->lfd, (struct sockaddr *)&a, sizeof(a)) || listen(r->lfd, 64) ||
+	    getsockname(r->lfd, (struct sockaddr *)&a, &len))
 		return -1;
 	r->port = ntohs(a.sin_port);
 	return pthread_create(&r->thread, NULL, rcv_main, r) ? -1 : 0;
@@ -156,8 +156,12 @@ static void rcv_stop(struct rcv *r)
 
 static struct alert_event event(enum alert_kind k, const char *subject, const char *limit)
 {
-	struct alert_event e = {.kind = k, .value = 10.0, .used = 8.5, .ratio = 0.85,
-				.window_reset_at = 1795478400, .time = 1795400000};
+	struct alert_event e = {.kind = k,
+				.value = 10.0,
+				.used = 8.5,
+				.ratio = 0.85,
+				.window_reset_at = 1795478400,
+				.time = 1795400000};
 
 	snprintf(e.subject, sizeof(e.subject), "%s", subject);
 	snprintf(e.limit, sizeof(e.limit), "%s", limit);
@@ -182,8 +186,12 @@ static struct alerts *open_for(struct upstream *up, const struct rcv *r, const c
 			       unsigned retries)
 {
 	char url[128];
-	struct alert_opts o = {.up = up, .url = url, .retries = retries, .timeout_ms = 2000,
-			       .backoff_ms = 5, .backoff_max_ms = 20};
+	struct alert_opts o = {.up = up,
+			       .url = url,
+			       .retries = retries,
+			       .timeout_ms = 2000,
+			       .backoff_ms = 5,
+			       .backoff_max_ms = 20};
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", r->port, path);
 	return alert_open(&o);
@@ -208,8 +216,7 @@ static void payload_has_the_contract_shape(void)
 	TG_CHECK(cJSON_GetNumberValue(cJSON_GetObjectItem(o, "ratio")) == 0.85);
 	TG_CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(o, "window_reset_at")),
 		     "2026-11-24T00:00:00Z");
-	TG_CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(o, "time")),
-		     "2026-11-23T02:13:20Z");
+	TG_CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(o, "time")), "2026-11-23T02:13:20Z");
 	cJSON_ArrayForEach(it, o) n++;
 	TG_CHECK_INT(n, 8); /* nothing beyond the contract's fields */
 	cJSON_Delete(o);
@@ -223,8 +230,7 @@ static void payload_has_the_contract_shape(void)
 	TG_REQUIRE(o);
 	TG_CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(o, "event")), "limit_threshold");
 	TG_CHECK(cJSON_IsNull(cJSON_GetObjectItem(o, "window_reset_at")));
-	TG_CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(o, "time")),
-		     "2026-11-23T02:13:20Z");
+	TG_CHECK_STR(cJSON_GetStringValue(cJSON_GetObjectItem(o, "time")), "2026-11-23T02:13:20Z");
 	cJSON_Delete(o);
 	free(text);
 }
@@ -331,8 +337,8 @@ static void full_queue_drops_and_counts(void)
 {
 	struct upstream *up = upstream_start(4);
 	struct rcv r;
-	struct alert_opts o = {.up = up, .retries = 0, .timeout_ms = 60000, .queue_max = 2,
-			       .inflight_max = 1};
+	struct alert_opts o = {
+	    .up = up, .retries = 0, .timeout_ms = 60000, .queue_max = 2, .inflight_max = 1};
 	struct alerts *a;
 	struct alert_event e = event(ALERT_THRESHOLD, "key:abc", "tokens_per_minute");
 	struct alert_stats st;

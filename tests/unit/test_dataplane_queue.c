@@ -27,12 +27,12 @@
 
 enum op_kind {
 	OP_END = 0,
-	OP_PUSH,     /* key, waiter, deadline -> want (0 / -errno) */
-	OP_REMOVE,   /* waiter */
-	OP_ORDER,    /* key -> the FIFO from head to tail, as waiter indexes ("" = no FIFO) */
-	OP_EXPIRED,  /* now -> the waiter dpq_expired returns (-1: none) */
-	OP_NEXT,     /* -> dpq_next_deadline */
-	OP_COUNTS,   /* -> nfifos * 1000 + nwaiters */
+	OP_PUSH,    /* key, waiter, deadline -> want (0 / -errno) */
+	OP_REMOVE,  /* waiter */
+	OP_ORDER,   /* key -> the FIFO from head to tail, as waiter indexes ("" = no FIFO) */
+	OP_EXPIRED, /* now -> the waiter dpq_expired returns (-1: none) */
+	OP_NEXT,    /* -> dpq_next_deadline */
+	OP_COUNTS,  /* -> nfifos * 1000 + nwaiters */
 };
 
 struct op {
@@ -119,8 +119,7 @@ static const struct script scripts[] = {
       {OP_NEXT, NULL, 0, 0, 0, NULL}}},
     {"depth 0 queues nothing",
      0,
-     {{OP_PUSH, "k1", 0, 100, -EBUSY, NULL},
-      {OP_COUNTS, NULL, 0, 0, 0, NULL}}},
+     {{OP_PUSH, "k1", 0, 100, -EBUSY, NULL}, {OP_COUNTS, NULL, 0, 0, 0, NULL}}},
     {"a key longer than a key id is refused",
      4,
      {{OP_PUSH, "0123456789abcdef0123456789abcdef0123456789", 0, 100, -EINVAL, NULL},
@@ -174,7 +173,8 @@ static void scripts_run(void)
 		for (const struct op *o = scripts[s].ops; o->kind != OP_END; o++) {
 			char order[NW + 1] = "";
 			int64_t got = run_op(&q, w, o, order);
-			int bad = o->kind == OP_ORDER ? strcmp(order, o->order) != 0 : got != o->want;
+			int bad =
+			    o->kind == OP_ORDER ? strcmp(order, o->order) != 0 : got != o->want;
 
 			TG_CHECK(!bad);
 			if (bad)
@@ -232,7 +232,7 @@ static void sleep_ms_q(int ms)
 
 static struct dataplane qdp;
 static struct http_server *qsrv;
-static atomic_int capacity;	   /* retries that may proceed */
+static atomic_int capacity;	       /* retries that may proceed */
 static atomic_uint timeout_ms = 60000; /* of the next parks */
 static pthread_mutex_t order_mu = PTHREAD_MUTEX_INITIALIZER;
 static char order[ORDER_MAX + 1]; /* the n of each request that proceeded, in order */
@@ -297,8 +297,11 @@ static void test_handler(struct http_req *req, void *arg)
 
 static int queue_up(unsigned depth)
 {
-	struct http_opts o = {.listen = "127.0.0.1:0", .name = "qtest", .threads = 2,
-			      .max_body = 4096, .timeout_sec = 30};
+	struct http_opts o = {.listen = "127.0.0.1:0",
+			      .name = "qtest",
+			      .threads = 2,
+			      .max_body = 4096,
+			      .timeout_sec = 30};
 
 	memset(&qdp, 0, sizeof(qdp));
 	if (dp_queue_start(&qdp, depth))
@@ -321,7 +324,8 @@ static void queue_down(void)
 /* Sends GET path on a new connection; the socket, or -1. */
 static int client_send(const char *path)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(http_port(qsrv)),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons(http_port(qsrv)),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	char req[128];
 	int fd = socket(AF_INET, SOCK_STREAM, 0), n;
@@ -483,7 +487,8 @@ static const struct tg_case cases[] = {
     {"2000 keys sharing buckets", many_keys_share_buckets},
     {"a parked request proceeds when capacity comes", parked_request_proceeds_when_capacity_comes},
     {"waiters of one key proceed in arrival order", waiters_of_a_key_proceed_in_arrival_order},
-    {"past its deadline a waiter gets a 429 saying it waited", deadline_gives_a_429_that_says_it_waited},
+    {"past its deadline a waiter gets a 429 saying it waited",
+     deadline_gives_a_429_that_says_it_waited},
     {"beyond the depth bound a request is refused at once", depth_bound_refuses_at_once},
     {"a client that hangs up is dropped from the queue", client_gone_is_dropped},
     {"stopping answers every waiter 503", stopping_answers_503},

@@ -20,8 +20,8 @@
 
 #include "tollctl.h"
 
-#define LIMITS_PATH "/api/v1/limits"
-#define SUBJECT_MAX 96
+#define LIMITS_PATH    "/api/v1/limits"
+#define SUBJECT_MAX    96
 #define ACTIONS_PREFIX "actions."
 
 static const struct out_col list_cols[] = {
@@ -182,8 +182,9 @@ static int field_arg(const struct ctl *ctl, cJSON *body, const char *arg)
 		return ctl_usage_error(ctl, "%s is given more than once", field);
 	err = parse_subject_limit(field, eq + 1, &item, &hint);
 	if (err == -ENOENT)
-		return ctl_usage_error(ctl, "unknown limit field '%s' (see 'tollctl limits set "
-					    "--help')",
+		return ctl_usage_error(ctl,
+				       "unknown limit field '%s' (see 'tollctl limits set "
+				       "--help')",
 				       field);
 	if (err == -EINVAL || err == -ERANGE)
 		return ctl_usage_error(ctl, "%s: '%s' is not %s", field, eq + 1, hint);

@@ -251,26 +251,16 @@ static const struct {
 	enum subject_limit_kind kind;
 	const char *const *words;
 } subject_limits[] = {
-    {"requests_per_second", SLK_DEC3, NULL},
-    {"burst", SLK_COUNT, NULL},
-    {"requests_per_minute", SLK_COUNT, NULL},
-    {"requests_per_hour", SLK_COUNT, NULL},
-    {"requests_per_day", SLK_COUNT, NULL},
-    {"requests_per_month", SLK_COUNT, NULL},
-    {"tokens_per_minute", SLK_COUNT, NULL},
-    {"tokens_per_hour", SLK_COUNT, NULL},
-    {"tokens_per_day", SLK_COUNT, NULL},
-    {"tokens_per_month", SLK_COUNT, NULL},
-    {"token_quota_days", SLK_COUNT, NULL},
-    {"max_concurrent", SLK_COUNT, NULL},
-    {"cost_per_hour", SLK_DEC9, NULL},
-    {"cost_per_day", SLK_DEC9, NULL},
-    {"cost_per_month", SLK_DEC9, NULL},
-    {"cost_window", SLK_ENUM, window_words},
-    {"bytes_per_month", SLK_COUNT, NULL},
-    {"compute_seconds_per_month", SLK_DEC3, NULL},
-    {"alert_threshold", SLK_RATIO, NULL},
-    {"mode", SLK_ENUM, mode_words},
+    {"requests_per_second", SLK_DEC3, NULL},  {"burst", SLK_COUNT, NULL},
+    {"requests_per_minute", SLK_COUNT, NULL}, {"requests_per_hour", SLK_COUNT, NULL},
+    {"requests_per_day", SLK_COUNT, NULL},    {"requests_per_month", SLK_COUNT, NULL},
+    {"tokens_per_minute", SLK_COUNT, NULL},   {"tokens_per_hour", SLK_COUNT, NULL},
+    {"tokens_per_day", SLK_COUNT, NULL},      {"tokens_per_month", SLK_COUNT, NULL},
+    {"token_quota_days", SLK_COUNT, NULL},    {"max_concurrent", SLK_COUNT, NULL},
+    {"cost_per_hour", SLK_DEC9, NULL},	      {"cost_per_day", SLK_DEC9, NULL},
+    {"cost_per_month", SLK_DEC9, NULL},	      {"cost_window", SLK_ENUM, window_words},
+    {"bytes_per_month", SLK_COUNT, NULL},     {"compute_seconds_per_month", SLK_DEC3, NULL},
+    {"alert_threshold", SLK_RATIO, NULL},     {"mode", SLK_ENUM, mode_words},
     {"action", SLK_ENUM, parse_action_words},
 };
 
@@ -328,13 +318,15 @@ int parse_subject_limit(const char *field, const char *value, cJSON **item, cons
 			*hint = "an amount in USD with up to 9 digits after the point";
 			return decimal_raw(value, 9, false, item);
 		case SLK_RATIO:
-			*hint = "a fraction more than 0 and at most 1 (up to 3 digits after the point)";
+			*hint =
+			    "a fraction more than 0 and at most 1 (up to 3 digits after the point)";
 			return decimal_raw(value, 3, true, item);
 		case SLK_ENUM:
 			*hint = subject_limits[i].words == parse_action_words
-					? "one of block, queue, downgrade, alert"
-				: subject_limits[i].words == mode_words ? "one of hard, soft"
-									: "one of calendar, rolling";
+				    ? "one of block, queue, downgrade, alert"
+				: subject_limits[i].words == mode_words
+				    ? "one of hard, soft"
+				    : "one of calendar, rolling";
 			if (!parse_one_of(value, subject_limits[i].words))
 				return -EINVAL;
 			*item = cJSON_CreateString(value);
