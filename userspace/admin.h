@@ -19,9 +19,11 @@ struct admin_opts {
 	size_t max_body;	/* default 65536 */
 	unsigned timeout_sec;	/* default 30 */
 	struct kernel *kernel;	/* GET /api/v1/kernel reads it; NULL: the kernel path is off */
+	struct budget *budget;	/* /api/v1/limits; NULL: those answer 503 */
 };
 
 struct admin;
+struct budget;
 
 /* Starts the admin listener; NULL and errno on failure. */
 struct admin *admin_start(const struct admin_opts *o, struct keys *k, struct store *s);

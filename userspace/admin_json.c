@@ -277,6 +277,63 @@ static int limit_range_err(enum limit_field f, const char *param, struct admin_e
 			     param, lo, hi);
 }
 
+/* Stored nano units (USD 1e-9) as a decimal with up to 9 places, trailing zeros cut. */
+static void nano_format(uint64_t v, char buf[32])
+{
+	int n = snprintf(buf, 32, "%" PRIu64, v / 1000000000u);
+
+	if (v % 1000000000u) {
+		snprintf(buf + n, 32 - (size_t)n, ".%09u", (unsigned)(v % 1000000000u));
+		for (n = (int)strlen(buf); buf[n - 1] == '0'; n--)
+			buf[n - 1] = '\0';
+	}
+}
+
+/* An enum limit ("mode": "soft"): its stored index. */
+static int limit_enum_get(const cJSON *v, enum limit_field f, const char *param, uint64_t *out,
+			  struct admin_err *e)
+{
+	const struct limit_desc *d = &limit_descs[f];
+	char allowed[96];
+	size_t n = 0;
+	int i = cJSON_IsString(v) ? limit_enum_parse(f, v->valuestring) : -EINVAL;
+
+	if (i >= 0) {
+		*out = (uint64_t)i;
+		return 0;
+	}
+	allowed[0] = '\0';
+	for (unsigned k = 0; k < d->nnames && n < sizeof(allowed); k++)
+		if (d->names[k])
+			n += (size_t)snprintf(allowed + n, sizeof(allowed) - n, "%s'%s'",
+					      n ? ", " : "", d->names[k]);
+	return admin_err_set(e, 400, BAD_REQ, cJSON_IsString(v) ? "invalid_value" : "invalid_type",
+			     param, "%s: must be one of %s", param, allowed);
+}
+
+/* A USD amount with up to 9 decimals, exact in the same sense as the milli numbers. */
+static int limit_nano_get(double x, enum limit_field f, const char *param, uint64_t *out,
+			  struct admin_err *e)
+{
+	const struct limit_desc *d = &limit_descs[f];
+	char buf[32];
+	uint64_t u;
+
+	if (!(x >= (double)d->min / 1e9 && x <= (double)d->max / 1e9))
+		goto bad;
+	u = (uint64_t)(x * 1e9 + 0.5);
+	snprintf(buf, sizeof(buf), "%" PRIu64 ".%09" PRIu64, u / 1000000000u, u % 1000000000u);
+	if (strtod(buf, NULL) != x)
+		goto bad;
+	*out = u;
+	return 0;
+bad:
+	nano_format(d->max, buf);
+	return admin_err_set(e, 400, BAD_REQ, "invalid_value", param,
+			     "%s: must be a USD amount from 0 to %s with at most 9 decimals", param,
+			     buf);
+}
+
 int admin_limit_parse(const cJSON *v, enum limit_field f, const char *param, uint64_t *out,
 		      struct admin_err *e)
 {
@@ -284,10 +341,14 @@ int admin_limit_parse(const cJSON *v, enum limit_field f, const char *param, uin
 	double x, m;
 	uint64_t u;
 
+	if (d->names)
+		return limit_enum_get(v, f, param, out, e);
 	if (!cJSON_IsNumber(v))
 		return admin_err_set(e, 400, BAD_REQ, "invalid_type", param, "%s: must be %s",
-				     param, d->milli ? "a number" : "an integer");
+				     param, d->milli || d->nano ? "a number" : "an integer");
 	x = v->valuedouble;
+	if (d->nano)
+		return limit_nano_get(x, f, param, out, e);
 	m = d->milli ? x * 1000.0 : x;
 	/* the range test comes first, so the conversion below cannot overflow */
 	if (!(m >= (double)d->min && m <= (double)d->max))
@@ -480,8 +541,9 @@ int admin_tier_parse(const cJSON *o, const char *path_name, const char *prefix, 
 	int rc;
 
 	memset(t, 0, sizeof(*t));
+	/* the fields older than issue 5 are required; the engine's ones default to 0 */
 	for (int i = 0; i < LIMIT__COUNT; i++)
-		f[i] = (struct afield){limit_descs[i].name, AJ_ANY, true};
+		f[i] = (struct afield){limit_descs[i].name, AJ_ANY, i < LIMIT_V2_COUNT};
 	f[LIMIT__COUNT] = (struct afield){"name", AJ_STRING, path_name == NULL};
 	rc = fields_get(o, f, LIMIT__COUNT + 1, prefix, v, e);
 	if (rc)
@@ -495,6 +557,8 @@ int admin_tier_parse(const cJSON *o, const char *path_name, const char *prefix, 
 				     "%s: must be left out or be the name in the path ('%s')", p,
 				     path_name);
 	for (int i = 0; i < LIMIT__COUNT; i++) {
+		if (!v[i])
+			continue; /* an optional field left out: 0, none */
 		rc = admin_limit_parse(v[i], (enum limit_field)i, param_join(p, prefix, f[i].name),
 				       &t->lim.v[i], e);
 		if (rc)
@@ -716,8 +780,15 @@ static bool limit_add(cJSON *o, enum limit_field f, uint64_t v)
 {
 	char buf[32];
 
+	const char *name = limit_enum_name(f, v);
+
+	if (limit_descs[f].names)
+		return name ? cJSON_AddStringToObject(o, limit_descs[f].name, name) != NULL
+			    : cJSON_AddStringToObject(o, limit_descs[f].name, "inherit") != NULL;
 	if (limit_descs[f].milli)
 		milli_format(v, buf);
+	else if (limit_descs[f].nano)
+		nano_format(v, buf);
 	else
 		snprintf(buf, sizeof(buf), "%" PRIu64, v);
 	return cJSON_AddRawToObject(o, limit_descs[f].name, buf) != NULL;
@@ -726,7 +797,10 @@ static bool limit_add(cJSON *o, enum limit_field f, uint64_t v)
 bool admin_limits_add(cJSON *o, const struct limits *l)
 {
 	for (int f = 0; f < LIMIT__COUNT; f++) {
-		if (l->v[f] != LIMIT_UNSET && !limit_add(o, (enum limit_field)f, l->v[f]))
+		/* the engine's fields are shown when set to something (0 is none / inherit) */
+		if (l->v[f] == LIMIT_UNSET || (f >= LIMIT_V2_COUNT && l->v[f] == 0))
+			continue;
+		if (!limit_add(o, (enum limit_field)f, l->v[f]))
 			return false;
 	}
 	return true;

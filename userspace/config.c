@@ -22,6 +22,9 @@ enum field_type {
 	FT_ENUM,    /* one of 'names', stored as its index (u32) */
 	FT_LIST,    /* comma-separated strings (a JSON array of strings too); may be empty */
 	FT_MILLI,   /* decimal with up to 3 fraction digits, stored x 1000 (u32) in [min, max] */
+	FT_BOOL,    /* true/false (JSON booleans; text "true", "false", "1", "0"), stored 0/1 */
+	FT_STR0,    /* char array that may be empty, size in 'max' */
+	FT_MAP,	    /* JSON object of strings {"a":"b"}, kept as "a=b,..." (text form too) */
 };
 
 struct config_field {
@@ -37,6 +40,10 @@ static const char *const sync_names[] = {"full", "meta", "none", NULL};
 static const char *const level_names[] = {"error", "warn", "info", "debug", NULL};
 static const char *const kmode_names[] = {"auto", "full", "tc", "off", NULL};
 static const char *const xdp_names[] = {"auto", "native", "generic", NULL};
+/* limits.mode and limits.action are stored as enum limit_mode / limit_action: index 0 is
+ * "inherit" there, which the global setting cannot be */
+static const char *const lmode_names[] = {"", "hard", "soft", NULL};
+static const char *const laction_names[] = {"", "block", "queue", "downgrade", "alert", NULL};
 
 #define OFF(f) offsetof(struct config, f)
 #define KOFF(f) (offsetof(struct config, keys) + offsetof(struct keys_opts, f))
@@ -120,6 +127,30 @@ static const struct config_field config_fields[] = {
 	 "IPv6 sources are counted per prefix of this length"},
 	{"kernel.allow", FT_LIST, OFF(kernel_allow), 0, 1024, NULL,
 	 "CIDR prefixes never penalised, comma-separated"},
+	{"limits.enabled", FT_BOOL, OFF(limits_enabled), 0, 1, NULL,
+	 "false: no limit refuses, queues or downgrades anything (request rates included)"},
+	{"limits.mode", FT_ENUM, OFF(limits_mode), 0, 0, lmode_names,
+	 "hard: over a limit its action applies; soft: allowed, logged and annotated"},
+	{"limits.action", FT_ENUM, OFF(limits_action), 0, 0, laction_names,
+	 "default action over a limit: block, queue, downgrade or alert"},
+	{"limits.alert_threshold", FT_MILLI, OFF(limits_alert_permille), 1, 1000, NULL,
+	 "fraction of a limit at which an alert is raised (0 < x <= 1)"},
+	{"limits.queue_depth", FT_U32, OFF(limits_queue_depth), 1, 100000, NULL,
+	 "queued calls per key (action queue)"},
+	{"limits.queue_timeout_ms", FT_U32, OFF(limits_queue_timeout_ms), 1, 600000, NULL,
+	 "a queued call waits at most this long for capacity, then is refused"},
+	{"limits.downgrade", FT_MAP, OFF(limits_downgrade), 0, 1024, NULL,
+	 "model -> cheaper model for the downgrade action (both priced models)"},
+	{"limits.default_daily_tokens", FT_U32, OFF(limits_default_daily_tokens), 0, 4000000000u,
+	 NULL, "daily token quota of every key and tenant whose limits set none (0 = none)"},
+	{"limits.completion_estimate_tokens", FT_U32, OFF(limits_completion_estimate), 1,
+	 10000000, NULL, "completion tokens reserved for a call without max_tokens"},
+	{"limits.webhook_url", FT_STR0, OFF(limits_webhook_url), 0, 512, NULL,
+	 "alerts are POSTed here (empty: none)"},
+	{"limits.webhook_retries", FT_U32, OFF(limits_webhook_retries), 0, 100, NULL,
+	 "retries of a failed alert webhook"},
+	{"limits.webhook_timeout_ms", FT_U32, OFF(limits_webhook_timeout_ms), 1, 600000, NULL,
+	 "timeout of one alert webhook POST"},
 };
 
 /* Environment variables that are not config fields but are expected (read elsewhere). */
@@ -161,6 +192,15 @@ void config_defaults(struct config *c)
 	c->kernel_penalty_sec = 60;
 	c->kernel_penalty_v6_prefix = 64;
 	snprintf(c->kernel_allow, sizeof(c->kernel_allow), "127.0.0.0/8,::1/128");
+	c->limits_enabled = 1;
+	c->limits_mode = 1;   /* hard */
+	c->limits_action = 1; /* block */
+	c->limits_alert_permille = 800;
+	c->limits_queue_depth = 64;
+	c->limits_queue_timeout_ms = 5000;
+	c->limits_completion_estimate = 1024;
+	c->limits_webhook_retries = 3;
+	c->limits_webhook_timeout_ms = 2000;
 }
 
 static const struct config_field *field_find(const char *name)
@@ -178,7 +218,8 @@ static void enum_list(const struct config_field *f, char *buf, size_t len)
 
 	buf[0] = '\0';
 	for (size_t i = 0; f->names[i] && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "", f->names[i]);
+		if (f->names[i][0])
+			n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ", " : "", f->names[i]);
 }
 
 static int set_u32(struct config *c, const struct config_field *f, uint64_t v, char *err)
@@ -192,13 +233,32 @@ static int set_u32(struct config *c, const struct config_field *f, uint64_t v, c
 	return 0;
 }
 
+/* "a=b,c=d": every entry a non-empty name, '=', a non-empty name; "" is the empty map. */
+static bool map_text_valid(const char *v)
+{
+	while (*v) {
+		size_t a = strcspn(v, "=,"), b;
+
+		if (a == 0 || v[a] != '=')
+			return false;
+		v += a + 1;
+		b = strcspn(v, "=,");
+		if (b == 0 || v[b] == '=')
+			return false;
+		v += b;
+		if (*v == ',' && !*++v)
+			return false;
+	}
+	return true;
+}
+
 static int set_str(struct config *c, const struct config_field *f, const char *v, char *err)
 {
 	char allowed[128];
 
 	if (f->type == FT_ENUM) {
 		for (uint32_t i = 0; f->names[i]; i++) {
-			if (strcmp(f->names[i], v) == 0) {
+			if (f->names[i][0] && strcmp(f->names[i], v) == 0) {
 				*(uint32_t *)((char *)c + f->offset) = i;
 				return 0;
 			}
@@ -207,7 +267,26 @@ static int set_str(struct config *c, const struct config_field *f, const char *v
 		snprintf(err, CONFIG_ERR_MAX, "%s: must be one of %s", f->name, allowed);
 		return -EINVAL;
 	}
-	if (f->type == FT_LIST && strlen(v) < f->max) {
+	if (f->type == FT_BOOL) {
+		if (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "false") || !strcmp(v, "0")) {
+			*(uint32_t *)((char *)c + f->offset) = v[0] == 't' || v[0] == '1';
+			return 0;
+		}
+		snprintf(err, CONFIG_ERR_MAX, "%s: must be true or false", f->name);
+		return -EINVAL;
+	}
+	if (f->type == FT_MAP && map_text_valid(v) && strlen(v) < f->max) {
+		memcpy((char *)c + f->offset, v, strlen(v) + 1);
+		return 0;
+	}
+	if (f->type == FT_MAP) {
+		snprintf(err, CONFIG_ERR_MAX,
+			 "%s: must be an object of model names {\"from\": \"to\"} (text: "
+			 "from=to,...) under %llu bytes",
+			 f->name, (unsigned long long)f->max);
+		return -EINVAL;
+	}
+	if ((f->type == FT_LIST || f->type == FT_STR0) && strlen(v) < f->max) {
 		memcpy((char *)c + f->offset, v, strlen(v) + 1);
 		return 0;
 	}
@@ -296,6 +375,34 @@ static int set_list_json(struct config *c, const struct config_field *f, const c
 	return set_str(c, f, buf, err);
 }
 
+/* {"gpt-4": "gpt-3.5-turbo"} -> "gpt-4=gpt-3.5-turbo" */
+static int set_map_json(struct config *c, const struct config_field *f, const cJSON *obj,
+			char *err)
+{
+	char buf[1024] = "";
+	size_t n = 0;
+	const cJSON *it;
+
+	cJSON_ArrayForEach(it, obj)
+	{
+		if (!cJSON_IsString(it) || !it->valuestring[0] || strpbrk(it->string, "=,") ||
+		    strpbrk(it->valuestring, "=,") || !it->string[0]) {
+			snprintf(err, CONFIG_ERR_MAX,
+				 "%s: '%.64s' must map a model name to a model name", f->name,
+				 it->string);
+			return -EINVAL;
+		}
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s=%s", n ? "," : "",
+				      it->string, it->valuestring);
+		if (n >= sizeof(buf) || n >= f->max) {
+			snprintf(err, CONFIG_ERR_MAX, "%s: longer than %llu bytes", f->name,
+				 (unsigned long long)f->max - 1);
+			return -EINVAL;
+		}
+	}
+	return set_str(c, f, buf, err);
+}
+
 static int set_json(struct config *c, const char *path, const cJSON *item, char *err)
 {
 	const struct config_field *f = field_find(path);
@@ -307,6 +414,10 @@ static int set_json(struct config *c, const char *path, const cJSON *item, char 
 	}
 	if (f->type == FT_LIST && cJSON_IsArray(item))
 		return set_list_json(c, f, item, err);
+	if (f->type == FT_MAP && cJSON_IsObject(item))
+		return set_map_json(c, f, item, err);
+	if (f->type == FT_BOOL && cJSON_IsBool(item))
+		return set_str(c, f, cJSON_IsTrue(item) ? "true" : "false", err);
 	if (f->type == FT_MILLI && cJSON_IsNumber(item)) {
 		char num[32];
 
@@ -363,6 +474,8 @@ static int walk_json(struct config *c, const cJSON *obj, const char *prefix, cha
 		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", it->string);
 		if (!strcmp(path, "providers"))
 			rc = set_providers(c, it, err);
+		else if (!strcmp(path, "limits.downgrade"))
+			rc = set_json(c, path, it, err);
 		else if (cJSON_IsObject(it))
 			rc = walk_json(c, it, path, err);
 		else
@@ -505,6 +618,39 @@ static int check_allow(const struct config *c, char *err)
 	return 0;
 }
 
+/* True if some provider prices model. */
+static bool model_priced(const struct providers *ps, const char *model)
+{
+	const struct model_price *price = NULL;
+
+	return providers_route(ps, model, &price) != NULL && price != NULL;
+}
+
+/* Every limits.downgrade entry maps a priced model to another priced model. */
+static int check_downgrade(const struct config *c, char *err)
+{
+	char copy[sizeof(c->limits_downgrade)], *save = NULL, *tok, *eq;
+
+	memcpy(copy, c->limits_downgrade, sizeof(copy));
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		eq = strchr(tok, '=');
+		*eq++ = '\0';
+		if (!model_priced(&c->providers, tok) || !model_priced(&c->providers, eq)) {
+			snprintf(err, CONFIG_ERR_MAX,
+				 "limits.downgrade: model '%.64s' is not a priced model of the "
+				 "providers",
+				 model_priced(&c->providers, tok) ? eq : tok);
+			return -EINVAL;
+		}
+		if (!strcmp(tok, eq)) {
+			snprintf(err, CONFIG_ERR_MAX,
+				 "limits.downgrade: '%.64s' cannot be downgraded to itself", tok);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int config_finish(struct config *c, char err[CONFIG_ERR_MAX])
 {
 	if (check_allow(c, err))
@@ -517,14 +663,12 @@ int config_finish(struct config *c, char err[CONFIG_ERR_MAX])
 		return -EINVAL;
 	}
 	c->keys.rate_slots = c->data_slots; /* the registry hands the slots out */
-	if (c->providers.n)
-		return 0;
-	if (providers_default(&c->providers, c->upstream_url)) {
+	if (!c->providers.n && providers_default(&c->providers, c->upstream_url)) {
 		snprintf(err, CONFIG_ERR_MAX, "upstream.default_url: '%.200s' is not an http(s) URL",
 			 c->upstream_url);
 		return -EINVAL;
 	}
-	return 0;
+	return check_downgrade(c, err);
 }
 
 void config_free(struct config *c)
@@ -575,8 +719,12 @@ void config_dump(const struct config *c, FILE *f)
 		sec = cJSON_GetObjectItemCaseSensitive(root, section);
 		if (!sec)
 			sec = cJSON_AddObjectToObject(root, section);
-		if (fl->type == FT_STR || fl->type == FT_LIST)
+		if (fl->type == FT_STR || fl->type == FT_LIST || fl->type == FT_STR0 ||
+		    fl->type == FT_MAP)
 			cJSON_AddStringToObject(sec, dot + 1, (const char *)c + fl->offset);
+		else if (fl->type == FT_BOOL)
+			cJSON_AddBoolToObject(sec, dot + 1,
+					      *(const uint32_t *)((const char *)c + fl->offset));
 		else if (fl->type == FT_MILLI)
 			cJSON_AddNumberToObject(sec, dot + 1,
 						*(const uint32_t *)((const char *)c + fl->offset) /

@@ -54,7 +54,21 @@ struct config {
 	uint32_t kernel_penalty_sec;		 /* kernel.penalty_sec */
 	uint32_t kernel_penalty_v6_prefix;	 /* kernel.penalty_v6_prefix */
 	char kernel_allow[1024];     /* kernel.allow: comma-separated CIDRs never penalised */
+	/* limits.*: the limits engine (budget.h) and its actions (issue 5) */
+	uint32_t limits_enabled;	 /* limits.enabled: 0 = nothing refused by any limit */
+	uint32_t limits_mode;		 /* limits.mode: enum limit_mode (hard, soft; never 0) */
+	uint32_t limits_action;		 /* limits.action: enum limit_action (never 0) */
+	uint32_t limits_alert_permille;	 /* limits.alert_threshold x 1000 */
+	uint32_t limits_queue_depth;	 /* limits.queue_depth: waiters per key */
+	uint32_t limits_queue_timeout_ms; /* limits.queue_timeout_ms */
+	char limits_downgrade[1024];	 /* limits.downgrade: "from=to,..." (JSON: an object) */
+	uint32_t limits_default_daily_tokens; /* limits.default_daily_tokens: 0 = none */
+	uint32_t limits_completion_estimate; /* limits.completion_estimate_tokens */
+	char limits_webhook_url[512];	 /* limits.webhook_url: "" = none */
+	uint32_t limits_webhook_retries; /* limits.webhook_retries */
+	uint32_t limits_webhook_timeout_ms; /* limits.webhook_timeout_ms */
 };
+
 
 #define CONFIG_ERR_MAX 256
 

@@ -309,9 +309,11 @@ static bool dp_rate(struct dp_req *q)
 				 q->auth.id);
 		return false;
 	}
-	ratelimit_charge(q->slot, &q->auth.limits, (uint64_t)tg_now_mono_ns(), !charge, v);
+	/* limits.enabled false: nothing is refused, request rates included (a dry run) */
+	ratelimit_charge(q->slot, &q->auth.limits, (uint64_t)tg_now_mono_ns(),
+			 !charge || !q->dp->limits_on, v);
 	dp_rate_headers(q->req, v);
-	if (!charge)
+	if (!charge || !q->dp->limits_on)
 		return true;
 	dp_refusal_streak(q, !v->allowed);
 	if (v->allowed)
@@ -341,38 +343,6 @@ void dp_month_reset(int64_t now, char out[32])
 		tm.tm_year++;
 	}
 	tg_rfc3339_format((int64_t)timegm(&tm), out);
-}
-
-/*
- * Known imprecision: the check reads committed usage, it reserves nothing, so calls in
- * flight together may all pass and overshoot the quota by what they use; the next call
- * after they are metered is refused.
- */
-bool dp_quota_allows(struct dp_req *q)
-{
-	uint64_t total = q->auth.limits.v[LIMIT_TOKENS_MONTH], used;
-	int64_t now = q->time_ms / 1000;
-	struct usage_totals t;
-	char reset[32];
-	int rc;
-
-	if (!total)
-		return true;
-	rc = usage_totals_month(q->dp->d.usage, q->auth.id, now, &t);
-	if (rc) {
-		dp_reply_500(q->req, "reading the month's usage", rc);
-		return false;
-	}
-	used = t.prompt_tokens + t.completion_tokens;
-	if (used < total)
-		return true;
-	metrics_quota_exceeded("tokens_per_month");
-	dp_month_reset(now, reset);
-	http_reply_error(q->req, 429, "token_quota_exceeded", "tokens_per_month", NULL,
-			 "Monthly token quota exceeded for key %s: %llu tokens per month (used "
-			 "%llu); it resets at %s",
-			 q->auth.id, (unsigned long long)total, (unsigned long long)used, reset);
-	return false;
 }
 
 /* ---- the handler ---- */
@@ -434,6 +404,9 @@ struct dp_call *dp_call_new(struct dp_req *q, enum dp_endpoint ep, const struct 
 	snprintf(c->key_id, sizeof(c->key_id), "%s", q->auth.id);
 	snprintf(c->owner, sizeof(c->owner), "%s", q->auth.owner);
 	snprintf(c->service, sizeof(c->service), "%s", q->auth.service);
+	snprintf(c->tenant, sizeof(c->tenant), "%s", q->tenant);
+	c->bc = q->bc; /* the call holds the reservation now */
+	q->bc.held = false;
 	c->start_ns = q->start_ns;
 	c->time_ms = q->time_ms;
 	/* the call takes over the pool's request reference; dp_call_submit follows at once */
@@ -449,6 +422,9 @@ struct dp_call *dp_call_new(struct dp_req *q, enum dp_endpoint ep, const struct 
 /* Frees c; held: it owns the request reference of http_defer. */
 static void dp_call_free(struct dp_call *c, bool held)
 {
+	/* a call freed before dp_finish (not submitted) used nothing */
+	if (c->dp->d.budget)
+		budget_release(c->dp->d.budget, &c->bc);
 	if (held)
 		http_req_release(c->req);
 	sse_free(&c->sse);
@@ -547,6 +523,9 @@ static void dp_meter(struct dp_call *c)
 	r.latency_us = ns > 0 ? (uint64_t)ns / 1000 : 0;
 	r.bytes_in = c->bytes_in;
 	r.bytes_out = c->bytes_out;
+	snprintf(r.tenant, sizeof(r.tenant), "%s", c->tenant);
+	/* memory first: a client answered from the commit hook below finds it counted */
+	dp_budget_settle(c, &r);
 	/* committed here when the writer is idle: no hand-over, the hook runs on this thread */
 	c->append_rc = usage_append_commit(c->dp->d.usage, &r, &c->seq);
 	if (c->append_rc)
@@ -722,6 +701,9 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 		 o && o->default_model && *o->default_model ? o->default_model : "gpt-4o-mini");
 	atomic_init(&dp->slots_full_logged, false);
 	dp->close_after = o ? o->close_after_refusals : 0;
+	dp->limits_on = !d->budget || budget_opts(d->budget)->enabled;
+	snprintf(dp->downgrade, sizeof(dp->downgrade), "%s",
+		 o && o->downgrade ? o->downgrade : "");
 	err = dp_commits_init(dp);
 	if (err) {
 		free(dp);

@@ -21,6 +21,7 @@ struct slots;
 struct upstream;
 struct usage;
 struct providers;
+struct budget;
 
 struct dataplane_opts {
 	const char *listen;	   /* default "127.0.0.1:8080" */
@@ -42,6 +43,7 @@ struct dataplane_opts {
 				      and headers; longer ones get 431), default 8192 */
 	unsigned queue_depth;	   /* limits.queue_depth: requests a key may have waiting in
 				      the queue (action queue), default 64 */
+	const char *downgrade;	   /* limits.downgrade: "from=to,..." (NULL: none) */
 };
 
 /* Borrowed for the life of the data plane. */
@@ -51,6 +53,7 @@ struct dataplane_deps {
 	struct upstream *up;
 	struct usage *usage;
 	const struct providers *prov;
+	struct budget *budget; /* the limits engine; NULL: no limit but request rates */
 };
 
 struct dataplane;

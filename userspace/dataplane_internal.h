@@ -25,6 +25,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "budget.h"
 #include "dataplane.h"
 #include "http.h"
 #include "keys.h"
@@ -116,6 +117,8 @@ struct dataplane {
 	struct dp_commits commits;
 	struct dp_verify verify;
 	struct dp_queue queue;
+	bool limits_on;	     /* limits.enabled: false, no limit refuses (request rates too) */
+	char downgrade[1024]; /* limits.downgrade, "from=to,..." */
 };
 
 struct dp_route;
@@ -131,6 +134,8 @@ struct dp_req {
 	struct rl_verdict verdict; /* the charge (or the dry run of a route that does not charge) */
 	int64_t start_ns;
 	int64_t time_ms; /* wall clock, Unix ms */
+	char tenant[BUDGET_TENANT_MAX + 1]; /* metadata.tenant or X-Tollgate-Tenant; "" none */
+	struct budget_call bc; /* the reservation, until dp_call_new takes it */
 	/*
 	 * Deferred by the verification pool, which holds http_defer's request reference:
 	 * dp_call_new adopts it (clearing this), else the pool drops it after the handler.
@@ -192,6 +197,8 @@ struct dp_call {
 	char key_id[TG_ID_LEN + 1];
 	char owner[TG_OWNER_MAX + 1];
 	char service[TG_SERVICE_MAX + 1];
+	char tenant[BUDGET_TENANT_MAX + 1];
+	struct budget_call bc; /* the call's reservation (settled in dp_finish) */
 	int64_t start_ns;
 	int64_t time_ms;
 	uint64_t bytes_in;
@@ -302,11 +309,32 @@ bool dp_check_max_tokens(struct http_req *req, const cJSON *root, const char *fi
 const struct provider *dp_route_model(struct dp_req *q, const char *model,
 				      const struct model_price **price);
 
+
+/* ---- dataplane_budget.c ---- */
+
+/* What a call will be forwarded as; dp_budget_reserve may downgrade it. */
+struct dp_plan {
+	char model[MODEL_NAME_MAX + 1];
+	const struct provider *p;
+	const struct model_price *price;
+	uint64_t completion_est; /* completion tokens to reserve */
+	bool downgraded;
+	char from[MODEL_NAME_MAX + 1]; /* downgraded: the model asked for */
+};
+
+/* The request's tenant into q->tenant (metadata.tenant, else the header); false after 400. */
+bool dp_tenant(struct dp_req *q, const cJSON *root);
 /*
- * The key's monthly token quota before a call is forwarded: false once it has answered 429
- * (token_quota_exceeded) because the month's committed usage reached it.
+ * Reserves the call's estimate into q->bc; on a limit's downgrade action switches pl to the
+ * cheaper model. False once it has answered (429, 500). Adds the token/budget headers.
  */
-bool dp_quota_allows(struct dp_req *q);
+bool dp_budget_reserve(struct dp_req *q, struct dp_plan *pl);
+/* Settles c's reservation with what its usage record r says (as the roll-ups count it). */
+void dp_budget_settle(struct dp_call *c, const struct usage_record *r);
+/* x-ratelimit-*-tokens and X-Budget-* for the tightest limits of v. */
+void dp_budget_headers(struct http_req *req, const struct budget_verdict *v, int64_t now);
+/* The contract's 429 for hit (type, code, message, Retry-After); note appended if set. */
+void dp_reply_limit(struct http_req *req, const struct budget_hit *hit, const char *note);
 
 /* ---- dataplane_queue.c ---- */
 

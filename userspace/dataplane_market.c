@@ -81,6 +81,16 @@ static bool consume_check(struct dp_req *q, const cJSON *root, const char **prom
 	return true;
 }
 
+/* Completion tokens to reserve: max_tokens, else limits.completion_estimate_tokens. */
+static uint64_t consume_completion_estimate(const struct dp_req *q, const cJSON *root)
+{
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
+
+	if (cJSON_IsNumber(mt) && mt->valuedouble >= 0 && mt->valuedouble <= 9007199254740992.0)
+		return (uint64_t)mt->valuedouble;
+	return q->dp->d.budget ? budget_opts(q->dp->d.budget)->completion_estimate : 0;
+}
+
 /* The upstream chat request: one user message, max_tokens and temperature if given. */
 static char *consume_upstream_body(const cJSON *root, const char *prompt, const char *model)
 {
@@ -175,29 +185,33 @@ static void consume_render(struct dp_call *c)
 
 void dp_h_consume(struct dp_req *q)
 {
-	const struct model_price *price = NULL;
-	const struct provider *p;
 	const char *prompt = NULL, *model = NULL;
+	struct dp_plan pl = {0};
 	struct dp_call *c;
 	char *body = NULL;
 	cJSON *root = dp_body_object(q->req);
 
 	if (!root)
 		return;
-	if (!consume_check(q, root, &prompt, &model) || !(p = dp_route_model(q, model, &price)) ||
-	    !dp_quota_allows(q))
+	if (!consume_check(q, root, &prompt, &model) || !dp_tenant(q, root))
 		goto out;
-	body = consume_upstream_body(root, prompt, model);
+	snprintf(pl.model, sizeof(pl.model), "%s", model);
+	pl.completion_est = consume_completion_estimate(q, root);
+	if (!(pl.p = dp_route_model(q, model, &pl.price)) || !dp_budget_reserve(q, &pl))
+		goto out;
+	body = consume_upstream_body(root, prompt, pl.model);
 	if (!body) {
 		dp_reply_500(q->req, "building the upstream request", -ENOMEM);
 		goto out;
 	}
-	c = dp_call_new(q, DP_EP_CONSUME, p, price, model);
+	c = dp_call_new(q, DP_EP_CONSUME, pl.p, pl.price, pl.model);
 	if (!c)
 		goto out;
 	c->render = consume_render;
 	dp_call_submit(c, "/chat/completions", body, strlen(body));
 out:
+	if (q->dp->d.budget)
+		budget_release(q->dp->d.budget, &q->bc); /* not taken by a call */
 	cJSON_free(body);
 	cJSON_Delete(root);
 }

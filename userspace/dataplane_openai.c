@@ -160,14 +160,47 @@ static int stream_body(cJSON *root, char **out, bool *client_usage)
 
 /* ---- handlers ---- */
 
+/* Completion tokens to reserve: max_completion_tokens, else max_tokens, else the default. */
+static uint64_t completion_estimate(const struct dp_req *q, const cJSON *root, enum dp_endpoint ep)
+{
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "max_completion_tokens");
+
+	if (ep == DP_EP_EMBEDDINGS)
+		return 0;
+	if (!cJSON_IsNumber(m) || m->valuedouble < 0)
+		m = cJSON_GetObjectItemCaseSensitive(root, "max_tokens");
+	if (cJSON_IsNumber(m) && m->valuedouble >= 0 && m->valuedouble <= 9007199254740992.0)
+		return (uint64_t)m->valuedouble;
+	return q->dp->d.budget ? budget_opts(q->dp->d.budget)->completion_estimate : 0;
+}
+
+/* Routes, checks the tenant and reserves the call (pl); false once answered. */
+static bool plan_call(struct dp_req *q, cJSON *root, enum dp_endpoint ep, const char *model,
+		      struct dp_plan *pl)
+{
+	memset(pl, 0, sizeof(*pl));
+	snprintf(pl->model, sizeof(pl->model), "%s", model);
+	if (!(pl->p = dp_route_model(q, model, &pl->price)) || !dp_tenant(q, root))
+		return false;
+	pl->completion_est = completion_estimate(q, root, ep);
+	if (!dp_budget_reserve(q, pl))
+		return false;
+	/* downgraded: the upstream is asked for the cheaper model */
+	if (pl->downgraded &&
+	    !cJSON_ReplaceItemInObjectCaseSensitive(root, "model", cJSON_CreateString(pl->model))) {
+		dp_reply_500(q->req, "rewriting the model of a downgraded call", -ENOMEM);
+		return false;
+	}
+	return true;
+}
+
 /* Checks, routes and forwards one OpenAI call of endpoint ep. */
 static void forward(struct dp_req *q, enum dp_endpoint ep)
 {
-	const struct model_price *price = NULL;
-	const struct provider *p;
 	const char *model, *body;
 	char *rewritten = NULL;
 	bool stream = false, client_usage = false;
+	struct dp_plan pl;
 	struct dp_call *c;
 	size_t len = 0;
 	cJSON *root = dp_body_object(q->req);
@@ -177,13 +210,17 @@ static void forward(struct dp_req *q, enum dp_endpoint ep)
 	if (!(model = check_model(q->req, root)) || !check_input(q->req, root, ep) ||
 	    !check_stream(q->req, root, ep, &stream) ||
 	    !dp_check_max_tokens(q->req, root, "max_tokens") ||
-	    !(p = dp_route_model(q, model, &price)) || !dp_quota_allows(q))
+	    !plan_call(q, root, ep, model, &pl))
 		goto out;
 	if (stream && stream_body(root, &rewritten, &client_usage)) {
 		dp_reply_500(q->req, "rewriting a stream request", -ENOMEM);
 		goto out;
 	}
-	c = dp_call_new(q, ep, p, price, model);
+	if (!rewritten && pl.downgraded && !(rewritten = cJSON_PrintUnformatted(root))) {
+		dp_reply_500(q->req, "rewriting a downgraded request", -ENOMEM);
+		goto out;
+	}
+	c = dp_call_new(q, ep, pl.p, pl.price, pl.model);
 	if (!c)
 		goto out;
 	c->stream = stream;
@@ -193,6 +230,9 @@ static void forward(struct dp_req *q, enum dp_endpoint ep)
 		len = strlen(rewritten);
 	dp_call_submit(c, ep_paths[ep], body, len);
 out:
+	/* a reservation no call took (refused or failed after it) is given back */
+	if (q->dp->d.budget)
+		budget_release(q->dp->d.budget, &q->bc);
 	cJSON_free(rewritten);
 	cJSON_Delete(root);
 }

@@ -19,6 +19,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "budget.h"
 #include "dataplane.h"
 #include "kernel.h"
 #include "keys.h"
@@ -316,8 +317,29 @@ struct data_path {
 	struct sync *sync;
 	struct upstream *up;
 	struct usage *usage;
+	struct budget *budget; /* the limits engine (made before the admin API, which sets limits) */
 	struct dataplane *dp;
 };
+
+/* The limits engine from limits.*; 0 or -1 (logged). */
+static int budget_start(const struct config *c, struct data_path *p)
+{
+	struct budget_opts bo = {.enabled = c->limits_enabled != 0,
+				 .mode = (enum limit_mode)c->limits_mode,
+				 .action = (enum limit_action)c->limits_action,
+				 .alert_permille = c->limits_alert_permille,
+				 .default_daily_tokens = c->limits_default_daily_tokens,
+				 .completion_estimate = c->limits_completion_estimate};
+
+	p->budget = budget_new(&bo);
+	if (!p->budget) {
+		log_warn("cannot start the limits engine");
+		return -1;
+	}
+	if (!bo.enabled)
+		log_info("limits.enabled is false: no limit refuses, queues or downgrades a call");
+	return 0;
+}
 
 static int data_path_start(const struct config *c, struct store *s, struct keys *k,
 			   struct data_path *p)
@@ -331,6 +353,7 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 				   .close_after_refusals = c->data_close_after,
 				   .verify_threads = c->data_verify_threads,
 				   .max_header = c->data_max_header,
+				   .downgrade = c->limits_downgrade,
 				   /* the kernel refuses only while a connection is embryonic */
 				   .defer_accept_sec = p->kernel_on ? 10 : 0};
 	struct dataplane_deps d;
@@ -346,7 +369,7 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 		return -1;
 	}
 	d = (struct dataplane_deps){.k = k, .slots = p->slots, .up = p->up, .usage = p->usage,
-				    .prov = &c->providers};
+				    .prov = &c->providers, .budget = p->budget};
 	p->dp = dataplane_start(&o, &d);
 	return p->dp ? 0 : -1;
 }
@@ -403,6 +426,7 @@ static void data_path_stop(struct data_path *p)
 	upstream_stop(p->up);
 	dataplane_close(p->dp);
 	usage_close(p->usage);
+	budget_free(p->budget); /* after the admin API and the data plane stopped */
 	sync_free(p->sync);
 	slots_close(p->slots);
 }
@@ -519,6 +543,9 @@ static int cmd_run(const struct config *c, const char *ready_file)
 	if (bootstrap(k) || kernel_start(c, s, &kern) || data_slots_start(c, k, kern, &dpath))
 		goto out;
 	ao.kernel = kern;
+	if (budget_start(c, &dpath))
+		goto out;
+	ao.budget = dpath.budget;
 	a = admin_start(&ao, k, s);
 	if (!a || data_path_start(c, s, k, &dpath))
 		goto out;

@@ -14,6 +14,7 @@
 
 #define MODEL_FORMAT_V1 1u
 #define MODEL_FORMAT_V2 2u /* key records: the slot appended (migration 3) */
+#define MODEL_FORMAT_V3 3u /* key records and tiers: every limit field (issue 5) */
 
 enum model_kind {
 	MODEL_KIND_KEY = 1,
@@ -44,6 +45,10 @@ _Static_assert(ENC_OWNER_MAX <= MODEL_OWNER_MAX, "MODEL_OWNER_MAX too small for 
 _Static_assert(TG_NAME_MAX <= 255 && TG_OWNER_MAX <= 255 && TG_SERVICE_MAX <= 255,
 	       "strings are encoded with a u8 length");
 
+static const char *const window_names[] = {"calendar", "rolling", NULL};
+static const char *const mode_names[] = {NULL, "hard", "soft", NULL};
+static const char *const action_names[] = {NULL, "block", "queue", "downgrade", "alert", NULL};
+
 #define M1E9  1000000000ull
 #define M1E12 1000000000000ull
 #define M1E15 1000000000000000ull
@@ -62,7 +67,49 @@ const struct limit_desc limit_descs[LIMIT__COUNT] = {
     [LIMIT_TPM] = {"tokens_per_minute", 0, M1E15, false},
     [LIMIT_TOKENS_MONTH] = {"tokens_per_month", 0, M1E15, false},
     [LIMIT_MAX_CONCURRENT] = {"max_concurrent", 0, M1E9, false},
+    [LIMIT_RP_MONTH] = {"requests_per_month", 0, M1E12, false},
+    [LIMIT_TPH] = {"tokens_per_hour", 0, M1E15, false},
+    [LIMIT_TPD] = {"tokens_per_day", 0, M1E15, false},
+    /* 60: the engine keeps 62 day buckets (windows.h) */
+    [LIMIT_TOKEN_QUOTA_DAYS] = {"token_quota_days", 0, 60, false},
+    /* cost up to 1e6 USD: 1e15 nano-USD is still exact as a double */
+    [LIMIT_COST_HOUR] = {"cost_per_hour", 0, M1E15, false, true},
+    [LIMIT_COST_DAY] = {"cost_per_day", 0, M1E15, false, true},
+    [LIMIT_COST_MONTH] = {"cost_per_month", 0, M1E15, false, true},
+    [LIMIT_COST_WINDOW] = {"cost_window", 0, 1, false, false, window_names, 2},
+    [LIMIT_BYTES_MONTH] = {"bytes_per_month", 0, M1E15, false},
+    [LIMIT_COMPUTE_MONTH] = {"compute_seconds_per_month", 0, M1E12, true},
+    [LIMIT_ALERT_THRESHOLD] = {"alert_threshold", 0, 1000, true},
+    [LIMIT_MODE] = {"mode", 0, 2, false, false, mode_names, 3},
+    [LIMIT_ACTION] = {"action", 0, 4, false, false, action_names, 5},
 };
+
+const char *limit_mode_name(enum limit_mode m)
+{
+	return (unsigned)m < 3 ? (m ? mode_names[m] : "inherit") : "unknown";
+}
+
+const char *limit_action_name(enum limit_action a)
+{
+	return (unsigned)a < LIMIT_ACT__COUNT ? (a ? action_names[a] : "inherit") : "unknown";
+}
+
+int limit_enum_parse(enum limit_field f, const char *name)
+{
+	const struct limit_desc *d = (unsigned)f < LIMIT__COUNT ? &limit_descs[f] : NULL;
+
+	for (unsigned i = 0; d && d->names && i < d->nnames; i++)
+		if (d->names[i] && strcmp(d->names[i], name) == 0)
+			return (int)i;
+	return -EINVAL;
+}
+
+const char *limit_enum_name(enum limit_field f, uint64_t v)
+{
+	const struct limit_desc *d = (unsigned)f < LIMIT__COUNT ? &limit_descs[f] : NULL;
+
+	return d && d->names && v < d->nnames ? d->names[v] : NULL;
+}
 
 /* Requests per second are stored in milli-requests per second (see enum limit_field). */
 const struct tier model_default_tiers[3] = {
@@ -237,9 +284,11 @@ bool model_id_valid(const char *s)
 	return chars_valid(s, TG_ID_LEN, TG_ID_LEN, true, "");
 }
 
-static void enc_limits(struct codec_enc *e, const struct limits *l)
+static void enc_limits(struct codec_enc *e, const struct limits *l, unsigned format)
 {
-	for (int f = 0; f < LIMIT__COUNT; f++)
+	int n = format >= MODEL_FORMAT_V3 ? LIMIT__COUNT : LIMIT_V2_COUNT;
+
+	for (int f = 0; f < n; f++)
 		codec_put_uint(e, l->v[f], 8);
 }
 
@@ -268,10 +317,13 @@ static int enc_end(const struct codec_enc *e)
 	return e->err ? e->err : (int)e->pos;
 }
 
-static void dec_limits(struct codec_dec *d, struct limits *l)
+/* Format 1/2 records hold the first LIMIT_V2_COUNT fields; the rest get absent. */
+static void dec_limits(struct codec_dec *d, struct limits *l, unsigned format, uint64_t absent)
 {
+	int n = format >= MODEL_FORMAT_V3 ? LIMIT__COUNT : LIMIT_V2_COUNT;
+
 	for (int f = 0; f < LIMIT__COUNT; f++)
-		l->v[f] = codec_get_uint(d, 8);
+		l->v[f] = f < n ? codec_get_uint(d, 8) : absent;
 }
 
 static void dec_pwhash(struct codec_dec *d, struct pwhash *h)
@@ -307,15 +359,22 @@ static int dec_end(const struct codec_dec *d)
 
 int key_record_encode(const struct key_record *r, void *buf, size_t cap)
 {
+	return key_record_encode_format(r, MODEL_FORMAT_V3, buf, cap);
+}
+
+int key_record_encode_format(const struct key_record *r, unsigned format, void *buf, size_t cap)
+{
 	struct codec_enc e;
 
-	enc_start(&e, buf, cap, MODEL_KIND_KEY, MODEL_FORMAT_V2);
+	if (format < MODEL_FORMAT_V1 || format > MODEL_FORMAT_V3)
+		return -EINVAL;
+	enc_start(&e, buf, cap, MODEL_KIND_KEY, format);
 	codec_put_str(&e, r->id, TG_ID_LEN);
 	codec_put_str(&e, r->name, TG_NAME_MAX);
 	codec_put_str(&e, r->owner, TG_OWNER_MAX);
 	codec_put_str(&e, r->service, TG_SERVICE_MAX);
 	codec_put_str(&e, r->tier, TG_TIER_NAME_MAX);
-	enc_limits(&e, &r->overrides);
+	enc_limits(&e, &r->overrides, format);
 	codec_put_uint(&e, (uint64_t)r->created_at, 8);
 	codec_put_uint(&e, (uint64_t)r->expires_at, 8);
 	codec_put_uint(&e, (uint64_t)r->revoked_at, 8);
@@ -327,7 +386,8 @@ int key_record_encode(const struct key_record *r, void *buf, size_t cap)
 	enc_pwhash(&e, &r->prev);
 	codec_put_uint(&e, r->khash_cur, 8);
 	codec_put_uint(&e, r->khash_prev, 8);
-	codec_put_uint(&e, r->slot, 4);
+	if (format >= MODEL_FORMAT_V2)
+		codec_put_uint(&e, r->slot, 4);
 	return enc_end(&e);
 }
 
@@ -337,13 +397,13 @@ int key_record_decode(const void *buf, size_t len, struct key_record *r)
 	unsigned format;
 
 	memset(r, 0, sizeof(*r));
-	format = dec_start(&d, buf, len, MODEL_KIND_KEY, MODEL_FORMAT_V2);
+	format = dec_start(&d, buf, len, MODEL_KIND_KEY, MODEL_FORMAT_V3);
 	codec_get_str(&d, r->id, TG_ID_LEN);
 	codec_get_str(&d, r->name, TG_NAME_MAX);
 	codec_get_str(&d, r->owner, TG_OWNER_MAX);
 	codec_get_str(&d, r->service, TG_SERVICE_MAX);
 	codec_get_str(&d, r->tier, TG_TIER_NAME_MAX);
-	dec_limits(&d, &r->overrides);
+	dec_limits(&d, &r->overrides, format, LIMIT_UNSET);
 	r->created_at = (int64_t)codec_get_uint(&d, 8);
 	r->expires_at = (int64_t)codec_get_uint(&d, 8);
 	r->revoked_at = (int64_t)codec_get_uint(&d, 8);
@@ -361,22 +421,33 @@ int key_record_decode(const void *buf, size_t len, struct key_record *r)
 
 int tier_encode(const struct tier *t, void *buf, size_t cap)
 {
+	return tier_encode_format(t, MODEL_FORMAT_V3, buf, cap);
+}
+
+int tier_encode_format(const struct tier *t, unsigned format, void *buf, size_t cap)
+{
 	struct codec_enc e;
 
-	enc_start(&e, buf, cap, MODEL_KIND_TIER, MODEL_FORMAT_V1);
+	if (format != MODEL_FORMAT_V1 && format != MODEL_FORMAT_V3)
+		return -EINVAL;
+	enc_start(&e, buf, cap, MODEL_KIND_TIER, format);
 	codec_put_str(&e, t->name, TG_TIER_NAME_MAX);
-	enc_limits(&e, &t->lim);
+	enc_limits(&e, &t->lim, format);
 	return enc_end(&e);
 }
 
 int tier_decode(const void *buf, size_t len, struct tier *t)
 {
 	struct codec_dec d;
+	unsigned format;
 
 	memset(t, 0, sizeof(*t));
-	dec_start(&d, buf, len, MODEL_KIND_TIER, MODEL_FORMAT_V1);
+	/* tiers skipped format 2 (a key-record change): 1, then 3 */
+	format = dec_start(&d, buf, len, MODEL_KIND_TIER, MODEL_FORMAT_V3);
+	if (format == MODEL_FORMAT_V2)
+		d.bad = true;
 	codec_get_str(&d, t->name, TG_TIER_NAME_MAX);
-	dec_limits(&d, &t->lim);
+	dec_limits(&d, &t->lim, format, 0);
 	return dec_end(&d);
 }
 

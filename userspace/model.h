@@ -36,8 +36,48 @@ enum limit_field {
 	LIMIT_TPM,	     /* tokens per minute, 0 = none */
 	LIMIT_TOKENS_MONTH,  /* tokens per calendar month (UTC), 0 = none */
 	LIMIT_MAX_CONCURRENT, /* in-flight calls, 0 = none */
+	/* format 3 (issue 5): the limits engine's fields; older records decode them unset/0 */
+	LIMIT_RP_MONTH,	       /* requests per calendar month (the billing period), 0 = none */
+	LIMIT_TPH,	       /* tokens per calendar hour, 0 = none */
+	LIMIT_TPD,	       /* tokens per calendar day (UTC), 0 = none */
+	LIMIT_TOKEN_QUOTA_DAYS, /* N >= 1: tokens_per_month counts the last N days; 0 = month */
+	LIMIT_COST_HOUR,       /* USD 1e-9 per hour, 0 = none */
+	LIMIT_COST_DAY,	       /* USD 1e-9 per day, 0 = none */
+	LIMIT_COST_MONTH,      /* USD 1e-9 per month, 0 = none */
+	LIMIT_COST_WINDOW,     /* enum limit_cost_window */
+	LIMIT_BYTES_MONTH,     /* request + response body bytes per calendar month, 0 = none */
+	LIMIT_COMPUTE_MONTH,   /* upstream ms per calendar month, 0 = none */
+	LIMIT_ALERT_THRESHOLD, /* per-mille of a limit that raises an alert, 0 = global */
+	LIMIT_MODE,	       /* enum limit_mode */
+	LIMIT_ACTION,	       /* enum limit_action: default action of this subject's limits */
 	LIMIT__COUNT,
 };
+
+#define LIMIT_V2_COUNT LIMIT_RP_MONTH /* limits stored by record formats before 3 */
+
+enum limit_cost_window {
+	LIMIT_WINDOW_CALENDAR = 0, /* calendar hour, day, month (UTC) */
+	LIMIT_WINDOW_ROLLING,	   /* last 60 min, 24 h, 30 days */
+};
+
+enum limit_mode {
+	LIMIT_MODE_INHERIT = 0, /* limits.mode of the config */
+	LIMIT_MODE_HARD,	/* refuse (or queue, downgrade) */
+	LIMIT_MODE_SOFT,	/* allow, log and annotate */
+};
+
+enum limit_action {
+	LIMIT_ACT_INHERIT = 0, /* the subject's action, else limits.action of the config */
+	LIMIT_ACT_BLOCK,
+	LIMIT_ACT_QUEUE,
+	LIMIT_ACT_DOWNGRADE,
+	LIMIT_ACT_ALERT,
+	LIMIT_ACT__COUNT,
+};
+
+/* "hard", "soft" ("inherit" for 0); "block", "queue", ...; "calendar", "rolling". */
+const char *limit_mode_name(enum limit_mode m);
+const char *limit_action_name(enum limit_action a);
 
 #define LIMIT_UNSET UINT64_MAX /* in key overrides: the tier's value applies */
 
@@ -50,10 +90,19 @@ struct limit_desc {
 	uint64_t min;	  /* smallest accepted value (in stored units) */
 	uint64_t max;	  /* largest accepted value (in stored units) */
 	bool milli;	  /* JSON number is value / 1000 with up to 3 decimals */
+	bool nano;	  /* JSON number is value / 1e9 with up to 9 decimals (USD) */
+	/* enum fields: JSON string, stored as its index here; names[0] is the stored 0
+	 * (NULL when 0 has no JSON name, i.e. means "inherit"); NULL-terminated after */
+	const char *const *names;
+	unsigned nnames;
 };
 
 extern const struct limit_desc limit_descs[LIMIT__COUNT];
 
+/* Returns the enum value named name for field f (an enum field), or -EINVAL. */
+int limit_enum_parse(enum limit_field f, const char *name);
+/* The JSON name of enum field f's value v, or NULL (0 = inherit, or out of range). */
+const char *limit_enum_name(enum limit_field f, uint64_t v);
 /* Returns the field with that JSON name, or -ENOENT. */
 int limit_field_by_name(const char *name);
 /* Checks one value against its field's range; 0 or -ERANGE. */
@@ -150,17 +199,22 @@ bool model_id_valid(const char *s);	     /* [a-z0-9]{12} */
 extern const struct tier model_default_tiers[3];
 
 /*
- * Binary encodings. Key records are written in format 2 (with the slot); format 1 records
- * (before migration 3) still decode, with slot TG_SLOT_NONE. encode returns the number of bytes written into buf (at most cap), or
+ * Binary encodings. Key records are written in format 3 (the slot since 2, every limit field
+ * since 3), tiers in format 3; format 1 records (before migration 3) still decode, with slot
+ * TG_SLOT_NONE, and format 1/2 records with the limits after LIMIT_V2_COUNT unset (key
+ * overrides: LIMIT_UNSET; tiers: 0). encode returns the number of bytes written into buf (at most cap), or
  * -EMSGSIZE; decode returns 0, or -EINVAL for a truncated, corrupt or unknown-version record.
  * MODEL_*_MAX is the largest encoding, a safe buffer size.
  */
-#define MODEL_KEY_MAX 640
-#define MODEL_TIER_MAX 128
+#define MODEL_KEY_MAX 768
+#define MODEL_TIER_MAX 256
 #define MODEL_TOKEN_MAX 384
 #define MODEL_OWNER_MAX 128
 int key_record_encode(const struct key_record *r, void *buf, size_t cap);
 int key_record_decode(const void *buf, size_t len, struct key_record *r);
+/* An older format (1..3) as a store before a migration held it: for tests and migrations. */
+int key_record_encode_format(const struct key_record *r, unsigned format, void *buf, size_t cap);
+int tier_encode_format(const struct tier *t, unsigned format, void *buf, size_t cap);
 int tier_encode(const struct tier *t, void *buf, size_t cap);
 int tier_decode(const void *buf, size_t len, struct tier *t);
 int token_record_encode(const struct token_record *r, void *buf, size_t cap);

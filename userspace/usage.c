@@ -26,6 +26,7 @@
 #include "usage.h"
 
 #define USAGE_FORMAT_V1 1u
+#define USAGE_FORMAT_V2 2u /* records: the tenant appended (issue 5) */
 /* Kinds distinct from model.c's (1..4), so a record of one type never passes for another. */
 #define USAGE_KIND_RECORD 0x10u
 #define USAGE_KIND_TOTALS 0x11u
@@ -39,7 +40,7 @@
 #define ENC_RECORD_MAX                                                                             \
 	(ENC_HDR + 8 + ENC_STR(47) + ENC_STR(TG_ID_LEN) + ENC_STR(TG_OWNER_MAX) +                  \
 	 ENC_STR(TG_SERVICE_MAX) + ENC_STR(PROVIDER_NAME_MAX) + ENC_STR(MODEL_NAME_MAX) +          \
-	 ENC_STR(31) + 2 * 4 + 6 * 8)
+	 ENC_STR(31) + 2 * 4 + 6 * 8 + ENC_STR(64))
 #define TOTALS_LEN     (ENC_HDR + 6 * 8)
 #define ROLLUP_KEY_MAX (TG_ID_LEN + 4 + TG_SERVICE_MAX)
 
@@ -66,18 +67,25 @@ struct usage {
 	size_t acc_cap;
 };
 
-static void enc_start(struct codec_enc *e, void *buf, size_t cap, unsigned kind)
+static void enc_start(struct codec_enc *e, void *buf, size_t cap, unsigned kind,
+		      unsigned format)
 {
 	*e = (struct codec_enc){.p = buf, .cap = cap};
-	codec_put_uint(e, USAGE_FORMAT_V1, 2);
+	codec_put_uint(e, format, 2);
 	codec_put_uint(e, kind, 2);
 }
 
-static void dec_start(struct codec_dec *d, const void *buf, size_t len, unsigned kind)
+/* The format read (1..max), or 0 with d->bad set. */
+static unsigned dec_start(struct codec_dec *d, const void *buf, size_t len, unsigned kind,
+			  unsigned max)
 {
+	unsigned format;
+
 	*d = (struct codec_dec){.p = buf, .len = len};
-	if (codec_get_uint(d, 2) != USAGE_FORMAT_V1 || codec_get_uint(d, 2) != kind)
+	format = (unsigned)codec_get_uint(d, 2);
+	if (format < USAGE_FORMAT_V1 || format > max || codec_get_uint(d, 2) != kind)
 		d->bad = true;
+	return d->bad ? 0 : format;
 }
 
 static int dec_end(const struct codec_dec *d)
@@ -91,7 +99,7 @@ int usage_record_encode(const struct usage_record *r, void *buf, size_t cap)
 {
 	struct codec_enc e;
 
-	enc_start(&e, buf, cap, USAGE_KIND_RECORD);
+	enc_start(&e, buf, cap, USAGE_KIND_RECORD, USAGE_FORMAT_V2);
 	codec_put_uint(&e, (uint64_t)r->time_ms, 8);
 	codec_put_str(&e, STR_FIELD(r, request_id));
 	codec_put_str(&e, STR_FIELD(r, key_id));
@@ -108,16 +116,18 @@ int usage_record_encode(const struct usage_record *r, void *buf, size_t cap)
 	codec_put_uint(&e, r->latency_us, 8);
 	codec_put_uint(&e, r->bytes_in, 8);
 	codec_put_uint(&e, r->bytes_out, 8);
+	codec_put_str(&e, STR_FIELD(r, tenant));
 	return e.err ? e.err : (int)e.pos;
 }
 
 int usage_record_decode(const void *buf, size_t len, struct usage_record *r)
 {
 	struct codec_dec d;
+	unsigned format;
 
 	/* Zeroed first, so that equal encodings decode to byte-identical structs. */
 	memset(r, 0, sizeof(*r));
-	dec_start(&d, buf, len, USAGE_KIND_RECORD);
+	format = dec_start(&d, buf, len, USAGE_KIND_RECORD, USAGE_FORMAT_V2);
 	r->time_ms = (int64_t)codec_get_uint(&d, 8);
 	codec_get_str(&d, STR_FIELD(r, request_id));
 	codec_get_str(&d, STR_FIELD(r, key_id));
@@ -134,6 +144,8 @@ int usage_record_decode(const void *buf, size_t len, struct usage_record *r)
 	r->latency_us = codec_get_uint(&d, 8);
 	r->bytes_in = codec_get_uint(&d, 8);
 	r->bytes_out = codec_get_uint(&d, 8);
+	if (format >= USAGE_FORMAT_V2)
+		codec_get_str(&d, STR_FIELD(r, tenant));
 	return dec_end(&d);
 }
 
@@ -141,7 +153,7 @@ static void totals_encode(const struct usage_totals *t, uint8_t buf[TOTALS_LEN])
 {
 	struct codec_enc e;
 
-	enc_start(&e, buf, TOTALS_LEN, USAGE_KIND_TOTALS);
+	enc_start(&e, buf, TOTALS_LEN, USAGE_KIND_TOTALS, USAGE_FORMAT_V1);
 	codec_put_uint(&e, t->requests, 8);
 	codec_put_uint(&e, t->errors, 8);
 	codec_put_uint(&e, t->prompt_tokens, 8);
@@ -154,7 +166,7 @@ static int totals_decode(const void *buf, size_t len, struct usage_totals *t)
 {
 	struct codec_dec d;
 
-	dec_start(&d, buf, len, USAGE_KIND_TOTALS);
+	dec_start(&d, buf, len, USAGE_KIND_TOTALS, USAGE_FORMAT_V1);
 	t->requests = codec_get_uint(&d, 8);
 	t->errors = codec_get_uint(&d, 8);
 	t->prompt_tokens = codec_get_uint(&d, 8);

@@ -37,6 +37,7 @@ struct usage_record {
 	uint64_t latency_us;		    /* start to last byte */
 	uint64_t bytes_in;		    /* request body bytes */
 	uint64_t bytes_out;		    /* response body bytes */
+	char tenant[65];		    /* the request's tenant, "" = none (format 2) */
 };
 
 /* Binary encoding (versioned, little-endian). encode: bytes or -EMSGSIZE; decode: 0/-EINVAL. */

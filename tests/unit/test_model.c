@@ -17,13 +17,31 @@ static void limit_names_round_trip(void)
 	    "requests_per_minute", "requests_per_hour",
 	    "requests_per_day",	   "tokens_per_minute",
 	    "tokens_per_month",	   "max_concurrent",
+	    "requests_per_month",  "tokens_per_hour",
+	    "tokens_per_day",	   "token_quota_days",
+	    "cost_per_hour",	   "cost_per_day",
+	    "cost_per_month",	   "cost_window",
+	    "bytes_per_month",	   "compute_seconds_per_month",
+	    "alert_threshold",	   "mode",
+	    "action",
 	};
 
 	for (int f = 0; f < LIMIT__COUNT; f++) {
 		TG_CHECK_STR(limit_descs[f].name, want[f]);
 		TG_CHECK_INT(limit_field_by_name(want[f]), f);
-		TG_CHECK_INT(limit_descs[f].milli, f == LIMIT_RPS);
+		TG_CHECK_INT(limit_descs[f].milli, f == LIMIT_RPS || f == LIMIT_COMPUTE_MONTH ||
+							f == LIMIT_ALERT_THRESHOLD);
+		TG_CHECK_INT(limit_descs[f].nano, f >= LIMIT_COST_HOUR && f <= LIMIT_COST_MONTH);
 	}
+	TG_CHECK_INT(limit_enum_parse(LIMIT_MODE, "soft"), LIMIT_MODE_SOFT);
+	TG_CHECK_INT(limit_enum_parse(LIMIT_MODE, "inherit"), -EINVAL);
+	TG_CHECK_INT(limit_enum_parse(LIMIT_ACTION, "downgrade"), LIMIT_ACT_DOWNGRADE);
+	TG_CHECK_INT(limit_enum_parse(LIMIT_ACTION, "Block"), -EINVAL);
+	TG_CHECK_INT(limit_enum_parse(LIMIT_COST_WINDOW, "rolling"), LIMIT_WINDOW_ROLLING);
+	TG_CHECK_INT(limit_enum_parse(LIMIT_BURST, "rolling"), -EINVAL);
+	TG_CHECK_STR(limit_enum_name(LIMIT_ACTION, LIMIT_ACT_ALERT), "alert");
+	TG_CHECK(limit_enum_name(LIMIT_MODE, 0) == NULL);
+	TG_CHECK(limit_enum_name(LIMIT_MODE, 3) == NULL);
 	TG_CHECK_INT(limit_field_by_name("rps"), -ENOENT);
 	TG_CHECK_INT(limit_field_by_name(""), -ENOENT);
 	TG_CHECK_INT(limit_field_by_name("Burst"), -ENOENT);
@@ -327,7 +345,8 @@ static void key_typical(struct key_record *k)
 
 /*
  * Key records written before migration 3 (format 1: no slot) still decode, with no slot;
- * format 2 is format 1 plus the slot; an unknown format 3 is refused.
+ * format 2 adds the slot; format 3 every limit field (formats 1/2 decode the new ones unset,
+ * tiers of format 1 with 0); an unknown format 4 is refused.
  */
 static void key_format_1_decodes_without_slot(void)
 {
@@ -336,30 +355,43 @@ static void key_format_1_decodes_without_slot(void)
 	int n;
 
 	key_typical(&k);
+	k.overrides.v[LIMIT_COST_DAY] = 10000000000ull;
 	n = key_record_encode(&k, buf, sizeof(buf));
 	TG_REQUIRE(n > 8);
-	TG_CHECK_INT(buf[0], 2);
+	TG_CHECK_INT(buf[0], 3);
 	TG_CHECK_INT(buf[n - 4], 42); /* the slot is the last field, little-endian */
 	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), 0);
 	TG_CHECK_INT(back.slot, 42);
-	buf[0] = 1;
-	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), -EINVAL); /* trailing bytes */
-	TG_CHECK_INT(key_record_decode(buf, (size_t)n - 4, &back), 0);
-	TG_CHECK_INT(back.slot, TG_SLOT_NONE);
-	back.slot = k.slot;
 	TG_CHECK(memcmp(&back, &k, sizeof(k)) == 0);
-	buf[0] = 3;
+	n = key_record_encode_format(&k, 1, buf, sizeof(buf));
+	TG_REQUIRE(n > 8);
+	TG_CHECK_INT(buf[0], 1);
+	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), 0);
+	TG_CHECK_INT(back.slot, TG_SLOT_NONE);
+	TG_CHECK(back.overrides.v[LIMIT_COST_DAY] == LIMIT_UNSET);
+	TG_CHECK(back.overrides.v[LIMIT_ACTION] == LIMIT_UNSET);
+	TG_CHECK(back.overrides.v[LIMIT_TOKENS_MONTH] == k.overrides.v[LIMIT_TOKENS_MONTH]);
+	TG_CHECK_INT(key_record_decode(buf, (size_t)n + 4, &back), -EINVAL); /* truncated+4 */
+	n = key_record_encode_format(&k, 2, buf, sizeof(buf));
+	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), 0);
+	TG_CHECK_INT(back.slot, 42);
+	TG_CHECK(back.overrides.v[LIMIT_MODE] == LIMIT_UNSET);
+	buf[0] = 4;
 	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), -EINVAL);
-	buf[0] = 2; /* tiers stay format 1 only */
 	{
 		struct tier t = model_default_tiers[0], tb;
 		uint8_t tbuf[MODEL_TIER_MAX];
 		int tn = tier_encode(&t, tbuf, sizeof(tbuf));
 
 		TG_REQUIRE(tn > 0);
-		TG_CHECK_INT(tbuf[0], 1);
-		tbuf[0] = 2;
+		TG_CHECK_INT(tbuf[0], 3);
+		tbuf[0] = 2; /* tiers have no format 2 */
 		TG_CHECK_INT(tier_decode(tbuf, (size_t)tn, &tb), -EINVAL);
+		t.lim.v[LIMIT_COST_MONTH] = 5;
+		tn = tier_encode_format(&t, 1, tbuf, sizeof(tbuf));
+		TG_CHECK_INT(tier_decode(tbuf, (size_t)tn, &tb), 0);
+		TG_CHECK_INT(tb.lim.v[LIMIT_COST_MONTH], 0);
+		TG_CHECK_INT(tb.lim.v[LIMIT_TOKENS_MONTH], t.lim.v[LIMIT_TOKENS_MONTH]);
 	}
 }
 
@@ -652,7 +684,7 @@ static void random_damage_is_refused_or_canonical(void)
 }
 
 static const struct tg_case cases[] = {
-    {"key records: format 1 decodes with no slot, format 2 carries it",
+    {"key records: format 1 without slot, 2 with, 3 every limit; older limits decode unset",
      key_format_1_decodes_without_slot},
     {"every limit field is found by its JSON name", limit_names_round_trip},
     {"limit values are checked against the documented ranges", limit_check_table},

@@ -274,12 +274,11 @@ static int put_v1_keys_txn(struct store_txn *t, void *arg)
 
 	for (int i = 0; i < 4; i++) {
 		uint8_t buf[MODEL_KEY_MAX];
-		int n = key_record_encode(&k->r[i], buf, sizeof(buf)), rc;
+		int n = key_record_encode_format(&k->r[i], 1, buf, sizeof(buf)), rc;
 
-		if (n < 4 || buf[0] != 2)
+		if (n < 4 || buf[0] != 1)
 			return -EINVAL;
-		buf[0] = 1; /* format 1 is format 2 without the trailing u32 slot */
-		rc = store_put(t, STORE_DB_KEYS, k->r[i].id, TG_ID_LEN, buf, (size_t)n - 4, 0);
+		rc = store_put(t, STORE_DB_KEYS, k->r[i].id, TG_ID_LEN, buf, (size_t)n, 0);
 		if (rc)
 			return rc;
 	}
@@ -327,7 +326,7 @@ TMP_CASE(key_slots_migration_from_v2)
 		struct key_record r;
 
 		TG_CHECK_INT(tget(s, STORE_DB_KEYS, k.r[i].id, &g), 0);
-		TG_CHECK_INT(g.v[0], 2); /* rewritten in format 2 */
+		TG_CHECK_INT(g.v[0], 3); /* rewritten in the current format */
 		TG_CHECK_INT(key_record_decode(g.v, g.len, &r), 0);
 		TG_CHECK_INT(r.slot, want[i]);
 		r.slot = TG_SLOT_NONE; /* everything else is as it was */

@@ -135,6 +135,7 @@ static void check_same_record(const struct usage_record *a, const struct usage_r
 	TG_CHECK_STR(a->provider, b->provider);
 	TG_CHECK_STR(a->model, b->model);
 	TG_CHECK_STR(a->endpoint, b->endpoint);
+	TG_CHECK_STR(a->tenant, b->tenant);
 	TG_CHECK(a->status == b->status && a->stream == b->stream);
 	TG_CHECK(a->prompt_tokens == b->prompt_tokens &&
 		 a->completion_tokens == b->completion_tokens);
@@ -160,6 +161,7 @@ static void codec_sample(int which, struct usage_record *r)
 		FILL(r->provider, 'p');
 		FILL(r->model, 'm');
 		FILL(r->endpoint, 'e');
+		FILL(r->tenant, 't');
 		r->time_ms = INT64_MAX;
 		r->status = r->stream = UINT32_MAX;
 		r->prompt_tokens = r->completion_tokens = r->cost_nano = UINT64_MAX;
@@ -182,7 +184,7 @@ static void codec_round_trip(void)
 		codec_sample(which, &r);
 		n = usage_record_encode(&r, buf, sizeof(buf));
 		TG_REQUIRE(n > 4);
-		TG_CHECK(buf[0] == 1 && buf[1] == 0); /* u16 format version 1, little-endian */
+		TG_CHECK(buf[0] == 2 && buf[1] == 0); /* u16 format version 2, little-endian */
 		memset(&d, 0xa5, sizeof(d));
 		TG_CHECK_INT(usage_record_decode(buf, (size_t)n, &d), 0);
 		check_same_record(&d, &r);
@@ -216,7 +218,8 @@ static const struct {
 	size_t off;    /* byte to change */
 	uint8_t value; /* its new value */
 } corrupt_table[] = {
-    {"format version 2", 0, 2},
+    {"format version 3", 0, 3},
+    {"format version 1 (no tenant: a byte over)", 0, 1},
     {"format version 256", 1, 1},
     {"another kind of record", 2, 1},
     {"request_id longer than its field", OFF_REQ_LEN, 48},
@@ -251,6 +254,12 @@ static void codec_rejects_corruption(void)
 			tg_failed++;
 		}
 	}
+	/* format 1 is format 2 without the tenant (here empty: one length byte) */
+	memcpy(bad, buf, (size_t)n);
+	bad[0] = 1;
+	TG_CHECK_INT(usage_record_decode(bad, (size_t)n - 1, &d), 0);
+	TG_CHECK_STR(d.tenant, "");
+	TG_CHECK_INT(d.prompt_tokens, r.prompt_tokens);
 	/* A record of another module with the same framing is not a usage record. */
 	limits_clear(&k.overrides);
 	kn = key_record_encode(&k, key, sizeof(key));

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Unit tests of windows.c: calendar periods across their boundaries (minute, hour, day, month
+ * ends, leap years, year wrap), bucket rings (reuse, late adds) and calendar and rolling
+ * windows summed from them, with the instant passed in (the engine's injectable clock).
+ */
+#include <stdint.h>
+
+#include "tg_test.h"
+#include "windows.h"
+
+/* Unix seconds of a UTC date and time. */
+static int64_t at(int64_t y, unsigned mo, unsigned d, unsigned h, unsigned mi, unsigned s)
+{
+	return win_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s;
+}
+
+struct cal_row {
+	const char *name;
+	enum win_unit u;
+	int64_t t, start, end;
+};
+
+static void calendar_periods_across_boundaries(void)
+{
+	const struct cal_row rows[] = {
+	    {"epoch", WIN_DAY, 0, 0, 86400},
+	    {"known date", WIN_DAY, 1795478400 + 5, 1795478400, 1795478400 + 86400},
+	    {"minute: last second", WIN_MINUTE, at(2026, 11, 23, 14, 59, 59),
+	     at(2026, 11, 23, 14, 59, 0), at(2026, 11, 23, 15, 0, 0)},
+	    {"minute: first second", WIN_MINUTE, at(2026, 11, 23, 15, 0, 0),
+	     at(2026, 11, 23, 15, 0, 0), at(2026, 11, 23, 15, 1, 0)},
+	    {"hour: last second of a day", WIN_HOUR, at(2026, 11, 23, 23, 59, 59),
+	     at(2026, 11, 23, 23, 0, 0), at(2026, 11, 24, 0, 0, 0)},
+	    {"day: midnight belongs to the new day", WIN_DAY, at(2026, 11, 24, 0, 0, 0),
+	     at(2026, 11, 24, 0, 0, 0), at(2026, 11, 25, 0, 0, 0)},
+	    {"month: 30-day November", WIN_MONTH, at(2026, 11, 30, 23, 59, 59),
+	     at(2026, 11, 1, 0, 0, 0), at(2026, 12, 1, 0, 0, 0)},
+	    {"month: December wraps the year", WIN_MONTH, at(2026, 12, 31, 23, 59, 59),
+	     at(2026, 12, 1, 0, 0, 0), at(2027, 1, 1, 0, 0, 0)},
+	    {"month: January 1st", WIN_MONTH, at(2027, 1, 1, 0, 0, 0), at(2027, 1, 1, 0, 0, 0),
+	     at(2027, 2, 1, 0, 0, 0)},
+	    {"month: February of a leap year", WIN_MONTH, at(2028, 2, 29, 12, 0, 0),
+	     at(2028, 2, 1, 0, 0, 0), at(2028, 3, 1, 0, 0, 0)},
+	    {"month: February 2100 (no leap day)", WIN_MONTH, at(2100, 2, 28, 23, 0, 0),
+	     at(2100, 2, 1, 0, 0, 0), at(2100, 3, 1, 0, 0, 0)},
+	    {"month: February 2000 (leap century)", WIN_MONTH, at(2000, 2, 29, 0, 0, 0),
+	     at(2000, 2, 1, 0, 0, 0), at(2000, 3, 1, 0, 0, 0)},
+	    {"month: 31-day March", WIN_MONTH, at(2027, 3, 31, 23, 59, 59),
+	     at(2027, 3, 1, 0, 0, 0), at(2027, 4, 1, 0, 0, 0)},
+	};
+
+	/* 2026-11-23 is day 20780 since the epoch (checked with date -u -d) */
+	TG_CHECK_INT(win_days_from_civil(2026, 11, 23), 20780);
+	TG_CHECK_INT(win_days_from_civil(2028, 3, 1) - win_days_from_civil(2028, 2, 1), 29);
+	TG_CHECK_INT(win_days_from_civil(2027, 3, 1) - win_days_from_civil(2027, 2, 1), 28);
+	for (size_t i = 0; i < TG_NCASES(rows); i++) {
+		int64_t s = 0, e = 0;
+
+		win_calendar(rows[i].u, rows[i].t, &s, &e);
+		if (s != rows[i].start || e != rows[i].end)
+			printf("#   row '%s'\n", rows[i].name);
+		TG_CHECK_INT(s, rows[i].start);
+		TG_CHECK_INT(e, rows[i].end);
+	}
+}
+
+#define NB 8
+
+static void ring_reuses_slots_and_drops_late_adds(void)
+{
+	struct win_bucket b[NB];
+	struct win_ring r = {60, NB, b};
+	uint64_t one[WIN_M__COUNT] = {1, 10, 100, 1000, 5};
+
+	win_ring_reset(&r);
+	TG_CHECK_INT(win_ring_sum(&r, 0, 100, WIN_M_TOKENS), 0);
+	TG_CHECK(win_ring_add(&r, 100, one));
+	TG_CHECK(win_ring_add(&r, 100, one));
+	TG_CHECK(win_ring_add(&r, 103, one));
+	TG_CHECK_INT(win_ring_get(&r, 100, WIN_M_TOKENS), 20);
+	TG_CHECK_INT(win_ring_sum(&r, 100, 103, WIN_M_COST), 300);
+	/* 108 takes 100's slot: 100 is gone, and a late add for 100 is dropped */
+	TG_CHECK(win_ring_add(&r, 108, one));
+	TG_CHECK_INT(win_ring_get(&r, 100, WIN_M_TOKENS), 0);
+	TG_CHECK(!win_ring_add(&r, 100, one));
+	TG_CHECK_INT(win_ring_sum(&r, 100, 108, WIN_M_REQUESTS), 2);
+	/* a span longer than the ring sums only what it keeps, never an aliased slot twice */
+	TG_CHECK_INT(win_ring_sum(&r, 0, 108, WIN_M_REQUESTS), 2);
+	TG_CHECK(win_ring_put(&r, 104, one));
+	TG_CHECK_INT(win_ring_sum(&r, 101, 108, WIN_M_REQUESTS), 3);
+}
+
+static void calendar_month_window_resets_at_month_end(void)
+{
+	struct win_bucket b[62];
+	struct win_ring r = {86400, 62, b};
+	struct win_def w = {WIN_MONTH, WIN_DAY, false, 0};
+	uint64_t add[WIN_M__COUNT] = {1, 500, 0, 0, 0};
+	int64_t last = at(2026, 11, 30, 23, 59, 59), first = at(2026, 12, 1, 0, 0, 0);
+	int64_t from, to;
+
+	win_ring_reset(&r);
+	win_ring_add(&r, win_bucket_id(at(2026, 10, 31, 12, 0, 0), 86400), add); /* October */
+	win_ring_add(&r, win_bucket_id(at(2026, 11, 1, 0, 0, 0), 86400), add);
+	win_ring_add(&r, win_bucket_id(last, 86400), add);
+	win_span(&w, last, &from, &to);
+	TG_CHECK_INT(win_ring_sum(&r, from, to, WIN_M_TOKENS), 1000);
+	TG_CHECK_INT(win_reset_at(&w, last), first);
+	TG_CHECK_INT(win_frees_at(&w, &r, last, 1, WIN_M_TOKENS), first);
+	win_span(&w, first, &from, &to);
+	TG_CHECK_INT(win_ring_sum(&r, from, to, WIN_M_TOKENS), 0);
+	TG_CHECK_INT(win_reset_at(&w, first), at(2027, 1, 1, 0, 0, 0));
+}
+
+static void calendar_minute_hour_day_windows_expire_at_their_end(void)
+{
+	struct win_bucket mb[64], hb[48];
+	struct win_ring mr = {60, 64, mb}, hr = {3600, 48, hb};
+	struct win_def minute = {WIN_MINUTE, WIN_MINUTE, false, 0};
+	struct win_def hour = {WIN_HOUR, WIN_HOUR, false, 0};
+	uint64_t add[WIN_M__COUNT] = {1, 7, 0, 0, 0};
+	int64_t t = at(2026, 11, 23, 14, 59, 59), from, to;
+
+	win_ring_reset(&mr);
+	win_ring_reset(&hr);
+	win_ring_add(&mr, win_bucket_id(t, 60), add);
+	win_ring_add(&hr, win_bucket_id(t, 3600), add);
+	win_span(&minute, t, &from, &to);
+	TG_CHECK_INT(win_ring_sum(&mr, from, to, WIN_M_TOKENS), 7);
+	win_span(&minute, t + 1, &from, &to);
+	TG_CHECK_INT(win_ring_sum(&mr, from, to, WIN_M_TOKENS), 0);
+	win_span(&hour, t, &from, &to);
+	TG_CHECK_INT(win_ring_sum(&hr, from, to, WIN_M_TOKENS), 7);
+	win_span(&hour, t + 1, &from, &to);
+	TG_CHECK_INT(win_ring_sum(&hr, from, to, WIN_M_TOKENS), 0);
+	TG_CHECK_INT(win_reset_at(&hour, t), t + 1);
+}
+
+static void rolling_windows_expire_bucket_by_bucket(void)
+{
+	struct win_bucket mb[64];
+	struct win_ring mr = {60, 64, mb};
+	struct win_def last60 = {WIN_HOUR, WIN_MINUTE, true, 60};
+	uint64_t a[WIN_M__COUNT] = {0, 0, 300, 0, 0}, c[WIN_M__COUNT] = {0, 0, 200, 0, 0};
+	int64_t t0 = at(2026, 11, 23, 14, 0, 30), from, to;
+
+	win_ring_reset(&mr);
+	win_ring_add(&mr, win_bucket_id(t0, 60), a);	   /* 14:00 */
+	win_ring_add(&mr, win_bucket_id(t0 + 600, 60), c); /* 14:10 */
+	win_span(&last60, t0 + 3599, &from, &to);
+	TG_CHECK_INT(win_ring_sum(&mr, from, to, WIN_M_COST), 500);
+	/* the 14:00 bucket counts until 15:00:59 (60 previous buckets + the current one) */
+	win_span(&last60, at(2026, 11, 23, 15, 0, 59), &from, &to);
+	TG_CHECK_INT(win_ring_sum(&mr, from, to, WIN_M_COST), 500);
+	win_span(&last60, at(2026, 11, 23, 15, 1, 0), &from, &to);
+	TG_CHECK_INT(win_ring_sum(&mr, from, to, WIN_M_COST), 200);
+	/* 100 must leave: the 14:00 bucket (300) leaves at 15:01; 400: also 14:10's, at 15:11 */
+	TG_CHECK_INT(win_frees_at(&last60, &mr, t0 + 1800, 100, WIN_M_COST),
+		     at(2026, 11, 23, 15, 1, 0));
+	TG_CHECK_INT(win_frees_at(&last60, &mr, t0 + 1800, 400, WIN_M_COST),
+		     at(2026, 11, 23, 15, 11, 0));
+	TG_CHECK(win_frees_at(&last60, &mr, t0 + 1800, 501, WIN_M_COST) == INT64_MAX);
+	TG_CHECK_INT(win_reset_at(&last60, t0), at(2026, 11, 23, 14, 1, 0));
+}
+
+static void rolling_days_cross_month_and_year(void)
+{
+	struct win_bucket db[62];
+	struct win_ring dr = {86400, 62, db};
+	struct win_def last30 = {WIN_MONTH, WIN_DAY, true, 30};
+	uint64_t a[WIN_M__COUNT] = {0, 1000, 0, 0, 0};
+	int64_t dec15 = at(2026, 12, 15, 10, 0, 0), from, to;
+
+	win_ring_reset(&dr);
+	win_ring_add(&dr, win_bucket_id(dec15, 86400), a);
+	win_span(&last30, at(2027, 1, 14, 23, 0, 0), &from, &to);
+	TG_CHECK_INT(win_ring_sum(&dr, from, to, WIN_M_TOKENS), 1000);
+	win_span(&last30, at(2027, 1, 15, 0, 0, 0), &from, &to);
+	TG_CHECK_INT(win_ring_sum(&dr, from, to, WIN_M_TOKENS), 0);
+}
+
+static const struct tg_case cases[] = {
+    {"calendar minute/hour/day/month periods across boundaries, leap years, year wrap",
+     calendar_periods_across_boundaries},
+    {"a ring reuses slots for newer buckets and drops late adds", ring_reuses_slots_and_drops_late_adds},
+    {"a calendar month window empties at the first of next month",
+     calendar_month_window_resets_at_month_end},
+    {"calendar minute and hour windows empty at their end",
+     calendar_minute_hour_day_windows_expire_at_their_end},
+    {"a rolling 60-minute window lets buckets go one by one, and says when",
+     rolling_windows_expire_bucket_by_bucket},
+    {"a rolling 30-day window crosses the month and the year",
+     rolling_days_cross_month_and_year},
+};
+
+int main(void)
+{
+	return tg_run("windows", cases, TG_NCASES(cases));
+}

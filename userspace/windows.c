@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * Calendar periods and bucket rings of the limits engine (see windows.h). The civil-date
+ * arithmetic is the days-from-civil algorithm over 400-year eras, so month ends, leap years
+ * (including 1900/2000-style centuries) and year wraps need no tables and no libc time zone.
+ */
+#include <string.h>
+
+#include "windows.h"
+
+const char *win_unit_name(enum win_unit u)
+{
+	static const char *const names[] = {"minute", "hour", "day", "month"};
+
+	return (unsigned)u < WIN__COUNT ? names[u] : "unknown";
+}
+
+int64_t win_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/* Year and month (1..12) of day number z (days since 1970-01-01). */
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m)
+{
+	int64_t era, doe, yoe, doy, mp;
+
+	z += 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	doe = z - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	*m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+	*y = yoe + era * 400 + (*m <= 2);
+}
+
+int64_t win_bucket_id(int64_t t, unsigned secs)
+{
+	int64_t q = t / (int64_t)secs;
+
+	return t % (int64_t)secs < 0 ? q - 1 : q;
+}
+
+unsigned win_unit_secs(enum win_unit u)
+{
+	switch (u) {
+	case WIN_MINUTE:
+		return 60;
+	case WIN_HOUR:
+		return 3600;
+	default:
+		return 86400;
+	}
+}
+
+void win_calendar(enum win_unit u, int64_t t, int64_t *start, int64_t *end)
+{
+	int64_t day, y;
+	unsigned m, secs;
+
+	if (u != WIN_MONTH) {
+		secs = win_unit_secs(u);
+		*start = win_bucket_id(t, secs) * secs;
+		*end = *start + secs;
+		return;
+	}
+	day = win_bucket_id(t, 86400);
+	civil_from_days(day, &y, &m);
+	*start = win_days_from_civil(y, m, 1) * 86400;
+	*end = (m == 12 ? win_days_from_civil(y + 1, 1, 1) : win_days_from_civil(y, m + 1, 1)) *
+	       86400;
+}
+
+void win_ring_reset(struct win_ring *r)
+{
+	for (unsigned i = 0; i < r->n; i++) {
+		memset(&r->b[i], 0, sizeof(r->b[i]));
+		r->b[i].id = INT64_MIN;
+	}
+}
+
+/* The slot of bucket id, reset for it if it held an older one; NULL if id is too old. */
+static struct win_bucket *ring_slot(struct win_ring *r, int64_t id)
+{
+	int64_t i = id % (int64_t)r->n;
+	struct win_bucket *b = &r->b[i < 0 ? i + r->n : i];
+
+	if (b->id == id)
+		return b;
+	if (b->id > id)
+		return NULL;
+	memset(b->v, 0, sizeof(b->v));
+	b->id = id;
+	return b;
+}
+
+bool win_ring_add(struct win_ring *r, int64_t id, const uint64_t add[WIN_M__COUNT])
+{
+	struct win_bucket *b = ring_slot(r, id);
+
+	if (!b)
+		return false;
+	for (int m = 0; m < WIN_M__COUNT; m++)
+		b->v[m] = add[m] > UINT64_MAX - b->v[m] ? UINT64_MAX : b->v[m] + add[m];
+	return true;
+}
+
+bool win_ring_put(struct win_ring *r, int64_t id, const uint64_t v[WIN_M__COUNT])
+{
+	struct win_bucket *b = ring_slot(r, id);
+
+	if (!b)
+		return false;
+	memcpy(b->v, v, sizeof(b->v));
+	return true;
+}
+
+uint64_t win_ring_get(const struct win_ring *r, int64_t id, enum win_metric m)
+{
+	int64_t i = id % (int64_t)r->n;
+	const struct win_bucket *b = &r->b[i < 0 ? i + r->n : i];
+
+	return b->id == id ? b->v[m] : 0;
+}
+
+uint64_t win_ring_sum(const struct win_ring *r, int64_t from, int64_t to, enum win_metric m)
+{
+	uint64_t sum = 0, v;
+
+	/* never more than the ring holds: older ids are gone, and would alias newer slots */
+	if (to - from >= (int64_t)r->n)
+		from = to - r->n + 1;
+	for (int64_t id = from; id <= to; id++) {
+		v = win_ring_get(r, id, m);
+		sum = v > UINT64_MAX - sum ? UINT64_MAX : sum + v;
+	}
+	return sum;
+}
+
+void win_span(const struct win_def *w, int64_t t, int64_t *from, int64_t *to)
+{
+	unsigned secs = win_unit_secs(w->ring_unit);
+	int64_t start, end;
+
+	*to = win_bucket_id(t, secs);
+	if (w->rolling) {
+		*from = *to - w->back;
+		return;
+	}
+	win_calendar(w->unit, t, &start, &end);
+	*from = win_bucket_id(start, secs);
+}
+
+int64_t win_reset_at(const struct win_def *w, int64_t t)
+{
+	int64_t start, end;
+	unsigned secs = win_unit_secs(w->ring_unit);
+
+	if (w->rolling)
+		return (win_bucket_id(t, secs) + 1) * secs;
+	win_calendar(w->unit, t, &start, &end);
+	return end;
+}
+
+int64_t win_frees_at(const struct win_def *w, const struct win_ring *r, int64_t t, uint64_t need,
+		     enum win_metric m)
+{
+	unsigned secs = win_unit_secs(w->ring_unit);
+	int64_t from, to;
+	uint64_t freed = 0;
+
+	if (!w->rolling)
+		return win_reset_at(w, t);
+	win_span(w, t, &from, &to);
+	/* bucket j is counted while the current id is at most j + back: it leaves after that */
+	for (int64_t id = from; id <= to; id++) {
+		freed += win_ring_get(r, id, m);
+		if (freed >= need)
+			return (id + w->back + 1) * secs;
+	}
+	return INT64_MAX;
+}
