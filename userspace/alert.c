@@ -24,6 +24,7 @@
 #include <cjson/cJSON.h>
 
 #include "alert.h"
+#include "budget.h"
 #include "log.h"
 #include "metrics.h"
 #include "upstream.h"
@@ -74,6 +75,7 @@ struct alerts {
 	struct alert_slot *slots;
 	unsigned sending; /* slots in SENDING */
 	bool stopping;
+	bool stopped; /* alert_stop is done */
 	bool thread_started;
 	pthread_t thread;
 	_Atomic uint64_t raised, sent, failed, dropped, attempts;
@@ -450,18 +452,23 @@ static void alert_drain(struct alerts *a)
 		pthread_cond_wait(&a->cv, &a->mu);
 }
 
-void alert_close(struct alerts *a)
+void alert_stop(struct alerts *a)
 {
 	unsigned left = 0;
 
 	if (!a)
 		return;
 	pthread_mutex_lock(&a->mu);
+	if (a->stopped) {
+		pthread_mutex_unlock(&a->mu);
+		return;
+	}
 	a->stopping = true;
 	pthread_cond_broadcast(&a->cv);
 	pthread_mutex_unlock(&a->mu);
 	if (a->thread_started)
 		pthread_join(a->thread, NULL);
+	a->thread_started = false;
 	pthread_mutex_lock(&a->mu);
 	if (a->slots)
 		alert_drain(a);
@@ -471,7 +478,17 @@ void alert_close(struct alerts *a)
 		if (a->slots[i].state == SLOT_ANSWERED)
 			slot_decide(a, &a->slots[i], tg_now_mono_ns());
 		left += a->slots[i].state != SLOT_FREE;
+		slot_free(&a->slots[i]);
 	}
+	while (a->head) {
+		struct alert_item *it = a->head;
+
+		a->head = it->next;
+		free(it);
+	}
+	a->tail = NULL;
+	a->queued = 0;
+	a->stopped = true;
 	pthread_mutex_unlock(&a->mu);
 	if (left) {
 		atomic_fetch_add(&a->dropped, left);
@@ -479,7 +496,40 @@ void alert_close(struct alerts *a)
 			metrics_alert_webhook("dropped");
 		log_warnx("alert: stopping: %u webhooks not delivered", left);
 	}
+}
+
+void alert_close(struct alerts *a)
+{
+	if (!a)
+		return;
+	alert_stop(a);
 	alert_free(a);
+}
+
+/* An engine amount in its JSON unit (contract: USD, seconds; the rest as counted). */
+static double json_amount(enum budget_kind k, uint64_t v)
+{
+	if (k == BUDGET_KIND_COST)
+		return (double)v / 1e9;
+	if (k == BUDGET_KIND_COMPUTE)
+		return (double)v / 1e3;
+	return (double)v;
+}
+
+void alert_budget_hook(const struct budget_event *ev, void *arg)
+{
+	const struct budget_hit *h = &ev->hit;
+	struct alert_event e = {.kind = ev->exceeded ? ALERT_EXCEEDED : ALERT_THRESHOLD,
+				.value = json_amount(h->kind, h->value),
+				.used = json_amount(h->kind, h->used + h->reserved),
+				.ratio = ev->ratio,
+				.window_reset_at = h->reset_at,
+				.time = ev->time};
+
+	snprintf(e.subject, sizeof(e.subject), "%s", h->subject);
+	snprintf(e.limit, sizeof(e.limit), "%s", limit_descs[h->limit].name);
+	metrics_budget_ratio(e.limit, ev->ratio);
+	alert_raise(arg, &e);
 }
 
 void alert_stats(struct alerts *a, struct alert_stats *out)

@@ -63,9 +63,12 @@ struct alerts;
  */
 struct alerts *alert_open(const struct alert_opts *o);
 /*
- * Stops: deliveries in flight are cancelled, queued events dropped (counted as dropped).
- * Call before upstream_stop. Accepts NULL.
+ * Stops delivering: attempts in flight are cancelled (and their callbacks awaited), queued
+ * events dropped (counted as dropped); later alert_raise calls only log and count. Call
+ * before upstream_stop. Idempotent; accepts NULL.
  */
+void alert_stop(struct alerts *a);
+/* alert_stop, then frees: once nothing can call alert_raise any more. Accepts NULL. */
 void alert_close(struct alerts *a);
 /*
  * Raises one alert: logs it, counts it, queues its webhook. Never blocks (beyond a short
@@ -80,6 +83,15 @@ const char *alert_kind_name(enum alert_kind k);
  * frees); NULL on allocation failure. now: Unix s used when e->time is 0.
  */
 char *alert_payload(const struct alert_event *e, int64_t now);
+
+struct budget_event;
+/*
+ * The limits engine's threshold hook (budget_on_threshold, arg: the alerts): raises the
+ * event as an alert (amounts in their JSON units: USD, seconds, tokens, requests, bytes;
+ * "used" counts what calls in flight reserved, as the ratio does) and keeps the highest
+ * ratio per limit in tollgate_budget_usage_ratio.
+ */
+void alert_budget_hook(const struct budget_event *ev, void *arg);
 
 struct alert_stats {
 	uint64_t raised, sent, failed, dropped, attempts;

@@ -43,6 +43,7 @@ struct dataplane_opts {
 				      and headers; longer ones get 431), default 8192 */
 	unsigned queue_depth;	   /* limits.queue_depth: requests a key may have waiting in
 				      the queue (action queue), default 64 */
+	unsigned queue_timeout_ms; /* limits.queue_timeout_ms: how long one waits, default 5000 */
 	const char *downgrade;	   /* limits.downgrade: "from=to,..." (NULL: none) */
 };
 

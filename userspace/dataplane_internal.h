@@ -118,6 +118,8 @@ struct dataplane {
 	struct dp_verify verify;
 	struct dp_queue queue;
 	bool limits_on;	     /* limits.enabled: false, no limit refuses (request rates too) */
+	unsigned queue_depth;	   /* limits.queue_depth */
+	unsigned queue_timeout_ms; /* limits.queue_timeout_ms */
 	char downgrade[1024]; /* limits.downgrade, "from=to,..." */
 };
 
@@ -144,6 +146,7 @@ struct dp_req {
 	bool deferred;
 	int64_t queued_ns; /* CLOCK_MONOTONIC when first parked in the queue; 0 = never */
 	bool queue_last;   /* the retry after the queue deadline: it must answer */
+	int queue_verdict; /* enum dp_queue_verdict of a retry (dp_budget_reserve sets it) */
 };
 
 typedef void (*dp_handler_fn)(struct dp_req *q);
@@ -369,6 +372,8 @@ int dp_queue_park(struct dp_req *q, unsigned timeout_ms, dp_queue_retry_fn retry
  * (one atomic load); any thread, never blocks beyond a short mutex.
  */
 void dp_queue_kick(struct dataplane *dp, const char *key);
+/* The limits engine's release hook (budget_on_release): kicks the subjects' waiters. */
+void dp_queue_on_release(const char *const *subjects, unsigned n, void *arg);
 /* Ms q has spent in the queue so far (0 if it was never parked). */
 int64_t dp_queue_waited_ms(const struct dp_req *q);
 /* Answers every waiter 503 and stops the thread; before http_stop. Idempotent. */

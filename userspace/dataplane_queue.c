@@ -261,6 +261,18 @@ void dp_queue_kick(struct dataplane *dp, const char *key)
 	pthread_mutex_unlock(&dq->mu);
 }
 
+void dp_queue_on_release(const char *const *subjects, unsigned n, void *arg)
+{
+	struct dataplane *dp = arg;
+
+	for (unsigned i = 0; i < n; i++) {
+		/* an owner's or tenant's capacity may let any key's waiter go */
+		bool key = strncmp(subjects[i], "key:", 4) == 0;
+
+		dp_queue_kick(dp, key ? subjects[i] + 4 : NULL);
+	}
+}
+
 /* ---- the queue thread ---- */
 
 /* Runs a parked request's retry without the lock (the thread alone removes waiters). */

@@ -19,6 +19,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "alert.h"
 #include "budget.h"
 #include "dataplane.h"
 #include "kernel.h"
@@ -318,6 +319,7 @@ struct data_path {
 	struct upstream *up;
 	struct usage *usage;
 	struct budget *budget; /* the limits engine (made before the admin API, which sets limits) */
+	struct alerts *alerts; /* limit alerts: log, metric, webhook (through up) */
 	struct dataplane *dp;
 };
 
@@ -341,6 +343,23 @@ static int budget_start(const struct config *c, struct data_path *p)
 	return 0;
 }
 
+/* Limit alerts on the engine's threshold hook; the webhook goes through the upstream client. */
+static int alerts_start(const struct config *c, struct data_path *p)
+{
+	struct alert_opts ao = {.up = p->up,
+				.url = c->limits_webhook_url,
+				.retries = c->limits_webhook_retries,
+				.timeout_ms = c->limits_webhook_timeout_ms};
+
+	p->alerts = alert_open(&ao);
+	if (!p->alerts) {
+		log_warn("cannot start the limit alerts");
+		return -1;
+	}
+	budget_on_threshold(p->budget, alert_budget_hook, p->alerts);
+	return 0;
+}
+
 static int data_path_start(const struct config *c, struct store *s, struct keys *k,
 			   struct data_path *p)
 {
@@ -354,6 +373,8 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 				   .verify_threads = c->data_verify_threads,
 				   .max_header = c->data_max_header,
 				   .downgrade = c->limits_downgrade,
+				   .queue_depth = c->limits_queue_depth,
+				   .queue_timeout_ms = c->limits_queue_timeout_ms,
 				   /* the kernel refuses only while a connection is embryonic */
 				   .defer_accept_sec = p->kernel_on ? 10 : 0};
 	struct dataplane_deps d;
@@ -368,6 +389,8 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 		log_warn("cannot start the usage writer");
 		return -1;
 	}
+	if (alerts_start(c, p))
+		return -1;
 	d = (struct dataplane_deps){.k = k, .slots = p->slots, .up = p->up, .usage = p->usage,
 				    .prov = &c->providers, .budget = p->budget};
 	p->dp = dataplane_start(&o, &d);
@@ -423,9 +446,14 @@ static int data_slots_start(const struct config *c, struct keys *k, struct kerne
 static void data_path_stop(struct data_path *p)
 {
 	dataplane_stop(p->dp);
+	alert_stop(p->alerts); /* its webhooks use the upstream client */
 	upstream_stop(p->up);
 	dataplane_close(p->dp);
 	usage_close(p->usage);
+	/* no settle comes any more: no threshold event either */
+	if (p->budget)
+		budget_on_threshold(p->budget, NULL, NULL);
+	alert_close(p->alerts);
 	budget_free(p->budget); /* after the admin API and the data plane stopped */
 	sync_free(p->sync);
 	slots_close(p->slots);
