@@ -430,6 +430,9 @@ static int data_slots_start(const struct config *c, struct keys *k, struct kerne
 		log_warn("cannot start the key sync");
 		return -1;
 	}
+	sync_set_policy(p->sync, &(struct sync_policy){c->limits_enabled != 0,
+						       (enum limit_mode)c->limits_mode,
+						       (enum limit_action)c->limits_action});
 	keys_set_sync(k, &ops, p->sync);
 	rc = sync_reconcile(p->sync, k);
 	if (rc)
