@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "alert.h"
+#include "budget.h"
 #include "log.h"
 #include "metrics.h"
 #include "tg_test.h"
@@ -455,6 +456,54 @@ static void no_webhook_logs_and_counts_only(void)
 	alert_close(a);
 }
 
+/* The engine's threshold hook: units converted (nano-USD to USD, ms to s), gauge fed. */
+static void budget_hook_converts_units(void)
+{
+	static const struct {
+		enum budget_kind kind;
+		enum limit_field limit;
+		uint64_t value, used, reserved;
+		const char *want_value, *want_used;
+	} rows[] = {
+	    {BUDGET_KIND_COST, LIMIT_COST_DAY, 10000000000ULL, 8000000000ULL, 1500000000ULL,
+	     "\"value\":10,", "\"used\":9.5,"},
+	    {BUDGET_KIND_COMPUTE, LIMIT_COMPUTE_MONTH, 60000, 45000, 0, "\"value\":60,",
+	     "\"used\":45,"},
+	    {BUDGET_KIND_TOKENS, LIMIT_TPD, 1000, 900, 50, "\"value\":1000,", "\"used\":950,"},
+	};
+	struct upstream *up = upstream_start(4);
+	struct rcv r;
+	struct alerts *a;
+
+	TG_REQUIRE(up && rcv_start(&r, 1, (unsigned[]){200}) == 0);
+	a = open_for(up, &r, "/", 0);
+	TG_REQUIRE(a);
+	for (size_t i = 0; i < TG_NCASES(rows); i++) {
+		struct budget_event ev = {.exceeded = i == 0, .ratio = 0.95, .time = 1795400000};
+
+		snprintf(ev.hit.subject, sizeof(ev.hit.subject), "team:hook%zu", i);
+		ev.hit.kind = rows[i].kind;
+		ev.hit.limit = rows[i].limit;
+		ev.hit.value = rows[i].value;
+		ev.hit.used = rows[i].used;
+		ev.hit.reserved = rows[i].reserved;
+		ev.hit.reset_at = 1795478400;
+		alert_budget_hook(&ev, a);
+		TG_CHECK(wait_settled(a, i + 1));
+		pthread_mutex_lock(&r.lock);
+		TG_CHECK(strstr(r.last_body, rows[i].want_value) != NULL);
+		TG_CHECK(strstr(r.last_body, rows[i].want_used) != NULL);
+		TG_CHECK(strstr(r.last_body, limit_descs[rows[i].limit].name) != NULL);
+		if (!strstr(r.last_body, rows[i].want_used))
+			printf("#   row %zu: %s\n", i, r.last_body);
+		pthread_mutex_unlock(&r.lock);
+	}
+	TG_CHECK(sample("tollgate_budget_usage_ratio{limit=\"cost_per_day\"}") == 0.95);
+	alert_close(a);
+	upstream_stop(up);
+	rcv_stop(&r);
+}
+
 static const struct tg_case cases[] = {
     {"the payload has the contract's fields and no others", payload_has_the_contract_shape},
     {"a 2xx answer delivers (one POST, JSON, no credentials)", delivered_on_2xx},
@@ -465,6 +514,8 @@ static const struct tg_case cases[] = {
     {"close with deliveries pending and in flight", counters_add_up_at_close},
     {"bad webhook URLs are refused at open", bad_urls_are_refused},
     {"without a webhook: log line and count only", no_webhook_logs_and_counts_only},
+    {"the engine's threshold hook converts units and feeds the ratio gauge",
+     budget_hook_converts_units},
 };
 
 int main(void)
