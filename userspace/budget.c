@@ -734,3 +734,33 @@ size_t budget_status(struct budget *b, const char *subject, const struct limits 
 	pthread_mutex_unlock(&s->mu);
 	return n;
 }
+
+/* ---- for the metrics (the usage-ratio gauge) ---- */
+
+void budget_max_ratios(struct budget *b, int64_t now, double out[LIMIT__COUNT])
+{
+	for (size_t f = 0; f < LIMIT__COUNT; f++)
+		out[f] = -1;
+	pthread_rwlock_rdlock(&b->table_lock);
+	for (size_t i = 0; i < TABLE_SIZE; i++) {
+		for (struct budget_subj *s = b->table[i]; s; s = s->next) {
+			struct budget_hit h;
+			struct limits l;
+
+			pthread_mutex_lock(&s->mu);
+			subj_limits(b, s, NULL, &l); /* keys: their last reservation's limits */
+			for (size_t d = 0; d < NLDEFS; d++) {
+				double r;
+
+				if (!lval(&l, ldefs[d].f))
+					continue;
+				limit_eval(b, s, &l, &ldefs[d], now, NULL, &h);
+				r = (double)(h.used + h.reserved) / (double)h.value;
+				if (r > out[h.limit])
+					out[h.limit] = r;
+			}
+			pthread_mutex_unlock(&s->mu);
+		}
+	}
+	pthread_rwlock_unlock(&b->table_lock);
+}

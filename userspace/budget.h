@@ -214,4 +214,11 @@ const char *budget_downgrade_of(const char *map, const char *model, char *out, s
 /* True when a refusal of this limit is "insufficient_quota" (else rate_limit_exceeded). */
 bool budget_is_quota(enum limit_field f);
 
+/*
+ * For tollgate_budget_usage_ratio: per limit, the highest (used + reserved) / value among
+ * every subject that has it (-1: none has it) at now. Walks every subject (each under its
+ * own lock briefly): a cost in proportion to the subjects, paid per /metrics scrape.
+ */
+void budget_max_ratios(struct budget *b, int64_t now, double out[LIMIT__COUNT]);
+
 #endif /* TG_BUDGET_H */

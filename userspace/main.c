@@ -323,6 +323,17 @@ struct data_path {
 	struct dataplane *dp;
 };
 
+/* Before each /metrics rendering: the engine's current highest usage ratio per limit. */
+static void budget_metrics(void *ctx)
+{
+	double r[LIMIT__COUNT];
+
+	budget_max_ratios(ctx, tg_now_unix(), r);
+	for (size_t f = 0; f < LIMIT__COUNT; f++)
+		if (r[f] >= 0)
+			metrics_budget_ratio_set(limit_descs[f].name, r[f]);
+}
+
 /* The limits engine from limits.*; 0 or -1 (logged). */
 static int budget_start(const struct config *c, struct data_path *p)
 {
@@ -340,6 +351,7 @@ static int budget_start(const struct config *c, struct data_path *p)
 	}
 	if (!bo.enabled)
 		log_info("limits.enabled is false: no limit refuses, queues or downgrades a call");
+	metrics_set_refresh(budget_metrics, p->budget);
 	return 0;
 }
 
@@ -596,6 +608,7 @@ static int cmd_run(const struct config *c, const char *ready_file)
 	rc = 0;
 out:
 	admin_stop(a); /* no more key changes: the sync can go */
+	metrics_set_refresh(NULL, NULL); /* no scrape any more; the engine goes below */
 	if (k)
 		keys_set_sync(k, NULL, NULL);
 	data_path_stop(&dpath);

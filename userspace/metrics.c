@@ -519,12 +519,24 @@ static void render_kernel(FILE *out)
 		k.penalty_entries);
 }
 
+static void (*refresh_fn)(void *ctx);
+static void *refresh_ctx;
+
+void metrics_set_refresh(void (*fn)(void *ctx), void *ctx)
+{
+	refresh_fn = fn;
+	refresh_ctx = ctx;
+}
+
 char *metrics_render(size_t *len)
 {
 	char *buf = NULL;
 	size_t n = 0;
-	FILE *out = open_memstream(&buf, &n);
+	FILE *out;
 
+	if (refresh_fn)
+		refresh_fn(refresh_ctx);
+	out = open_memstream(&buf, &n);
 	if (!out)
 		return NULL;
 	for (int i = 0; i < F__COUNT; i++)

@@ -48,10 +48,16 @@ void metrics_limit_check_ns(uint64_t ns);
  * tollgate_budget_usage_ratio{limit}: the highest used/value ratio seen among subjects for
  * this limit (no per-subject labels). metrics_budget_ratio keeps the maximum of what it is
  * given; metrics_budget_ratio_set replaces it (for an engine that recomputes the maximum,
- * e.g. after windows reset). Negative or NaN ratios are ignored.
+ * e.g. at each rendering, see metrics_set_refresh). Negative or NaN ratios are ignored.
  */
 void metrics_budget_ratio(const char *limit, double ratio);
 void metrics_budget_ratio_set(const char *limit, double ratio);
+/*
+ * Sets a function metrics_render calls first (on the scraping thread), to bring gauges up
+ * to date (e.g. metrics_budget_ratio_set from the limits engine). NULL: none. Call before
+ * the admin listener starts.
+ */
+void metrics_set_refresh(void (*fn)(void *ctx), void *ctx);
 /* tollgate_alert_webhooks_total{result="sent"|"failed"|"dropped"} */
 void metrics_alert_webhook(const char *result);
 

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "budget.h"
 #include "metrics.h"
 #include "tg_test.h"
 
@@ -392,6 +393,45 @@ static void budget_ratio_keeps_the_max(void)
 	TG_CHECK(sample("tollgate_budget_usage_ratio{limit=\"zero_first\"}") == 0);
 }
 
+/* The gauge from the engine: per limit, the highest ratio among subjects, at each render. */
+static void budget_ratios_from_the_engine(void)
+{
+	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024};
+	struct budget *b = budget_new(&o);
+	struct limits team, key;
+	uint8_t actions[LIMIT__COUNT] = {0};
+	struct budget_call c1 = {0}, c2 = {0};
+	struct budget_verdict v;
+	struct budget_req r = {
+	    .key_id = "ratiokey0001", .key_limits = &key, .owner = "team:ratio", .now = 1795400000};
+	double out[LIMIT__COUNT];
+
+	TG_REQUIRE(b);
+	memset(&key, 0, sizeof(key));
+	key.v[LIMIT_TPD] = 1000; /* the key: 300 of 1000 reserved below */
+	limits_clear(&team);
+	team.v[LIMIT_TPD] = 400; /* the team: 300 of 400 */
+	team.v[LIMIT_RPD] = 10;	 /* 1 of 10 */
+	TG_REQUIRE(budget_set_limits(b, "team:ratio", &team, actions) == 0);
+	r.est[WIN_M_REQUESTS] = 1;
+	r.est[WIN_M_TOKENS] = 300;
+	TG_REQUIRE(budget_reserve(b, &r, &c1, &v) == 0 && v.allowed);
+	budget_max_ratios(b, r.now, out);
+	TG_CHECK(out[LIMIT_TPD] == 0.75); /* the team's, higher than the key's 0.3 */
+	TG_CHECK(out[LIMIT_RPD] == 0.1);
+	TG_CHECK(out[LIMIT_COST_DAY] == -1); /* nobody has it */
+	r.key_id = "ratiokey0002";
+	r.est[WIN_M_TOKENS] = 100;
+	TG_REQUIRE(budget_reserve(b, &r, &c2, &v) == 0 && v.allowed);
+	budget_max_ratios(b, r.now, out);
+	TG_CHECK(out[LIMIT_TPD] == 1.0);
+	budget_release(b, &c1);
+	budget_release(b, &c2);
+	budget_max_ratios(b, r.now, out);
+	TG_CHECK(out[LIMIT_TPD] == 0); /* released: nothing used any more */
+	budget_free(b);
+}
+
 static const struct tg_case cases[] = {
     {"counters count what was recorded", counters_count},
     {"histogram: bucket placement, cumulative counts, exact sum", histogram_buckets_are_cumulative},
@@ -402,6 +442,7 @@ static const struct tg_case cases[] = {
     {"limit hits, enforcement actions and webhooks count", limit_counters_count},
     {"limit check histogram: microsecond buckets, no labels", limit_check_histogram_buckets},
     {"budget ratio gauge keeps the highest value per limit", budget_ratio_keeps_the_max},
+    {"the engine's highest usage ratio per limit, among subjects", budget_ratios_from_the_engine},
     {"every line is HELP, TYPE or name{labels} value", output_parses_line_by_line},
 };
 
