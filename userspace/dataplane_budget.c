@@ -58,6 +58,59 @@ bad:
 	return false;
 }
 
+#define EST_PER_MESSAGE 4 /* tokens a chat format adds per message (role, separators) */
+#define EST_PER_CALL	3 /* and per call (the reply's priming) */
+
+/* Bytes of a string, or of the text parts of a content array (others: their JSON size). */
+static uint64_t text_bytes(const cJSON *v)
+{
+	const cJSON *it;
+	uint64_t n = 0;
+	char *j;
+
+	if (!v || cJSON_IsNull(v))
+		return 0;
+	if (cJSON_IsString(v) && v->valuestring)
+		return strlen(v->valuestring);
+	if (cJSON_IsArray(v)) {
+		cJSON_ArrayForEach(it, v)
+		{
+			const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "text");
+
+			n += cJSON_IsString(it) || cJSON_IsString(t) ? text_bytes(cJSON_IsString(it) ? it : t)
+								     : text_bytes(it);
+		}
+		return n;
+	}
+	/* anything else (tool calls, images' URLs, ...) counts its whole JSON text */
+	j = cJSON_PrintUnformatted(v);
+	n = j ? strlen(j) : 0;
+	cJSON_free(j);
+	return n;
+}
+
+uint64_t dp_prompt_estimate(const cJSON *root, const char *field)
+{
+	const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(root, "messages"), *m, *it;
+	uint64_t n = EST_PER_CALL;
+
+	/* an upper bound: every token is at least one byte of the text it stands for */
+	if (!field) {
+		cJSON_ArrayForEach(m, msgs)
+		{
+			n += EST_PER_MESSAGE;
+			cJSON_ArrayForEach(it, m)
+				if (strcmp(it->string, "role") != 0)
+					n += text_bytes(it);
+		}
+	} else {
+		n += text_bytes(cJSON_GetObjectItemCaseSensitive(root, field));
+	}
+	n += text_bytes(cJSON_GetObjectItemCaseSensitive(root, "tools"));
+	n += text_bytes(cJSON_GetObjectItemCaseSensitive(root, "functions"));
+	return n;
+}
+
 /* OpenAI's duration format of the -reset headers: "1h2m3s", "45s", "0s". */
 static void duration_format(int64_t sec, char *buf, size_t len)
 {
@@ -145,13 +198,11 @@ static int reserve(struct dp_req *q, const struct dp_plan *pl, struct budget_ver
 			       .tenant = q->tenant,
 			       .now = q->time_ms / 1000};
 	size_t body = 0;
-
 	int64_t t0 = tg_now_mono_ns();
 	int rc;
 
 	http_req_body(q->req, &body);
-	/* every prompt token comes from the request's bytes and is at least one byte long */
-	budget_estimate(pl->price, body, pl->completion_est, body, r.est);
+	budget_estimate(pl->price, pl->prompt_est, pl->completion_est, body, r.est);
 	rc = budget_reserve(q->dp->d.budget, &r, &q->bc, v);
 	metrics_limit_check_ns((uint64_t)(tg_now_mono_ns() - t0));
 	return rc;

@@ -320,11 +320,17 @@ struct dp_plan {
 	char model[MODEL_NAME_MAX + 1];
 	const struct provider *p;
 	const struct model_price *price;
+	uint64_t prompt_est;	 /* prompt tokens to reserve (dp_prompt_estimate) */
 	uint64_t completion_est; /* completion tokens to reserve */
 	bool downgraded;
 	char from[MODEL_NAME_MAX + 1]; /* downgraded: the model asked for */
 };
 
+/*
+ * Prompt tokens of a request, an upper bound: the text's bytes (field: "prompt", "input";
+ * NULL: chat messages, every member but the role) plus a per-message and per-call overhead.
+ */
+uint64_t dp_prompt_estimate(const cJSON *root, const char *field);
 /* The request's tenant into q->tenant (metadata.tenant, else the header); false after 400. */
 bool dp_tenant(struct dp_req *q, const cJSON *root);
 /*

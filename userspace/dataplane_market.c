@@ -197,6 +197,8 @@ void dp_h_consume(struct dp_req *q)
 		goto out;
 	snprintf(pl.model, sizeof(pl.model), "%s", model);
 	pl.completion_est = consume_completion_estimate(q, root);
+	/* one user message of the prompt */
+	pl.prompt_est = dp_prompt_estimate(root, "prompt") + 4;
 	if (!(pl.p = dp_route_model(q, model, &pl.price)) || !dp_budget_reserve(q, &pl))
 		goto out;
 	body = consume_upstream_body(root, prompt, pl.model);

@@ -183,6 +183,9 @@ static bool plan_call(struct dp_req *q, cJSON *root, enum dp_endpoint ep, const 
 	if (!(pl->p = dp_route_model(q, model, &pl->price)) || !dp_tenant(q, root))
 		return false;
 	pl->completion_est = completion_estimate(q, root, ep);
+	pl->prompt_est = dp_prompt_estimate(root, ep == DP_EP_CHAT	   ? NULL
+						  : ep == DP_EP_COMPLETIONS ? "prompt"
+									    : "input");
 	if (!dp_budget_reserve(q, pl))
 		return false;
 	/* downgraded: the upstream is asked for the cheaper model */
