@@ -15,7 +15,8 @@ tg_start_gateway --set limits.queue_timeout_ms=30000 --set limits.queue_depth=2 
 	bail "tollgated starts (queue timeout 30 s, depth 2)"
 
 CHAT='{"model":"gpt-4o-mini","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
-CHAT200='{"model":"gpt-4o-mini","max_tokens":200,"messages":[{"role":"user","content":"hi"}]}'
+LONG=$(printf 'x%.0s' $(seq 400))
+CHATLONG='{"model":"gpt-4o-mini","max_tokens":5,"messages":[{"role":"user","content":"'$LONG'"}]}'
 
 metric() { # SERIES: its value on /metrics (0 when absent)
 	curl -sS --max-time 5 "$TG_URL/metrics" |
@@ -103,19 +104,20 @@ expect test "$(bg_status d3)" = 200
 expect test -n "$(bg_header d3 X-Tollgate-Queued-Ms)"
 case_end
 
-K2=$(key_with tpm '{"tokens_per_minute":300,"action":"queue"}') || bail "a key with tokens_per_minute 300, action queue"
+K2=$(key_with tpm '{"tokens_per_minute":700,"action":"queue"}') || bail "a key with tokens_per_minute 700, action queue"
 
 case_start "over tokens_per_minute, a call waits for the reservation in flight to settle"
-# each call reserves its body's bytes plus max_tokens 200 (> 150): two do not fit in 300,
-# but once the first settles to what it used (a few tokens) the second does
+# a call reserves its 400 bytes of text (every token is at least a byte) plus max_tokens
+# 5: two (over 800) do not fit in 700; the first settles to what it used (400 bytes are
+# about 100 tokens by the mock's rule) and then the second fits, in this minute or the next
 mock_config '{"latency_ms":1500}'
 n0=$(mock_stat .requests.chat_completions)
-bg_call t1 "$K2" "$CHAT200"
+bg_call t1 "$K2" "$CHATLONG"
 expect wait_mock_calls $((n0 + 1))
-DP_MAX_TIME=40 dp POST /v1/chat/completions "$CHAT200" "$K2"
+DP_MAX_TIME=40 dp POST /v1/chat/completions "$CHATLONG" "$K2"
 expect_status 200
 expect_header X-Tollgate-Queued-Ms '^[0-9]+$'
-expect_header x-ratelimit-limit-tokens '^300$'
+expect_header x-ratelimit-limit-tokens '^700$'
 bg_wait
 expect test "$(bg_status t1)" = 200
 expect test "$(metric 'tollgate_limit_hits_total{limit="tokens_per_minute",action="queue"}')" -ge 1
