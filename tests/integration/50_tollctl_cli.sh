@@ -391,6 +391,52 @@ ctl --url "http://127.0.0.1:$port" --timeout 5 keys list
 expect_exit 6
 case_end
 
+case_start "limits and quota: every mistake is a usage error (exit 2) before any request"
+# against a closed port: a request would end in exit 6, so exit 2 proves none was sent
+port=$(tg_closed_port)
+bad=(
+	"limits set"
+	"limits set team:ml"
+	"limits set org:ml cost_per_day=1"
+	"limits set key:abcdefabcdef cost_per_day=1"
+	"limits set team:ml foo=1"
+	"limits set team:ml cost_per_day=-1"
+	"limits set team:ml cost_per_day=1.1234567891"
+	"limits set team:ml alert_threshold=0"
+	"limits set team:ml alert_threshold=1.5"
+	"limits set team:ml mode=lenient"
+	"limits set team:ml action=drop"
+	"limits set team:ml cost_window=weekly"
+	"limits set team:ml actions.mode=block"
+	"limits set team:ml actions.cost_per_day=drop"
+	"limits set team:ml tokens_per_day=1 tokens_per_day=2"
+	"limits set team:ml tokens_per_day"
+	"limits clear"
+	"limits clear key:abcdefabcdef"
+	"limits list extra"
+	"quota"
+	"quota team:"
+	"quota tenant:bad/slash"
+	"quota user:a b"
+)
+for args in "${bad[@]}"; do
+	# shellcheck disable=SC2086 # each row is its words
+	ctl --url "http://127.0.0.1:$port" --timeout 5 $args
+	[ "$CTL_RC" = 2 ] || fail "tollctl $args: exit $CTL_RC, expected 2 ($CTL_ERR)"
+done
+ctl --url "http://127.0.0.1:$port" --timeout 5 limits set team:ml cost_window=weekly
+expect_stderr "cost_window: 'weekly' is not one of calendar, rolling"
+ctl --url "http://127.0.0.1:$port" --timeout 5 limits set key:abcdefabcdef cost_per_day=1
+expect_stderr "tollctl keys update"
+# well-formed: they do try the server (unreachable here: exit 6)
+ctl --url "http://127.0.0.1:$port" --timeout 5 limits set tenant:acme.eu-1 cost_per_day=0.000000001 \
+	tokens_per_day=null mode=soft actions.cost_per_day=alert
+expect_exit 6
+ctl --url "http://127.0.0.1:$port" --timeout 5 quota abcdefabcdef
+expect_exit 6
+expect_stderr "/api/v1/limits/key%3Aabcdefabcdef failed"
+case_end
+
 case_start "no command printed a key or token on stderr"
 expect test -s "$tmp/ctl.stderr.all"
 expect_not grep -qE 'tg_[a-z0-9]{12}_[A-Za-z0-9]{43}|tgadm_[a-z0-9]{12}_[A-Za-z0-9]' "$tmp/ctl.stderr.all"
