@@ -16,6 +16,7 @@
 
 #include "admin.h"
 #include "admin_internal.h"
+#include "admin_limits.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -36,6 +37,7 @@ struct admin {
 	struct keys *k;
 	struct store *s;
 	struct kernel *kernel; /* NULL: kernel path off */
+	struct budget *budget; /* the limits engine; NULL: /api/v1/limits answers 503 */
 };
 
 /* One request on its way through a handler. */
@@ -813,6 +815,45 @@ static void h_kernel(struct admin_call *c)
 	reply_obj(c, 200, admin_kernel_json(c->a->kernel, limit));
 }
 
+/* ---- limits (admin_limits.c) ---- */
+
+/* False after answering 503 when the daemon runs without the limits engine. */
+static bool have_budget(struct admin_call *c)
+{
+	if (c->a->budget)
+		return true;
+	http_reply_error(c->req, 503, "server_error", "limits_unavailable", NULL,
+			 "the limits engine is not running");
+	return false;
+}
+
+static void h_limits_list(struct admin_call *c)
+{
+	admin_limits_list(c->req, c->a->s);
+}
+
+static void h_limits_get(struct admin_call *c)
+{
+	if (have_budget(c))
+		admin_limits_get(c->req, c->a->k, c->a->budget, c->arg, c->now);
+}
+
+static void h_limits_put(struct admin_call *c)
+{
+	cJSON *body = NULL;
+
+	if (!have_budget(c) || !body_json(c, false, &body))
+		return;
+	admin_limits_put(c->req, c->a->s, c->a->k, c->a->budget, c->arg, body, c->now);
+	cJSON_Delete(body);
+}
+
+static void h_limits_delete(struct admin_call *c)
+{
+	if (have_budget(c))
+		admin_limits_delete(c->req, c->a->s, c->a->budget, c->arg);
+}
+
 /* ---- routing ---- */
 
 static const struct admin_route admin_routes[] = {
@@ -833,6 +874,10 @@ static const struct admin_route admin_routes[] = {
     {"GET", "/api/v1/admin/tokens", R_ADMIN | R_VIEWER, h_token_list},
     {"DELETE", "/api/v1/admin/tokens/:", R_ADMIN, h_token_revoke},
     {"GET", "/api/v1/kernel", R_ADMIN | R_VIEWER, h_kernel},
+    {"GET", "/api/v1/limits", R_ADMIN | R_VIEWER, h_limits_list},
+    {"GET", "/api/v1/limits/:", R_ADMIN | R_VIEWER, h_limits_get},
+    {"PUT", "/api/v1/limits/:", R_ADMIN, h_limits_put},
+    {"DELETE", "/api/v1/limits/:", R_ADMIN, h_limits_delete},
 };
 
 
@@ -921,6 +966,7 @@ struct admin *admin_start(const struct admin_opts *o, struct keys *k, struct sto
 	a->k = k;
 	a->s = s;
 	a->kernel = o ? o->kernel : NULL;
+	a->budget = o ? o->budget : NULL;
 	a->http = http_start(&ho, admin_handle, a);
 	if (!a->http) {
 		err = errno;

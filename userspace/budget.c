@@ -14,9 +14,9 @@
 #include "budget.h"
 #include "util.h"
 
-#define MINUTE_BUCKETS 64 /* rolling hour: the current minute + 60 previous */
-#define HOUR_BUCKETS   50 /* rolling day: the current hour + 24 previous; 48 h of history */
-#define DAY_BUCKETS    62 /* a calendar month (31), rolling 30 days, token_quota_days <= 60 */
+#define MINUTE_BUCKETS BUDGET_RING_MINUTES
+#define HOUR_BUCKETS   BUDGET_RING_HOURS
+#define DAY_BUCKETS    BUDGET_RING_DAYS
 #define TABLE_SIZE     4096u /* hash chains; subjects are not limited by it */
 
 /* Alert state of one limit: the period it last fired in (calendar), or 1 (rolling). */
@@ -76,6 +76,11 @@ static const struct ldef ldefs[] = {
 
 #define NLDEFS (sizeof(ldefs) / sizeof(ldefs[0]))
 _Static_assert(NLDEFS <= BUDGET_STATUS_MAX, "BUDGET_STATUS_MAX too small");
+
+unsigned budget_ring_size(enum win_unit ring)
+{
+	return ring == WIN_MINUTE ? MINUTE_BUCKETS : ring == WIN_HOUR ? HOUR_BUCKETS : DAY_BUCKETS;
+}
 
 bool budget_tenant_valid(const char *s)
 {

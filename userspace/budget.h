@@ -52,6 +52,12 @@
 #define BUDGET_TENANT_MAX  64
 #define BUDGET_PER_CALL	   3  /* subjects of one call: key, owner, tenant */
 #define BUDGET_STATUS_MAX  16 /* limit statuses of one subject, at most */
+#define BUDGET_RING_MINUTES 64 /* rolling hour: the current minute + 60 previous */
+#define BUDGET_RING_HOURS   50 /* rolling day: the current hour + 24 previous; 48 h kept */
+#define BUDGET_RING_DAYS    62 /* calendar month (31), rolling 30 days, token_quota_days 60 */
+
+/* Buckets a subject keeps of ring unit ring (WIN_MINUTE, WIN_HOUR, WIN_DAY). */
+unsigned budget_ring_size(enum win_unit ring);
 
 enum budget_kind {
 	BUDGET_KIND_REQUESTS = 0,

@@ -343,14 +343,9 @@ bool dp_budget_reserve(struct dp_req *q, struct dp_plan *pl)
 
 void dp_budget_settle(struct dp_call *c, const struct usage_record *r)
 {
-	uint64_t actual[WIN_M__COUNT] = {
-	    [WIN_M_REQUESTS] = 1,
-	    [WIN_M_TOKENS] = r->prompt_tokens + r->completion_tokens,
-	    [WIN_M_COST] = r->cost_nano,
-	    [WIN_M_BYTES] = r->bytes_in + r->bytes_out,
-	    [WIN_M_COMPUTE] = r->latency_us / 1000,
-	};
+	uint64_t actual[WIN_M__COUNT];
 
+	usage_record_amounts(r, actual); /* what the roll-ups will count for r */
 	if (c->dp->d.budget)
 		budget_settle(c->dp->d.budget, &c->bc, actual);
 }

@@ -19,6 +19,7 @@
 
 #include "admin.h"
 #include "config.h"
+#include "admin_limits.h"
 #include "alert.h"
 #include "budget.h"
 #include "dataplane.h"
@@ -335,8 +336,10 @@ static void budget_metrics(void *ctx)
 }
 
 /* The limits engine from limits.*; 0 or -1 (logged). */
-static int budget_start(const struct config *c, struct data_path *p)
+static int budget_start(const struct config *c, struct store *s, struct data_path *p)
 {
+	size_t buckets = 0;
+	int rc;
 	struct budget_opts bo = {.enabled = c->limits_enabled != 0,
 				 .mode = (enum limit_mode)c->limits_mode,
 				 .action = (enum limit_action)c->limits_action,
@@ -351,6 +354,16 @@ static int budget_start(const struct config *c, struct data_path *p)
 	}
 	if (!bo.enabled)
 		log_info("limits.enabled is false: no limit refuses, queues or downgrades a call");
+	/* LMDB is the truth: only what committed records rolled up, nothing from memory */
+	rc = usage_budget_load(s, p->budget, &buckets);
+	if (!rc)
+		rc = admin_limits_load(s, p->budget);
+	if (rc) {
+		log_warnx("cannot load the limits and their usage from the store: %s",
+			  strerror(-rc));
+		return -1;
+	}
+	log_info("limits engine: %zu usage buckets loaded", buckets);
 	metrics_set_refresh(budget_metrics, p->budget);
 	return 0;
 }
@@ -586,7 +599,7 @@ static int cmd_run(const struct config *c, const char *ready_file)
 	if (bootstrap(k) || kernel_start(c, s, &kern) || data_slots_start(c, k, kern, &dpath))
 		goto out;
 	ao.kernel = kern;
-	if (budget_start(c, &dpath))
+	if (budget_start(c, s, &dpath))
 		goto out;
 	ao.budget = dpath.budget;
 	a = admin_start(&ao, k, s);

@@ -21,6 +21,7 @@ enum model_kind {
 	MODEL_KIND_TIER,
 	MODEL_KIND_TOKEN,
 	MODEL_KIND_OWNER,
+	MODEL_KIND_LIMITS,
 };
 
 /* Largest encodings, field by field; MODEL_*_MAX in model.h must not be smaller. */
@@ -38,6 +39,8 @@ enum model_kind {
 	 ENC_STR(TG_TIER_NAME_MAX) + 3 * 8 + ENC_PWHASH)
 #define ENC_OWNER_MAX (ENC_HDR + ENC_STR(TG_OWNER_MAX) + 8 + 8)
 
+#define ENC_LIMITS_MAX (ENC_HDR + ENC_STR(TG_SUBJECT_MAX) + ENC_LIMITS + LIMIT__COUNT)
+_Static_assert(ENC_LIMITS_MAX <= MODEL_LIMITS_MAX, "MODEL_LIMITS_MAX too small");
 _Static_assert(ENC_KEY_MAX <= MODEL_KEY_MAX, "MODEL_KEY_MAX too small for a key");
 _Static_assert(ENC_TIER_MAX <= MODEL_TIER_MAX, "MODEL_TIER_MAX too small for a tier");
 _Static_assert(ENC_TOKEN_MAX <= MODEL_TOKEN_MAX, "MODEL_TOKEN_MAX too small for a token");
@@ -509,5 +512,35 @@ int owner_record_decode(const void *buf, size_t len, struct owner_record *r)
 	codec_get_str(&d, r->owner, TG_OWNER_MAX);
 	r->created_at = (int64_t)codec_get_uint(&d, 8);
 	r->keys = codec_get_uint(&d, 8);
+	return dec_end(&d);
+}
+
+int subject_limits_encode(const struct subject_limits *r, void *buf, size_t cap)
+{
+	struct codec_enc e;
+
+	enc_start(&e, buf, cap, MODEL_KIND_LIMITS, MODEL_FORMAT_V3);
+	codec_put_str(&e, r->subject, TG_SUBJECT_MAX);
+	enc_limits(&e, &r->lim, MODEL_FORMAT_V3);
+	codec_put(&e, r->actions, LIMIT__COUNT);
+	return enc_end(&e);
+}
+
+int subject_limits_decode(const void *buf, size_t len, struct subject_limits *r)
+{
+	struct codec_dec d;
+	unsigned format;
+
+	memset(r, 0, sizeof(*r));
+	/* written first in format 3 (issue 5): nothing older exists */
+	format = dec_start(&d, buf, len, MODEL_KIND_LIMITS, MODEL_FORMAT_V3);
+	if (format && format != MODEL_FORMAT_V3)
+		d.bad = true;
+	codec_get_str(&d, r->subject, TG_SUBJECT_MAX);
+	dec_limits(&d, &r->lim, MODEL_FORMAT_V3, LIMIT_UNSET);
+	codec_get(&d, r->actions, LIMIT__COUNT);
+	for (int f = 0; f < LIMIT__COUNT; f++)
+		if (r->actions[f] >= LIMIT_ACT__COUNT)
+			d.bad = true;
 	return dec_end(&d);
 }

@@ -180,6 +180,15 @@ struct owner_record {
 	uint64_t keys;		      /* keys created for it (revoked ones included) */
 };
 
+#define TG_SUBJECT_MAX 79 /* "consumer:" + 64, "tenant:" + 64 */
+
+/* An owner's or tenant's explicit limits (STORE_DB_LIMITS), set through /api/v1/limits. */
+struct subject_limits {
+	char subject[TG_SUBJECT_MAX + 1]; /* "team:ml", "tenant:acme"; the store key */
+	struct limits lim;		  /* LIMIT_UNSET where not set */
+	uint8_t actions[LIMIT__COUNT];	  /* per-limit enum limit_action, 0 = the default */
+};
+
 /* Status of a key at Unix time now. */
 enum key_status key_status_at(const struct key_record *k, int64_t now);
 const char *key_status_name(enum key_status s);
@@ -210,6 +219,7 @@ extern const struct tier model_default_tiers[3];
 #define MODEL_TIER_MAX 256
 #define MODEL_TOKEN_MAX 384
 #define MODEL_OWNER_MAX 128
+#define MODEL_LIMITS_MAX 320
 int key_record_encode(const struct key_record *r, void *buf, size_t cap);
 int key_record_decode(const void *buf, size_t len, struct key_record *r);
 /* An older format (1..3) as a store before a migration held it: for tests and migrations. */
@@ -221,5 +231,7 @@ int token_record_encode(const struct token_record *r, void *buf, size_t cap);
 int token_record_decode(const void *buf, size_t len, struct token_record *r);
 int owner_record_encode(const struct owner_record *r, void *buf, size_t cap);
 int owner_record_decode(const void *buf, size_t len, struct owner_record *r);
+int subject_limits_encode(const struct subject_limits *r, void *buf, size_t cap);
+int subject_limits_decode(const void *buf, size_t len, struct subject_limits *r);
 
 #endif /* TG_MODEL_H */

@@ -32,7 +32,7 @@
 const char *const store_db_names[STORE_DB__COUNT] = {
     [STORE_DB_META] = "meta",	    [STORE_DB_KEYS] = "keys",	  [STORE_DB_TIERS] = "tiers",
     [STORE_DB_OWNERS] = "owners",   [STORE_DB_TOKENS] = "tokens", [STORE_DB_USAGE] = "usage",
-    [STORE_DB_ROLLUPS] = "rollups",
+    [STORE_DB_ROLLUPS] = "rollups", [STORE_DB_BUDGET] = "budget",  [STORE_DB_LIMITS] = "limits",
 };
 
 /* The store whose map lock this thread holds for its outermost open transaction. */

@@ -28,6 +28,8 @@ enum store_db {
 	STORE_DB_TOKENS,   /* admin token id -> token_record */
 	STORE_DB_USAGE,	   /* big-endian u64 sequence -> usage record (group commit) */
 	STORE_DB_ROLLUPS,  /* per key and UTC day usage totals, kept by the usage module */
+	STORE_DB_BUDGET,   /* per subject bucket rings of the limits engine (usage module) */
+	STORE_DB_LIMITS,   /* "team:x" / "tenant:x" -> that subject's limits (admin API) */
 	STORE_DB__COUNT,
 };
 

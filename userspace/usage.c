@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,6 +24,7 @@
 #include "log.h"
 #include "store.h"
 #include "codec.h"
+#include "budget.h"
 #include "usage.h"
 
 #define USAGE_FORMAT_V1 1u
@@ -30,6 +32,11 @@
 /* Kinds distinct from model.c's (1..4), so a record of one type never passes for another. */
 #define USAGE_KIND_RECORD 0x10u
 #define USAGE_KIND_TOTALS 0x11u
+#define USAGE_KIND_BUCKET 0x12u
+
+/* A persisted bucket: the subject, a 0 byte, the ring unit (u8), the slot (BE u16). */
+#define BUCKET_KEY_MAX (BUDGET_SUBJECT_MAX + 4)
+#define BUCKET_VAL_LEN (ENC_HDR + 8 + WIN_M__COUNT * 8)
 
 #define MS_PER_DAY     86400000LL
 #define SECS_PER_DAY   86400LL
@@ -60,11 +67,23 @@ struct rollup_acc {
 	struct usage_totals add;
 };
 
+/* One limits-engine bucket a batch touches (subject, ring, bucket id), with its share. */
+struct bucket_acc {
+	uint8_t key[BUCKET_KEY_MAX];
+	size_t klen;
+	int64_t id;
+	uint64_t add[WIN_M__COUNT];
+};
+
+#define BUCKETS_PER_RECORD (BUDGET_PER_CALL * 3) /* subjects x rings */
+
 struct usage {
 	struct store *s;
 	struct store_writer *w;
 	struct rollup_acc *acc; /* scratch of the writer thread's hook, grown on demand */
 	size_t acc_cap;
+	struct bucket_acc *bacc; /* the same for the limits engine's buckets */
+	size_t bacc_cap, nb;
 };
 
 static void enc_start(struct codec_enc *e, void *buf, size_t cap, unsigned kind,
@@ -241,7 +260,15 @@ static int acc_cmp(const void *a, const void *b)
 static int acc_reserve(struct usage *u, size_t n)
 {
 	struct rollup_acc *p;
+	struct bucket_acc *b;
 
+	if (n * BUCKETS_PER_RECORD > u->bacc_cap) {
+		b = realloc(u->bacc, n * BUCKETS_PER_RECORD * sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		u->bacc = b;
+		u->bacc_cap = n * BUCKETS_PER_RECORD;
+	}
 	if (n <= u->acc_cap)
 		return 0;
 	p = realloc(u->acc, n * sizeof(*p));
@@ -250,6 +277,180 @@ static int acc_reserve(struct usage *u, size_t n)
 	u->acc = p;
 	u->acc_cap = n;
 	return 0;
+}
+
+void usage_record_amounts(const struct usage_record *r, uint64_t out[WIN_M__COUNT])
+{
+	out[WIN_M_REQUESTS] = 1;
+	out[WIN_M_TOKENS] = r->prompt_tokens + r->completion_tokens;
+	out[WIN_M_COST] = r->cost_nano;
+	out[WIN_M_BYTES] = r->bytes_in + r->bytes_out;
+	out[WIN_M_COMPUTE] = r->latency_us / 1000;
+}
+
+/* The key of subject's bucket id in ring: the slot the engine's ring keeps it in. */
+static size_t bucket_key(uint8_t *k, const char *subject, enum win_unit ring, int64_t id)
+{
+	size_t n = strnlen(subject, BUDGET_SUBJECT_MAX - 1);
+	int64_t slot = id % (int64_t)budget_ring_size(ring);
+
+	if (slot < 0)
+		slot += budget_ring_size(ring);
+	memcpy(k, subject, n);
+	k[n] = 0;
+	k[n + 1] = (uint8_t)ring;
+	k[n + 2] = (uint8_t)(slot >> 8);
+	k[n + 3] = (uint8_t)slot;
+	return n + 4;
+}
+
+/* The record's share of every bucket of its subjects (key, owner, tenant) in u->bacc. */
+static void buckets_from_record(struct usage *u, const struct usage_record *r)
+{
+	char subj[BUDGET_PER_CALL][BUDGET_SUBJECT_MAX];
+	unsigned ns = 0;
+	uint64_t add[WIN_M__COUNT];
+
+	usage_record_amounts(r, add);
+	snprintf(subj[ns++], BUDGET_SUBJECT_MAX, "key:%s", r->key_id);
+	if (r->owner[0])
+		snprintf(subj[ns++], BUDGET_SUBJECT_MAX, "%s", r->owner);
+	if (r->tenant[0])
+		snprintf(subj[ns++], BUDGET_SUBJECT_MAX, "tenant:%s", r->tenant);
+	for (unsigned i = 0; i < ns; i++) {
+		for (int ring = WIN_MINUTE; ring <= WIN_DAY; ring++) {
+			struct bucket_acc *b = &u->bacc[u->nb++];
+			unsigned secs = win_unit_secs((enum win_unit)ring);
+
+			b->id = win_bucket_id(r->time_ms / 1000, secs);
+			b->klen = bucket_key(b->key, subj[i], (enum win_unit)ring, b->id);
+			memcpy(b->add, add, sizeof(add));
+		}
+	}
+}
+
+static int bacc_cmp(const void *a, const void *b)
+{
+	const struct bucket_acc *x = a, *y = b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = memcmp(x->key, y->key, n);
+
+	if (c || x->klen != y->klen)
+		return c ? c : (x->klen > y->klen) - (x->klen < y->klen);
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static void bucket_encode(int64_t id, const uint64_t v[WIN_M__COUNT], uint8_t buf[BUCKET_VAL_LEN])
+{
+	struct codec_enc e;
+
+	enc_start(&e, buf, BUCKET_VAL_LEN, USAGE_KIND_BUCKET, USAGE_FORMAT_V1);
+	codec_put_uint(&e, (uint64_t)id, 8);
+	for (int m = 0; m < WIN_M__COUNT; m++)
+		codec_put_uint(&e, v[m], 8);
+}
+
+static int bucket_decode(const void *buf, size_t len, int64_t *id, uint64_t v[WIN_M__COUNT])
+{
+	struct codec_dec d;
+
+	dec_start(&d, buf, len, USAGE_KIND_BUCKET, USAGE_FORMAT_V1);
+	*id = (int64_t)codec_get_uint(&d, 8);
+	for (int m = 0; m < WIN_M__COUNT; m++)
+		v[m] = codec_get_uint(&d, 8);
+	return dec_end(&d);
+}
+
+/*
+ * Adds a batch's bucket shares to the stored buckets, as the engine's rings do: the same id
+ * adds up, a newer id replaces the slot, an older one (outside every window) is dropped.
+ */
+static int buckets_apply(struct usage *u, struct store_txn *t)
+{
+	size_t i = 0, j;
+
+	if (u->nb > 1)
+		qsort(u->bacc, u->nb, sizeof(*u->bacc), bacc_cmp);
+	for (; i < u->nb; i = j) {
+		struct bucket_acc *b = &u->bacc[i];
+		uint64_t v[WIN_M__COUNT] = {0};
+		uint8_t val[BUCKET_VAL_LEN];
+		const void *old;
+		size_t len;
+		int64_t id = INT64_MIN;
+		int rc;
+
+		/* the last of equal keys has the newest id: one write per slot */
+		for (j = i + 1; j < u->nb && u->bacc[j].klen == b->klen &&
+				!memcmp(u->bacc[j].key, b->key, b->klen);
+		     j++)
+			;
+		rc = store_get_ref(t, STORE_DB_BUDGET, b->key, b->klen, &old, &len);
+		if (rc && rc != -ENOENT)
+			return rc;
+		if (!rc && bucket_decode(old, len, &id, v))
+			id = INT64_MIN; /* unreadable: restarted, like a corrupt roll-up */
+		for (size_t k = i; k < j; k++) {
+			if (u->bacc[k].id < id)
+				continue;
+			if (u->bacc[k].id > id) {
+				id = u->bacc[k].id;
+				memset(v, 0, sizeof(v));
+			}
+			for (int m = 0; m < WIN_M__COUNT; m++)
+				v[m] += u->bacc[k].add[m];
+		}
+		bucket_encode(id, v, val);
+		rc = store_put(t, STORE_DB_BUDGET, b->key, b->klen, val, sizeof(val), 0);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+struct bucket_load {
+	struct budget *b;
+	size_t n;
+};
+
+static int bucket_load_one(const void *k, size_t klen, const void *v, size_t vlen, void *arg)
+{
+	struct bucket_load *l = arg;
+	const uint8_t *key = k;
+	uint64_t val[WIN_M__COUNT];
+	int64_t id;
+	size_t n = strnlen(k, klen);
+
+	/* a key this build cannot read is skipped (and said), never fatal at start */
+	if (n + 4 != klen || n >= BUDGET_SUBJECT_MAX || key[n + 1] > WIN_DAY ||
+	    bucket_decode(v, vlen, &id, val)) {
+		log_warnx("usage: a limits bucket of %zu bytes does not decode; skipped", klen);
+		return 0;
+	}
+	{
+		char subject[BUDGET_SUBJECT_MAX];
+
+		memcpy(subject, k, n);
+		subject[n] = '\0';
+		if (budget_load_bucket(l->b, subject, (enum win_unit)key[n + 1], id, val) == 0)
+			l->n++;
+	}
+	return 0;
+}
+
+static int budget_load_txn(struct store_txn *t, void *arg)
+{
+	return store_iter(t, STORE_DB_BUDGET, NULL, 0, bucket_load_one, arg);
+}
+
+int usage_budget_load(struct store *s, struct budget *b, size_t *loaded)
+{
+	struct bucket_load l = {b, 0};
+	int rc = store_read(s, budget_load_txn, &l);
+
+	if (loaded)
+		*loaded = l.n;
+	return rc;
 }
 
 /*
@@ -261,6 +462,7 @@ static size_t batch_aggregate(struct usage *u, const void *const *recs, const si
 {
 	size_t m = 0, out = 0;
 
+	u->nb = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct usage_record r;
 
@@ -273,6 +475,7 @@ static size_t batch_aggregate(struct usage *u, const void *const *recs, const si
 			continue;
 		}
 		rollup_from_record(&r, &u->acc[m++]);
+		buckets_from_record(u, &r);
 	}
 	if (m > 1)
 		qsort(u->acc, m, sizeof(*u->acc), acc_cmp);
@@ -336,6 +539,9 @@ static int usage_on_batch(struct store_txn *t, const void *const *recs, const si
 		if (rc)
 			return rc;
 	}
+	rc = buckets_apply(u, t);
+	if (rc)
+		return rc;
 	return debug_fail_now() ? -EIO : 0;
 }
 
@@ -372,6 +578,7 @@ void usage_close(struct usage *u)
 	if (!u)
 		return;
 	store_writer_stop(u->w);
+	free(u->bacc);
 	free(u->acc);
 	free(u);
 }

@@ -19,6 +19,7 @@
 
 struct store;
 struct store_writer_opts;
+struct budget;
 
 struct usage_record {
 	int64_t time_ms;		    /* Unix ms when the call started */
@@ -83,6 +84,17 @@ void usage_on_commit(struct usage *u, void (*fn)(uint64_t committed, int err, vo
  */
 int usage_totals_days(struct usage *u, const char *key_id, const char *service, int days,
 		      int64_t now_unix, struct usage_totals *out);
+/*
+ * What a record counts in the limits engine: 1 request, prompt + completion tokens, cost,
+ * bytes in + out, latency in ms (compute). The roll-ups and the data plane's settle use it.
+ */
+void usage_record_amounts(const struct usage_record *r, uint64_t out[5]);
+/*
+ * Loads the limits engine's persisted buckets (STORE_DB_BUDGET, written with each batch's
+ * records in the same transaction) into b, at start; *loaded = buckets loaded. 0 or -errno.
+ */
+int usage_budget_load(struct store *s, struct budget *b, size_t *loaded);
+
 /* Totals for one key in the calendar month (UTC) containing now_unix. */
 int usage_totals_month(struct usage *u, const char *key_id, int64_t now_unix,
 		       struct usage_totals *out);
