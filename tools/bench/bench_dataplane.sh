@@ -13,7 +13,7 @@
 # store.sync_interval_ms=0 and with store.sync=none, each labelled), BENCH_LIMITS (1 by
 # default: the allowed path with every limit of issue 5 configured on the keys and their
 # owner, against TOLLGATE_LIMITS_ENABLED=false, same keys and load; BENCH_LIMITS_REPS runs
-# of each, alternating, default 3).
+# of each, alternating, default 3; BENCH_LIMITS_ONLY=1 runs only that and the streams).
 #
 # Pinning (KERNEL-NOTES.md "Measuring"): wrk runs on CPU 0, every server (tollgated, nginx,
 # mock-llm) on CPU 1. Server CPU is read from /proc/<pid>/stat (utime+stime) of each server
@@ -236,6 +236,7 @@ export BENCH_BODY=$BODY
 start_mock fast --threads 2
 start_tg "$MOCK_fast"
 echo "# mock-llm pid $MOCK_PID_fast at $MOCK_fast; tollgated pid $TG_PID data $TG_DATA (defaults: store.sync=meta, data.threads=2)"
+if [ "${BENCH_LIMITS_ONLY:-0}" != 1 ]; then
 new_keys 100 enterprise "$tmp/keys.hi"
 new_keys 1 basic "$tmp/keys.lo"
 start_nginx "$MOCK_fast"
@@ -323,6 +324,7 @@ if [ "$VARIANTS" = 1 ]; then
 	variant _synceach --set store.sync_interval_ms=0
 	variant _syncnone --set store.sync=none
 fi
+fi # BENCH_LIMITS_ONLY
 
 # ---- limits on vs off (issue 5): gateway CPU per allowed request ----
 # Every limit set on each key (overrides) and on its owner team:bench, all far above what a
