@@ -11,6 +11,8 @@ const struct migration tg_migrations[] = {
     {1, "create the meta records (created_at, hash secret)", migration_0001_initial},
     {2, "seed the default tiers (basic, premium, enterprise)", migration_0002_default_tiers},
     {3, "give every key that is not revoked a request-rate slot", migration_0003_key_slots},
+    {4, "seed the limits engine's day buckets from the daily roll-ups",
+     migration_0004_limits_buckets},
 };
 
 const unsigned tg_migrations_count = sizeof(tg_migrations) / sizeof(tg_migrations[0]);

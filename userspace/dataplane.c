@@ -35,6 +35,9 @@ static const struct dp_route dp_routes[] = {
     {"GET", "/api/v1/usage/:", "/api/v1/usage/:serviceId", DP_CHARGE | DP_SERVICE, dp_h_usage},
     {"GET", "/api/v1/rate-limits", "/api/v1/rate-limits", 0, dp_h_rate_status},
     {"POST", "/api/v1/rate-limits/check", "/api/v1/rate-limits/check", 0, dp_h_rate_check},
+    {"GET", "/api/v1/rate-limits/:", "/api/v1/rate-limits/:serviceId", DP_SERVICE,
+     dp_h_rate_status},
+    {"GET", "/api/v1/quotas", "/api/v1/quotas", 0, dp_h_quotas},
 };
 
 

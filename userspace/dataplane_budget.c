@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "budget_json.h"
 #include "dataplane_internal.h"
 #include "log.h"
 #include "metrics.h"
@@ -348,4 +349,39 @@ void dp_budget_settle(struct dp_call *c, const struct usage_record *r)
 	usage_record_amounts(r, actual); /* what the roll-ups will count for r */
 	if (c->dp->d.budget)
 		budget_settle(c->dp->d.budget, &c->bc, actual);
+}
+
+/* ---- consumer endpoints ---- */
+
+bool dp_limits_json(struct dp_req *q, bool quotas_only, cJSON *arr)
+{
+	struct budget *b = q->dp->d.budget;
+	int64_t now = q->time_ms / 1000;
+	char subject[BUDGET_SUBJECT_MAX];
+	const char *tenant = http_req_header(q->req, TENANT_HEADER);
+
+	if (!b)
+		return true;
+	snprintf(subject, sizeof(subject), "key:%s", q->auth.id);
+	if (!budget_status_json(b, subject, &q->auth.limits, now, quotas_only, arr))
+		return false;
+	if (q->auth.owner[0] &&
+	    !budget_status_json(b, q->auth.owner, NULL, now, quotas_only, arr))
+		return false;
+	if (tenant && budget_tenant_valid(tenant)) {
+		snprintf(subject, sizeof(subject), "tenant:%s", tenant);
+		return budget_status_json(b, subject, NULL, now, quotas_only, arr);
+	}
+	return true;
+}
+
+void dp_h_quotas(struct dp_req *q)
+{
+	cJSON *o = cJSON_CreateObject(), *arr = o ? cJSON_AddArrayToObject(o, "data") : NULL;
+
+	if (!arr || !dp_limits_json(q, true, arr)) {
+		cJSON_Delete(o);
+		o = NULL;
+	}
+	dp_reply_obj(q->req, 200, o);
 }

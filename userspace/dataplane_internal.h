@@ -409,5 +409,11 @@ void dp_h_quota(struct dp_req *q);
 void dp_h_usage(struct dp_req *q);
 void dp_h_rate_status(struct dp_req *q);
 void dp_h_rate_check(struct dp_req *q);
+void dp_h_quotas(struct dp_req *q);
+/*
+ * Appends the limit statuses of the request's key and owner (and tenant, when the request
+ * names one) to arr; quotas_only as budget_status_json. False when out of memory.
+ */
+bool dp_limits_json(struct dp_req *q, bool quotas_only, cJSON *arr);
 
 #endif /* TG_DATAPLANE_INTERNAL_H */

@@ -220,21 +220,57 @@ out:
 
 /* ---- quota and usage ---- */
 
+/*
+ * The key's token quota as the limits engine counts it (settled calls; what calls in flight
+ * reserved is not "used"): *used, and the window's reset. Without the engine, the month's
+ * committed usage from the roll-ups. 0 or -errno.
+ */
+static int quota_used(struct dp_req *q, uint64_t *used, int64_t *reset_at)
+{
+	struct limits l = q->auth.limits;
+	struct budget_hit h[BUDGET_STATUS_MAX];
+	int64_t now = q->time_ms / 1000;
+	char subject[BUDGET_SUBJECT_MAX];
+	struct usage_totals t;
+	size_t n;
+	int rc;
+
+	if (q->dp->d.budget) {
+		/* a quota of 0 still has a month's usage to show: asked for with any value */
+		if (!l.v[LIMIT_TOKENS_MONTH])
+			l.v[LIMIT_TOKENS_MONTH] = UINT64_MAX;
+		snprintf(subject, sizeof(subject), "key:%s", q->auth.id);
+		n = budget_status(q->dp->d.budget, subject, &l, now, h, BUDGET_STATUS_MAX);
+		for (size_t i = 0; i < n; i++) {
+			if (h[i].limit != LIMIT_TOKENS_MONTH)
+				continue;
+			*used = h[i].used;
+			*reset_at = h[i].reset_at;
+			return 0;
+		}
+	}
+	rc = usage_totals_month(q->dp->d.usage, q->auth.id, now, &t);
+	*used = t.prompt_tokens + t.completion_tokens;
+	*reset_at = 0;
+	return rc;
+}
+
 void dp_h_quota(struct dp_req *q)
 {
-	struct usage_totals t;
-	uint64_t total = q->auth.limits.v[LIMIT_TOKENS_MONTH], used;
-	int64_t now = q->time_ms / 1000;
+	uint64_t total = q->auth.limits.v[LIMIT_TOKENS_MONTH], used = 0;
+	int64_t now = q->time_ms / 1000, reset_at = 0;
 	char reset[32];
 	cJSON *o;
-	int rc = usage_totals_month(q->dp->d.usage, q->auth.id, now, &t);
+	int rc = quota_used(q, &used, &reset_at);
 
 	if (rc) {
 		dp_reply_500(q->req, "reading the month's usage", rc);
 		return;
 	}
-	used = t.prompt_tokens + t.completion_tokens;
-	dp_month_reset(now, reset);
+	if (reset_at)
+		tg_rfc3339_format(reset_at, reset);
+	else
+		dp_month_reset(now, reset);
 	o = cJSON_CreateObject();
 	/* a quota of 0 is no quota: total and remaining are null, it is never exceeded */
 	if (o && (!cJSON_AddStringToObject(o, "service", q->auth.service) ||
@@ -358,6 +394,8 @@ void dp_h_rate_status(struct dp_req *q)
 		w = window_json(&v[i]);
 		ok = w && cJSON_AddItemToArray(arr, w);
 	}
+	/* the limits engine's limits of the key and its owner, as /api/v1/quotas shows them */
+	ok = ok && (arr = cJSON_AddArrayToObject(o, "limits")) && dp_limits_json(q, false, arr);
 	if (!ok) {
 		cJSON_Delete(o);
 		o = NULL;

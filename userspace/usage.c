@@ -408,6 +408,102 @@ static int buckets_apply(struct usage *u, struct store_txn *t)
 	return 0;
 }
 
+/* ---- migration 4: the limits engine's day buckets from the daily roll-ups ---- */
+
+struct seed {
+	struct usage u; /* only its bucket scratch (bacc, nb) */
+	int err;
+};
+
+/* One roll-up (key id, day, service -> totals): its share of the key's and owner's days. */
+static int seed_one(const void *k, size_t klen, const void *v, size_t vlen, void *arg)
+{
+	struct seed *sd = arg;
+	struct usage_totals tot;
+	struct usage_record r;
+
+	if (klen < TG_ID_LEN + 4 || totals_decode(v, vlen, &tot))
+		return 0; /* unreadable: nothing to carry over */
+	if (sd->u.nb + BUCKETS_PER_RECORD > sd->u.bacc_cap) {
+		size_t cap = sd->u.bacc_cap ? sd->u.bacc_cap * 2 : 1024;
+		struct bucket_acc *b = realloc(sd->u.bacc, cap * sizeof(*b));
+
+		if (!b)
+			return -ENOMEM;
+		sd->u.bacc = b;
+		sd->u.bacc_cap = cap;
+	}
+	memset(&r, 0, sizeof(r));
+	memcpy(r.key_id, k, TG_ID_LEN);
+	r.time_ms = (int64_t)be32_get((const uint8_t *)k + TG_ID_LEN) * MS_PER_DAY;
+	r.prompt_tokens = tot.prompt_tokens;
+	r.completion_tokens = tot.completion_tokens;
+	r.cost_nano = tot.cost_nano;
+	r.latency_us = tot.latency_us_sum;
+	/* the key's minute, hour and day buckets (no owner yet: seed_owners adds it); roll-ups
+	 * are per day, so only the day one is kept, with the roll-up's request count */
+	buckets_from_record(&sd->u, &r);
+	sd->u.nb -= 3;
+	sd->u.bacc[sd->u.nb] = sd->u.bacc[sd->u.nb + WIN_DAY];
+	sd->u.bacc[sd->u.nb].add[WIN_M_REQUESTS] = tot.requests;
+	sd->u.nb++;
+	return 0;
+}
+
+/* Adds a copy of every key bucket for the key's owner (looked up in STORE_DB_KEYS). */
+static int seed_owners(struct store_txn *t, struct seed *sd)
+{
+	size_t n = sd->u.nb;
+
+	for (size_t i = 0; i < n; i++) {
+		struct bucket_acc *b = &sd->u.bacc[i], *o;
+		struct key_record kr;
+		const void *v;
+		size_t len;
+
+		/* "key:<id>" then the 0 byte */
+		if (b->klen != 4 + TG_ID_LEN + 4 ||
+		    store_get_ref(t, STORE_DB_KEYS, b->key + 4, TG_ID_LEN, &v, &len) ||
+		    key_record_decode(v, len, &kr) || !kr.owner[0])
+			continue;
+		if (sd->u.nb == sd->u.bacc_cap) {
+			struct bucket_acc *p = realloc(sd->u.bacc, sd->u.bacc_cap * 2 * sizeof(*p));
+
+			if (!p)
+				return -ENOMEM;
+			sd->u.bacc = p;
+			sd->u.bacc_cap *= 2;
+			b = &sd->u.bacc[i];
+		}
+		o = &sd->u.bacc[sd->u.nb++];
+		*o = *b;
+		o->klen = bucket_key(o->key, kr.owner, WIN_DAY, b->id);
+	}
+	return 0;
+}
+
+static int seed_txn_iter(struct store_txn *t, struct seed *sd)
+{
+	int rc = store_iter(t, STORE_DB_ROLLUPS, NULL, 0, seed_one, sd);
+
+	if (!rc)
+		rc = seed_owners(t, sd);
+	if (!rc)
+		rc = buckets_apply(&sd->u, t);
+	return rc;
+}
+
+int usage_budget_seed(struct store_txn *t)
+{
+	struct seed sd;
+	int rc;
+
+	memset(&sd, 0, sizeof(sd));
+	rc = seed_txn_iter(t, &sd);
+	free(sd.u.bacc);
+	return rc;
+}
+
 struct bucket_load {
 	struct budget *b;
 	size_t n;

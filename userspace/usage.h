@@ -95,6 +95,14 @@ void usage_record_amounts(const struct usage_record *r, uint64_t out[5]);
  */
 int usage_budget_load(struct store *s, struct budget *b, size_t *loaded);
 
+struct store_txn;
+/*
+ * Migration 4: seeds the limits engine's day buckets (keys and their owners) from the daily
+ * roll-ups, so quotas keep counting what was used before the upgrade. Minute and hour buckets
+ * cannot be rebuilt from daily totals, nor bytes: those start empty. 0 or -errno.
+ */
+int usage_budget_seed(struct store_txn *t);
+
 /* Totals for one key in the calendar month (UTC) containing now_unix. */
 int usage_totals_month(struct usage *u, const char *key_id, int64_t now_unix,
 		       struct usage_totals *out);

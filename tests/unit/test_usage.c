@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "log.h"
 #include "model.h"
 #include "store.h"
@@ -962,6 +963,120 @@ TMP_CASE(kill_9_rollups_match_surviving_records)
 	check_rollups(case_store, &sums);
 }
 
+/* ---- the limits engine's buckets ---- */
+
+#define B_T0 1795446000 /* 2026-11-23T15:00:00Z */
+
+static void bucket_records(void)
+{
+	struct usage_record r;
+	uint64_t seq = 0;
+
+	for (int i = 0; i < 4; i++) {
+		mk_record(&r, "k1x2y3z4w5v6", "chat", (int64_t)(B_T0 - 3600 * i) * 1000, 10 + i);
+		SET(r.owner, "team:ml");
+		SET(r.tenant, i % 2 ? "acme" : "");
+		TG_CHECK_INT(usage_append(case_usage, &r, &seq), 0);
+	}
+	/* 70 days back: older than any window the engine keeps */
+	mk_record(&r, "k1x2y3z4w5v6", "chat", (int64_t)(B_T0 - 70 * 86400) * 1000, 1000);
+	TG_CHECK_INT(usage_append(case_usage, &r, &seq), 0);
+	TG_CHECK_INT(usage_wait(case_usage, seq, 5000), 0);
+}
+
+/* tokens_per_day used by subject at B_T0, after loading the store's buckets into an engine. */
+static uint64_t loaded_day_tokens(const char *subject)
+{
+	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024};
+	struct budget *b = budget_new(&o);
+	struct budget_hit h[BUDGET_STATUS_MAX];
+	struct limits l;
+	uint64_t used = UINT64_MAX;
+	size_t n = 0;
+
+	for (int f = 0; f < LIMIT__COUNT; f++)
+		l.v[f] = 0;
+	l.v[LIMIT_TPD] = 1000000;
+	if (b && usage_budget_load(case_store, b, &n) == 0) {
+		if (strncmp(subject, "key:", 4) != 0)
+			budget_set_limits(b, subject, &l, NULL);
+		if (budget_status(b, subject, &l, B_T0, h, BUDGET_STATUS_MAX) == 1)
+			used = h[0].used;
+	}
+	budget_free(b);
+	return used;
+}
+
+TMP_CASE(budget_buckets_persist_and_load)
+{
+	uint64_t per = 0, tenant = 0;
+	struct usage_record r;
+
+	TG_REQUIRE(topen(dir, NULL));
+	bucket_records();
+	tclose();
+	TG_REQUIRE(topen(dir, NULL));
+	for (int i = 0; i < 4; i++) {
+		mk_record(&r, "k1x2y3z4w5v6", "chat", 0, 10 + i);
+		per += r.prompt_tokens + r.completion_tokens;
+		tenant += i % 2 ? r.prompt_tokens + r.completion_tokens : 0;
+	}
+	/* four calls today (15:00 back to 12:00), each counted once; the old one not */
+	TG_CHECK_INT(loaded_day_tokens("key:k1x2y3z4w5v6"), per);
+	TG_CHECK_INT(loaded_day_tokens("team:ml"), per);
+	TG_CHECK_INT(loaded_day_tokens("tenant:acme"), tenant);
+	tclose();
+}
+
+static int wipe_one(const void *k, size_t klen, const void *v, size_t vlen, void *arg)
+{
+	struct store_txn *t = arg;
+
+	(void)v, (void)vlen;
+	return store_del(t, STORE_DB_BUDGET, k, klen);
+}
+
+/* A store from before migration 4: roll-ups and a key, no buckets. */
+static int old_store_txn(struct store_txn *t, void *arg)
+{
+	struct key_record k = {.id = "k1x2y3z4w5v6", .owner = "team:ml", .tier = "basic"};
+	uint8_t buf[MODEL_KEY_MAX];
+	int n, rc;
+
+	(void)arg;
+	limits_clear(&k.overrides);
+	rc = store_iter(t, STORE_DB_BUDGET, NULL, 0, wipe_one, t);
+	n = key_record_encode(&k, buf, sizeof(buf));
+	if (!rc && n > 0)
+		rc = store_put(t, STORE_DB_KEYS, k.id, TG_ID_LEN, buf, (size_t)n, 0);
+	return rc ? rc : n < 0 ? n : 0;
+}
+
+static int seed_txn(struct store_txn *t, void *arg)
+{
+	(void)arg;
+	return usage_budget_seed(t);
+}
+
+TMP_CASE(migration_4_seeds_day_buckets_from_rollups)
+{
+	uint64_t per = 0;
+	struct usage_record r;
+
+	TG_REQUIRE(topen(dir, NULL));
+	bucket_records();
+	TG_REQUIRE(store_write(case_store, old_store_txn, NULL) == 0);
+	TG_CHECK_INT(loaded_day_tokens("key:k1x2y3z4w5v6"), 0);
+	TG_CHECK_INT(store_write(case_store, seed_txn, NULL), 0);
+	for (int i = 0; i < 4; i++) {
+		mk_record(&r, "k1x2y3z4w5v6", "chat", 0, 10 + i);
+		per += r.prompt_tokens + r.completion_tokens;
+	}
+	TG_CHECK_INT(loaded_day_tokens("key:k1x2y3z4w5v6"), per);
+	TG_CHECK_INT(loaded_day_tokens("team:ml"), per); /* the owner, from the key record */
+	tclose();
+}
+
 static const struct tg_case cases[] = {
     {"records encode and decode to themselves; short buffers refused", codec_round_trip},
     {"strings without a NUL in their field are not encoded", codec_refuses_unencodable},
@@ -979,6 +1094,10 @@ static const struct tg_case cases[] = {
      failed_rollup_commits_nothing_then_retry_commits_both},
     {"kill -9: reported commits survive and roll-ups equal the surviving records",
      kill_9_rollups_match_surviving_records},
+    {"limits buckets of key, owner, tenant commit with the records and load back once",
+     budget_buckets_persist_and_load},
+    {"migration 4 seeds the key's and owner's day buckets from the roll-ups",
+     migration_4_seeds_day_buckets_from_rollups},
 };
 
 int main(void)
