@@ -103,8 +103,7 @@ static int get_txn(struct store_txn *t, void *arg)
 }
 
 /* The stored record of subject: 0 (*found), or -errno. */
-static int limits_read(struct store *s, const char *subject, struct subject_limits *r,
-		       bool *found)
+static int limits_read(struct store *s, const char *subject, struct subject_limits *r, bool *found)
 {
 	struct limits_get g = {.subject = subject};
 	int rc = store_read(s, get_txn, &g);

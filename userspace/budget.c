@@ -35,7 +35,7 @@ struct budget_subj {
 	struct win_ring ring[WIN_DAY + 1]; /* by ring unit */
 	uint64_t reserved[WIN_M__COUNT];
 	uint64_t inflight;
-	bool has_lim; /* owners and tenants: lim and actions are set */
+	bool has_lim;	   /* owners and tenants: lim and actions are set */
 	struct limits lim; /* keys: the effective limits of the last reservation */
 	uint8_t actions[LIMIT__COUNT];
 	struct alert_state alert[LIMIT__COUNT];
@@ -269,9 +269,9 @@ static struct win_def limit_window(const struct limits *l, enum limit_field f)
 		return (struct win_def){WIN_DAY, WIN_DAY, false, 0};
 	case LIMIT_TOKENS_MONTH:
 		if (days)
-			return (struct win_def){WIN_MONTH, WIN_DAY, true,
-						(unsigned)(days < DAY_BUCKETS - 1 ? days
-										  : DAY_BUCKETS - 2)};
+			return (struct win_def){
+			    WIN_MONTH, WIN_DAY, true,
+			    (unsigned)(days < DAY_BUCKETS - 1 ? days : DAY_BUCKETS - 2)};
 		return (struct win_def){WIN_MONTH, WIN_DAY, false, 0};
 	case LIMIT_COST_HOUR:
 		return rolling ? (struct win_def){WIN_HOUR, WIN_MINUTE, true, 60}
@@ -328,15 +328,65 @@ static uint32_t resolve_permille(const struct budget *b, const struct limits *l)
 }
 
 /*
+ * The windows one subject's check has summed: the limits sharing a window (the month's five
+ * quotas, say) share one walk of its buckets and one calendar computation.
+ */
+struct span_cache {
+	unsigned n;
+	struct span_entry {
+		struct win_def w;
+		int64_t reset_at;
+		uint64_t sum[WIN_M__COUNT];
+	} e[NLDEFS];
+};
+
+static bool def_eq(const struct win_def *a, const struct win_def *b)
+{
+	return a->unit == b->unit && a->ring_unit == b->ring_unit && a->rolling == b->rolling &&
+	       a->back == b->back;
+}
+
+static const struct span_entry *span_get(struct span_cache *c, const struct budget_subj *s,
+					 const struct win_def *w, int64_t now)
+{
+	struct span_entry *e;
+	int64_t from, to;
+
+	for (unsigned i = 0; i < c->n; i++)
+		if (def_eq(&c->e[i].w, w))
+			return &c->e[i];
+	e = &c->e[c->n < NLDEFS ? c->n++ : NLDEFS - 1];
+	e->w = *w;
+	win_span(w, now, &from, &to);
+	win_ring_sum_all(&s->ring[w->ring_unit], from, to, e->sum);
+	e->reset_at = win_reset_at(w, now);
+	return e;
+}
+
+/* When a call refused by hit could fit: for a rolling window, once enough has left it. */
+static uint64_t retry_after(const struct budget_subj *s, const struct win_def *w,
+			    const struct budget_hit *hit, enum win_metric m, int64_t now)
+{
+	uint64_t over = hit->used + hit->reserved + hit->estimate - hit->value;
+	int64_t frees = win_frees_at(w, &s->ring[w->ring_unit], now, over, m);
+
+	/* never fits by expiry alone (the reservations or the estimate are the excess): the
+	 * window's length is an honest upper bound for when to look again */
+	if (frees == INT64_MAX)
+		frees = now + (int64_t)win_unit_secs(w->ring_unit) * (w->rolling ? w->back + 1 : 1);
+	return frees > now ? (uint64_t)(frees - now) : 1;
+}
+
+/*
  * Where s stands against limit d (value != 0) at now, with est reserved on top; s->mu held.
- * Fills hit (estimate, exceeded, retry_after_sec included).
+ * Fills hit but its subject (estimate, exceeded, retry_after_sec included).
  */
 static void limit_eval(const struct budget *b, const struct budget_subj *s, const struct limits *l,
-		       const struct ldef *d, int64_t now, const uint64_t *est, struct budget_hit *hit)
+		       const struct ldef *d, int64_t now, const uint64_t *est,
+		       struct span_cache *c, struct budget_hit *hit)
 {
 	struct win_def w = limit_window(l, d->f);
-	uint64_t over;
-	int64_t from, to, frees;
+	const struct span_entry *e;
 
 	hit->limit = d->f;
 	hit->kind = d->k;
@@ -354,24 +404,23 @@ static void limit_eval(const struct budget *b, const struct budget_subj *s, cons
 		hit->retry_after_sec = 1;
 		return;
 	}
+	e = span_get(c, s, &w, now);
 	hit->window = win_unit_name(w.unit);
 	hit->rolling = w.rolling;
-	win_span(&w, now, &from, &to);
-	hit->used = win_ring_sum(&s->ring[w.ring_unit], from, to, d->m);
+	hit->used = e->sum[d->m];
 	hit->reserved = s->reserved[d->m];
 	hit->estimate = est ? est[d->m] : 0;
-	hit->reset_at = win_reset_at(&w, now);
+	hit->reset_at = e->reset_at;
 	hit->exceeded = hit->used + hit->reserved + hit->estimate > hit->value;
-	hit->retry_after_sec = 0;
-	if (!hit->exceeded)
-		return;
-	over = hit->used + hit->reserved + hit->estimate - hit->value;
-	frees = win_frees_at(&w, &s->ring[w.ring_unit], now, over, d->m);
-	/* never fits by expiry alone (the reservations or the estimate are the excess): the
-	 * window's length is an honest upper bound for when to look again */
-	if (frees == INT64_MAX)
-		frees = now + (int64_t)win_unit_secs(w.ring_unit) * (w.rolling ? w.back + 1 : 1);
-	hit->retry_after_sec = frees > now ? (uint64_t)(frees - now) : 1;
+	hit->retry_after_sec = hit->exceeded ? retry_after(s, &w, hit, d->m, now) : 0;
+}
+
+/* Names hit's subject (left out by limit_eval: most hits are never shown). */
+static void hit_name(struct budget_hit *hit, const struct budget_subj *s)
+{
+	size_t n = strlen(s->name);
+
+	memcpy(hit->subject, s->name, n + 1);
 }
 
 static uint64_t remaining(const struct budget_hit *h)
@@ -435,23 +484,23 @@ static void event_note(struct events *e, struct budget_subj *s, const struct bud
 	if (!e->wanted)
 		return;
 	e->ev[e->n] = (struct budget_event){exceeded, *h, 0, now};
-	e->ev[e->n].ratio =
-	    h->value ? (double)(h->used + h->reserved) / (double)h->value : 0;
+	e->ev[e->n].ratio = h->value ? (double)(h->used + h->reserved) / (double)h->value : 0;
 	e->n++;
 }
 
 /* Threshold crossings of s after its usage changed; s->mu held. */
-static void thresholds_check(const struct budget *b, struct budget_subj *s,
-			     const struct limits *l, int64_t now, struct events *e)
+static void thresholds_check(const struct budget *b, struct budget_subj *s, const struct limits *l,
+			     int64_t now, struct events *e)
 {
 	uint32_t pm = resolve_permille(b, l);
+	struct span_cache c = {0};
 	struct budget_hit h;
 
 	for (size_t i = 0; i < NLDEFS; i++) {
 		if (!lval(l, ldefs[i].f) || ldefs[i].k == BUDGET_KIND_CONCURRENCY)
 			continue;
-		limit_eval(b, s, l, &ldefs[i], now, NULL, &h);
-		snprintf(h.subject, sizeof(h.subject), "%s", s->name);
+		limit_eval(b, s, l, &ldefs[i], now, NULL, &c, &h);
+		hit_name(&h, s);
 		if ((h.used + h.reserved) * 1000 >= (uint64_t)pm * h.value)
 			event_note(e, s, &h, false, now);
 		else if (h.rolling)
@@ -540,21 +589,24 @@ static int call_subjects(struct budget *b, const struct budget_req *r, struct bu
 static void subject_check(const struct budget *b, struct budget_subj *s, const struct budget_req *r,
 			  struct budget_verdict *v, bool *refused, struct events *e)
 {
+	struct span_cache c;
 	struct limits l;
 	struct budget_hit h;
 
+	c.n = 0;
 	if (s->is_key && r->key_limits)
 		s->lim = *r->key_limits; /* for the thresholds at settle and for statuses */
 	subj_limits(b, s, r->key_limits, &l);
 	for (size_t i = 0; i < NLDEFS; i++) {
 		if (!lval(&l, ldefs[i].f))
 			continue;
-		limit_eval(b, s, &l, &ldefs[i], r->now, r->est, &h);
-		snprintf(h.subject, sizeof(h.subject), "%s", s->name);
+		limit_eval(b, s, &l, &ldefs[i], r->now, r->est, &c, &h);
 		note_tightest(v, &h);
 		if (!h.exceeded)
 			continue;
-		event_note(e, s, &h, true, r->now);
+		hit_name(&h, s);
+		if (e)
+			event_note(e, s, &h, true, r->now);
 		if (b->o.enabled && refuses(&h)) {
 			if (!*refused || action_rank(h.action) > action_rank(v->hit.action))
 				v->hit = h;
@@ -575,15 +627,16 @@ int budget_reserve(struct budget *b, const struct budget_req *r, struct budget_c
 	int n = call_subjects(b, r, s);
 
 	memset(v, 0, sizeof(*v));
-	memset(c, 0, sizeof(*c));
+	if (c)
+		memset(c, 0, sizeof(*c));
 	if (n < 0)
 		return n;
 	e.n = 0;
 	e.wanted = threshold_wanted(b);
 	lock_all(s, (unsigned)n);
 	for (int i = 0; i < n; i++)
-		subject_check(b, s[i], r, v, &refused, &e);
-	if (!refused) {
+		subject_check(b, s[i], r, v, &refused, c ? &e : NULL);
+	if (!refused && c) {
 		for (int i = 0; i < n; i++) {
 			for (int m = 0; m < WIN_M__COUNT; m++)
 				s[i]->reserved[m] += r->est[m];
@@ -599,6 +652,11 @@ int budget_reserve(struct budget *b, const struct budget_req *r, struct budget_c
 	v->allowed = !refused;
 	events_fire(b, &e);
 	return 0;
+}
+
+int budget_peek(struct budget *b, const struct budget_req *r, struct budget_verdict *v)
+{
+	return budget_reserve(b, r, NULL, v);
 }
 
 static uint64_t sub_sat(uint64_t a, uint64_t b)
@@ -654,8 +712,7 @@ void budget_release(struct budget *b, struct budget_call *c)
 /* True for the subjects that carry limits of their own (owners and tenants). */
 static bool limits_subject(const char *subject)
 {
-	return (strncmp(subject, "tenant:", 7) == 0 &&
-		budget_tenant_valid(subject + 7)) ||
+	return (strncmp(subject, "tenant:", 7) == 0 && budget_tenant_valid(subject + 7)) ||
 	       model_owner_valid(subject);
 }
 
@@ -722,6 +779,7 @@ size_t budget_status(struct budget *b, const char *subject, const struct limits 
 		     int64_t now, struct budget_hit *out, size_t cap)
 {
 	struct budget_subj *s = subj_get(b, subject, true);
+	struct span_cache c = {0};
 	struct limits l;
 	size_t n = 0;
 
@@ -732,8 +790,8 @@ size_t budget_status(struct budget *b, const char *subject, const struct limits 
 	for (size_t i = 0; i < NLDEFS && n < cap; i++) {
 		if (!lval(&l, ldefs[i].f))
 			continue;
-		limit_eval(b, s, &l, &ldefs[i], now, NULL, &out[n]);
-		snprintf(out[n].subject, sizeof(out[n].subject), "%s", s->name);
+		limit_eval(b, s, &l, &ldefs[i], now, NULL, &c, &out[n]);
+		hit_name(&out[n], s);
 		n++;
 	}
 	pthread_mutex_unlock(&s->mu);

@@ -48,10 +48,10 @@
 #include "providers.h"
 #include "windows.h"
 
-#define BUDGET_SUBJECT_MAX 80 /* "consumer:" + 64, "tenant:" + 64, "key:" + 12, NUL */
-#define BUDGET_TENANT_MAX  64
-#define BUDGET_PER_CALL	   3  /* subjects of one call: key, owner, tenant */
-#define BUDGET_STATUS_MAX  16 /* limit statuses of one subject, at most */
+#define BUDGET_SUBJECT_MAX  80 /* "consumer:" + 64, "tenant:" + 64, "key:" + 12, NUL */
+#define BUDGET_TENANT_MAX   64
+#define BUDGET_PER_CALL	    3  /* subjects of one call: key, owner, tenant */
+#define BUDGET_STATUS_MAX   16 /* limit statuses of one subject, at most */
 #define BUDGET_RING_MINUTES 64 /* rolling hour: the current minute + 60 previous */
 #define BUDGET_RING_HOURS   50 /* rolling day: the current hour + 24 previous; 48 h kept */
 #define BUDGET_RING_DAYS    62 /* calendar month (31), rolling 30 days, token_quota_days 60 */
@@ -74,12 +74,12 @@ bool budget_tenant_valid(const char *s);
 const char *budget_kind_name(enum budget_kind k);
 
 struct budget_opts {
-	bool enabled;			/* limits.enabled: false, budget_reserve allows all */
-	enum limit_mode mode;		/* limits.mode: HARD or SOFT */
-	enum limit_action action;	/* limits.action */
-	uint32_t alert_permille;	/* limits.alert_threshold x 1000 */
-	uint64_t default_daily_tokens;	/* limits.default_daily_tokens, 0 = none */
-	uint64_t completion_estimate;	/* limits.completion_estimate_tokens */
+	bool enabled;		       /* limits.enabled: false, budget_reserve allows all */
+	enum limit_mode mode;	       /* limits.mode: HARD or SOFT */
+	enum limit_action action;      /* limits.action */
+	uint32_t alert_permille;       /* limits.alert_threshold x 1000 */
+	uint64_t default_daily_tokens; /* limits.default_daily_tokens, 0 = none */
+	uint64_t completion_estimate;  /* limits.completion_estimate_tokens */
 };
 
 /* Where one subject stands against one limit (the contract's "limit status"). */
@@ -89,11 +89,11 @@ struct budget_hit {
 	enum budget_kind kind;
 	const char *window; /* "minute", "hour", "day", "month"; "concurrent" */
 	bool rolling;
-	uint64_t value;	   /* the limit, stored units (nano-USD, ms, tokens, ...) */
-	uint64_t used;	   /* settled usage in the window */
-	uint64_t reserved; /* reserved by calls in flight */
-	uint64_t estimate; /* budget_reserve: this call's reservation */
-	int64_t reset_at;  /* Unix s: the window's reset (rolling: next bucket boundary) */
+	uint64_t value;		  /* the limit, stored units (nano-USD, ms, tokens, ...) */
+	uint64_t used;		  /* settled usage in the window */
+	uint64_t reserved;	  /* reserved by calls in flight */
+	uint64_t estimate;	  /* budget_reserve: this call's reservation */
+	int64_t reset_at;	  /* Unix s: the window's reset (rolling: next bucket boundary) */
 	uint64_t retry_after_sec; /* refused: until enough frees for this call */
 	enum limit_action action; /* resolved: never INHERIT */
 	enum limit_mode mode;	  /* resolved: never INHERIT */
@@ -157,6 +157,8 @@ void budget_estimate(const struct model_price *price, uint64_t prompt_tokens,
  */
 int budget_reserve(struct budget *b, const struct budget_req *r, struct budget_call *c,
 		   struct budget_verdict *v);
+/* budget_reserve's check alone (reserves nothing, raises no event): for headers. */
+int budget_peek(struct budget *b, const struct budget_req *r, struct budget_verdict *v);
 /*
  * The call is over: adds actual (requests, tokens, cost, bytes, compute ms) to the buckets
  * of c->start, releases the reservation and the in-flight count. Then the threshold hook
@@ -189,10 +191,10 @@ bool budget_subject_limits(struct budget *b, const char *subject, struct limits 
 			   uint8_t actions[LIMIT__COUNT]);
 
 struct budget_event {
-	bool exceeded;	      /* false: crossed the alert threshold; true: the limit itself */
+	bool exceeded; /* false: crossed the alert threshold; true: the limit itself */
 	struct budget_hit hit;
-	double ratio;	      /* (used + reserved) / value */
-	int64_t time;	      /* Unix s */
+	double ratio; /* (used + reserved) / value */
+	int64_t time; /* Unix s */
 };
 
 /*

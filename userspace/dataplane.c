@@ -25,12 +25,12 @@
 /* ---- routes ---- */
 
 static const struct dp_route dp_routes[] = {
-    {"POST", "/v1/chat/completions", "/v1/chat/completions", DP_CHARGE, dp_h_chat},
-    {"POST", "/v1/completions", "/v1/completions", DP_CHARGE, dp_h_completions},
-    {"POST", "/v1/embeddings", "/v1/embeddings", DP_CHARGE, dp_h_embeddings},
+    {"POST", "/v1/chat/completions", "/v1/chat/completions", DP_CHARGE | DP_FORWARD, dp_h_chat},
+    {"POST", "/v1/completions", "/v1/completions", DP_CHARGE | DP_FORWARD, dp_h_completions},
+    {"POST", "/v1/embeddings", "/v1/embeddings", DP_CHARGE | DP_FORWARD, dp_h_embeddings},
     {"GET", "/v1/models", "/v1/models", DP_CHARGE, dp_h_models},
-    {"POST", "/api/v1/consume/:", "/api/v1/consume/:serviceId", DP_CHARGE | DP_SERVICE,
-     dp_h_consume},
+    {"POST", "/api/v1/consume/:", "/api/v1/consume/:serviceId",
+     DP_CHARGE | DP_SERVICE | DP_FORWARD, dp_h_consume},
     {"GET", "/api/v1/quota/:", "/api/v1/quota/:serviceId", DP_CHARGE | DP_SERVICE, dp_h_quota},
     {"GET", "/api/v1/usage/:", "/api/v1/usage/:serviceId", DP_CHARGE | DP_SERVICE, dp_h_usage},
     {"GET", "/api/v1/rate-limits", "/api/v1/rate-limits", 0, dp_h_rate_status},
@@ -383,6 +383,9 @@ void dp_proceed(struct dp_req *q)
 		return;
 	}
 	log_debug("data: %s by key %s, id=%s", q->route->label, q->auth.id, http_req_id(q->req));
+	/* every call carries the token and budget headers; forwarded ones get them reserving */
+	if (!(q->route->flags & DP_FORWARD))
+		dp_budget_peek_headers(q);
 	q->route->fn(q);
 }
 

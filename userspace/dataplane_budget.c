@@ -78,8 +78,9 @@ static uint64_t text_bytes(const cJSON *v)
 		{
 			const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "text");
 
-			n += cJSON_IsString(it) || cJSON_IsString(t) ? text_bytes(cJSON_IsString(it) ? it : t)
-								     : text_bytes(it);
+			n += cJSON_IsString(it) || cJSON_IsString(t)
+				 ? text_bytes(cJSON_IsString(it) ? it : t)
+				 : text_bytes(it);
 		}
 		return n;
 	}
@@ -100,9 +101,8 @@ uint64_t dp_prompt_estimate(const cJSON *root, const char *field)
 		cJSON_ArrayForEach(m, msgs)
 		{
 			n += EST_PER_MESSAGE;
-			cJSON_ArrayForEach(it, m)
-				if (strcmp(it->string, "role") != 0)
-					n += text_bytes(it);
+			cJSON_ArrayForEach(it, m) if (strcmp(it->string, "role") != 0) n +=
+			    text_bytes(it);
 		}
 	} else {
 		n += text_bytes(cJSON_GetObjectItemCaseSensitive(root, field));
@@ -171,8 +171,8 @@ void dp_reply_limit(struct http_req *req, const struct budget_hit *h, const char
 	snprintf(retry, sizeof(retry), "%" PRIu64, h->retry_after_sec ? h->retry_after_sec : 1);
 	http_add_header(req, "Retry-After", retry);
 	metrics_quota_exceeded(limit_descs[h->limit].name);
-	http_reply_error(req, 429, budget_is_quota(h->limit) ? "insufficient_quota"
-							      : "rate_limit_exceeded",
+	http_reply_error(req, 429,
+			 budget_is_quota(h->limit) ? "insufficient_quota" : "rate_limit_exceeded",
 			 limit_descs[h->limit].name, NULL, "%s%s", msg, note ? note : "");
 }
 
@@ -351,6 +351,23 @@ void dp_budget_settle(struct dp_call *c, const struct usage_record *r)
 		budget_settle(c->dp->d.budget, &c->bc, actual);
 }
 
+void dp_budget_peek_headers(struct dp_req *q)
+{
+	struct budget_req r = {.key_id = q->auth.id,
+			       .key_limits = &q->auth.limits,
+			       .owner = q->auth.owner,
+			       .now = q->time_ms / 1000};
+	struct budget_verdict v;
+	const char *t = http_req_header(q->req, TENANT_HEADER);
+
+	if (!q->dp->d.budget)
+		return;
+	if (t && budget_tenant_valid(t))
+		r.tenant = t;
+	if (budget_peek(q->dp->d.budget, &r, &v) == 0)
+		dp_budget_headers(q->req, &v, r.now);
+}
+
 /* ---- consumer endpoints ---- */
 
 bool dp_limits_json(struct dp_req *q, bool quotas_only, cJSON *arr)
@@ -365,8 +382,7 @@ bool dp_limits_json(struct dp_req *q, bool quotas_only, cJSON *arr)
 	snprintf(subject, sizeof(subject), "key:%s", q->auth.id);
 	if (!budget_status_json(b, subject, &q->auth.limits, now, quotas_only, arr))
 		return false;
-	if (q->auth.owner[0] &&
-	    !budget_status_json(b, q->auth.owner, NULL, now, quotas_only, arr))
+	if (q->auth.owner[0] && !budget_status_json(b, q->auth.owner, NULL, now, quotas_only, arr))
 		return false;
 	if (tenant && budget_tenant_valid(tenant)) {
 		snprintf(subject, sizeof(subject), "tenant:%s", tenant);

@@ -154,6 +154,7 @@ typedef void (*dp_handler_fn)(struct dp_req *q);
 enum dp_route_flags {
 	DP_CHARGE = 1u << 0,  /* charge the request-rate windows (else a dry run for headers) */
 	DP_SERVICE = 1u << 1, /* :serviceId must be the key's service */
+	DP_FORWARD = 1u << 2, /* reserves in the limits engine (which sets the budget headers) */
 };
 
 struct dp_route {
@@ -340,6 +341,8 @@ bool dp_tenant(struct dp_req *q, const cJSON *root);
 bool dp_budget_reserve(struct dp_req *q, struct dp_plan *pl);
 /* Settles c's reservation with what its usage record r says (as the roll-ups count it). */
 void dp_budget_settle(struct dp_call *c, const struct usage_record *r);
+/* The token/budget headers of a request that reserves nothing (GET endpoints). */
+void dp_budget_peek_headers(struct dp_req *q);
 /* x-ratelimit-*-tokens and X-Budget-* for the tightest limits of v. */
 void dp_budget_headers(struct http_req *req, const struct budget_verdict *v, int64_t now);
 /* The contract's 429 for hit (type, code, message, Retry-After); note appended if set. */

@@ -75,8 +75,8 @@ void win_calendar(enum win_unit u, int64_t t, int64_t *start, int64_t *end)
 	day = win_bucket_id(t, 86400);
 	civil_from_days(day, &y, &m);
 	*start = win_days_from_civil(y, m, 1) * 86400;
-	*end = (m == 12 ? win_days_from_civil(y + 1, 1, 1) : win_days_from_civil(y, m + 1, 1)) *
-	       86400;
+	*end =
+	    (m == 12 ? win_days_from_civil(y + 1, 1, 1) : win_days_from_civil(y, m + 1, 1)) * 86400;
 }
 
 void win_ring_reset(struct win_ring *r)
@@ -143,6 +143,31 @@ uint64_t win_ring_sum(const struct win_ring *r, int64_t from, int64_t to, enum w
 		sum = v > UINT64_MAX - sum ? UINT64_MAX : sum + v;
 	}
 	return sum;
+}
+
+void win_ring_sum_all(const struct win_ring *r, int64_t from, int64_t to,
+		      uint64_t out[WIN_M__COUNT])
+{
+	int64_t i;
+
+	memset(out, 0, WIN_M__COUNT * sizeof(out[0]));
+	if (to < from)
+		return;
+	if (to - from >= (int64_t)r->n)
+		from = to - r->n + 1;
+	/* one division for the first slot, then a walk: this is the engine's hot loop */
+	i = from % (int64_t)r->n;
+	if (i < 0)
+		i += r->n;
+	for (int64_t id = from; id <= to; id++) {
+		const struct win_bucket *b = &r->b[i];
+
+		if (b->id == id)
+			for (int m = 0; m < WIN_M__COUNT; m++)
+				out[m] = b->v[m] > UINT64_MAX - out[m] ? UINT64_MAX : out[m] + b->v[m];
+		if (++i == (int64_t)r->n)
+			i = 0;
+	}
 }
 
 void win_span(const struct win_def *w, int64_t t, int64_t *from, int64_t *to)

@@ -53,8 +53,8 @@ struct win_bucket {
 };
 
 struct win_ring {
-	unsigned secs;	     /* bucket length */
-	unsigned n;	     /* buckets kept */
+	unsigned secs;	      /* bucket length */
+	unsigned n;	      /* buckets kept */
 	struct win_bucket *b; /* n buckets, borrowed (embedded by the owner) */
 };
 
@@ -69,6 +69,9 @@ bool win_ring_add(struct win_ring *r, int64_t id, const uint64_t add[WIN_M__COUN
 bool win_ring_put(struct win_ring *r, int64_t id, const uint64_t v[WIN_M__COUNT]);
 /* Sum of metric m over the buckets with ids in [from, to] still kept. */
 uint64_t win_ring_sum(const struct win_ring *r, int64_t from, int64_t to, enum win_metric m);
+/* Every metric summed over the buckets with ids in [from, to] still kept, into out. */
+void win_ring_sum_all(const struct win_ring *r, int64_t from, int64_t to,
+		      uint64_t out[WIN_M__COUNT]);
 /* Metric m of bucket id (0 if not kept). */
 uint64_t win_ring_get(const struct win_ring *r, int64_t id, enum win_metric m);
 

@@ -3,7 +3,8 @@
 # Proves (issue 5, docs/data-plane.md "Quotas and budgets"): a team's limit counts the calls
 # of all its keys and refuses them all once spent (the message names the team); a tenant's
 # budget (set by the admin) refuses only calls naming that tenant, by metadata.tenant or the
-# X-Tollgate-Tenant header; the alert action allows and annotates; the consumer endpoints
+# X-Tollgate-Tenant header; the alert action allows and annotates; the token headers on a
+# call that reserves nothing; the consumer endpoints
 # GET /api/v1/quotas, /api/v1/rate-limits (+ "limits"), /api/v1/rate-limits/:serviceId and
 # /api/v1/quota/:serviceId show the same counters (reserved excluded from used).
 . "$(dirname "$0")/lib.sh"
@@ -72,6 +73,13 @@ expect_jq --arg s "key:$k1_id" --argjson u "$((2 * per_call))" \
 	'[.data[] | select(.subject == $s and .limit == "tokens_per_month")] | length == 1 and .[0].used == $u and .[0].value == 100000 and .[0].reserved == 0 and .[0].window == "month" and .[0].kind == "tokens"'
 expect_jq --arg s "key:$k1_id" '[.data[] | select(.subject == $s and .limit == "tokens_per_day")] | length == 1'
 expect_jq '[.data[] | .reset_at | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")] | all'
+case_end
+
+case_start "a call that reserves nothing (GET /v1/models) carries the token headers too"
+dp GET /v1/models
+expect_status 200
+expect_header x-ratelimit-limit-tokens '^50000$'
+expect_header x-ratelimit-remaining-tokens "^$((50000 - 2 * per_call))\$"
 case_end
 
 case_start "GET /api/v1/quota/:serviceId agrees with /api/v1/quotas"

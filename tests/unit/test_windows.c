@@ -46,8 +46,8 @@ static void calendar_periods_across_boundaries(void)
 	     at(2100, 2, 1, 0, 0, 0), at(2100, 3, 1, 0, 0, 0)},
 	    {"month: February 2000 (leap century)", WIN_MONTH, at(2000, 2, 29, 0, 0, 0),
 	     at(2000, 2, 1, 0, 0, 0), at(2000, 3, 1, 0, 0, 0)},
-	    {"month: 31-day March", WIN_MONTH, at(2027, 3, 31, 23, 59, 59),
-	     at(2027, 3, 1, 0, 0, 0), at(2027, 4, 1, 0, 0, 0)},
+	    {"month: 31-day March", WIN_MONTH, at(2027, 3, 31, 23, 59, 59), at(2027, 3, 1, 0, 0, 0),
+	     at(2027, 4, 1, 0, 0, 0)},
 	};
 
 	/* 2026-11-23 is day 20780 since the epoch (checked with date -u -d) */
@@ -180,18 +180,44 @@ static void rolling_days_cross_month_and_year(void)
 	TG_CHECK_INT(win_ring_sum(&dr, from, to, WIN_M_TOKENS), 0);
 }
 
+/* The engine's one-walk sum equals the per-metric sum over every span, wrapped or not. */
+static void sum_all_equals_sum_per_metric(void)
+{
+	struct win_bucket b[NB];
+	struct win_ring r = {3600, NB, b};
+	uint64_t all[WIN_M__COUNT];
+	unsigned seed = 7;
+
+	win_ring_reset(&r);
+	for (int64_t id = 990; id < 1010; id += 1 + (int64_t)(seed % 2)) {
+		uint64_t add[WIN_M__COUNT];
+
+		for (int m = 0; m < WIN_M__COUNT; m++)
+			add[m] = (seed = seed * 1103515245u + 12345u) % 1000;
+		win_ring_add(&r, id, add);
+	}
+	for (int64_t from = 995; from <= 1012; from++) {
+		for (int64_t to = from - 1; to <= 1012; to++) {
+			win_ring_sum_all(&r, from, to, all);
+			for (int m = 0; m < WIN_M__COUNT; m++)
+				TG_CHECK_INT(all[m], to < from ? 0 : win_ring_sum(&r, from, to, m));
+		}
+	}
+}
+
 static const struct tg_case cases[] = {
     {"calendar minute/hour/day/month periods across boundaries, leap years, year wrap",
      calendar_periods_across_boundaries},
-    {"a ring reuses slots for newer buckets and drops late adds", ring_reuses_slots_and_drops_late_adds},
+    {"a ring reuses slots for newer buckets and drops late adds",
+     ring_reuses_slots_and_drops_late_adds},
     {"a calendar month window empties at the first of next month",
      calendar_month_window_resets_at_month_end},
     {"calendar minute and hour windows empty at their end",
      calendar_minute_hour_day_windows_expire_at_their_end},
     {"a rolling 60-minute window lets buckets go one by one, and says when",
      rolling_windows_expire_bucket_by_bucket},
-    {"a rolling 30-day window crosses the month and the year",
-     rolling_days_cross_month_and_year},
+    {"a rolling 30-day window crosses the month and the year", rolling_days_cross_month_and_year},
+    {"the one-walk sum of every metric equals the per-metric sums", sum_all_equals_sum_per_metric},
 };
 
 int main(void)
