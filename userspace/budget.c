@@ -807,6 +807,7 @@ void budget_max_ratios(struct budget *b, int64_t now, double out[LIMIT__COUNT])
 	pthread_rwlock_rdlock(&b->table_lock);
 	for (size_t i = 0; i < TABLE_SIZE; i++) {
 		for (struct budget_subj *s = b->table[i]; s; s = s->next) {
+			struct span_cache c = {0};
 			struct budget_hit h;
 			struct limits l;
 
@@ -817,7 +818,7 @@ void budget_max_ratios(struct budget *b, int64_t now, double out[LIMIT__COUNT])
 
 				if (!lval(&l, ldefs[d].f))
 					continue;
-				limit_eval(b, s, &l, &ldefs[d], now, NULL, &h);
+				limit_eval(b, s, &l, &ldefs[d], now, NULL, &c, &h);
 				r = (double)(h.used + h.reserved) / (double)h.value;
 				if (r > out[h.limit])
 					out[h.limit] = r;
