@@ -798,30 +798,29 @@ size_t budget_status(struct budget *b, const char *subject, const struct limits 
 	return n;
 }
 
-/* ---- for the metrics (the usage-ratio gauge) ---- */
-
 void budget_max_ratios(struct budget *b, int64_t now, double out[LIMIT__COUNT])
 {
-	for (size_t f = 0; f < LIMIT__COUNT; f++)
-		out[f] = -1;
+	struct budget_hit h;
+
+	for (int f = 0; f < LIMIT__COUNT; f++)
+		out[f] = 0;
 	pthread_rwlock_rdlock(&b->table_lock);
-	for (size_t i = 0; i < TABLE_SIZE; i++) {
+	for (unsigned i = 0; i < TABLE_SIZE; i++) {
 		for (struct budget_subj *s = b->table[i]; s; s = s->next) {
 			struct span_cache c = {0};
-			struct budget_hit h;
 			struct limits l;
 
 			pthread_mutex_lock(&s->mu);
-			subj_limits(b, s, NULL, &l); /* keys: their last reservation's limits */
-			for (size_t d = 0; d < NLDEFS; d++) {
+			subj_limits(b, s, NULL, &l);
+			for (size_t k = 0; k < NLDEFS; k++) {
 				double r;
 
-				if (!lval(&l, ldefs[d].f))
+				if (!lval(&l, ldefs[k].f))
 					continue;
-				limit_eval(b, s, &l, &ldefs[d], now, NULL, &c, &h);
+				limit_eval(b, s, &l, &ldefs[k], now, NULL, &c, &h);
 				r = (double)(h.used + h.reserved) / (double)h.value;
-				if (r > out[h.limit])
-					out[h.limit] = r;
+				if (r > out[ldefs[k].f])
+					out[ldefs[k].f] = r;
 			}
 			pthread_mutex_unlock(&s->mu);
 		}

@@ -186,6 +186,12 @@ int budget_load_bucket(struct budget *b, const char *subject, enum win_unit ring
  */
 size_t budget_status(struct budget *b, const char *subject, const struct limits *key_limits,
 		     int64_t now, struct budget_hit *out, size_t cap);
+/*
+ * For tollgate_budget_usage_ratio{limit}: the highest (used + reserved) / value among all
+ * subjects, per limit field (0 where no subject has that limit). Walks every subject: for a
+ * scrape, not the hot path. Keys count with the limits of their last call.
+ */
+void budget_max_ratios(struct budget *b, int64_t now, double out[LIMIT__COUNT]);
 /* The limits budget_status applies to subject, with owner/tenant per-limit actions. */
 bool budget_subject_limits(struct budget *b, const char *subject, struct limits *lim,
 			   uint8_t actions[LIMIT__COUNT]);
@@ -221,12 +227,5 @@ void budget_amount(enum budget_kind k, uint64_t v, char *buf, size_t len);
 const char *budget_downgrade_of(const char *map, const char *model, char *out, size_t len);
 /* True when a refusal of this limit is "insufficient_quota" (else rate_limit_exceeded). */
 bool budget_is_quota(enum limit_field f);
-
-/*
- * For tollgate_budget_usage_ratio: per limit, the highest (used + reserved) / value among
- * every subject that has it (-1: none has it) at now. Walks every subject (each under its
- * own lock briefly): a cost in proportion to the subjects, paid per /metrics scrape.
- */
-void budget_max_ratios(struct budget *b, int64_t now, double out[LIMIT__COUNT]);
 
 #endif /* TG_BUDGET_H */

@@ -53,6 +53,10 @@ static const struct dp_route *route_find(const char *method, const char *path,
 
 		if (!http_path_match(r->pattern, path, arg, DP_ARG_MAX + 1))
 			continue;
+		/* a literal path listed earlier wins over a captured segment: GET .../check is a
+		 * 405 (POST only), not /api/v1/rate-limits/:serviceId with serviceId "check" */
+		if (used && strchr(r->pattern, ':'))
+			continue;
 		if (strcmp(r->method, method) == 0)
 			return r;
 		if (used < size)

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,15 +325,22 @@ struct data_path {
 	struct dataplane *dp;
 };
 
-/* Before each /metrics rendering: the engine's current highest usage ratio per limit. */
+/*
+ * Before each /metrics rendering: the engine's current highest usage ratio per limit. A
+ * limit's series appears with its first usage and then follows it (back to 0 too).
+ */
 static void budget_metrics(void *ctx)
 {
+	static atomic_bool shown[LIMIT__COUNT];
 	double r[LIMIT__COUNT];
 
 	budget_max_ratios(ctx, tg_now_unix(), r);
-	for (size_t f = 0; f < LIMIT__COUNT; f++)
-		if (r[f] >= 0)
+	for (size_t f = 0; f < LIMIT__COUNT; f++) {
+		if (r[f] > 0)
+			atomic_store(&shown[f], true);
+		if (atomic_load(&shown[f]))
 			metrics_budget_ratio_set(limit_descs[f].name, r[f]);
+	}
 }
 
 /* The limits engine from limits.*; 0 or -1 (logged). */

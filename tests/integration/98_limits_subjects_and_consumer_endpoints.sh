@@ -102,4 +102,7 @@ expect_status 200
 [ "$(jq -c .limits <<<"$BODY")" = "$rl" ] || fail "the same limits for the key's service"
 dp GET /api/v1/rate-limits/other
 expect_error 403 permission_error service_not_allowed
+dp GET /api/v1/rate-limits/check
+expect_status 405
+expect_header Allow '^POST$'
 case_end

@@ -428,6 +428,31 @@ static void messages_name_limit_value_used_and_reset(void)
 	TG_CHECK(!budget_tenant_valid(""));
 }
 
+static void max_ratios_per_limit_over_subjects(void)
+{
+	struct budget *b = engine(LIMIT_MODE_HARD, LIMIT_ACT_BLOCK);
+	struct limits l, team;
+	struct budget_call c;
+	struct budget_verdict v;
+	struct budget_req r;
+	double ratio[LIMIT__COUNT];
+
+	TG_REQUIRE(b);
+	lim_zero(&l);
+	l.v[LIMIT_TPD] = 1000;
+	limits_clear(&team);
+	team.v[LIMIT_TPD] = 400;
+	TG_CHECK_INT(budget_set_limits(b, "team:ml", &team, NULL), 0);
+	r = req(&l, 100, 0, T0);
+	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
+	budget_settle(b, &c, (uint64_t[WIN_M__COUNT]){1, 200, 0, 0, 0});
+	budget_max_ratios(b, T0, ratio);
+	/* the key is at 0.2, its team at 0.5: the gauge shows the highest */
+	TG_CHECK(ratio[LIMIT_TPD] > 0.499 && ratio[LIMIT_TPD] < 0.501);
+	TG_CHECK(ratio[LIMIT_COST_DAY] == 0);
+	budget_free(b);
+}
+
 static const struct tg_case cases[] = {
     {"reserve/settle arithmetic: used + reserved + estimate against the limit",
      reserve_settle_arithmetic},
@@ -446,6 +471,7 @@ static const struct tg_case cases[] = {
     {"thresholds and exceeded events fire once per period", thresholds_fire_once_per_period},
     {"messages name the limit, value, used, reserved and reset",
      messages_name_limit_value_used_and_reset},
+    {"the usage ratio per limit is the highest among subjects", max_ratios_per_limit_over_subjects},
 };
 
 int main(void)

@@ -269,6 +269,93 @@ static void dump_round_trips(void)
 	unlink(path);
 }
 
+static const struct kernel_text_case limits_text_cases[] = {
+	{"limits.enabled", "false", 1, 0},
+	{"limits.enabled", "0", 1, 0},
+	{"limits.enabled", "no", 0, 0},
+	{"limits.mode", "soft", 1, 0},
+	{"limits.mode", "inherit", 0, 0},
+	{"limits.mode", "", 0, 0},
+	{"limits.action", "downgrade", 1, 0},
+	{"limits.action", "explode", 0, 0},
+	{"limits.alert_threshold", "0.9", 1, 0},
+	{"limits.alert_threshold", "0", 0, 0},
+	{"limits.alert_threshold", "1.5", 0, 0},
+	{"limits.queue_depth", "0", 0, 0},
+	{"limits.downgrade", "gpt-4o=gpt-4o-mini,gpt-4=gpt-3.5-turbo", 1, 0},
+	{"limits.downgrade", "", 1, 0},
+	{"limits.downgrade", "gpt-4o", 0, 0},
+	{"limits.downgrade", "gpt-4o=", 0, 0},
+	{"limits.downgrade", "a=b,", 0, 0},
+	{"limits.downgrade", "a=b=c", 0, 0},
+	{"limits.webhook_url", "", 1, 0},
+	{"limits.completion_estimate_tokens", "0", 0, 0},
+};
+
+static void limits_fields(void)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config c;
+
+	config_defaults(&c);
+	TG_CHECK_INT(c.limits_enabled, 1);
+	TG_CHECK_INT(c.limits_mode, 1);	  /* hard */
+	TG_CHECK_INT(c.limits_action, 1); /* block */
+	TG_CHECK_INT(c.limits_alert_permille, 800);
+	TG_CHECK_INT(c.limits_queue_depth, 64);
+	TG_CHECK_INT(c.limits_queue_timeout_ms, 5000);
+	TG_CHECK_INT(c.limits_completion_estimate, 1024);
+	TG_CHECK_INT(c.limits_webhook_retries, 3);
+	TG_CHECK_INT(c.limits_webhook_timeout_ms, 2000);
+	TG_CHECK_STR(c.limits_webhook_url, "");
+	for (size_t i = 0; i < TG_NCASES(limits_text_cases); i++) {
+		int rc = config_set(&c, limits_text_cases[i].field, limits_text_cases[i].value, err);
+
+		if ((rc == 0) != limits_text_cases[i].ok)
+			printf("#   %s=%s: rc %d (%s)\n", limits_text_cases[i].field,
+			       limits_text_cases[i].value, rc, rc ? err : "");
+		TG_CHECK((rc == 0) == limits_text_cases[i].ok);
+		if (rc)
+			TG_CHECK(strstr(err, limits_text_cases[i].field) != NULL);
+	}
+	TG_CHECK_INT(c.limits_enabled, 0);
+	TG_CHECK_INT(c.limits_mode, 2);
+	TG_CHECK_INT(c.limits_alert_permille, 900);
+}
+
+/* limits.downgrade as a JSON object, checked against the priced models by config_finish. */
+static void limits_downgrade_json_checked(void)
+{
+	char err[CONFIG_ERR_MAX];
+	struct config c;
+	const char *p;
+
+	config_defaults(&c);
+	p = write_temp("{\"limits\":{\"enabled\":false,\"downgrade\":{\"gpt-4o\":\"gpt-4o-mini\"}}}");
+	TG_REQUIRE(p);
+	TG_CHECK_INT(config_load_file(&c, p, err), 0);
+	unlink(p);
+	TG_CHECK_STR(c.limits_downgrade, "gpt-4o=gpt-4o-mini");
+	TG_CHECK_INT(c.limits_enabled, 0);
+	TG_CHECK_INT(config_finish(&c, err), 0);
+	config_free(&c);
+	config_defaults(&c);
+	p = write_temp("{\"limits\":{\"downgrade\":{\"gpt-4o\":\"gpt-9\"}}}");
+	TG_REQUIRE(p);
+	TG_CHECK_INT(config_load_file(&c, p, err), 0);
+	unlink(p);
+	TG_CHECK(config_finish(&c, err) < 0);
+	TG_CHECK(strstr(err, "limits.downgrade") && strstr(err, "gpt-9"));
+	config_free(&c);
+	config_defaults(&c);
+	p = write_temp("{\"limits\":{\"downgrade\":{\"gpt-4o\":5}}}");
+	TG_REQUIRE(p);
+	TG_CHECK(config_load_file(&c, p, err) < 0);
+	unlink(p);
+	TG_CHECK(strstr(err, "limits.downgrade") != NULL);
+	TG_CHECK_STR(c.limits_downgrade, "");
+}
+
 static const struct tg_case cases[] = {
 	{"defaults need no file", defaults_need_no_file},
 	{"a file overrides defaults field by field", file_overrides_defaults},
@@ -282,6 +369,9 @@ static const struct tg_case cases[] = {
 	 kernel_fields},
 	{"kernel.* in a file: arrays of strings for lists, numbers for decimals",
 	 kernel_json_lists_and_decimals},
+	{"limits.*: defaults, booleans, enums without inherit, the downgrade map; bad values named",
+	 limits_fields},
+	{"limits.downgrade as an object, both models priced, else named", limits_downgrade_json_checked},
 };
 
 int main(void)

@@ -419,7 +419,7 @@ static void budget_ratios_from_the_engine(void)
 	budget_max_ratios(b, r.now, out);
 	TG_CHECK(out[LIMIT_TPD] == 0.75); /* the team's, higher than the key's 0.3 */
 	TG_CHECK(out[LIMIT_RPD] == 0.1);
-	TG_CHECK(out[LIMIT_COST_DAY] == -1); /* nobody has it */
+	TG_CHECK(out[LIMIT_COST_DAY] == 0); /* nobody has it */
 	r.key_id = "ratiokey0002";
 	r.est[WIN_M_TOKENS] = 100;
 	TG_REQUIRE(budget_reserve(b, &r, &c2, &v) == 0 && v.allowed);
