@@ -15,6 +15,7 @@
 #include "config.h"
 #include "kernel.h"
 #include "log.h"
+#include "upstream.h"
 
 enum field_type {
 	FT_STR = 0, /* char array, size in 'max' */
@@ -674,6 +675,19 @@ static int check_downgrade(const struct config *c, char *err)
 	return 0;
 }
 
+/* limits.webhook_url, when set, is an http(s) URL with a host (never echoed: it may hold a
+ * token) */
+static int check_webhook(const struct config *c, char *err)
+{
+	char why[96];
+
+	if (!c->limits_webhook_url[0] ||
+	    upstream_url_check(c->limits_webhook_url, why, sizeof(why)) == 0)
+		return 0;
+	snprintf(err, CONFIG_ERR_MAX, "limits.webhook_url: %s", why);
+	return -EINVAL;
+}
+
 int config_finish(struct config *c, char err[CONFIG_ERR_MAX])
 {
 	if (check_allow(c, err))
@@ -691,6 +705,8 @@ int config_finish(struct config *c, char err[CONFIG_ERR_MAX])
 			 c->upstream_url);
 		return -EINVAL;
 	}
+	if (check_webhook(c, err))
+		return -EINVAL;
 	return check_downgrade(c, err);
 }
 

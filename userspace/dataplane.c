@@ -730,6 +730,8 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 	dp->limits_on = !d->budget || budget_opts(d->budget)->enabled;
 	snprintf(dp->downgrade, sizeof(dp->downgrade), "%s",
 		 o && o->downgrade ? o->downgrade : "");
+	dp->queue_depth = o && o->queue_depth ? o->queue_depth : 64;
+	dp->queue_timeout_ms = o && o->queue_timeout_ms ? o->queue_timeout_ms : 5000;
 	err = dp_commits_init(dp);
 	if (err) {
 		free(dp);
@@ -737,9 +739,16 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 		return NULL;
 	}
 	err = dp_verify_start(dp, o && o->verify_threads ? o->verify_threads : 2);
+	if (!err)
+		err = dp_queue_start(dp, dp->queue_depth);
+	if (!err && d->budget) /* capacity freed by a settle or release: retry the waiters */
+		budget_on_release(d->budget, dp_queue_on_release, dp);
 	dp->http = err ? NULL : http_start(&ho, dp_handle, dp);
 	if (!dp->http) {
 		err = err ? -err : errno;
+		if (d->budget)
+			budget_on_release(d->budget, NULL, NULL);
+		dp_queue_close(dp);
 		dp_verify_stop(dp);
 		dp_commits_fini(dp);
 		free(dp);
@@ -758,6 +767,8 @@ void dataplane_stop(struct dataplane *dp)
 {
 	if (!dp)
 		return;
+	/* the queue first: its waiters answered, http_stop need not wait for them */
+	dp_queue_stop(dp);
 	http_stop(dp->http);
 	dp->http = NULL;
 	dp_verify_stop(dp); /* before upstream_stop: a pool thread may submit calls */
@@ -767,8 +778,12 @@ void dataplane_close(struct dataplane *dp)
 {
 	if (!dp)
 		return;
+	dp_queue_stop(dp);
 	http_stop(dp->http); /* in case dataplane_stop was not called */
 	dp_verify_stop(dp);
+	if (dp->d.budget) /* no settle comes any more (after upstream_stop) */
+		budget_on_release(dp->d.budget, NULL, NULL);
+	dp_queue_close(dp);
 	dp_commits_fini(dp);
 	free(dp);
 }

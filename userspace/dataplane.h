@@ -42,6 +42,9 @@ struct dataplane_opts {
 				      default 2 */
 	size_t max_header;	   /* per-connection buffer of the HTTP library (request line
 				      and headers; longer ones get 431), default 8192 */
+	unsigned queue_depth;	   /* limits.queue_depth: requests a key may have waiting in
+				      the queue (action queue), default 64 */
+	unsigned queue_timeout_ms; /* limits.queue_timeout_ms: how long one waits, default 5000 */
 	const char *downgrade;	   /* limits.downgrade: "from=to,..." (NULL: none) */
 };
 

@@ -5,6 +5,14 @@
  * block, queue, downgrade; soft mode and alert annotate), the token and budget headers,
  * the 429s of the contract, and the settlement of a finished call from what its usage
  * record says (so memory and the LMDB roll-ups count the same amounts).
+ *
+ * The queue action: a call refused by a limit whose action is queue is parked in the data
+ * plane's queue (dataplane_queue.c: no thread held) and its handler runs again from the
+ * queue's thread when capacity may have freed (the engine's release hook kicks the queue)
+ * or time passed; the handler's reservation then either fits (the call goes on, with
+ * X-Tollgate-Queued-Ms), or still does not (it keeps its place), or, after
+ * limits.queue_timeout_ms, is refused with the limit's 429 saying how long it waited. A key
+ * with limits.queue_depth calls waiting already is refused at once.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,6 +34,10 @@ bool dp_tenant(struct dp_req *q, const cJSON *root)
 	const char *h = http_req_header(q->req, TENANT_HEADER), *param = "metadata.tenant";
 	const char *v = NULL;
 
+	/* a queued call's retry: headers belong to the suspended connection; kept from the
+	 * first attempt */
+	if (q->queued_ns)
+		return true;
 	q->tenant[0] = '\0';
 	if (t && !cJSON_IsNull(t)) {
 		if (!cJSON_IsString(t) || !t->valuestring)
@@ -158,7 +170,6 @@ void dp_reply_limit(struct http_req *req, const struct budget_hit *h, const char
 	budget_message(h, msg, sizeof(msg));
 	snprintf(retry, sizeof(retry), "%" PRIu64, h->retry_after_sec ? h->retry_after_sec : 1);
 	http_add_header(req, "Retry-After", retry);
-	/* metrics: tollgate_limit_hits_total{limit,action} and enforcement_actions{block} */
 	metrics_quota_exceeded(limit_descs[h->limit].name);
 	http_reply_error(req, 429,
 			 budget_is_quota(h->limit) ? "insufficient_quota" : "rate_limit_exceeded",
@@ -173,7 +184,8 @@ static void annotate(struct dp_req *q, const struct budget_hit *h)
 
 	snprintf(hdr, sizeof(hdr), "%s exceeded (%s)", limit_descs[h->limit].name, why);
 	http_add_header(q->req, "X-Tollgate-Limit-Warning", hdr);
-	/* metrics: tollgate_enforcement_actions_total{soft|alert} */
+	metrics_limit_hit(limit_descs[h->limit].name, h->mode == LIMIT_MODE_SOFT ? "soft" : "alert");
+	metrics_enforcement(h->mode == LIMIT_MODE_SOFT ? "soft" : "alert");
 	log_info("data: key %s over %s of %s (%s): allowed, id=%s", q->auth.id,
 		 limit_descs[h->limit].name, h->subject, why, http_req_id(q->req));
 }
@@ -187,10 +199,78 @@ static int reserve(struct dp_req *q, const struct dp_plan *pl, struct budget_ver
 			       .tenant = q->tenant,
 			       .now = q->time_ms / 1000};
 	size_t body = 0;
+	int64_t t0 = tg_now_mono_ns();
+	int rc;
 
 	http_req_body(q->req, &body);
 	budget_estimate(pl->price, pl->prompt_est, pl->completion_est, body, r.est);
-	return budget_reserve(q->dp->d.budget, &r, &q->bc, v);
+	rc = budget_reserve(q->dp->d.budget, &r, &q->bc, v);
+	metrics_limit_check_ns((uint64_t)(tg_now_mono_ns() - t0));
+	return rc;
+}
+
+/* ---- the queue action ---- */
+
+/*
+ * A parked call's retry (the queue's thread): its handler again, from the body (headers
+ * belong to the suspended connection; the tenant was kept in q). What dp_budget_reserve
+ * decides comes back in q->queue_verdict.
+ */
+static enum dp_queue_verdict queue_retry(struct dp_req *q, bool last)
+{
+	(void)last; /* q->queue_last says the same */
+	q->queue_verdict = DP_QUEUE_PROCEEDED;
+	q->time_ms = dp_now_ms(); /* the windows of now, not of the first attempt */
+	q->route->fn(q);
+	return q->queue_verdict;
+}
+
+/*
+ * v refused q with the queue action: parks it (first attempt) or keeps it waiting (a
+ * retry). True when no answer is due now; false to refuse, with note saying why it did
+ * not wait (longer).
+ */
+static bool queue_wait(struct dp_req *q, const struct budget_hit *h, char *note, size_t len)
+{
+	const char *limit = limit_descs[h->limit].name;
+	int rc;
+
+	if (q->queued_ns && !q->queue_last) {
+		q->queue_verdict = DP_QUEUE_WAIT;
+		return true;
+	}
+	if (q->queued_ns) {
+		snprintf(note, len, " (waited %lld ms in the queue)",
+			 (long long)dp_queue_waited_ms(q));
+		metrics_limit_hit(limit, "queue_timeout");
+		return false;
+	}
+	rc = dp_queue_park(q, q->dp->queue_timeout_ms, queue_retry);
+	if (!rc) {
+		metrics_limit_hit(limit, "queue");
+		log_debug("data: key %s over %s of %s: queued, id=%s", q->auth.id, limit, h->subject,
+			  http_req_id(q->req));
+		return true;
+	}
+	if (rc == -EBUSY)
+		snprintf(note, len, " (not queued: key %s has %u calls waiting already)", q->auth.id,
+			 q->dp->queue_depth);
+	else
+		snprintf(note, len, " (not queued: %s)", strerror(-rc));
+	metrics_limit_hit(limit, "block");
+	metrics_enforcement("block");
+	return false;
+}
+
+/* The queued call's time in the queue, on its answer. */
+static void queued_header(struct dp_req *q)
+{
+	char ms[24];
+
+	if (!q->queued_ns)
+		return;
+	snprintf(ms, sizeof(ms), "%lld", (long long)dp_queue_waited_ms(q));
+	http_add_header(q->req, "X-Tollgate-Queued-Ms", ms);
 }
 
 /* Switches plan to the downgrade model of its model; false if there is none usable. */
@@ -217,6 +297,7 @@ bool dp_budget_reserve(struct dp_req *q, struct dp_plan *pl)
 {
 	struct budget_verdict v;
 	int64_t now = q->time_ms / 1000;
+	char note[128] = "";
 	int rc;
 
 	if (!q->dp->d.budget)
@@ -228,27 +309,36 @@ bool dp_budget_reserve(struct dp_req *q, struct dp_plan *pl)
 			 limit_descs[v.hit.limit].name, v.hit.subject, pl->from, pl->model,
 			 http_req_id(q->req));
 		rc = reserve(q, pl, &v);
-		if (!rc && v.allowed)
+		if (!rc && v.allowed) {
 			http_add_header(q->req, "X-Tollgate-Downgraded-From", pl->from);
+			metrics_limit_hit(limit_descs[v.hit.limit].name, "downgrade");
+			metrics_enforcement("downgrade");
+		}
 	}
 	if (rc) {
 		dp_reply_500(q->req, "reserving the call's budget", rc);
 		return false;
 	}
+	/* queued (or still waiting): no headers yet, the answer comes from a later attempt */
+	if (!v.allowed && v.hit.action == LIMIT_ACT_QUEUE && !pl->downgraded &&
+	    queue_wait(q, &v.hit, note, sizeof(note)))
+		return false;
 	dp_budget_headers(q->req, &v, now);
+	queued_header(q);
 	if (v.allowed) {
 		if (v.warned)
 			annotate(q, &v.warn);
 		return true;
 	}
-	/*
-	 * queue: helper A parks the call here (no thread held) and retries dp_budget_reserve
-	 * from budget_on_release until limits.queue_timeout_ms; until then it is blocked.
-	 */
-	if (v.hit.action == LIMIT_ACT_QUEUE)
-		log_debug("data: key %s: queue action not available yet, blocked", q->auth.id);
-	dp_reply_limit(q->req, &v.hit,
-		       pl->downgraded ? " (after a downgrade, which did not fit either)" : NULL);
+	if (q->queued_ns)
+		q->queue_verdict = DP_QUEUE_ANSWERED;
+	if (v.hit.action != LIMIT_ACT_QUEUE || pl->downgraded) {
+		metrics_limit_hit(limit_descs[v.hit.limit].name, "block");
+		metrics_enforcement("block");
+	}
+	if (pl->downgraded)
+		snprintf(note, sizeof(note), " (after a downgrade, which did not fit either)");
+	dp_reply_limit(q->req, &v.hit, note[0] ? note : NULL);
 	return false;
 }
 

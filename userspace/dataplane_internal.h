@@ -73,6 +73,44 @@ struct dp_verify {
 	bool ready; /* mu and cv initialised */
 };
 
+/* ---- the queue (dataplane_queue.c) ---- */
+
+/* A parked request in its key's FIFO. */
+struct dpq_waiter {
+	struct dpq_waiter *next, *prev;
+	struct dpq_fifo *fifo; /* NULL once removed */
+	int64_t parked_ns;     /* CLOCK_MONOTONIC */
+	int64_t deadline_ns;
+};
+
+/* One key's waiters, oldest first; exists while it has any. */
+struct dpq_fifo {
+	struct dpq_fifo *hnext; /* hash chain */
+	struct dpq_waiter *head, *tail;
+	unsigned depth;
+	bool kicked; /* capacity may have freed: retry the head */
+	char key[TG_ID_LEN + 1];
+};
+
+/* The FIFOs by key, with a depth bound per key. Pure: no locks, clocks or I/O. */
+struct dpq {
+	struct dpq_fifo **buckets;
+	size_t nbuckets;
+	unsigned depth_max;
+	size_t nfifos, nwaiters;
+};
+
+struct dp_queue {
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* monotonic: parks and kicks wake the thread */
+	struct dpq q;
+	atomic_uint nwaiters; /* q.nwaiters, read without the lock by dp_queue_kick */
+	bool kicked;
+	bool stopping, stopped;
+	bool ready; /* started: mu, cv, q and the thread exist */
+	pthread_t thread;
+};
+
 struct dataplane {
 	struct http_server *http;
 	struct dataplane_deps d;
@@ -81,7 +119,10 @@ struct dataplane {
 	unsigned close_after; /* dataplane_opts.close_after_refusals */
 	struct dp_commits commits;
 	struct dp_verify verify;
+	struct dp_queue queue;
 	bool limits_on;	     /* limits.enabled: false, no limit refuses (request rates too) */
+	unsigned queue_depth;	   /* limits.queue_depth */
+	unsigned queue_timeout_ms; /* limits.queue_timeout_ms */
 	char downgrade[1024]; /* limits.downgrade, "from=to,..." */
 };
 
@@ -103,8 +144,12 @@ struct dp_req {
 	/*
 	 * Deferred by the verification pool, which holds http_defer's request reference:
 	 * dp_call_new adopts it (clearing this), else the pool drops it after the handler.
+	 * The queue (dp_queue_park) holds it the same way while the request is parked.
 	 */
 	bool deferred;
+	int64_t queued_ns; /* CLOCK_MONOTONIC when first parked in the queue; 0 = never */
+	bool queue_last;   /* the retry after the queue deadline: it must answer */
+	int queue_verdict; /* enum dp_queue_verdict of a retry (dp_budget_reserve sets it) */
 };
 
 typedef void (*dp_handler_fn)(struct dp_req *q);
@@ -339,6 +384,62 @@ bool dp_attempt(struct dp_call *c);
 bool dp_attempt_done(struct dp_call *c);
 /* The headers naming the serving provider and the attempts, on the answer. */
 void dp_route_headers(struct dp_call *c);
+/* ---- dataplane_queue.c ---- */
+
+/* What a parked request's retry did. */
+enum dp_queue_verdict {
+	DP_QUEUE_WAIT = 0,  /* still no capacity: stays first in its key's FIFO */
+	DP_QUEUE_PROCEEDED, /* capacity: the call went on (forwarded, or answered normally) */
+	DP_QUEUE_ANSWERED,  /* refused or failed, answered (counted as queue_timeout if last) */
+};
+/*
+ * Retries a parked request, on the queue thread: checks its limits again and proceeds
+ * (a forwarded call adopts the request's reference: dp_call_new clears q->deferred),
+ * answers, or returns DP_QUEUE_WAIT. With last (the deadline passed) it must answer: a
+ * refusal then says the request waited dp_queue_waited_ms(q). Only what the dp_req holds
+ * and the body may be used: headers belong to the suspended connection (copy into the
+ * dp_req before parking what a retry needs).
+ */
+typedef enum dp_queue_verdict (*dp_queue_retry_fn)(struct dp_req *q, bool last);
+
+/* Starts the queue's thread; depth_max waiters per key (limits.queue_depth). 0/-errno. */
+int dp_queue_start(struct dataplane *dp, unsigned depth_max);
+/*
+ * Parks q (copied; the request is deferred, or its deferral adopted) in the FIFO of its
+ * key for up to timeout_ms, to be retried by retry. 0: parked, the caller must not touch
+ * the request again. Else the caller answers: -EBUSY (queue_depth waiters already: block
+ * at once), -ESHUTDOWN (stopping), -ENOMEM, -EINVAL.
+ */
+int dp_queue_park(struct dp_req *q, unsigned timeout_ms, dp_queue_retry_fn retry);
+/*
+ * Capacity may have freed for key (NULL: for anyone, e.g. an owner's or tenant's limit):
+ * the heads of its FIFO are retried soon on the queue thread. Cheap when nobody waits
+ * (one atomic load); any thread, never blocks beyond a short mutex.
+ */
+void dp_queue_kick(struct dataplane *dp, const char *key);
+/* The limits engine's release hook (budget_on_release): kicks the subjects' waiters. */
+void dp_queue_on_release(const char *const *subjects, unsigned n, void *arg);
+/* Ms q has spent in the queue so far (0 if it was never parked). */
+int64_t dp_queue_waited_ms(const struct dp_req *q);
+/* Answers every waiter 503 and stops the thread; before http_stop. Idempotent. */
+void dp_queue_stop(struct dataplane *dp);
+/* After dp_queue_stop: frees. Idempotent. */
+void dp_queue_close(struct dataplane *dp);
+
+/* The pure FIFO part (unit-tested alone). */
+int dpq_init(struct dpq *q, unsigned depth_max);
+void dpq_fini(struct dpq *q);
+/* key's FIFO, or NULL when nobody of key waits. */
+struct dpq_fifo *dpq_fifo(struct dpq *q, const char *key);
+/* Appends w to key's FIFO: 0, -EBUSY (depth_max reached), -EINVAL (key too long), -ENOMEM. */
+int dpq_push(struct dpq *q, const char *key, struct dpq_waiter *w, int64_t now_ns,
+	     int64_t deadline_ns);
+/* Takes w out of its FIFO (the FIFO goes with its last waiter). No-op if not queued. */
+void dpq_remove(struct dpq *q, struct dpq_waiter *w);
+/* A waiter whose deadline is <= now_ns (the earliest parked of its FIFO), or NULL. */
+struct dpq_waiter *dpq_expired(const struct dpq *q, int64_t now_ns);
+/* The earliest deadline of any waiter, 0 if none. */
+int64_t dpq_next_deadline(const struct dpq *q);
 
 /* ---- dataplane_market.c ---- */
 

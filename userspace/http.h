@@ -161,6 +161,14 @@ void http_req_release(struct http_req *r);
  */
 int http_req_on_close(struct http_req *r, void (*fn)(void *arg), void *arg);
 
+/*
+ * Whether the client of a deferred request went away: the request is over, or its
+ * connection reads end-of-file or an error (a peek, nothing consumed). A suspended
+ * connection is not watched by the library, so a party holding a request parked for long
+ * (the data plane's queue) asks this now and then. Any thread.
+ */
+bool http_req_client_gone(struct http_req *r);
+
 struct http_stream;
 
 /*

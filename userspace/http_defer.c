@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "http_internal.h"
@@ -69,6 +70,27 @@ int http_req_on_close(struct http_req *r, void (*fn)(void *arg), void *arg)
 	}
 	pthread_mutex_unlock(&r->mu);
 	return rc;
+}
+
+bool http_req_client_gone(struct http_req *r)
+{
+	const union MHD_ConnectionInfo *ci;
+	bool gone = false;
+	ssize_t n;
+	char b;
+
+	pthread_mutex_lock(&r->mu);
+	/* closed is set under r->mu before the library closes the socket: the fd is ours */
+	if (r->closed) {
+		gone = true;
+	} else {
+		ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		n = ci ? recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) : -1;
+		gone = ci && (n == 0 ||
+			      (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR));
+	}
+	pthread_mutex_unlock(&r->mu);
+	return gone;
 }
 
 /* Out of the server's parked list (listener thread, at completion). */

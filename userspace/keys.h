@@ -221,7 +221,8 @@ struct keys_sync_key {
 	int64_t expires_at;	  /* wall-clock s; 0 = never */
 	struct limits limits;	  /* effective limits (tier + overrides) */
 	bool active;		  /* false: revoked, expired or deleted: remove everywhere */
-	bool kernel_refuse;	  /* limit action block and hard mode (today: always true) */
+	bool kernel_refuse;	  /* the registry lets the kernel refuse (always true); sync_kernel_refuse
+				   * then applies the limits policy (mode hard, action block) */
 };
 
 struct keys_sync_ops {

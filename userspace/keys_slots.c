@@ -164,7 +164,7 @@ static void sync_key_of(struct keys *k, const struct key_record *r, uint32_t slo
 	out->khash_prev = r->prev_valid_until ? r->khash_prev : 0;
 	out->prev_until = out->khash_prev ? r->prev_valid_until : 0;
 	out->expires_at = r->expires_at;
-	out->kernel_refuse = true; /* every key blocks today; soft modes will say otherwise */
+	out->kernel_refuse = true; /* the limits policy is applied by the sync (sync_kernel_refuse) */
 	pthread_rwlock_rdlock(&k->lock);
 	t = kidx_tier(&k->idx, r->tier);
 	if (t)

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "admin.h"
 #include "config.h"
 #include "admin_limits.h"
+#include "alert.h"
 #include "budget.h"
 #include "dataplane.h"
 #include "kernel.h"
@@ -321,8 +323,27 @@ struct data_path {
 	struct usage *usage;
 	struct router *router; /* the providers' health and routing, shared with the admin API */
 	struct budget *budget; /* the limits engine (made before the admin API, which sets limits) */
+	struct alerts *alerts; /* limit alerts: log, metric, webhook (through up) */
 	struct dataplane *dp;
 };
+
+/*
+ * Before each /metrics rendering: the engine's current highest usage ratio per limit. A
+ * limit's series appears with its first usage and then follows it (back to 0 too).
+ */
+static void budget_metrics(void *ctx)
+{
+	static atomic_bool shown[LIMIT__COUNT];
+	double r[LIMIT__COUNT];
+
+	budget_max_ratios(ctx, tg_now_unix(), r);
+	for (size_t f = 0; f < LIMIT__COUNT; f++) {
+		if (r[f] > 0)
+			atomic_store(&shown[f], true);
+		if (atomic_load(&shown[f]))
+			metrics_budget_ratio_set(limit_descs[f].name, r[f]);
+	}
+}
 
 /* The limits engine from limits.*; 0 or -1 (logged). */
 static int budget_start(const struct config *c, struct store *s, struct data_path *p)
@@ -353,6 +374,24 @@ static int budget_start(const struct config *c, struct store *s, struct data_pat
 		return -1;
 	}
 	log_info("limits engine: %zu usage buckets loaded", buckets);
+	metrics_set_refresh(budget_metrics, p->budget);
+	return 0;
+}
+
+/* Limit alerts on the engine's threshold hook; the webhook goes through the upstream client. */
+static int alerts_start(const struct config *c, struct data_path *p)
+{
+	struct alert_opts ao = {.up = p->up,
+				.url = c->limits_webhook_url,
+				.retries = c->limits_webhook_retries,
+				.timeout_ms = c->limits_webhook_timeout_ms};
+
+	p->alerts = alert_open(&ao);
+	if (!p->alerts) {
+		log_warn("cannot start the limit alerts");
+		return -1;
+	}
+	budget_on_threshold(p->budget, alert_budget_hook, p->alerts);
 	return 0;
 }
 
@@ -369,6 +408,8 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 				   .verify_threads = c->data_verify_threads,
 				   .max_header = c->data_max_header,
 				   .downgrade = c->limits_downgrade,
+				   .queue_depth = c->limits_queue_depth,
+				   .queue_timeout_ms = c->limits_queue_timeout_ms,
 				   /* the kernel refuses only while a connection is embryonic */
 				   .defer_accept_sec = p->kernel_on ? 10 : 0};
 	struct dataplane_deps d;
@@ -383,6 +424,8 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 		log_warn("cannot start the usage writer");
 		return -1;
 	}
+	if (alerts_start(c, p))
+		return -1;
 	d = (struct dataplane_deps){.k = k, .slots = p->slots, .up = p->up, .usage = p->usage,
 				    .prov = &c->providers, .router = p->router,
 				    .budget = p->budget};
@@ -423,6 +466,9 @@ static int data_slots_start(const struct config *c, struct keys *k, struct kerne
 		log_warn("cannot start the key sync");
 		return -1;
 	}
+	sync_set_policy(p->sync, &(struct sync_policy){c->limits_enabled != 0,
+						       (enum limit_mode)c->limits_mode,
+						       (enum limit_action)c->limits_action});
 	keys_set_sync(k, &ops, p->sync);
 	rc = sync_reconcile(p->sync, k);
 	if (rc)
@@ -439,9 +485,14 @@ static int data_slots_start(const struct config *c, struct keys *k, struct kerne
 static void data_path_stop(struct data_path *p)
 {
 	dataplane_stop(p->dp);
+	alert_stop(p->alerts); /* its webhooks use the upstream client */
 	upstream_stop(p->up);
 	dataplane_close(p->dp);
 	usage_close(p->usage);
+	/* no settle comes any more: no threshold event either */
+	if (p->budget)
+		budget_on_threshold(p->budget, NULL, NULL);
+	alert_close(p->alerts);
 	budget_free(p->budget); /* after the admin API and the data plane stopped */
 	sync_free(p->sync);
 	slots_close(p->slots);
@@ -604,6 +655,7 @@ static int cmd_run(const struct config *c, const char *ready_file)
 	rc = 0;
 out:
 	admin_stop(a); /* no more key changes: the sync can go */
+	metrics_set_refresh(NULL, NULL); /* no scrape any more; the engine goes below */
 	if (k)
 		keys_set_sync(k, NULL, NULL);
 	data_path_stop(&dpath);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "util.h"
 
 #define SERIES_MAX	256 /* label sets per family, the last one kept for "other" */
 #define LABELS_MAX	3   /* labels per family */
@@ -27,12 +28,13 @@
 enum family_kind {
 	FAM_COUNTER = 0,
 	FAM_HISTOGRAM,
+	FAM_GAUGE, /* value holds the bits of a non-negative double */
 };
 
 struct series {
 	uint64_t hash;				    /* of the label values, to skip strcmp */
 	char vals[LABELS_MAX][LABEL_VALUE_MAX + 1]; /* immutable once published */
-	uint64_t value;				    /* counter */
+	uint64_t value;				    /* counter; gauge: double bits */
 	uint64_t sum_ns;			    /* histogram: sum of observations */
 	uint64_t bucket[NBUCKETS];		    /* histogram: per bucket, not cumulative */
 };
@@ -43,6 +45,14 @@ struct family {
 	enum family_kind kind;
 	int nlabels;
 	const char *labels[LABELS_MAX];
+	const struct buckets *b; /* histograms: NULL = the request-duration buckets */
+};
+
+/* A histogram's upper bounds in ns and as printed in "le" (+Inf last, not in ns). */
+struct buckets {
+	int n; /* le values, +Inf included; at most NBUCKETS */
+	const uint64_t *ns;
+	const char *const *le;
 };
 
 /* A family's series; count is release-stored under insert_lock, read without it. */
@@ -62,61 +72,115 @@ enum family_id {
 	F_PROV_FAILOVERS,
 	F_PROV_ERRORS,
 	F_PROV_LATENCY,
+	F_BUDGET_RATIO,
+	F_LIMIT_HITS,
+	F_ENFORCEMENT,
+	F_LIMIT_CHECK,
+	F_ALERT_WEBHOOKS,
 	F__COUNT,
 };
+
+/* A limit check costs microseconds: its own buckets, 0.5 us to 10 ms. */
+static const uint64_t check_ns[] = {500,    1000,   2500,   5000,    10000,   25000,   50000,
+				    100000, 250000, 500000, 1000000, 2500000, 10000000};
+static const char *const check_le[] = {"0.0000005", "0.000001", "0.0000025", "0.000005", "0.00001",
+				       "0.000025",  "0.00005",	"0.0001",    "0.00025",	 "0.0005",
+				       "0.001",	    "0.0025",	"0.01",	     "+Inf"};
+static const struct buckets check_buckets = {(int)TG_ARRAY_SIZE(check_le), check_ns, check_le};
 
 static const struct family families[F__COUNT] = {
     [F_HTTP_REQUESTS] = {"http_requests_total",
 			 "HTTP requests served, by listener, route and status code.",
 			 FAM_COUNTER,
 			 3,
-			 {"listener", "route", "code"}},
+			 {"listener", "route", "code"},
+			 NULL},
     [F_HTTP_DURATION] = {"http_request_duration_seconds",
 			 "Time from request to the last response byte, in seconds.",
 			 FAM_HISTOGRAM,
 			 2,
-			 {"listener", "route"}},
+			 {"listener", "route"},
+			 NULL},
     [F_CONSUMPTION] = {"consumption_requests_total",
 		       "Metered calls, by endpoint, model and status.",
 		       FAM_COUNTER,
 		       3,
-		       {"endpoint", "model", "status"}},
+		       {"endpoint", "model", "status"},
+		       NULL},
     [F_TOKENS] = {"tokens_consumed_total",
 		  "Tokens consumed, by endpoint, model and type.",
 		  FAM_COUNTER,
 		  3,
-		  {"endpoint", "model", "type"}},
+		  {"endpoint", "model", "type"},
+		  NULL},
     [F_RATE_LIMITED] = {"rate_limits_exceeded_total",
 			"Requests refused by a request-rate window.",
 			FAM_COUNTER,
 			1,
-			{"window"}},
+			{"window"},
+			NULL},
     [F_QUOTA] = {"quota_exceeded_total",
 		 "Requests refused by a token quota or cost budget.",
 		 FAM_COUNTER,
 		 1,
-		 {"quota"}},
+		 {"quota"},
+		 NULL},
     [F_UPSTREAM] = {"upstream_errors_total",
 		    "Failed upstream calls, by error class.",
 		    FAM_COUNTER,
 		    1,
-		    {"class"}},
+		    {"class"},
+		    NULL},
     [F_PROV_FAILOVERS] = {"tollgate_provider_failovers_total",
 			  "Calls moved to another provider after a failed attempt.",
 			  FAM_COUNTER,
 			  2,
-			  {"from", "to"}},
+			  {"from", "to"},
+			  NULL},
     [F_PROV_ERRORS] = {"tollgate_provider_errors_total",
 		       "Failed attempts, by provider and class (rate_limited, server_error, "
 		       "timeout, connect, broken).",
 		       FAM_COUNTER,
 		       2,
-		       {"provider", "class"}},
+		       {"provider", "class"},
+		       NULL},
     [F_PROV_LATENCY] = {"tollgate_provider_latency_seconds",
 			"Time from an attempt's submission to its answer's headers, by provider.",
 			FAM_HISTOGRAM,
 			1,
-			{"provider"}},
+			{"provider"},
+			NULL},
+    [F_BUDGET_RATIO] = {"tollgate_budget_usage_ratio",
+			"Highest usage/limit ratio among subjects, per limit.",
+			FAM_GAUGE,
+			1,
+			{"limit"},
+			NULL},
+    [F_LIMIT_HITS] = {"tollgate_limit_hits_total",
+		      "Calls over a limit, by limit and the action taken.",
+		      FAM_COUNTER,
+		      2,
+		      {"limit", "action"},
+		      NULL},
+    [F_ENFORCEMENT] = {"tollgate_enforcement_actions_total",
+		       "Enforcement actions taken (block, queue, queue_timeout, downgrade, alert, "
+		       "soft).",
+		       FAM_COUNTER,
+		       1,
+		       {"action"},
+		       NULL},
+    [F_LIMIT_CHECK] = {"tollgate_limit_check_duration_seconds",
+		       "Time of one full limit check (every window of key, owner, tenant).",
+		       FAM_HISTOGRAM,
+		       0,
+		       {NULL},
+		       &check_buckets},
+    [F_ALERT_WEBHOOKS] = {"tollgate_alert_webhooks_total",
+			  "Alert webhooks by result (sent, failed after retries, dropped).",
+			  FAM_COUNTER,
+			  1,
+			  {"result"},
+			  NULL},
 };
 
 static struct table tables[F__COUNT];
@@ -133,6 +197,12 @@ static const char *const bucket_le[NBUCKETS] = {
     "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",  "0.25",
     "0.5",    "1",     "2.5",	 "5",	  "10",	  "30",	   "60",   "+Inf",
 };
+static const struct buckets duration_buckets = {NBUCKETS, bucket_ns, bucket_le};
+
+static const struct buckets *family_buckets(const struct family *f)
+{
+	return f->b ? f->b : &duration_buckets;
+}
 
 /* Copies a label value, cut to LABEL_VALUE_MAX bytes without splitting a UTF-8 sequence. */
 static void value_copy(char *dst, const char *src)
@@ -249,12 +319,13 @@ static void counter_add(enum family_id id, const char *const *vals, uint64_t n)
 
 static void histogram_observe(enum family_id id, const char *const *vals, uint64_t ns)
 {
+	const struct buckets *bk = family_buckets(&families[id]);
 	struct series *s = series_get(id, vals);
 	int b = 0;
 
 	if (!s)
 		return;
-	while (b < NBUCKETS - 1 && ns > bucket_ns[b])
+	while (b < bk->n - 1 && ns > bk->ns[b])
 		b++;
 	__atomic_fetch_add(&s->bucket[b], 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&s->sum_ns, ns, __ATOMIC_RELAXED);
@@ -312,6 +383,74 @@ void metrics_provider_latency(const char *provider, uint64_t ns)
 	histogram_observe(F_PROV_LATENCY, &provider, ns);
 }
 
+void metrics_limit_hit(const char *limit, const char *action)
+{
+	counter_add(F_LIMIT_HITS, (const char *const[]){limit, action}, 1);
+}
+
+void metrics_enforcement(const char *action)
+{
+	counter_add(F_ENFORCEMENT, &action, 1);
+}
+
+void metrics_limit_check_ns(uint64_t ns)
+{
+	histogram_observe(F_LIMIT_CHECK, (const char *const[]){NULL}, ns);
+}
+
+void metrics_alert_webhook(const char *result)
+{
+	counter_add(F_ALERT_WEBHOOKS, &result, 1);
+}
+
+static uint64_t double_bits(double d)
+{
+	uint64_t u;
+
+	memcpy(&u, &d, sizeof(u));
+	return u;
+}
+
+static double bits_double(uint64_t u)
+{
+	double d;
+
+	memcpy(&d, &u, sizeof(d));
+	return d;
+}
+
+/*
+ * Non-negative doubles order as their bit patterns do, so the maximum is a compare-and-swap
+ * on the bits; the first use of a series publishes 0.0 (all bits zero).
+ */
+void metrics_budget_ratio(const char *limit, double ratio)
+{
+	struct series *s;
+	uint64_t want, cur;
+
+	if (!(ratio >= 0) || ratio > 1e15)
+		return;
+	s = series_get(F_BUDGET_RATIO, &limit);
+	if (!s)
+		return;
+	want = double_bits(ratio);
+	cur = __atomic_load_n(&s->value, __ATOMIC_RELAXED);
+	while (cur < want && !__atomic_compare_exchange_n(&s->value, &cur, want, true,
+							  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+void metrics_budget_ratio_set(const char *limit, double ratio)
+{
+	struct series *s;
+
+	if (!(ratio >= 0) || ratio > 1e15)
+		return;
+	s = series_get(F_BUDGET_RATIO, &limit);
+	if (s)
+		__atomic_store_n(&s->value, double_bits(ratio), __ATOMIC_RELAXED);
+}
+
 /* A label value as the exposition format wants it: \ " and newline escaped. */
 static void put_escaped(FILE *out, const char *v)
 {
@@ -346,12 +485,13 @@ static void put_labels(FILE *out, const struct family *f, const struct series *s
 /* Cumulative buckets; _count is the +Inf bucket so the two always agree. */
 static void render_histogram(FILE *out, const struct family *f, const struct series *s)
 {
+	const struct buckets *bk = family_buckets(f);
 	uint64_t cum = 0, sum = __atomic_load_n(&s->sum_ns, __ATOMIC_RELAXED);
 
-	for (int b = 0; b < NBUCKETS; b++) {
+	for (int b = 0; b < bk->n; b++) {
 		cum += __atomic_load_n(&s->bucket[b], __ATOMIC_RELAXED);
 		fprintf(out, "%s_bucket", f->name);
-		put_labels(out, f, s, bucket_le[b]);
+		put_labels(out, f, s, bk->le[b]);
 		fprintf(out, " %" PRIu64 "\n", cum);
 	}
 	fprintf(out, "%s_sum", f->name);
@@ -366,8 +506,10 @@ static void render_family(FILE *out, const struct family *f, const struct table 
 {
 	uint32_t n = __atomic_load_n(&t->count, __ATOMIC_ACQUIRE);
 
-	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name,
-		f->kind == FAM_HISTOGRAM ? "histogram" : "counter");
+	static const char *const kinds[] = {
+	    [FAM_COUNTER] = "counter", [FAM_HISTOGRAM] = "histogram", [FAM_GAUGE] = "gauge"};
+
+	fprintf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, kinds[f->kind]);
 	for (uint32_t i = 0; i < n; i++) {
 		const struct series *s = &t->set[i];
 
@@ -377,7 +519,12 @@ static void render_family(FILE *out, const struct family *f, const struct table 
 		}
 		fputs(f->name, out);
 		put_labels(out, f, s, NULL);
-		fprintf(out, " %" PRIu64 "\n", __atomic_load_n(&s->value, __ATOMIC_RELAXED));
+		if (f->kind == FAM_GAUGE)
+			fprintf(out, " %.6g\n",
+				bits_double(__atomic_load_n(&s->value, __ATOMIC_RELAXED)));
+		else
+			fprintf(out, " %" PRIu64 "\n",
+				__atomic_load_n(&s->value, __ATOMIC_RELAXED));
 	}
 }
 
@@ -397,13 +544,25 @@ static void render_kernel(FILE *out)
 	if (!kernel_read || kernel_read(kernel_ctx, &k))
 		return;
 	fputs("# HELP tollgate_kernel_packets_total Packets the kernel programs counted, by "
-	      "verdict (summed over CPUs)\n# TYPE tollgate_kernel_packets_total counter\n", out);
+	      "verdict (summed over CPUs)\n# TYPE tollgate_kernel_packets_total counter\n",
+	      out);
 	for (size_t i = 0; i < k.n && i < METRICS_KERNEL_MAX; i++)
 		fprintf(out, "tollgate_kernel_packets_total{verdict=\"%s\"} %" PRIu64 "\n",
 			k.verdict[i], k.packets[i]);
-	fprintf(out, "# HELP tollgate_kernel_penalty_box_entries Sources in the XDP penalty box "
-		     "map\n# TYPE tollgate_kernel_penalty_box_entries gauge\n"
-		     "tollgate_kernel_penalty_box_entries %" PRIu64 "\n", k.penalty_entries);
+	fprintf(out,
+		"# HELP tollgate_kernel_penalty_box_entries Sources in the XDP penalty box "
+		"map\n# TYPE tollgate_kernel_penalty_box_entries gauge\n"
+		"tollgate_kernel_penalty_box_entries %" PRIu64 "\n",
+		k.penalty_entries);
+}
+
+static void (*refresh_fn)(void *ctx);
+static void *refresh_ctx;
+
+void metrics_set_refresh(void (*fn)(void *ctx), void *ctx)
+{
+	refresh_fn = fn;
+	refresh_ctx = ctx;
 }
 
 static int (*providers_read)(void *ctx, struct metrics_providers *out);
@@ -434,8 +593,11 @@ char *metrics_render(size_t *len)
 {
 	char *buf = NULL;
 	size_t n = 0;
-	FILE *out = open_memstream(&buf, &n);
+	FILE *out;
 
+	if (refresh_fn)
+		refresh_fn(refresh_ctx);
+	out = open_memstream(&buf, &n);
 	if (!out)
 		return NULL;
 	for (int i = 0; i < F__COUNT; i++)

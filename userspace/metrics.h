@@ -54,6 +54,34 @@ struct metrics_providers {
  * listener starts.
  */
 void metrics_set_providers(int (*read)(void *ctx, struct metrics_providers *out), void *ctx);
+/* ---- limits (issue 5): token quotas, budgets, enforcement actions, alerts ---- */
+
+/*
+ * A limit refused or acted on a call: tollgate_limit_hits_total{limit,action}; limit is
+ * the limit's JSON name ("cost_per_day"), action what was done (block, queue,
+ * queue_timeout, downgrade, alert, soft).
+ */
+void metrics_limit_hit(const char *limit, const char *action);
+/* tollgate_enforcement_actions_total{action} (block|queue|queue_timeout|downgrade|alert|soft) */
+void metrics_enforcement(const char *action);
+/* One full limit check (reserve of every window): tollgate_limit_check_duration_seconds. */
+void metrics_limit_check_ns(uint64_t ns);
+/*
+ * tollgate_budget_usage_ratio{limit}: the highest used/value ratio seen among subjects for
+ * this limit (no per-subject labels). metrics_budget_ratio keeps the maximum of what it is
+ * given; metrics_budget_ratio_set replaces it (for an engine that recomputes the maximum,
+ * e.g. at each rendering, see metrics_set_refresh). Negative or NaN ratios are ignored.
+ */
+void metrics_budget_ratio(const char *limit, double ratio);
+void metrics_budget_ratio_set(const char *limit, double ratio);
+/*
+ * Sets a function metrics_render calls first (on the scraping thread), to bring gauges up
+ * to date (e.g. metrics_budget_ratio_set from the limits engine). NULL: none. Call before
+ * the admin listener starts.
+ */
+void metrics_set_refresh(void (*fn)(void *ctx), void *ctx);
+/* tollgate_alert_webhooks_total{result="sent"|"failed"|"dropped"} */
+void metrics_alert_webhook(const char *result);
 
 /* What the kernel fast path counts, read when /metrics is rendered. */
 #define METRICS_KERNEL_MAX 32

@@ -40,7 +40,27 @@ struct sync {
 	int64_t next_due;  /* earliest expires_at/prev_until of known entries, or INT64_MAX */
 	uint64_t *seen;	   /* during sync_reconcile: slots reported active (bitmap) */
 	bool range_logged; /* a slot beyond the array was logged once */
+	struct sync_policy policy; /* under mu */
 };
+
+bool sync_kernel_refuse(const struct sync_policy *p, const struct limits *lim)
+{
+	uint64_t mode = lim->v[LIMIT_MODE], action = lim->v[LIMIT_ACTION];
+
+	/* LIMIT_UNSET only in override sets; effective limits hold 0 (inherit) or a value */
+	if (mode == LIMIT_MODE_INHERIT || mode == LIMIT_UNSET)
+		mode = p->mode;
+	if (action == LIMIT_ACT_INHERIT || action == LIMIT_UNSET)
+		action = p->action;
+	return p->limits_enabled && mode == LIMIT_MODE_HARD && action == LIMIT_ACT_BLOCK;
+}
+
+void sync_set_policy(struct sync *s, const struct sync_policy *p)
+{
+	pthread_mutex_lock(&s->mu);
+	s->policy = *p;
+	pthread_mutex_unlock(&s->mu);
+}
 
 struct sync *sync_new(struct slots *slots, const struct sync_kernel_ops *kops, void *kctx)
 {
@@ -66,6 +86,8 @@ struct sync *sync_new(struct slots *slots, const struct sync_kernel_ops *kops, v
 	s->kops = kops;
 	s->kctx = kctx;
 	s->next_due = INT64_MAX;
+	/* the config's defaults: the kernel refuses keys that block in hard mode */
+	s->policy = (struct sync_policy){true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK};
 	return s;
 }
 
@@ -199,6 +221,7 @@ static void apply_active(struct sync *s, const struct keys_sync_key *k, bool bat
 	struct tg_slot *sl = slot_of(s, k);
 	struct sync_ent *e;
 	uint32_t gen;
+	bool refuse;
 
 	if (!sl)
 		return;
@@ -207,7 +230,8 @@ static void apply_active(struct sync *s, const struct keys_sync_key *k, bool bat
 		slots_assign(sl, &k->limits);
 	else
 		slots_set_limits(sl, &k->limits);
-	slots_set_flags(sl, TG_SLOT_ACTIVE | (k->kernel_refuse ? TG_SLOT_KERNEL_REFUSE : 0));
+	refuse = k->kernel_refuse && sync_kernel_refuse(&s->policy, &k->limits);
+	slots_set_flags(sl, TG_SLOT_ACTIVE | (refuse ? TG_SLOT_KERNEL_REFUSE : 0));
 	gen = slots_key_gen(sl);
 	drop_stale_hashes(s, e, k);
 	if (!batch) { /* at reconcile the kernel gets every entry in one call at the end */

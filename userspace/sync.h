@@ -14,6 +14,13 @@
  * TATs kept). At reconcile, a slot already ACTIVE with matching parameters (pinned maps
  * adopted after a restart) is kept as is: the TATs survive the restart.
  *
+ * Kernel refusals (DESIGN invariant 1): a slot gets TG_SLOT_KERNEL_REFUSE only when the
+ * limits policy lets the kernel refuse the key - limits enabled, the key's effective mode
+ * hard and the action of its request-rate limits block (sync_kernel_refuse) - and the
+ * registry says so (keys_sync_key.kernel_refuse). Every change of a key, and of its tier,
+ * reaches the sync and sets the flag again; a change of the global policy (config) takes
+ * effect at the next start, whose reconcile sets every slot's flags.
+ *
  * Thread-safe: changes arrive on admin threads, ticks on the housekeeping thread.
  */
 #ifndef TG_SYNC_H
@@ -38,6 +45,26 @@ struct sync_kernel_ops {
 };
 
 struct sync;
+
+/* The global limits policy (config limits.*) the kernel-refuse decision needs. */
+struct sync_policy {
+	bool limits_enabled;	  /* limits.enabled */
+	enum limit_mode mode;	  /* limits.mode: LIMIT_MODE_HARD or _SOFT */
+	enum limit_action action; /* limits.action: the default action */
+};
+
+/*
+ * Whether the kernel may refuse a key with effective limits lim under policy p: limits
+ * enabled, mode hard (the key's LIMIT_MODE, else the policy's) and the action of its
+ * request-rate limits block (the key's LIMIT_ACTION, else the policy's; keys carry no
+ * per-limit action). Pure.
+ */
+bool sync_kernel_refuse(const struct sync_policy *p, const struct limits *lim);
+/*
+ * Sets the policy (default: enabled, hard, block). Call before sync_reconcile: keys synced
+ * earlier keep the flags they got.
+ */
+void sync_set_policy(struct sync *s, const struct sync_policy *p);
 
 /*
  * A sync over slots (borrowed; must outlive the sync) and the kernel ops (NULL: none; kops

@@ -827,3 +827,94 @@ unsigned upstream_inflight(struct upstream *u)
 {
 	return u ? atomic_load(&u->inflight) : 0;
 }
+
+/* --- small JSON POSTs (notifications) --- */
+
+struct up_post {
+	void (*done)(void *ctx, unsigned status, enum upstream_err err);
+	void *ctx;
+	unsigned status;
+};
+
+static void up_post_status(void *ctx, unsigned status, const char *content_type,
+			   const char *retry_after)
+{
+	struct up_post *p = ctx;
+
+	(void)content_type;
+	(void)retry_after;
+	p->status = status;
+}
+
+/* The answer's body is not wanted: a receiver says all it has to say in its status. */
+static void up_post_data(void *ctx, const char *buf, size_t len)
+{
+	(void)ctx;
+	(void)buf;
+	(void)len;
+}
+
+static void up_post_done(void *ctx, enum upstream_err err, const char *detail)
+{
+	struct up_post *p = ctx;
+
+	(void)detail;
+	p->done(p->ctx, p->status, err);
+	free(p);
+}
+
+int upstream_post_json(struct upstream *u, const char *url, const char *json, size_t len,
+		       uint32_t timeout_ms,
+		       void (*done)(void *ctx, unsigned status, enum upstream_err err), void *ctx,
+		       uint64_t *handle)
+{
+	struct up_post *p;
+	struct upstream_call c = {.url = url,
+				  .method = "POST",
+				  .body = json,
+				  .body_len = len,
+				  .timeout_ms = timeout_ms,
+				  .on_status = up_post_status,
+				  .on_data = up_post_data,
+				  .on_done = up_post_done};
+	int err;
+
+	if (!done || !json || !len)
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->done = done;
+	p->ctx = ctx;
+	c.ctx = p;
+	err = upstream_submit(u, &c, handle);
+	if (err)
+		free(p);
+	return err;
+}
+
+int upstream_url_check(const char *url, char *err, size_t errlen)
+{
+	CURLU *h = curl_url();
+	char *scheme = NULL, *host = NULL;
+	int rc = -EINVAL;
+
+	if (!h) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	if (!url || strpbrk(url, " \t\r\n") ||
+	    curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK)
+		snprintf(err, errlen, "not a URL (expected http://host[:port]/path)");
+	else if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+		 (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))
+		snprintf(err, errlen, "the scheme must be http or https");
+	else if (curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host[0])
+		snprintf(err, errlen, "the URL has no host");
+	else
+		rc = 0;
+	curl_free(scheme);
+	curl_free(host);
+	curl_url_cleanup(h);
+	return rc;
+}

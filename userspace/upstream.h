@@ -58,4 +58,21 @@ unsigned upstream_inflight(struct upstream *u);
 /* Human text for an error class ("connect", "timeout", ...), also the metrics label. */
 const char *upstream_err_name(enum upstream_err e);
 
+/*
+ * A small POST for notifications (alert webhooks): sends json (copied) to url with
+ * Content-Type application/json and no credentials, discards the answer's body, and calls
+ * done(ctx, status, err) once on the upstream thread: status is the HTTP status (0 when
+ * none came), err UPSTREAM_OK when the answer was complete. 0 and *handle (for
+ * upstream_cancel; may be NULL), or -errno (done is then not called).
+ */
+int upstream_post_json(struct upstream *u, const char *url, const char *json, size_t len,
+		       uint32_t timeout_ms,
+		       void (*done)(void *ctx, unsigned status, enum upstream_err err), void *ctx,
+		       uint64_t *handle);
+/*
+ * Checks that url is an http:// or https:// URL with a host, as libcurl parses it. 0, or
+ * -EINVAL with a reason in err (never the URL itself, which may hold a token).
+ */
+int upstream_url_check(const char *url, char *err, size_t errlen);
+
 #endif /* TG_UPSTREAM_H */

@@ -391,6 +391,89 @@ ctl --url "http://127.0.0.1:$port" --timeout 5 keys list
 expect_exit 6
 case_end
 
+case_start "limits and quota: every mistake is a usage error (exit 2) before any request"
+# against a closed port: a request would end in exit 6, so exit 2 proves none was sent
+port=$(tg_closed_port)
+bad=(
+	"limits set"
+	"limits set team:ml"
+	"limits set org:ml cost_per_day=1"
+	"limits set key:abcdefabcdef cost_per_day=1"
+	"limits set team:ml foo=1"
+	"limits set team:ml cost_per_day=-1"
+	"limits set team:ml cost_per_day=1.1234567891"
+	"limits set team:ml alert_threshold=0"
+	"limits set team:ml alert_threshold=1.5"
+	"limits set team:ml mode=lenient"
+	"limits set team:ml action=drop"
+	"limits set team:ml cost_window=weekly"
+	"limits set team:ml actions.mode=block"
+	"limits set team:ml actions.cost_per_day=drop"
+	"limits set team:ml tokens_per_day=1 tokens_per_day=2"
+	"limits set team:ml tokens_per_day"
+	"limits clear"
+	"limits clear key:abcdefabcdef"
+	"limits list extra"
+	"quota"
+	"quota team:"
+	"quota tenant:bad/slash"
+	"quota user:a b"
+)
+for args in "${bad[@]}"; do
+	# shellcheck disable=SC2086 # each row is its words
+	ctl --url "http://127.0.0.1:$port" --timeout 5 $args
+	[ "$CTL_RC" = 2 ] || fail "tollctl $args: exit $CTL_RC, expected 2 ($CTL_ERR)"
+done
+ctl --url "http://127.0.0.1:$port" --timeout 5 limits set team:ml cost_window=weekly
+expect_stderr "cost_window: 'weekly' is not one of calendar, rolling"
+ctl --url "http://127.0.0.1:$port" --timeout 5 limits set key:abcdefabcdef cost_per_day=1
+expect_stderr "tollctl keys update"
+# well-formed: they do try the server (unreachable here: exit 6)
+ctl --url "http://127.0.0.1:$port" --timeout 5 limits set tenant:acme.eu-1 cost_per_day=0.000000001 \
+	tokens_per_day=null mode=soft actions.cost_per_day=alert
+expect_exit 6
+ctl --url "http://127.0.0.1:$port" --timeout 5 quota abcdefabcdef
+expect_exit 6
+expect_stderr "/api/v1/limits/key%3Aabcdefabcdef failed"
+case_end
+
+case_start "limits set, list, quota and clear against the admin API"
+ctl limits set team:lim cost_per_day=25 cost_window=rolling tokens_per_month=5000000 \
+	actions.cost_per_day=alert
+expect_exit 0
+expect grep -q '^subject: team:lim  mode: hard$' <<<"$BODY"
+expect grep -qE '^LIMIT +WINDOW +USED +RESERVED +VALUE +REMAINING +RESETS +ACTION +MODE$' <<<"$BODY"
+expect grep -qE '^cost_per_day +day +0 +0 +25 +25 +[0-9T:Z-]+ +alert +hard$' <<<"$BODY"
+expect grep -qE '^tokens_per_month +month +0 +0 +5000000 +5000000 +[0-9T:Z-]+ +block +hard$' <<<"$BODY"
+ctl limits set tenant:acme.eu requests_per_day=10000 mode=soft
+expect_exit 0
+expect grep -qE '^requests_per_day +day +0 +0 +10000 +10000 +[0-9T:Z-]+ +block +soft$' <<<"$BODY"
+ctl limits
+expect_exit 0
+expect grep -qE '^team:lim +tokens_per_month=5000000 cost_per_day=25 cost_window=rolling +cost_per_day=alert$' <<<"$BODY"
+expect grep -qE '^tenant:acme.eu +requests_per_day=10000 mode=soft +-$' <<<"$BODY"
+ctl --json limits list
+expect_exit 0
+expect_jq '[.data[].subject] | index("team:lim") != null'
+lim_key=$(new_key '{"name":"lim","owner":"team:lim","limits":{"tokens_per_day":1000,"cost_per_day":2.5}}' | jq -r .id)
+ctl quota "$lim_key"
+expect_exit 0
+expect grep -q "^subject: key:$lim_key  mode: hard$" <<<"$BODY"
+expect grep -qE '^cost_per_day +day +0 +0 +2.5 +2.5 ' <<<"$BODY"
+expect grep -qE '^tokens_per_day +day +0 +0 +1000 +1000 ' <<<"$BODY"
+ctl limits set team:lim cost_per_day=null
+expect_exit 0
+expect_not grep -q '^cost_per_day' <<<"$BODY"
+ctl limits set team:lim cost_per_day=100000000000
+expect_exit 5
+expect_stderr 'limits.cost_per_day'
+ctl limits clear tenant:acme.eu
+expect_exit 0
+expect grep -q '^limits of tenant:acme.eu cleared$' <<<"$BODY"
+ctl limits
+expect_not grep -q '^tenant:acme.eu' <<<"$BODY"
+case_end
+
 case_start "no command printed a key or token on stderr"
 expect test -s "$tmp/ctl.stderr.all"
 expect_not grep -qE 'tg_[a-z0-9]{12}_[A-Za-z0-9]{43}|tgadm_[a-z0-9]{12}_[A-Za-z0-9]' "$tmp/ctl.stderr.all"

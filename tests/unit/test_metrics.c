@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "budget.h"
 #include "metrics.h"
 #include "tg_test.h"
 
@@ -293,7 +294,8 @@ static void output_parses_line_by_line(void)
 
 			TG_CHECK(sscanf(line, "# TYPE %63s %15s", name, kind) == 2);
 			TG_CHECK_STR(name, family); /* TYPE follows its HELP */
-			TG_CHECK(strcmp(kind, "counter") == 0 || strcmp(kind, "histogram") == 0);
+			TG_CHECK(strcmp(kind, "counter") == 0 || strcmp(kind, "histogram") == 0 ||
+				 strcmp(kind, "gauge") == 0);
 			histogram = strcmp(kind, "histogram") == 0;
 			types++;
 			continue;
@@ -304,7 +306,7 @@ static void output_parses_line_by_line(void)
 			printf("#   bad line: %s\n", line);
 		}
 	}
-	TG_CHECK_INT(types, 10);
+	TG_CHECK_INT(types, 15);
 	TG_CHECK(samples > 300);
 	free(text);
 }
@@ -347,6 +349,127 @@ static void provider_families(void)
 	TG_CHECK(sample("tollgate_provider_breaker_state{provider=\"pb\"}") == -1);
 }
 
+/* The limit families (issue 5): counters by limit and action, enforcement, webhooks. */
+static void limit_counters_count(void)
+{
+	static const struct {
+		const char *series;
+		double want;
+	} rows[] = {
+	    {"tollgate_limit_hits_total{limit=\"cost_per_day\",action=\"block\"}", 2},
+	    {"tollgate_limit_hits_total{limit=\"cost_per_day\",action=\"soft\"}", 1},
+	    {"tollgate_limit_hits_total{limit=\"max_concurrent\",action=\"queue\"}", 1},
+	    {"tollgate_enforcement_actions_total{action=\"block\"}", 2},
+	    {"tollgate_enforcement_actions_total{action=\"queue_timeout\"}", 1},
+	    {"tollgate_enforcement_actions_total{action=\"downgrade\"}", -1},
+	    {"tollgate_alert_webhooks_total{result=\"sent\"}", 3},
+	    {"tollgate_alert_webhooks_total{result=\"dropped\"}", 1},
+	};
+
+	metrics_limit_hit("cost_per_day", "block");
+	metrics_limit_hit("cost_per_day", "block");
+	metrics_limit_hit("cost_per_day", "soft");
+	metrics_limit_hit("max_concurrent", "queue");
+	metrics_enforcement("block");
+	metrics_enforcement("block");
+	metrics_enforcement("queue_timeout");
+	for (int i = 0; i < 3; i++)
+		metrics_alert_webhook("sent");
+	metrics_alert_webhook("dropped");
+	for (size_t i = 0; i < TG_NCASES(rows); i++) {
+		double got = sample(rows[i].series);
+
+		TG_CHECK(got == rows[i].want);
+		if (got != rows[i].want)
+			printf("#   %s is %g, expected %g\n", rows[i].series, got, rows[i].want);
+	}
+}
+
+/* The check histogram has microsecond buckets of its own and no labels. */
+static void limit_check_histogram_buckets(void)
+{
+	static const uint64_t obs[] = {300, 500, 900, 4000, 20000, 2000000, 50000000};
+	static const struct {
+		const char *le;
+		double want;
+	} rows[] = {
+	    {"0.0000005", 2}, {"0.000001", 3}, {"0.000005", 4}, {"0.000025", 5},
+	    {"0.0025", 6},    {"0.01", 6},     {"+Inf", 7},
+	};
+	char series[128];
+
+	for (size_t i = 0; i < TG_NCASES(obs); i++)
+		metrics_limit_check_ns(obs[i]);
+	for (size_t i = 0; i < TG_NCASES(rows); i++) {
+		snprintf(series, sizeof(series),
+			 "tollgate_limit_check_duration_seconds_bucket{le=\"%s\"}", rows[i].le);
+		TG_CHECK(sample(series) == rows[i].want);
+		if (sample(series) != rows[i].want)
+			printf("#   %s is %g, expected %g\n", series, sample(series), rows[i].want);
+	}
+	TG_CHECK(sample("tollgate_limit_check_duration_seconds_count") == 7);
+	/* 300 + 500 + 900 + 4000 + 20000 + 2000000 + 50000000 ns */
+	TG_CHECK(sample("tollgate_limit_check_duration_seconds_sum") == 0.0520257);
+}
+
+/* The ratio gauge keeps the highest value per limit; _set replaces it; junk is ignored. */
+static void budget_ratio_keeps_the_max(void)
+{
+	metrics_budget_ratio("cost_per_hour", 0.25);
+	metrics_budget_ratio("cost_per_hour", 0.8);
+	metrics_budget_ratio("cost_per_hour", 0.5);
+	metrics_budget_ratio("cost_per_hour", -1);
+	metrics_budget_ratio("cost_per_hour", 0.0 / 0.0);
+	metrics_budget_ratio("tokens_per_day", 1.5);
+	TG_CHECK(sample("tollgate_budget_usage_ratio{limit=\"cost_per_hour\"}") == 0.8);
+	TG_CHECK(sample("tollgate_budget_usage_ratio{limit=\"tokens_per_day\"}") == 1.5);
+	metrics_budget_ratio_set("cost_per_hour", 0.1);
+	TG_CHECK(sample("tollgate_budget_usage_ratio{limit=\"cost_per_hour\"}") == 0.1);
+	metrics_budget_ratio("cost_per_hour", 0.05);
+	TG_CHECK(sample("tollgate_budget_usage_ratio{limit=\"cost_per_hour\"}") == 0.1);
+	metrics_budget_ratio("zero_first", 0);
+	TG_CHECK(sample("tollgate_budget_usage_ratio{limit=\"zero_first\"}") == 0);
+}
+
+/* The gauge from the engine: per limit, the highest ratio among subjects, at each render. */
+static void budget_ratios_from_the_engine(void)
+{
+	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024};
+	struct budget *b = budget_new(&o);
+	struct limits team, key;
+	uint8_t actions[LIMIT__COUNT] = {0};
+	struct budget_call c1 = {0}, c2 = {0};
+	struct budget_verdict v;
+	struct budget_req r = {
+	    .key_id = "ratiokey0001", .key_limits = &key, .owner = "team:ratio", .now = 1795400000};
+	double out[LIMIT__COUNT];
+
+	TG_REQUIRE(b);
+	memset(&key, 0, sizeof(key));
+	key.v[LIMIT_TPD] = 1000; /* the key: 300 of 1000 reserved below */
+	limits_clear(&team);
+	team.v[LIMIT_TPD] = 400; /* the team: 300 of 400 */
+	team.v[LIMIT_RPD] = 10;	 /* 1 of 10 */
+	TG_REQUIRE(budget_set_limits(b, "team:ratio", &team, actions) == 0);
+	r.est[WIN_M_REQUESTS] = 1;
+	r.est[WIN_M_TOKENS] = 300;
+	TG_REQUIRE(budget_reserve(b, &r, &c1, &v) == 0 && v.allowed);
+	budget_max_ratios(b, r.now, out);
+	TG_CHECK(out[LIMIT_TPD] == 0.75); /* the team's, higher than the key's 0.3 */
+	TG_CHECK(out[LIMIT_RPD] == 0.1);
+	TG_CHECK(out[LIMIT_COST_DAY] == 0); /* nobody has it */
+	r.key_id = "ratiokey0002";
+	r.est[WIN_M_TOKENS] = 100;
+	TG_REQUIRE(budget_reserve(b, &r, &c2, &v) == 0 && v.allowed);
+	budget_max_ratios(b, r.now, out);
+	TG_CHECK(out[LIMIT_TPD] == 1.0);
+	budget_release(b, &c1);
+	budget_release(b, &c2);
+	budget_max_ratios(b, r.now, out);
+	TG_CHECK(out[LIMIT_TPD] == 0); /* released: nothing used any more */
+	budget_free(b);
+}
+
 static const struct tg_case cases[] = {
     {"counters count what was recorded", counters_count},
     {"histogram: bucket placement, cumulative counts, exact sum", histogram_buckets_are_cumulative},
@@ -354,6 +477,10 @@ static const struct tg_case cases[] = {
     {"long label values are cut at 64 bytes on a UTF-8 boundary", long_values_are_cut_at_64_bytes},
     {"a full label table sends new label sets to \"other\"", full_table_overflows_to_other},
     {"4 threads recording at once sum exactly", concurrent_recording_sums_exactly},
+    {"limit hits, enforcement actions and webhooks count", limit_counters_count},
+    {"limit check histogram: microsecond buckets, no labels", limit_check_histogram_buckets},
+    {"budget ratio gauge keeps the highest value per limit", budget_ratio_keeps_the_max},
+    {"the engine's highest usage ratio per limit, among subjects", budget_ratios_from_the_engine},
     {"every line is HELP, TYPE or name{labels} value", output_parses_line_by_line},
     {"provider families: failovers, errors by class, latency, breaker state gauge",
      provider_families},

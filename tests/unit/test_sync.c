@@ -596,6 +596,90 @@ static void foreach_active_skips_and_stops(void)
 	fx_close(&f);
 }
 
+/* ---- kernel refusals follow the limits policy (DESIGN invariant 1) ---- */
+
+static void kernel_refuse_policy_table(void)
+{
+	static const struct {
+		const char *name;
+		bool enabled;
+		enum limit_mode gmode;
+		enum limit_action gaction;
+		uint64_t kmode, kaction; /* the key's effective LIMIT_MODE / LIMIT_ACTION */
+		bool want;
+	} rows[] = {
+	    {"defaults: hard, block", true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 0, 0, true},
+	    {"limits disabled", false, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 0, 0, false},
+	    {"global soft", true, LIMIT_MODE_SOFT, LIMIT_ACT_BLOCK, 0, 0, false},
+	    {"global queue", true, LIMIT_MODE_HARD, LIMIT_ACT_QUEUE, 0, 0, false},
+	    {"global alert", true, LIMIT_MODE_HARD, LIMIT_ACT_ALERT, 0, 0, false},
+	    {"global downgrade", true, LIMIT_MODE_HARD, LIMIT_ACT_DOWNGRADE, 0, 0, false},
+	    {"key soft over global hard", true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK,
+	     LIMIT_MODE_SOFT, 0, false},
+	    {"key hard over global soft", true, LIMIT_MODE_SOFT, LIMIT_ACT_BLOCK,
+	     LIMIT_MODE_HARD, 0, true},
+	    {"key queue over global block", true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 0,
+	     LIMIT_ACT_QUEUE, false},
+	    {"key block over global alert", true, LIMIT_MODE_HARD, LIMIT_ACT_ALERT, 0,
+	     LIMIT_ACT_BLOCK, true},
+	    {"key hard block, limits disabled", false, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK,
+	     LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, false},
+	    {"unset (override form) inherits", true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK,
+	     LIMIT_UNSET, LIMIT_UNSET, true},
+	};
+
+	for (size_t i = 0; i < TG_NCASES(rows); i++) {
+		struct sync_policy p = {rows[i].enabled, rows[i].gmode, rows[i].gaction};
+		struct limits l = basic_tier()->lim;
+
+		l.v[LIMIT_MODE] = rows[i].kmode;
+		l.v[LIMIT_ACTION] = rows[i].kaction;
+		if (sync_kernel_refuse(&p, &l) != rows[i].want) {
+			TG_CHECK(!"sync_kernel_refuse as in the row");
+			printf("#   %s: got %d\n", rows[i].name, !rows[i].want);
+		}
+	}
+}
+
+/* A key's slot flag follows its limits as they change, and the policy at reconcile. */
+static void kernel_refuse_follows_the_key_and_the_policy(void)
+{
+	struct fx f;
+	struct key_record r, up;
+	char pt[TG_CRED_MAX];
+	struct key_patch p = {0};
+	struct tg_slot *sl;
+	uint32_t gen;
+
+	TG_REQUIRE(fx_open(&f, 16));
+	TG_REQUIRE(mk_key(&f, 0, &r, pt) == 0);
+	sl = slots_at(f.slots, r.slot);
+	gen = slots_key_gen(sl);
+	TG_CHECK_INT(slots_flags(sl), TG_SLOT_ACTIVE | TG_SLOT_KERNEL_REFUSE);
+	limits_clear(&p.set);
+	p.set.v[LIMIT_MODE] = LIMIT_MODE_SOFT;
+	TG_REQUIRE(keys_update(f.k, r.id, &p, &up) == 0);
+	TG_CHECK_INT(slots_flags(sl), TG_SLOT_ACTIVE); /* soft: the kernel must not refuse */
+	limits_clear(&p.set);
+	p.set.v[LIMIT_MODE] = LIMIT_MODE_HARD;
+	p.set.v[LIMIT_ACTION] = LIMIT_ACT_QUEUE;
+	TG_REQUIRE(keys_update(f.k, r.id, &p, &up) == 0);
+	TG_CHECK_INT(slots_flags(sl), TG_SLOT_ACTIVE); /* queue: the daemon decides */
+	limits_clear(&p.set);
+	p.set.v[LIMIT_ACTION] = LIMIT_ACT_BLOCK;
+	TG_REQUIRE(keys_update(f.k, r.id, &p, &up) == 0);
+	TG_CHECK_INT(slots_flags(sl), TG_SLOT_ACTIVE | TG_SLOT_KERNEL_REFUSE);
+	TG_CHECK_INT(slots_key_gen(sl), gen); /* flags only: the bucket is the same */
+	/* limits disabled in the config: the next start's reconcile clears the flag */
+	sync_set_policy(f.sy, &(struct sync_policy){false, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK});
+	TG_CHECK_INT(sync_reconcile(f.sy, f.k), 0);
+	TG_CHECK_INT(slots_flags(sl), TG_SLOT_ACTIVE);
+	sync_set_policy(f.sy, &(struct sync_policy){true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK});
+	TG_CHECK_INT(sync_reconcile(f.sy, f.k), 0);
+	TG_CHECK_INT(slots_flags(sl), TG_SLOT_ACTIVE | TG_SLOT_KERNEL_REFUSE);
+	fx_close(&f);
+}
+
 static const struct tg_case cases[] = {
     {"allocator: lowest free slot; a revoked key's slot is reused",
      lowest_free_and_reuse_after_revoke},
@@ -618,6 +702,10 @@ static const struct tg_case cases[] = {
      reconcile_adopts_matching_slots},
     {"keys_foreach_active: skips revoked keys, stops on a non-zero return",
      foreach_active_skips_and_stops},
+    {"kernel_refuse: only enabled, hard, block (key over global), as a table",
+     kernel_refuse_policy_table},
+    {"kernel_refuse: a key's flag follows its mode/action changes and the policy at reconcile",
+     kernel_refuse_follows_the_key_and_the_policy},
 };
 
 int main(void)

@@ -9,9 +9,11 @@
 # usage: tools/bench/bench_dataplane.sh [BUILD_DIR]
 # Environment: BENCH_SEC (seconds per load run, default 5), BENCH_STREAMS (concurrent
 # streaming calls of the last scenario, space-separated, default "2000 10000"; empty skips it),
-# BENCH_ONLY=streams (that scenario alone), BENCH_VARIANTS (1 by default: also measure
-# latency and throughput with store.sync_interval_ms=0 and with store.sync=none, each
-# labelled).
+# BENCH_ONLY=streams (that scenario alone), BENCH_VARIANTS (1 by default: also measure latency and throughput with
+# store.sync_interval_ms=0 and with store.sync=none, each labelled), BENCH_LIMITS (1 by
+# default: the allowed path with every limit of issue 5 configured on the keys and their
+# owner, against TOLLGATE_LIMITS_ENABLED=false, same keys and load; BENCH_LIMITS_REPS runs
+# of each, alternating, default 3; BENCH_LIMITS_ONLY=1 runs only that and the streams).
 #
 # Pinning (KERNEL-NOTES.md "Measuring"): wrk runs on CPU 0, every server (tollgated, nginx,
 # mock-llm) on CPU 1. Server CPU is read from /proc/<pid>/stat (utime+stime) of each server
@@ -26,6 +28,8 @@ lua=$here/dataplane/post.lua
 SEC=${BENCH_SEC:-5}
 STREAMS=${BENCH_STREAMS-2000 10000}
 VARIANTS=${BENCH_VARIANTS:-1}
+LIMITS=${BENCH_LIMITS:-1}
+LIMITS_REPS=${BENCH_LIMITS_REPS:-3}
 LCPU=0 SCPU=1 # load generator CPU, server CPU
 TOKEN=tollgate-bench-admin-token-0123456789abcdef
 HZ=$(getconf CLK_TCK)
@@ -297,6 +301,7 @@ export BENCH_BODY=$BODY
 start_mock fast --threads 2
 start_tg "$MOCK_fast"
 echo "# mock-llm pid $MOCK_PID_fast at $MOCK_fast; tollgated pid $TG_PID data $TG_DATA (defaults: store.sync=meta, data.threads=2)"
+if [ "${BENCH_LIMITS_ONLY:-0}" != 1 ]; then
 new_keys 100 enterprise "$tmp/keys.hi"
 new_keys 1 basic "$tmp/keys.lo"
 start_nginx "$MOCK_fast"
@@ -383,6 +388,68 @@ if [ "$VARIANTS" = 1 ]; then
 	flood_variant _keepconn --set data.close_after_refusals=0
 	variant _synceach --set store.sync_interval_ms=0
 	variant _syncnone --set store.sync=none
+fi
+fi # BENCH_LIMITS_ONLY
+
+# ---- limits on vs off (issue 5): gateway CPU per allowed request ----
+# Every limit set on each key (overrides) and on its owner team:bench, all far above what a
+# run uses (every call is checked, reserved, settled and allowed), against the same setup
+# with TOLLGATE_LIMITS_ENABLED=false. The two alternate LIMITS_REPS times; the figure is the
+# median of each side's CPU per allowed request (goal: on < 1.05 x off).
+LIMITS_ALL='"requests_per_day":1000000000,"requests_per_month":1000000000,"tokens_per_minute":1000000000,"tokens_per_hour":1000000000,"tokens_per_day":1000000000,"tokens_per_month":1000000000,"cost_per_hour":1000000,"cost_per_day":1000000,"cost_per_month":1000000,"bytes_per_month":1000000000000,"compute_seconds_per_month":1000000000,"max_concurrent":100000'
+limits_keys() { # N FILE: enterprise keys of team:bench with every limit set
+	local i
+	: >"$2"
+	for ((i = 0; i < $1; i++)); do
+		curl -sS --max-time 10 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+			--data-binary "{\"name\":\"bench-lim-$i\",\"owner\":\"team:bench\",\"service\":\"bench\",\"tier\":\"enterprise\",\"limits\":{$LIMITS_ALL}}" \
+			"http://$TG_ADMIN/api/v1/keys" | jq -er .key >>"$2"
+	done
+	local code
+	code=$(curl -sS --max-time 10 -o "$tmp/limits.put" -w '%{http_code}' -X PUT \
+		-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+		--data-binary "{$LIMITS_ALL}" "http://$TG_ADMIN/api/v1/limits/team:bench")
+	case $code in
+	200) ;;
+	404) echo "# (no PUT /api/v1/limits in this build: the owner team:bench has no limits, the keys have all)" ;;
+	*)
+		echo "bench_dataplane: PUT /api/v1/limits/team:bench: $code $(cat "$tmp/limits.put")" >&2
+		return 1
+		;;
+	esac
+}
+limits_side() { # on|off REP: a fresh tollgated, keys, warm-up, one allowed-path run; sets LCPU_<side>_<rep>
+	local side=$1 rep=$2
+	stop_pid "$TG_PID"
+	if [ "$side" = off ]; then
+		TOLLGATE_LIMITS_ENABLED=false start_tg "$MOCK_fast"
+	else
+		start_tg "$MOCK_fast"
+	fi
+	limits_keys 100 "$tmp/keys.lim" || {
+		echo "bench_dataplane: setting the limits failed" >&2
+		return 1
+	}
+	SEC_SAVE=$SEC SEC=2
+	SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load "warm-limits-$side" "http://$TG_DATA" "$tmp/keys.lim" 32 >/dev/null
+	SEC=$SEC_SAVE
+	SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load "allowed-limits-$side-$rep" "http://$TG_DATA" "$tmp/keys.lim" 32
+	[ "$SERR" = 0 ] || echo "# WARNING: $SERR non-2xx answers with limits $side"
+	printf -v "LCPU_${side}_$rep" %s "$(div "$CPU_A" "$OK" %.2f)"
+}
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+if [ "$LIMITS" = 1 ]; then
+	on_all="" off_all=""
+	for ((rep = 1; rep <= LIMITS_REPS; rep++)); do
+		limits_side on "$rep"
+		limits_side off "$rep"
+		on_v=LCPU_on_$rep off_v=LCPU_off_$rep
+		on_all+="${!on_v} " off_all+="${!off_v} "
+	done
+	on_med=$(median <<<"$on_all") off_med=$(median <<<"$off_all")
+	echo "# limits on: $on_all us/req; off: $off_all us/req (tollgated CPU per allowed request, per run)"
+	metric limits_cpu_per_request "$on_med" us/req "$off_med" "<1.05x off" \
+		"$(yesno "$on_med < 1.05 * $off_med")"
 fi
 
 if [ -n "$STREAMS" ]; then

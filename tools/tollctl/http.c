@@ -177,6 +177,9 @@ static int http_parse(struct http_call *call, long status, cJSON **json)
 {
 	if (call->body.len)
 		*json = cJSON_ParseWithLength(call->body.buf, call->body.len);
+	/* 204 No Content (DELETE /api/v1/limits/:subject) has no body by definition */
+	if (status == 204 && !call->body.len)
+		return CTL_EXIT_OK;
 	if (status >= 200 && status < 300 && !cJSON_IsObject(*json)) {
 		fprintf(stderr, "tollctl: %ld from %s without a JSON object in the body\n", status,
 			call->url.buf);
@@ -199,7 +202,8 @@ static void http_call_free(struct http_call *call)
 /*
  * Sends METHOD base_url+PATH with BODY (NULL for none), with the admin token when AUTH.
  * Returns 0 when the server answered, whatever the status: *STATUS is set and *JSON holds
- * the parsed body or NULL (a 2xx is guaranteed to carry an object); the caller deletes it.
+ * the parsed body or NULL (a 2xx other than an empty 204 is guaranteed to carry an object);
+ * the caller deletes it.
  * Otherwise returns an exit status after saying why on stderr (no token, unreachable,
  * timeout, oversized or malformed answer).
  */

@@ -231,3 +231,155 @@ bool parse_one_of(const char *s, const char *const *allowed)
 			return true;
 	return false;
 }
+
+/* ---- subject limits (tollctl limits set; the issue-5 contract's names) ---- */
+
+enum subject_limit_kind {
+	SLK_COUNT = 0, /* non-negative integer */
+	SLK_DEC3,      /* decimal, up to 3 fraction digits */
+	SLK_DEC9,      /* decimal, up to 9 fraction digits (USD) */
+	SLK_RATIO,     /* decimal, up to 3 fraction digits, more than 0, at most 1 */
+	SLK_ENUM,      /* one of the listed words */
+};
+
+static const char *const window_words[] = {"calendar", "rolling", NULL};
+static const char *const mode_words[] = {"hard", "soft", NULL};
+const char *const parse_action_words[] = {"block", "queue", "downgrade", "alert", NULL};
+
+static const struct {
+	const char *name;
+	enum subject_limit_kind kind;
+	const char *const *words;
+} subject_limits[] = {
+    {"requests_per_second", SLK_DEC3, NULL},  {"burst", SLK_COUNT, NULL},
+    {"requests_per_minute", SLK_COUNT, NULL}, {"requests_per_hour", SLK_COUNT, NULL},
+    {"requests_per_day", SLK_COUNT, NULL},    {"requests_per_month", SLK_COUNT, NULL},
+    {"tokens_per_minute", SLK_COUNT, NULL},   {"tokens_per_hour", SLK_COUNT, NULL},
+    {"tokens_per_day", SLK_COUNT, NULL},      {"tokens_per_month", SLK_COUNT, NULL},
+    {"token_quota_days", SLK_COUNT, NULL},    {"max_concurrent", SLK_COUNT, NULL},
+    {"cost_per_hour", SLK_DEC9, NULL},	      {"cost_per_day", SLK_DEC9, NULL},
+    {"cost_per_month", SLK_DEC9, NULL},	      {"cost_window", SLK_ENUM, window_words},
+    {"bytes_per_month", SLK_COUNT, NULL},     {"compute_seconds_per_month", SLK_DEC3, NULL},
+    {"alert_threshold", SLK_RATIO, NULL},     {"mode", SLK_ENUM, mode_words},
+    {"action", SLK_ENUM, parse_action_words},
+};
+
+#define NSUBJECT_LIMITS (sizeof(subject_limits) / sizeof(subject_limits[0]))
+
+/* Whether FIELD is an amount that can carry a per-limit action (not mode, action, ...). */
+bool parse_is_amount_limit(const char *field)
+{
+	for (size_t i = 0; i < NSUBJECT_LIMITS; i++)
+		if (strcmp(subject_limits[i].name, field) == 0)
+			return subject_limits[i].kind != SLK_ENUM &&
+			       strcmp(field, "alert_threshold") != 0 &&
+			       strcmp(field, "token_quota_days") != 0;
+	return false;
+}
+
+/* A decimal with at most MAXFRAC fraction digits: sent raw, so no digit is lost. */
+static int decimal_raw(const char *value, int maxfrac, bool ratio, cJSON **item)
+{
+	const char *dot = strchr(value, '.');
+	double d;
+
+	if (parse_decimal(value, &d) != 0 || (dot && (int)strlen(dot + 1) > maxfrac))
+		return -EINVAL;
+	if (ratio && (d <= 0 || d > 1))
+		return -ERANGE;
+	*item = cJSON_CreateRaw(value);
+	return *item ? 0 : -ENOMEM;
+}
+
+int parse_subject_limit(const char *field, const char *value, cJSON **item, const char **hint)
+{
+	long long n;
+	char raw[32];
+
+	for (size_t i = 0; i < NSUBJECT_LIMITS; i++) {
+		if (strcmp(subject_limits[i].name, field) != 0)
+			continue;
+		if (strcmp(value, "null") == 0) {
+			*item = cJSON_CreateNull();
+			return *item ? 0 : -ENOMEM;
+		}
+		switch (subject_limits[i].kind) {
+		case SLK_COUNT:
+			*hint = "a non-negative integer";
+			if (parse_count(value, &n) != 0)
+				return -EINVAL;
+			snprintf(raw, sizeof(raw), "%lld", n);
+			*item = cJSON_CreateRaw(raw);
+			return *item ? 0 : -ENOMEM;
+		case SLK_DEC3:
+			*hint = "a number with up to 3 digits after the point";
+			return decimal_raw(value, 3, false, item);
+		case SLK_DEC9:
+			*hint = "an amount in USD with up to 9 digits after the point";
+			return decimal_raw(value, 9, false, item);
+		case SLK_RATIO:
+			*hint =
+			    "a fraction more than 0 and at most 1 (up to 3 digits after the point)";
+			return decimal_raw(value, 3, true, item);
+		case SLK_ENUM:
+			*hint = subject_limits[i].words == parse_action_words
+				    ? "one of block, queue, downgrade, alert"
+				: subject_limits[i].words == mode_words
+				    ? "one of hard, soft"
+				    : "one of calendar, rolling";
+			if (!parse_one_of(value, subject_limits[i].words))
+				return -EINVAL;
+			*item = cJSON_CreateString(value);
+			return *item ? 0 : -ENOMEM;
+		}
+	}
+	return -ENOENT;
+}
+
+/* The id after "kind:" is 1..64 of [A-Za-z0-9._:-] (tenants) or [A-Za-z0-9._-] (owners). */
+static bool subject_id_ok(const char *id, bool colon)
+{
+	size_t n = strlen(id);
+
+	if (n == 0 || n > 64)
+		return false;
+	for (; *id; id++)
+		if (!((*id >= 'a' && *id <= 'z') || (*id >= 'A' && *id <= 'Z') || is_digit(*id) ||
+		      *id == '.' || *id == '_' || *id == '-' || (colon && *id == ':')))
+			return false;
+	return true;
+}
+
+/* A key id: 12 of [a-z0-9]. */
+static bool key_id_ok(const char *id)
+{
+	if (strlen(id) != 12)
+		return false;
+	for (; *id; id++)
+		if (!((*id >= 'a' && *id <= 'z') || is_digit(*id)))
+			return false;
+	return true;
+}
+
+int parse_subject(const char *s, bool allow_key, char *out, size_t outlen)
+{
+	static const char *const owners[] = {"user:", "team:", "consumer:"};
+	int n;
+
+	if (key_id_ok(s) || (strncmp(s, "key:", 4) == 0 && key_id_ok(s + 4))) {
+		if (!allow_key)
+			return -EPERM;
+		n = snprintf(out, outlen, "key:%s", key_id_ok(s) ? s : s + 4);
+		return n > 0 && (size_t)n < outlen ? 0 : -EINVAL;
+	}
+	for (size_t i = 0; i < sizeof(owners) / sizeof(owners[0]); i++)
+		if (strncmp(s, owners[i], strlen(owners[i])) == 0 &&
+		    subject_id_ok(s + strlen(owners[i]), false))
+			goto ok;
+	if (strncmp(s, "tenant:", 7) == 0 && subject_id_ok(s + 7, true))
+		goto ok;
+	return -EINVAL;
+ok:
+	n = snprintf(out, outlen, "%s", s);
+	return n > 0 && (size_t)n < outlen ? 0 : -EINVAL;
+}

@@ -22,6 +22,15 @@
 	"FIELD is one of requests_per_second (may be fractional, e.g. 0.5), burst,\n"              \
 	"requests_per_minute, requests_per_hour, requests_per_day, tokens_per_minute,\n"           \
 	"tokens_per_month, max_concurrent. Values are numbers; 0 means no limit of that kind.\n"
+#define SUBJECT_LIMIT_HELP                                                                         \
+	"FIELD: requests_per_second (up to 3 decimals), burst, requests_per_minute,\n"             \
+	"requests_per_hour, requests_per_day, requests_per_month, tokens_per_minute,\n"            \
+	"tokens_per_hour, tokens_per_day, tokens_per_month, token_quota_days (N: a rolling\n"      \
+	"quota of N days; 0: calendar month), max_concurrent, cost_per_hour, cost_per_day,\n"      \
+	"cost_per_month (USD, up to 9 decimals), cost_window (calendar|rolling),\n"               \
+	"bytes_per_month, compute_seconds_per_month (up to 3 decimals), alert_threshold\n"        \
+	"(0 < x <= 1), mode (hard|soft), action (block|queue|downgrade|alert: the default of\n"    \
+	"every limit). actions.LIMIT=ACTION sets the action of one limit.\n"
 #define WHEN_HELP                                                                                  \
 	"WHEN is an RFC 3339 time (2027-01-01T00:00:00Z, offsets and fractions allowed) or a\n"    \
 	"time from now: +30d (days), +12h (hours), +90m (minutes).\n"
@@ -63,6 +72,21 @@ static const struct ctl_cmd ctl_cmds[] = {
      "take --tier (default basic); it manages only the keys of owner consumer:ID.\n"},
     {"tokens", "list", tokens_list, "", "Lists the admin tokens (never their secrets).\n"},
     {"tokens", "revoke", tokens_revoke, "ID", "Revokes an admin token at once.\n"},
+    {"limits", "list", limits_list, "",
+     "Lists the owners (user:, team:, consumer:) and tenants with limits of their own.\n"
+     "'tollctl limits' alone does the same.\n"},
+    {"limits", "set", limits_set, "SUBJECT FIELD=VALUE... [actions.LIMIT=ACTION]...",
+     "Sets limits of an owner or tenant (SUBJECT: user:ID, team:ID, consumer:ID,\n"
+     "tenant:ID) and shows where it stands. VALUE null removes a limit; 0 means no limit.\n"
+     "A key's limits are set with 'tollctl keys update ID --limit FIELD=VALUE'.\n" SUBJECT_LIMIT_HELP},
+    {"limits", "clear", limits_clear, "SUBJECT", "Removes every limit of an owner or tenant.\n"},
+    {"limits", NULL, limits_list, "",
+     "Lists the owners and tenants with limits of their own (as 'tollctl limits list').\n"
+     "See also 'tollctl limits set --help', 'tollctl limits clear' and 'tollctl quota'.\n"},
+    {"quota", NULL, quota_show, "SUBJECT",
+     "Shows where a subject stands against each of its limits: used, reserved by calls in\n"
+     "flight, the limit, what remains, when the window resets, the action and the mode.\n"
+     "SUBJECT is a key id (or key:ID), user:ID, team:ID, consumer:ID or tenant:ID.\n"},
     {"health", NULL, ctl_health, "", "Asks whether tollgated runs (GET /health, no token).\n"},
     {"ready", NULL, ctl_ready, "",
      "Asks whether tollgated is ready to serve (GET /ready, no token).\n"},
@@ -96,7 +120,7 @@ static void print_global_help(FILE *f)
 {
 	fputs("usage: tollctl [options] COMMAND [arguments]\n"
 	      "\n"
-	      "Manages tollgate API keys, tiers and admin tokens through the admin API.\n"
+	      "Manages tollgate API keys, tiers, admin tokens and limits through the admin API.\n"
 	      "\n"
 	      "Options (before the command):\n"
 	      "  --url URL          admin API base URL (default: $TOLLGATE_ADMIN_URL, else\n"

@@ -6,7 +6,8 @@
  * tollctl.c parses the global options and dispatches; cli.c holds what every command
  * shares (usage errors, the token, option checks); http.c is the only file that includes
  * curl.h; parse.c and util.c are pure (no I/O) so they can be tested alone; output.c renders
- * tables and field lists; keys.c, tiers.c and tokens.c implement the commands.
+ * tables and field lists; keys.c, tiers.c, tokens.c, status.c and limits.c implement the
+ * commands.
  *
  * Two error conventions meet here. Helpers return 0 or a negative errno. Functions that talk
  * to the user (commands, requests, usage checks) return a process exit status from
@@ -130,12 +131,34 @@ int parse_decimal(const char *s, double *out);
 int parse_limit(const char *field, const char *value, bool allow_null, cJSON **item);
 int parse_when(const char *s, time_t now, char *out, size_t outlen);
 bool parse_one_of(const char *s, const char *const *allowed);
+/*
+ * Subject limits (tollctl limits set): FIELD=VALUE of the issue-5 limit names into a JSON
+ * value (amounts raw, so no digit is lost; enums as strings; "null" clears). 0 and *item,
+ * -ENOENT unknown field, -EINVAL bad value, -ERANGE out of range (*hint then says what
+ * the field takes), -ENOMEM.
+ */
+int parse_subject_limit(const char *field, const char *value, cJSON **item, const char **hint);
+/* Whether FIELD is an amount limit that may carry its own action (actions.FIELD=...). */
+bool parse_is_amount_limit(const char *field);
+extern const char *const parse_action_words[]; /* block, queue, downgrade, alert, NULL */
+/*
+ * Checks a subject - a key id (bare or key:ID), user:X, team:X, consumer:X, tenant:X - and
+ * writes its canonical form (key:ID) to out. 0, -EINVAL (not a subject), -EPERM (a key
+ * where allow_key is false).
+ */
+int parse_subject(const char *s, bool allow_key, char *out, size_t outlen);
 
 /* output.c */
 int out_json(const cJSON *json);
 int out_table(const struct out_col *cols, size_t ncols, const cJSON *items);
 int out_fields(const cJSON *obj, int indent);
 void out_clean(FILE *f, const char *s);
+
+/* limits.c */
+int limits_list(struct ctl *ctl, int argc, char **argv);
+int limits_set(struct ctl *ctl, int argc, char **argv);
+int limits_clear(struct ctl *ctl, int argc, char **argv);
+int quota_show(struct ctl *ctl, int argc, char **argv);
 
 /* keys.c, tiers.c, tokens.c */
 int keys_create(struct ctl *ctl, int argc, char **argv);
