@@ -40,16 +40,7 @@ pids=()
 BENCH_NAME=bench_failover
 . "$here/lib.sh"
 
-cleanup() {
-	local rc=$? i
-	trap - EXIT
-	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-		stop_pid "${pids[$i]}"
-	done
-	rm -rf "$tmp"
-	exit "$rc"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 143' TERM INT HUP
 
 start_mock() { # NAME: sets MOCK_<NAME> (host:port)

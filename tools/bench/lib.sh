@@ -44,3 +44,15 @@ ticks() { # PID...: utime+stime of these processes (all threads), in clock ticks
 nginx_pids() { echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"; }
 
 yesno() { awk "BEGIN {exit !($1)}" && echo yes || echo no; }
+
+# bench_cleanup: the EXIT trap of a bench that keeps its processes in pids and its files in
+# $tmp: stops every process it started, newest first, by PID, then removes $tmp.
+bench_cleanup() {
+	local rc=$? i
+	trap - EXIT
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		stop_pid "${pids[$i]}"
+	done
+	rm -rf "$tmp"
+	exit "$rc"
+}

@@ -252,22 +252,37 @@ int limits_set(struct ctl *ctl, int argc, char **argv)
 	return rc;
 }
 
-/* tollctl limits clear SUBJECT: DELETE (204). */
-int limits_clear(struct ctl *ctl, int argc, char **argv)
+/*
+ * The one SUBJECT argument of limits clear and quota (any_key: a key id is allowed): its
+ * canonical form in subject and the API path in *path (the caller frees it). CTL_CONTINUE,
+ * or the exit status of a usage error.
+ */
+static int subject_only(struct ctl *ctl, int argc, char **argv, bool any_key,
+			char subject[SUBJECT_MAX], char **path)
 {
-	char subject[SUBJECT_MAX], *path = NULL;
 	const char *arg = NULL;
-	cJSON *answer = NULL;
 	int rc = ctl_no_options(ctl, argc, argv);
 
 	if (rc == CTL_CONTINUE)
 		rc = ctl_args(ctl, argc, argv, "SUBJECT", &arg);
 	if (rc == CTL_CONTINUE)
-		rc = subject_arg(ctl, arg, false, subject);
-	if (rc == CTL_CONTINUE && !(path = ctl_path(LIMITS_PATH "/", subject, NULL)))
+		rc = subject_arg(ctl, arg, any_key, subject);
+	if (rc == CTL_CONTINUE && !(*path = ctl_path(LIMITS_PATH "/", subject, NULL)))
 		rc = ctl_nomem();
-	if (rc != CTL_CONTINUE)
+	return rc;
+}
+
+/* tollctl limits clear SUBJECT: DELETE (204). */
+int limits_clear(struct ctl *ctl, int argc, char **argv)
+{
+	char subject[SUBJECT_MAX], *path = NULL;
+	cJSON *answer = NULL;
+	int rc = subject_only(ctl, argc, argv, false, subject, &path);
+
+	if (rc != CTL_CONTINUE) {
+		free(path);
 		return rc;
+	}
 	rc = ctl_request(ctl, "DELETE", path, NULL, true, &answer);
 	if (!rc && !ctl->json)
 		printf("limits of %s cleared\n", subject);
@@ -280,18 +295,13 @@ int limits_clear(struct ctl *ctl, int argc, char **argv)
 int quota_show(struct ctl *ctl, int argc, char **argv)
 {
 	char subject[SUBJECT_MAX], *path = NULL;
-	const char *arg = NULL;
 	cJSON *answer = NULL;
-	int rc = ctl_no_options(ctl, argc, argv);
+	int rc = subject_only(ctl, argc, argv, true, subject, &path);
 
-	if (rc == CTL_CONTINUE)
-		rc = ctl_args(ctl, argc, argv, "SUBJECT", &arg);
-	if (rc == CTL_CONTINUE)
-		rc = subject_arg(ctl, arg, true, subject);
-	if (rc == CTL_CONTINUE && !(path = ctl_path(LIMITS_PATH "/", subject, NULL)))
-		rc = ctl_nomem();
-	if (rc != CTL_CONTINUE)
+	if (rc != CTL_CONTINUE) {
+		free(path);
 		return rc;
+	}
 	rc = ctl_request(ctl, "GET", path, NULL, true, &answer);
 	if (!rc)
 		rc = usage_show(ctl, answer);
