@@ -610,6 +610,21 @@ static void release_stream(struct dp_call *c, int commit_rc)
 	http_stream_end(c->hs);
 }
 
+/*
+ * A 503 because no provider could take the call now (cooling down, circuit open) says when
+ * the first of them can again; none when that is not known or is now (the attempts failed).
+ */
+static void all_failed_retry_after(struct dp_call *c)
+{
+	int64_t wait = router_wait_ns(c->dp->d.router, c->model, tg_now_mono_ns());
+	char v[24];
+
+	if (wait <= 0)
+		return;
+	snprintf(v, sizeof(v), "%lld", (long long)((wait + 999999999) / 1000000000)); /* s, up */
+	http_add_header(c->req, "Retry-After", v);
+}
+
 /* The provider's answer as it came: status, content type, Retry-After, body. */
 static void pass_through(struct dp_call *c)
 {
@@ -637,6 +652,7 @@ static void release_plain(struct dp_call *c, int commit_rc)
 	dp_route_headers(c);
 	switch (c->outcome) {
 	case DP_OUT_ALL_FAILED:
+		all_failed_retry_after(c);
 		http_reply_error(req, 503, "upstream_error", "all_providers_failed", NULL,
 				 "no provider could serve model %s: %s (request id %s)", c->model,
 				 c->attempts_log, id);

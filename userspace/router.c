@@ -337,6 +337,40 @@ int router_pick(struct router *r, const char *model, const char *service, uint64
 	return served ? rc : -ENOENT;
 }
 
+/* When s can take a call again: now if it can, else the end of its cooldown or open
+ * breaker; -1 if that is not known (half-open with every probe place taken). */
+static int64_t available_at(const struct router *r, const struct rt_prov *s, int64_t now)
+{
+	int64_t at = now;
+	bool probe;
+
+	if (!unavailable(r, s, now, &probe))
+		return now;
+	if (s->cooldown_until > at)
+		at = s->cooldown_until;
+	if (s->state == BREAKER_OPEN && s->open_until > at)
+		at = s->open_until;
+	return at > now ? at : -1;
+}
+
+int64_t router_wait_ns(struct router *r, const char *model, int64_t now_ns)
+{
+	int64_t best = -1;
+
+	pthread_mutex_lock(&r->mu);
+	for (size_t i = 0; i < r->n; i++) {
+		int64_t at;
+
+		if (!serves(r->v[i].p, model))
+			continue;
+		at = available_at(r, &r->v[i], now_ns);
+		if (at >= 0 && (best < 0 || at < best))
+			best = at;
+	}
+	pthread_mutex_unlock(&r->mu);
+	return best > now_ns ? best - now_ns : 0;
+}
+
 static void latency_note(struct rt_prov *s, int64_t ns, int64_t now)
 {
 	if (ns < 0)

@@ -87,6 +87,14 @@ struct router_choice {
 int router_pick(struct router *r, const char *model, const char *service, uint64_t excluded,
 		int64_t now_ns, struct router_choice *out, char *why, size_t whylen);
 /*
+ * How long until some provider serving model can take a call again, for the Retry-After of
+ * a 503 when none could: the earliest end of a cooldown or of an open breaker among them.
+ * 0 when one is available at now_ns, or when none will be at a known time (half-open probes
+ * in flight, or no provider serves the model).
+ */
+int64_t router_wait_ns(struct router *r, const char *model, int64_t now_ns);
+
+/*
  * The attempt of ch ended with o after latency_ns (to the answer's headers, or to the
  * failure); retry_after_sec is the answer's Retry-After (0 = none). Every successful pick is
  * reported exactly once.

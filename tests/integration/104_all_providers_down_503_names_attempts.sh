@@ -4,7 +4,8 @@
 # "a" (answers 500), "b" (answers 503) and "c" (nobody listens) all serve gpt-4o-mini. The call
 # is tried on each in turn and answered 503 all_providers_failed, naming every attempt and its
 # reason; its usage record says 3 attempts and status 503. Once their breakers are open the
-# next call is refused at once, naming each open breaker, and reaches no provider (0 attempts).
+# next call is refused at once, naming each open breaker, and reaches no provider (0 attempts);
+# its Retry-After says when the first breaker starts probing again.
 # routing.max_attempts stops the tries (the message says so); a provider that does not answer
 # within its timeout_sec is failed over like one that refuses.
 . "$(dirname "$0")/lib.sh"
@@ -34,6 +35,8 @@ expect_error 503 upstream_error all_providers_failed
 expect_match .error.message 'a: status 500; b: status 503; c: connect'
 expect_match .error.message 'gpt-4o-mini'
 expect_header X-Tollgate-Attempts '^3$'
+# every provider could take a call again at once (the attempts failed): no Retry-After
+expect test -z "$(header Retry-After)"
 rec=$(pv_record "$(header x-request-id)")
 expect jqt '.status == 503 and .attempts == 3 and .provider == "c"' "$rec"
 expect jqt '.prompt_tokens + .completion_tokens == 0' "$rec"
@@ -54,6 +57,8 @@ case_start "with every breaker open the call is refused at once and reaches no p
 dp POST /v1/chat/completions "$CHAT"
 expect_error 503 upstream_error all_providers_failed
 expect_match .error.message 'a: circuit open; b: circuit open; c: circuit open'
+# Retry-After: when the first breaker starts probing (breaker_open_sec 600, whole seconds)
+expect_header Retry-After '^([1-9][0-9]?|[1-5][0-9][0-9]|600)$'
 expect test "$(pv_requests a)" = 2
 expect test "$(pv_requests b)" = 2
 rec=$(pv_record "$(header x-request-id)")

@@ -219,6 +219,29 @@ static void cooldown_and_retry_after(void)
 	router_free(r);
 }
 
+/* router_wait_ns: the earliest end of a cooldown or open breaker among the model's providers. */
+static void wait_until_a_provider_is_back(void)
+{
+	struct router_choice ch;
+	struct router *r;
+
+	setup(2, NULL, NULL);
+	r = mk(1, 30, 1, ROUTE_PRIMARY);
+	TG_REQUIRE(r);
+	TG_CHECK_INT(router_wait_ns(r, "m", T0), 0); /* both available */
+	TG_CHECK_INT(router_wait_ns(r, "no-such-model", T0), 0);
+	TG_CHECK_INT(pick(r, 0, T0, &ch, NULL), 0);
+	router_report(r, &ch, ROUTER_RATE_LIMITED, SEC / 100, 5, T0); /* a: cools down 5 s */
+	TG_CHECK_INT(router_wait_ns(r, "m", T0), 0);		       /* b still can */
+	TG_CHECK_INT(pick(r, 0, T0, &ch, NULL), 1);
+	report(r, &ch, ROUTER_SERVER_ERROR, T0); /* b: breaker open for 30 s */
+	TG_CHECK_INT(router_wait_ns(r, "m", T0), 5 * SEC);
+	TG_CHECK_INT(router_wait_ns(r, "m", T0 + 2 * SEC), 3 * SEC);
+	TG_CHECK_INT(router_wait_ns(r, "only-a", T0 + 2 * SEC), 3 * SEC);
+	TG_CHECK_INT(router_wait_ns(r, "m", T0 + 5 * SEC), 0); /* a is back */
+	router_free(r);
+}
+
 static void primary_by_priority_then_position(void)
 {
 	static const uint32_t prio[] = {20, 10, 30};
@@ -391,6 +414,7 @@ static void status_counts_latency_and_error_rate(void)
 }
 
 static const struct tg_case cases[] = {
+    {"a 503's wait: the earliest cooldown or open breaker to end", wait_until_a_provider_is_back},
     {"breaker: opens after N failures in a row, probes after open_sec, closes or reopens",
      breaker_opens_probes_and_closes},
     {"breaker: half-open lets at most breaker_probes calls through at once", half_open_probe_limit},
