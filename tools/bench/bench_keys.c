@@ -29,38 +29,16 @@
 #include <unistd.h>
 
 #include "keys.h"
+#include "bench_stats.h"
 #include "log.h"
 #include "model.h"
 #include "ratelimit.h"
 #include "store.h"
 #include "sync.h"
+#include "util.h"
 #include "tollgate/siphash.h"
 
-#define BATCH 1000
 #define WRITE_BATCH 20000
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Median and p99 of n per-batch figures (sorted in place). */
-static void stats(int64_t *v, size_t n, double *median, double *p99)
-{
-	qsort(v, n, sizeof(*v), cmp_i64);
-	*median = (double)v[n / 2] / BATCH;
-	*p99 = (double)v[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] / BATCH;
-}
 
 /*
  * One line in tools/bench/run's format. goal_op is '<' or '>' with goal_v the bound the
@@ -146,20 +124,20 @@ static void tag_of(const uint8_t key[16], const char *s, size_t len, uint64_t ta
 	tag[1] = t[1];
 }
 
-/* Times verifies over the keys in pt; per-batch ns into v (n / BATCH entries). */
+/* Times verifies over the keys in pt; per-batch ns into v (n / BENCH_BATCH entries). */
 static int time_verify(struct keys *k, char (*pt)[TG_CRED_MAX], size_t *len, size_t nkeys,
 		       size_t n, int64_t *v)
 {
 	struct keys_auth a;
 	size_t j = 0;
 
-	for (size_t b = 0; b < n / BATCH; b++) {
-		int64_t t0 = now_ns();
+	for (size_t b = 0; b < n / BENCH_BATCH; b++) {
+		int64_t t0 = tg_now_mono_ns();
 		int bad = 0;
 
-		for (int i = 0; i < BATCH; i++, j = (j + 7919) % nkeys)
+		for (int i = 0; i < BENCH_BATCH; i++, j = (j + 7919) % nkeys)
 			bad |= keys_verify(k, pt[j], len[j], KEYS_API, &a);
-		v[b] = now_ns() - t0;
+		v[b] = tg_now_mono_ns() - t0;
 		if (bad)
 			return -1;
 	}
@@ -172,16 +150,16 @@ static int64_t time_plain(const struct plain_table *t, const uint8_t key[16],
 	volatile int64_t sink = 0;
 	size_t j = 0;
 
-	for (size_t b = 0; b < n / BATCH; b++) {
-		int64_t t0 = now_ns(), acc = 0;
+	for (size_t b = 0; b < n / BENCH_BATCH; b++) {
+		int64_t t0 = tg_now_mono_ns(), acc = 0;
 
-		for (int i = 0; i < BATCH; i++, j = (j + 7919) % nkeys) {
+		for (int i = 0; i < BENCH_BATCH; i++, j = (j + 7919) % nkeys) {
 			uint64_t tag[2];
 
 			tag_of(key, pt[j], len[j], tag);
 			acc += plain_get(t, tag);
 		}
-		v[b] = now_ns() - t0;
+		v[b] = tg_now_mono_ns() - t0;
 		sink += acc;
 	}
 	return sink;
@@ -222,7 +200,7 @@ static int verify_setup(struct keys *k, struct plain_table *t, const uint8_t key
 static int bench_verify(size_t nkeys, size_t nverify)
 {
 	char dir[64], (*pt)[TG_CRED_MAX] = calloc(nkeys, TG_CRED_MAX);
-	size_t *len = calloc(nkeys, sizeof(*len)), nb = nverify / BATCH;
+	size_t *len = calloc(nkeys, sizeof(*len)), nb = nverify / BENCH_BATCH;
 	int64_t *v = calloc(nb, sizeof(*v)), *bv = calloc(nb, sizeof(*bv));
 	struct plain_table t = {0};
 	struct store *s = store_tmp(dir, 64 << 20, 1ul << 32);
@@ -238,14 +216,14 @@ static int bench_verify(size_t nkeys, size_t nverify)
 	o.argon2_per_sec = 1000000;
 	o.cache_max = (uint32_t)(nkeys * 2 > 1024 ? nkeys * 2 : 1024);
 	if (!pt || !len || !v || !bv || !s || !(k = keys_open(s, &o)) ||
-	    verify_setup(k, &t, key, pt, len, nkeys) || time_verify(k, pt, len, nkeys, nb * BATCH, v))
+	    verify_setup(k, &t, key, pt, len, nkeys) || time_verify(k, pt, len, nkeys, nb * BENCH_BATCH, v))
 		goto out;
-	time_plain(&t, key, pt, len, nkeys, nb * BATCH, bv);
-	stats(v, nb, &med, &p99);
-	stats(bv, nb, &bmed, &bp99);
+	time_plain(&t, key, pt, len, nkeys, nb * BENCH_BATCH, bv);
+	bench_stats(v, nb, &med, &p99);
+	bench_stats(bv, nb, &bmed, &bp99);
 	printf("# cached verify: %zu keys, %zu verifies in batches of %d; baseline: one "
 	       "tg_siphash128 and a plain hash lookup\n",
-	       nkeys, nb * BATCH, BATCH);
+	       nkeys, nb * BENCH_BATCH, BENCH_BATCH);
 	metric("cached_verify_median_ns", med, "ns", bmed, '<', 1000);
 	metric("cached_verify_p99_ns", p99, "ns", bp99, 0, 0);
 	rc = 0;
@@ -390,9 +368,9 @@ static int bench_reconcile(struct keys *k, size_t nrec, int64_t t_iter)
 
 	if (!sy)
 		goto out;
-	t0 = now_ns();
+	t0 = tg_now_mono_ns();
 	rc = sync_reconcile(sy, k);
-	t0 = now_ns() - t0;
+	t0 = tg_now_mono_ns() - t0;
 	/* record 0 has key hash 0, which never goes to the kernel */
 	if (rc || sync_active_count(sy) != nrec || entries != nrec - 1) {
 		rc = -1;
@@ -422,16 +400,16 @@ static int bench_load(size_t nrec)
 	if (!s)
 		goto out;
 	/* the baseline first, so both runs find the data in the page cache */
-	t0 = now_ns();
+	t0 = tg_now_mono_ns();
 	if (store_read(s, iter_txn, &seen) || seen != nrec)
 		goto out;
-	t_iter = now_ns() - t0;
+	t_iter = tg_now_mono_ns() - t0;
 	keys_opts_default(&o);
 	malloc_trim(0); /* freed memory back to the kernel: growth below is keys_open's own */
 	rss0 = anon_rss();
-	t0 = now_ns();
+	t0 = tg_now_mono_ns();
 	k = keys_open(s, &o);
-	t_open = now_ns() - t0;
+	t_open = tg_now_mono_ns() - t0;
 	rss1 = anon_rss();
 	if (!k || keys_count(k) != nrec)
 		goto out;
@@ -463,9 +441,9 @@ int main(int argc, char **argv)
 	int rc = 0;
 
 	log_init("bench_keys", LOG_LVL_WARN);
-	if (nkeys < 1 || nverify < BATCH || nrec < 1) {
+	if (nkeys < 1 || nverify < BENCH_BATCH || nrec < 1) {
 		fprintf(stderr, "usage: %s [keys >= 1] [records >= 1] [verifies >= %d]\n",
-			argv[0], BATCH);
+			argv[0], BENCH_BATCH);
 		return 2;
 	}
 	rc |= bench_verify(nkeys, nverify);

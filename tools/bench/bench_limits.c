@@ -6,7 +6,7 @@
  * and month, cost per hour, day and month, bytes and compute per month, concurrency), all
  * far above what the run uses so that every check passes and reserves. Baseline in the
  * same run: ratelimit_charge alone on one slot (the request-rate check every call already
- * pays). Timed per batch of BATCH pairs; the figure is the median (and p99) of the batch
+ * pays). Timed per batch of BENCH_BATCH pairs; the figure is the median (and p99) of the batch
  * means. The engine's clock is the wall clock of the run (Unix s), as in the data plane.
  *
  * With a second argument THREADS > 1 it also times THREADS threads checking at once, each
@@ -23,36 +23,15 @@
 #include <time.h>
 
 #include "budget.h"
+#include "bench_stats.h"
 #include "log.h"
 #include "model.h"
 #include "ratelimit.h"
 #include "tollgate/abi.h"
+#include "util.h"
 
-#define BATCH	    1000
 #define BIG	    (UINT64_C(1) << 50) /* a limit nothing in the run reaches */
 #define THREADS_MAX 16
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-static void stats(int64_t *v, size_t n, double *median, double *p99)
-{
-	qsort(v, n, sizeof(*v), cmp_i64);
-	*median = (double)v[n / 2] / BATCH;
-	*p99 = (double)v[n * 99 / 100] / BATCH;
-}
 
 /* Every amount limit set (far above the run), hard mode, action block. */
 static void limits_all(struct limits *l)
@@ -83,11 +62,11 @@ struct worker {
 	const struct limits *lim;
 	char key[TG_ID_LEN + 1];
 	size_t batches;
-	int64_t *batch_ns; /* per batch: ns for BATCH reserve + release pairs */
+	int64_t *batch_ns; /* per batch: ns for BENCH_BATCH reserve + release pairs */
 	int err;
 };
 
-/* BATCH pairs of reserve + release, timed per batch. */
+/* BENCH_BATCH pairs of reserve + release, timed per batch. */
 static void *worker_run(void *arg)
 {
 	struct worker *w = arg;
@@ -100,9 +79,9 @@ static void *worker_run(void *arg)
 
 	budget_estimate(NULL, 20, 100, 300, r.est);
 	for (size_t i = 0; i < w->batches; i++) {
-		int64_t t0 = now_ns();
+		int64_t t0 = tg_now_mono_ns();
 
-		for (int j = 0; j < BATCH; j++) {
+		for (int j = 0; j < BENCH_BATCH; j++) {
 			struct budget_call c = {0};
 
 			if (budget_reserve(w->b, &r, &c, &v) || !v.allowed) {
@@ -111,7 +90,7 @@ static void *worker_run(void *arg)
 			}
 			budget_release(w->b, &c);
 		}
-		w->batch_ns[i] = now_ns() - t0;
+		w->batch_ns[i] = tg_now_mono_ns() - t0;
 	}
 	return NULL;
 }
@@ -127,12 +106,12 @@ static int baseline(const struct limits *lim, size_t batches, int64_t *batch_ns)
 		return -ENOMEM;
 	slots_assign(slot, lim);
 	for (size_t i = 0; i < batches && !err; i++) {
-		int64_t t0 = now_ns();
+		int64_t t0 = tg_now_mono_ns();
 
-		for (int j = 0; j < BATCH; j++)
-			if (!ratelimit_charge(slot, lim, (uint64_t)now_ns(), false, &v))
+		for (int j = 0; j < BENCH_BATCH; j++)
+			if (!ratelimit_charge(slot, lim, (uint64_t)tg_now_mono_ns(), false, &v))
 				err = -EDQUOT;
-		batch_ns[i] = now_ns() - t0;
+		batch_ns[i] = tg_now_mono_ns() - t0;
 	}
 	free(slot);
 	return err;
@@ -183,7 +162,7 @@ static int run_threads(struct budget *b, const struct limits *lim, unsigned n, s
 		err = err ? err : w[i].err;
 	}
 	if (!err)
-		stats(all, batches * n, med, p99);
+		bench_stats(all, batches * n, med, p99);
 	free(all);
 	return err;
 }
@@ -192,7 +171,7 @@ int main(int argc, char **argv)
 {
 	size_t pairs = argc > 1 ? strtoul(argv[1], NULL, 10) : 2000000;
 	unsigned threads = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 2;
-	size_t batches = pairs / BATCH ? pairs / BATCH : 1;
+	size_t batches = pairs / BENCH_BATCH ? pairs / BENCH_BATCH : 1;
 	int64_t *bn = calloc(batches, sizeof(*bn)), *ln = calloc(batches, sizeof(*ln));
 	struct worker w = {.batches = batches, .batch_ns = ln};
 	double bmed, bp99, lmed, lp99, tmed = 0, tp99 = 0;
@@ -225,11 +204,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_limits: a check failed: %s\n", strerror(-err));
 		return 1;
 	}
-	stats(bn, batches, &bmed, &bp99);
-	stats(ln, batches, &lmed, &lp99);
+	bench_stats(bn, batches, &bmed, &bp99);
+	bench_stats(ln, batches, &lmed, &lp99);
 	printf("# bench_limits: %zu reserve+release pairs (key, team, tenant; every window set), "
 	       "batches of %d; baseline ratelimit_charge of one slot\n",
-	       batches * BATCH, BATCH);
+	       batches * BENCH_BATCH, BENCH_BATCH);
 	printf("metric=limit_check_median value=%.0f unit=ns baseline=%.0f ratio=%.2f goal=<1000 "
 	       "pass=%s\n",
 	       lmed, bmed, lmed / bmed, lmed < 1000 ? "yes" : "no");
