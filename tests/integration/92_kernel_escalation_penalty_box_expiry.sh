@@ -15,7 +15,6 @@
 
 kern_prereq
 kern_setup
-KCLIENT=$(cd "$(dirname "$0")" && pwd)/kclient.py
 ALLOWED_ADDR=10.77.0.3
 if [ -z "${TG_CLIENT_SSH:-}" ]; then
 	ip -n "$TG_NET_CL_NS" addr add "$ALLOWED_ADDR/24" dev "$KERN_CL_IF" ||
@@ -27,7 +26,6 @@ PENALTY_SEC=4
 kern_start --set data.close_after_refusals=3 --set kernel.penalty_multiple=2 \
 	--set kernel.penalty_after_sec=2 --set kernel.penalty_sec=$PENALTY_SEC \
 	--set kernel.allow="$ALLOWED_ADDR/32" || bail "tollgated with the kernel path on"
-host=${TG_DATA%:*} port=${TG_DATA##*:}
 
 # 1 request/s, burst 2: a client sending back to back is refused almost always
 kern_key '{"name":"k92","owner":"team:k","limits":{"requests_per_second":1,"burst":2}}' ||

@@ -18,10 +18,8 @@
 
 kern_prereq
 kern_setup
-KCLIENT=$(cd "$(dirname "$0")" && pwd)/kclient.py
 # the flooding clients share an address: the penalty box is test 92's, kept out of this one
 kern_start --set kernel.penalty_after_sec=3600 || bail "tollgated with the kernel path on"
-host=${TG_DATA%:*} port=${TG_DATA##*:}
 kern_key '{"name":"flood","owner":"team:rl","service":"rl","limits":{"requests_per_second":20,"burst":10}}' ||
 	bail "creating the flooded key"
 flood_key=$KEY

@@ -16,9 +16,7 @@
 
 kern_prereq
 kern_setup
-KCLIENT=$(cd "$(dirname "$0")" && pwd)/kclient.py
 kern_start --set kernel.penalty_after_sec=3600 || bail "tollgated with the kernel path on"
-host=${TG_DATA%:*} port=${TG_DATA##*:}
 kern_key '{"name":"over","owner":"team:x","limits":{"requests_per_second":0.001,"burst":1}}' ||
 	bail "creating a key"
 over=$KEY over_slot=$(kern_slot_of "$KEY_ID")

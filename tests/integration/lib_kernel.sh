@@ -23,6 +23,7 @@
 
 TG_PIN=/sys/fs/bpf/tollgate-test-$$
 TG_KERNEL_MODE=${TG_KERNEL_MODE:-full}
+KCLIENT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kclient.py
 KEY="" KEY_ID=""
 
 # verdict names of include/tollgate/abi.h (enum tg_verdict), for kern_stat
@@ -98,9 +99,12 @@ kern_setup() {
 	tg_start_mock || bail "mock-llm"
 }
 
-kern_start() { # extra tollgated arguments
+# kern_start [extra tollgated arguments]: the gateway on the pin dir and interface of this
+# test; sets host and port of its data listener.
+kern_start() {
 	TG_KERNEL_MODE=$TG_KERNEL_MODE tg_start_gateway --set kernel.pin_dir="$TG_PIN" \
-		--set kernel.interfaces="$KERN_GW_IF" --set data.rate_slots=4096 "$@"
+		--set kernel.interfaces="$KERN_GW_IF" --set data.rate_slots=4096 "$@" || return
+	host=${TG_DATA%:*} port=${TG_DATA##*:}
 }
 
 # tg_stats[VERDICT] summed over the CPUs (0 when the map cannot be read).
