@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <strings.h>
 
 #include "admin.h"
@@ -202,6 +203,7 @@ static void reply_unauthorized(struct admin_call *c, const char *code)
 /* Verifies the bearer token into c->auth; false once it has answered the refusal. */
 static bool authenticate(struct admin_call *c)
 {
+	struct sockaddr_storage peer;
 	const char *tok = NULL;
 	char retry[16];
 	size_t len = 0;
@@ -211,7 +213,8 @@ static bool authenticate(struct admin_call *c)
 		reply_unauthorized(c, "missing_token");
 		return false;
 	}
-	rc = keys_verify(c->a->k, tok, len, KEYS_ADMIN, &c->auth);
+	http_req_peer(c->req, &peer); /* none (family 0): the shared unknown source */
+	rc = keys_verify(c->a->k, tok, len, KEYS_ADMIN, (const struct sockaddr *)&peer, &c->auth);
 	switch (rc) {
 	case 0:
 		return true;

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "dataplane_internal.h"
 #include "log.h"
@@ -24,6 +25,7 @@
 struct dp_verify_job {
 	struct dp_verify_job *next;
 	struct dp_req q; /* as the listener left it: route, arg, times; auth filled here */
+	struct sockaddr_storage peer; /* the client, read on the listener thread: throttling */
 	size_t klen;
 	char key[TG_CRED_MAX]; /* a copy of the presented key, wiped when the job ends */
 };
@@ -31,7 +33,8 @@ struct dp_verify_job {
 /* The rest of a job: verify, then proceed or refuse; drops the reference unless adopted. */
 static void job_run(struct dp_verify_job *j)
 {
-	int rc = keys_verify(j->q.dp->d.k, j->key, j->klen, KEYS_API, &j->q.auth);
+	int rc = keys_verify(j->q.dp->d.k, j->key, j->klen, KEYS_API,
+			     (const struct sockaddr *)&j->peer, &j->q.auth);
 
 	explicit_bzero(j->key, sizeof(j->key));
 	if (rc)
@@ -104,6 +107,8 @@ void dp_verify_later(struct dp_req *q, const char *key, size_t len)
 		return;
 	}
 	j = calloc(1, sizeof(*j));
+	if (j)
+		http_req_peer(q->req, &j->peer); /* none (family 0): the shared unknown source */
 	if (!j || http_defer(q->req)) {
 		free(j);
 		refuse_busy(q->req);

@@ -289,6 +289,21 @@ const char *http_req_id(struct http_req *r)
 	return r->id;
 }
 
+int http_req_peer(struct http_req *r, struct sockaddr_storage *out)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	socklen_t len;
+
+	memset(out, 0, sizeof(*out));
+	if (!ci || !ci->client_addr)
+		return -ENOTCONN;
+	len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						     : sizeof(struct sockaddr_in);
+	memcpy(out, ci->client_addr, len);
+	return 0;
+}
+
 /* ---- replies ---- */
 
 int http_add_header(struct http_req *r, const char *name, const char *value)

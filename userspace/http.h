@@ -55,6 +55,7 @@ struct http_opts {
 };
 
 struct http_req;
+struct sockaddr_storage;
 typedef void (*http_handler_fn)(struct http_req *req, void *arg);
 
 struct http_server;
@@ -99,6 +100,12 @@ const char *http_req_body(struct http_req *r, size_t *len); /* NUL-terminated, m
  */
 void http_req_body_drop(struct http_req *r);
 const char *http_req_id(struct http_req *r);
+/*
+ * Copies the client's address (AF_INET or AF_INET6) to *out. 0, or -ENOTCONN when the
+ * library has no address for the connection (it is gone). Listener thread only, or before
+ * http_defer: a deferred request's connection may close under another thread.
+ */
+int http_req_peer(struct http_req *r, struct sockaddr_storage *out);
 
 /*
  * Adds a response header; call before the reply. Values must not contain CR or LF. Any

@@ -10,6 +10,7 @@
  */
 #include <argon2.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,6 +295,17 @@ static uint32_t slots_cap(const struct keys_opts *o)
 	return o->rate_slots ? o->rate_slots : KEYS_RATE_SLOTS_DEFAULT;
 }
 
+/* The (id, source) failure table, every way empty. */
+static int fails_init(struct keys *k)
+{
+	k->fails = calloc(KFAIL_SETS * KFAIL_WAYS, sizeof(*k->fails));
+	if (!k->fails)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < KFAIL_SETS * KFAIL_WAYS; i++)
+		k->fails[i].eidx = UINT32_MAX;
+	return 0;
+}
+
 struct keys *keys_open(struct store *s, const struct keys_opts *o)
 {
 	struct keys *k;
@@ -314,7 +326,9 @@ struct keys *keys_open(struct store *s, const struct keys_opts *o)
 	pthread_mutex_init(&k->write_mu, NULL);
 	pthread_mutex_init(&k->flush_mu, NULL);
 	pthread_mutex_init(&k->fail_mu, NULL);
-	rc = tg_getrandom(k->cache_key, sizeof(k->cache_key));
+	rc = fails_init(k);
+	if (!rc)
+		rc = tg_getrandom(k->cache_key, sizeof(k->cache_key));
 	if (!rc)
 		rc = kidx_load(&k->idx, s);
 	if (!rc)
@@ -335,6 +349,7 @@ fail:
 	kslots_free(&k->slots);
 	kcache_free(&k->cache);
 	kidx_free(&k->idx);
+	free(k->fails);
 	pthread_mutex_destroy(&k->fail_mu);
 	pthread_mutex_destroy(&k->flush_mu);
 	pthread_mutex_destroy(&k->write_mu);
@@ -356,6 +371,7 @@ void keys_close(struct keys *k)
 	kcache_free(&k->cache);
 	kslots_free(&k->slots);
 	kidx_free(&k->idx);
+	free(k->fails);
 	pthread_mutex_destroy(&k->fail_mu);
 	pthread_mutex_destroy(&k->flush_mu);
 	pthread_mutex_destroy(&k->write_mu);
@@ -406,28 +422,87 @@ static uint32_t mono_sec(const struct keys *k, int64_t now_ns)
 
 static uint32_t fail_limit(const struct keys *k)
 {
-	/* the per-entry counter saturates at UINT16_MAX */
+	/* the per-(id, source) counter saturates at UINT16_MAX */
 	return k->o.fail_limit > UINT16_MAX ? UINT16_MAX : k->o.fail_limit;
 }
 
+/* The source a failure is counted against (see struct kfail); peer may be NULL. */
+struct fail_src {
+	uint64_t addr;
+	uint8_t v6;
+};
+
+static struct fail_src fail_src_of(const struct sockaddr *peer)
+{
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	struct fail_src f = {0};
+
+	if (peer && peer->sa_family == AF_INET) {
+		f.addr = ((const struct sockaddr_in *)(const void *)peer)->sin_addr.s_addr;
+	} else if (peer && peer->sa_family == AF_INET6) {
+		const uint8_t *a = ((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr.s6_addr;
+
+		if (!memcmp(a, mapped, sizeof(mapped))) { /* ::ffff:a.b.c.d is that IPv4 host */
+			memcpy(&f.addr, a + 12, 4);
+		} else {
+			memcpy(&f.addr, a, 8);
+			f.v6 = 1;
+		}
+	}
+	return f;
+}
+
 /*
- * Admits one argon2 verification for entry eidx, or returns -EAGAIN with *retry set:
- * first the id's failure window (so one id under attack does not drain the global budget
- * of everyone else), then the global budget, a GCRA bucket of argon2_per_sec per second
- * with a burst of as many.
+ * The entry counting (eidx, src) under fail_mu: found, or (create) a free, expired or the
+ * oldest way of its set, reset; NULL when absent and !create. The set index mixes both
+ * with the process-random cache key, so a sender cannot aim at one set.
  */
-static int throttle_admit(struct keys *k, uint32_t eidx, uint32_t *retry)
+static struct kfail *fail_slot(struct keys *k, uint32_t eidx, struct fail_src src, uint32_t now_s,
+			       bool create)
+{
+	uint64_t mix[2] = {src.addr, ((uint64_t)eidx << 8) | src.v6};
+	__u64 h[2];
+	struct kfail *set, *pick = NULL;
+
+	tg_siphash128(k->cache_key[0], mix, sizeof(mix), h);
+	set = &k->fails[(h[0] % KFAIL_SETS) * KFAIL_WAYS];
+	for (uint32_t w = 0; w < KFAIL_WAYS; w++) {
+		struct kfail *f = &set[w];
+
+		if (f->eidx == eidx && f->src == src.addr && f->src_v6 == src.v6)
+			return f;
+		if (f->eidx == UINT32_MAX || now_s - f->start_s >= k->o.fail_window_sec)
+			pick = pick ? pick : f;
+	}
+	if (!create)
+		return NULL;
+	if (!pick) {
+		pick = &set[0];
+		for (uint32_t w = 1; w < KFAIL_WAYS; w++)
+			if (set[w].start_s < pick->start_s)
+				pick = &set[w];
+	}
+	*pick = (struct kfail){.src = src.addr, .eidx = eidx, .start_s = now_s, .src_v6 = src.v6};
+	return pick;
+}
+
+/*
+ * Admits one argon2 verification of entry eidx from src, or returns -EAGAIN with *retry
+ * set: first the (id, source) failure window (so one sender hammering an id does not drain
+ * the global budget of everyone else), then the global budget, a GCRA bucket of
+ * argon2_per_sec per second with a burst of as many.
+ */
+static int throttle_admit(struct keys *k, uint32_t eidx, struct fail_src src, uint32_t *retry)
 {
 	int64_t now = keys_now_mono(k), t = 1000000000 / (int64_t)k->o.argon2_per_sec;
-	uint32_t now_s = mono_sec(k, now), limit = fail_limit(k);
-	struct kentry *e;
+	uint32_t now_s = mono_sec(k, now);
+	const struct kfail *f;
 	int rc = 0;
 
-	pthread_rwlock_rdlock(&k->lock);
 	pthread_mutex_lock(&k->fail_mu);
-	e = kidx_at(&k->idx, eidx);
-	if (e->fail_count >= limit && now_s - e->fail_start_s < k->o.fail_window_sec) {
-		*retry = e->fail_start_s + k->o.fail_window_sec - now_s;
+	f = fail_slot(k, eidx, src, now_s, false);
+	if (f && f->count >= fail_limit(k) && now_s - f->start_s < k->o.fail_window_sec) {
+		*retry = f->start_s + k->o.fail_window_sec - now_s;
 		rc = -EAGAIN;
 		goto out;
 	}
@@ -441,38 +516,40 @@ static int throttle_admit(struct keys *k, uint32_t eidx, uint32_t *retry)
 	k->bucket_tat_ns += t;
 out:
 	pthread_mutex_unlock(&k->fail_mu);
-	pthread_rwlock_unlock(&k->lock);
 	return rc;
 }
 
-/* Counts a failed verification of eidx (failed = true) or clears its count. */
-static void fail_note(struct keys *k, uint32_t eidx, bool failed)
+/* Counts a failed verification of eidx from src (failed = true) or clears the count. */
+static void fail_note(struct keys *k, uint32_t eidx, struct fail_src src, bool failed)
 {
 	uint32_t now_s = mono_sec(k, keys_now_mono(k));
 	char id[TG_ID_LEN + 1] = "";
-	bool kind_key = true;
-	struct kentry *e;
+	bool kind_key, locked_now = false;
+	struct kfail *f;
 
-	pthread_rwlock_rdlock(&k->lock);
 	pthread_mutex_lock(&k->fail_mu);
-	e = kidx_at(&k->idx, eidx);
-	if (!failed) {
-		e->fail_count = 0;
-	} else if (e->fail_count == 0 || now_s - e->fail_start_s >= k->o.fail_window_sec) {
-		e->fail_start_s = now_s;
-		e->fail_count = 1;
-	} else if (e->fail_count < UINT16_MAX) {
-		e->fail_count++;
+	f = fail_slot(k, eidx, src, now_s, failed);
+	if (!f) {
+		/* a success with nothing counted: nothing to clear */
+	} else if (!failed) {
+		f->count = 0;
+	} else if (f->count == 0 || now_s - f->start_s >= k->o.fail_window_sec) {
+		f->start_s = now_s;
+		f->count = 1;
+	} else if (f->count < UINT16_MAX) {
+		f->count++;
 	}
-	if (failed && e->fail_count == fail_limit(k)) {
-		memcpy(id, e->id, TG_ID_LEN);
-		kind_key = e->kind == KENT_KEY;
-	}
+	locked_now = failed && f->count == fail_limit(k);
 	pthread_mutex_unlock(&k->fail_mu);
+	if (!locked_now)
+		return;
+	pthread_rwlock_rdlock(&k->lock);
+	memcpy(id, kidx_at(&k->idx, eidx)->id, TG_ID_LEN);
+	kind_key = kidx_at(&k->idx, eidx)->kind == KENT_KEY;
 	pthread_rwlock_unlock(&k->lock);
-	if (id[0])
-		log_warnx("%s %s: %u failed verifications, more are refused for up to %us",
-			  kind_key ? "key" : "admin token", id, fail_limit(k), k->o.fail_window_sec);
+	log_warnx("%s %s: %u failed verifications from one source, more from it are refused for "
+		  "up to %us",
+		  kind_key ? "key" : "admin token", id, fail_limit(k), k->o.fail_window_sec);
 }
 
 /* ---- verification ---- */
@@ -601,7 +678,7 @@ static int match_secret(struct keys *k, const struct hashes_ctx *h, const char *
 }
 
 static int verify_slow(struct keys *k, const struct cred *c, const char *p, size_t len,
-		       const uint64_t tag[2], struct keys_auth *out)
+		       const uint64_t tag[2], struct fail_src src, struct keys_auth *out)
 {
 	struct hashes_ctx h = {.c = c};
 	struct kcache_ent ce = {.tag = {tag[0], tag[1]}};
@@ -620,7 +697,7 @@ static int verify_slow(struct keys *k, const struct cred *c, const char *p, size
 	 */
 	if (eidx < 0)
 		return -ENOENT;
-	rc = throttle_admit(k, (uint32_t)eidx, &out->retry_after_sec);
+	rc = throttle_admit(k, (uint32_t)eidx, src, &out->retry_after_sec);
 	if (rc)
 		return rc;
 	rc = store_read(k->store, hashes_txn, &h);
@@ -629,7 +706,7 @@ static int verify_slow(struct keys *k, const struct cred *c, const char *p, size
 	ce.eidx = (uint32_t)eidx;
 	ce.gen = h.gen;
 	ce.state = (uint8_t)match_secret(k, &h, p, len);
-	fail_note(k, ce.eidx, ce.state == KC_EMPTY);
+	fail_note(k, ce.eidx, src, ce.state == KC_EMPTY);
 	if (ce.state == KC_EMPTY) {
 		ce.state = KC_NEG;
 		ce.neg_until_s = mono_sec(k, keys_now_mono(k)) + k->o.fail_window_sec;
@@ -668,7 +745,7 @@ static int verify_fast(struct keys *k, const char *presented, size_t len, enum k
 }
 
 int keys_verify(struct keys *k, const char *presented, size_t len, enum keys_kind kind,
-		struct keys_auth *out)
+		const struct sockaddr *peer, struct keys_auth *out)
 {
 	struct cred c;
 	uint64_t tag[2];
@@ -676,7 +753,7 @@ int keys_verify(struct keys *k, const char *presented, size_t len, enum keys_kin
 
 	if (rc != 1)
 		return rc;
-	return verify_slow(k, &c, presented, len, tag, out);
+	return verify_slow(k, &c, presented, len, tag, fail_src_of(peer), out);
 }
 
 int keys_verify_cached(struct keys *k, const char *presented, size_t len, enum keys_kind kind,

@@ -13,8 +13,9 @@
  * key), so later presentations cost a hash and a lookup. The cache entry points at the
  * index entry, whose revoked/expiry/rotation state is checked on every hit: revocation and
  * expiry take effect immediately. Failed verifications are remembered (a negative cache of
- * the same tags) and throttled per id and globally, so wrong secrets for a real id cannot
- * make the machine burn CPU on argon2.
+ * the same tags) and throttled per (id, source address) and globally, so wrong secrets for
+ * a real id cannot make the machine burn CPU on argon2, and cannot lock the key's owner out
+ * from another address either.
  *
  * Errors (negative errno): -EINVAL malformed input, -ENOENT no such key or token, -ESRCH no
  * such tier, -EKEYREVOKED revoked, -EKEYEXPIRED expired, -EACCES wrong secret, -EAGAIN
@@ -31,6 +32,7 @@
 
 #include "model.h"
 
+struct sockaddr;
 struct store;
 
 struct keys_opts {
@@ -39,7 +41,7 @@ struct keys_opts {
 	uint32_t parallelism;	      /* argon2id lanes, default 1 */
 	uint32_t rotation_grace_sec;  /* default grace of a rotated secret, default 86400 */
 	uint32_t argon2_per_sec;      /* argon2 verifications per second, all ids, default 32 */
-	uint32_t fail_limit;	      /* failed verifications per id per window, default 5 */
+	uint32_t fail_limit;	      /* failed verifications per id and source per window, default 5 */
 	uint32_t fail_window_sec;     /* default 60 */
 	uint32_t cache_max;	      /* verified-credential cache entries, default 1048576 */
 	uint32_t last_used_flush_sec; /* last_used_at written to the store this often, default 60 */
@@ -196,10 +198,12 @@ struct keys_auth {
  * Verifies a presented credential (len bytes, not NUL-terminated necessarily) of the given
  * kind. Returns 0 and fills *out, or -EINVAL (malformed), -ENOENT (unknown id), -EACCES
  * (wrong secret), -EKEYREVOKED, -EKEYEXPIRED, -EAGAIN (throttled; out->retry_after_sec).
+ * peer is the client's address (AF_INET or AF_INET6; NULL or another family: one shared
+ * "unknown" source): failures are counted per id and source, IPv6 by /64.
  * Callers must not tell the client which of -EINVAL/-ENOENT/-EACCES happened.
  */
 int keys_verify(struct keys *k, const char *presented, size_t len, enum keys_kind kind,
-		struct keys_auth *out);
+		const struct sockaddr *peer, struct keys_auth *out);
 /*
  * keys_verify without the slow path: answers from the verification cache only, and returns
  * -EWOULDBLOCK when only keys_verify (the store, maybe an argon2id hash) can decide. For

@@ -34,7 +34,7 @@ enum kent_kind {
 };
 
 /*
- * What verification needs of one key or token, and nothing secret: 88 bytes. Strings are
+ * What verification needs of one key or token, and nothing secret: 80 bytes. Strings are
  * interned (owner, service and tier repeat across many keys); overrides are interned too,
  * most keys have none. Entries are never freed before keys_close (keys and tokens are
  * revoked, not deleted), so their index is a stable handle for the verify cache.
@@ -43,20 +43,19 @@ struct kentry {
 	char id[TG_ID_LEN];	   /* not NUL-terminated; "bootstrap" is NUL-padded */
 	uint8_t kind;		   /* enum kent_kind */
 	uint8_t role;		   /* tokens: enum token_role */
-	uint16_t fail_count;	   /* failed verifications in the window; under fail_mu */
 	uint32_t secret_gen;	   /* keys: from the record; tokens: bumped in memory on replace */
 	uint32_t owner;		   /* interned: key owner, or a consumer token's consumer id */
 	uint32_t service;	   /* interned; 0 for tokens */
 	uint32_t tier;		   /* interned tier name; 0 for non-consumer tokens */
 	uint32_t overrides;	   /* index in the overrides pool, 0 = none */
-	uint32_t fail_start_s;	   /* failure window start, monotonic s since open; fail_mu */
+	uint32_t slot;		   /* keys: request-rate slot, TG_SLOT_NONE = none */
 	int64_t revoked_at;	   /* Unix s, 0 = not revoked */
 	int64_t expires_at;	   /* Unix s, 0 = never */
 	int64_t prev_valid_until;  /* Unix s, 0 = no previous secret */
 	_Atomic int64_t last_used; /* Unix s of the latest successful verification */
 	int64_t last_flushed;	   /* last_used as last written to the store; under flush_mu */
-	uint32_t slot;		   /* keys: request-rate slot, TG_SLOT_NONE = none */
 };
+_Static_assert(sizeof(struct kentry) == 80, "struct kentry: the size its comment states");
 
 /*
  * Open-addressing table keyed by id. A slot holds the id's 32-bit hash fingerprint (upper
@@ -194,6 +193,26 @@ void kslots_put(struct kslots *ks, uint32_t slot);
  */
 int keys_slots_load(struct keys *k);
 
+/*
+ * Failed verifications of one id from one source (an IPv4 address, or an IPv6 /64: one
+ * host's usual allocation), in a set-associative table: throttling per (id, source) means
+ * wrong secrets sent for a public id lock out only the sender, never the key's owner
+ * presenting a secret not yet cached from elsewhere. When a set is full the entry whose
+ * window started first is replaced, so a flood of sources can at worst reset a counter
+ * early; the global argon2 bucket still bounds the CPU spent.
+ */
+#define KFAIL_SETS 1024u
+#define KFAIL_WAYS 4u
+
+struct kfail {
+	uint64_t src;	   /* source: the address (v4) or prefix (v6) bytes, as read */
+	uint32_t eidx;	   /* index entry; UINT32_MAX = empty */
+	uint32_t start_s;  /* failure window start, monotonic s since open */
+	uint16_t count;	   /* failed verifications in the window */
+	uint8_t src_v6;	   /* src is an IPv6 /64 */
+	uint8_t pad[5];
+};
+
 /* ---- the registry ---- */
 
 struct keys {
@@ -203,7 +222,8 @@ struct keys {
 	pthread_rwlock_t lock;	  /* the index */
 	pthread_mutex_t write_mu; /* one change at a time: store commit, then index update */
 	pthread_mutex_t flush_mu; /* one last_used flush at a time */
-	pthread_mutex_t fail_mu;  /* per-id failure counters and the global argon2 bucket */
+	pthread_mutex_t fail_mu;  /* the failure table and the global argon2 bucket */
+	struct kfail *fails;	  /* KFAIL_SETS * KFAIL_WAYS; under fail_mu */
 	int64_t mono_base_ns;	  /* clock_mono_ns at open */
 	int64_t bucket_tat_ns;	  /* GCRA theoretical arrival time of the argon2 bucket */
 	_Atomic int64_t last_flush_ns;

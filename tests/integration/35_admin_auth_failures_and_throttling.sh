@@ -5,8 +5,9 @@
 # a revoked token and an API key used as a token are all 401 invalid_token with one and the
 # same message (nothing tells them apart); /health and /ready need no token. With
 # keys.fail_limit=3, wrong secrets for a real token id get 429 auth_throttled with
-# Retry-After, new secrets for that id are throttled too, while the id's already verified
-# token and every other token keep working.
+# Retry-After, new secrets for that id from that address are throttled too, while the id's
+# already verified token, every other token, and the same id from another address (failures
+# count per id and source) keep working.
 . "$(dirname "$0")/lib.sh"
 
 secret43() { head -c 2000 /dev/urandom | tr -dc 'A-Za-z0-9' | head -c 43; }
@@ -120,3 +121,17 @@ api GET /api/v1/keys "" "$fresh"
 expect_error 429 rate_limit_error auth_throttled
 expect_header Retry-After '^[1-9][0-9]*$'
 case_end
+
+if [[ $TG_GATEWAY_HOST == 127.* ]]; then
+	case_start "failures count per source: from another address (127.0.0.2) that right secret verifies"
+	api GET /api/v1/keys "" "$fresh" -- --interface 127.0.0.2
+	expect_status 200
+	case_end
+
+	case_start "... and the throttled address still waits"
+	api GET /api/v1/keys "" "tgadm_${fresh_id}_$(secret43)"
+	expect_error 429 rate_limit_error auth_throttled
+	case_end
+else
+	skip "failures count per source" "the gateway $TG_GATEWAY_HOST is not on loopback: no second local source address"
+fi

@@ -9,9 +9,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -129,18 +132,25 @@ static int mk_key(struct fx *f, const char *owner, const char *service, const ch
 	return keys_create(f->k, &s, r, pt);
 }
 
-static int verify(struct fx *f, const char *cred, struct keys_auth *a)
+/* Verifies an API key presented from peer (NULL: the unknown source). */
+static int verify_from(struct fx *f, const char *cred, const struct sockaddr *peer,
+		       struct keys_auth *a)
 {
 	struct keys_auth tmp;
 
-	return keys_verify(f->k, cred, strlen(cred), KEYS_API, a ? a : &tmp);
+	return keys_verify(f->k, cred, strlen(cred), KEYS_API, peer, a ? a : &tmp);
+}
+
+static int verify(struct fx *f, const char *cred, struct keys_auth *a)
+{
+	return verify_from(f, cred, NULL, a);
 }
 
 static int verify_admin(struct fx *f, const char *cred, struct keys_auth *a)
 {
 	struct keys_auth tmp;
 
-	return keys_verify(f->k, cred, strlen(cred), KEYS_ADMIN, a ? a : &tmp);
+	return keys_verify(f->k, cred, strlen(cred), KEYS_ADMIN, NULL, a ? a : &tmp);
 }
 
 /* The same key with its last secret character changed (still well-formed). */
@@ -228,16 +238,16 @@ static void t_parse_strict(void)
 		} else {
 			bad[len++] = muts[i].c;
 		}
-		if (keys_verify(f.k, bad, len, KEYS_API, &a) != -EINVAL)
+		if (keys_verify(f.k, bad, len, KEYS_API, NULL, &a) != -EINVAL)
 			printf("#   mutation \"%s\" was not -EINVAL\n", muts[i].what);
-		TG_CHECK_INT(keys_verify(f.k, bad, len, KEYS_API, &a), -EINVAL);
+		TG_CHECK_INT(keys_verify(f.k, bad, len, KEYS_API, NULL, &a), -EINVAL);
 	}
-	TG_CHECK_INT(keys_verify(f.k, "", 0, KEYS_API, &a), -EINVAL);
-	TG_CHECK_INT(keys_verify(f.k, NULL, 0, KEYS_API, &a), -EINVAL);
-	TG_CHECK_INT(keys_verify(f.k, pt, strlen(pt), (enum keys_kind)7, &a), -EINVAL);
+	TG_CHECK_INT(keys_verify(f.k, "", 0, KEYS_API, NULL, &a), -EINVAL);
+	TG_CHECK_INT(keys_verify(f.k, NULL, 0, KEYS_API, NULL, &a), -EINVAL);
+	TG_CHECK_INT(keys_verify(f.k, pt, strlen(pt), (enum keys_kind)7, NULL, &a), -EINVAL);
 	/* malformed input is refused before any argon2 */
 	TG_CHECK_INT(keys_argon2_count(), before);
-	TG_CHECK_INT(keys_verify(f.k, pt, strlen(pt), KEYS_API, &a), 0);
+	TG_CHECK_INT(keys_verify(f.k, pt, strlen(pt), KEYS_API, NULL, &a), 0);
 	fx_close(&f);
 }
 
@@ -602,6 +612,80 @@ static void t_per_id_lockout(void)
 	fake_mono += (int64_t)(f.o.fail_window_sec - f.o.fail_limit) * SEC;
 	TG_CHECK_INT(verify(&f, cur, &a), 0);
 	TG_CHECK(!a.via_previous);
+	fx_close(&f);
+}
+
+static struct sockaddr_storage peer4(const char *addr)
+{
+	struct sockaddr_storage ss = {0};
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+	in->sin_family = AF_INET;
+	inet_pton(AF_INET, addr, &in->sin_addr);
+	return ss;
+}
+
+static struct sockaddr_storage peer6(const char *addr)
+{
+	struct sockaddr_storage ss = {0};
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+	in6->sin6_family = AF_INET6;
+	inet_pton(AF_INET6, addr, &in6->sin6_addr);
+	return ss;
+}
+
+/* Locks (id, peer) out with fail_limit wrong secrets from peer, a second apart. */
+static void lock_out(struct fx *f, const char *pt, const struct sockaddr_storage *peer)
+{
+	char bad[TG_CRED_MAX];
+
+	for (uint32_t i = 0; i < f->o.fail_limit; i++) {
+		wrong_secret(pt, bad, (char)('a' + i));
+		TG_CHECK_INT(verify_from(f, bad, peer ? (const struct sockaddr *)peer : NULL, NULL),
+			     -EACCES);
+		fake_mono += SEC;
+	}
+}
+
+static void t_per_source_lockout(void)
+{
+	struct sockaddr_storage attacker = peer4("192.0.2.7"), owner = peer4("198.51.100.9"),
+				mapped = peer6("::ffff:192.0.2.7"), v6a = peer6("2001:db8:1:2::10"),
+				v6b = peer6("2001:db8:1:2:ffff::1"), v6c = peer6("2001:db8:1:3::10"),
+				unknown = {0};
+	struct key_record r;
+	struct keys_auth a;
+	char pt[TG_CRED_MAX];
+	struct fx f;
+
+	TG_REQUIRE(fx_open(&f));
+	TG_REQUIRE(mk_key(&f, "team:ml", NULL, NULL, &r, pt) == 0);
+	lock_out(&f, pt, &attacker);
+	/* the right secret, never verified, from the attacker's address: throttled ... */
+	TG_CHECK_INT(verify_from(&f, pt, (const struct sockaddr *)&attacker, &a), -EAGAIN);
+	TG_CHECK(a.retry_after_sec > 0);
+	/* ... and from the same host as a v4-mapped IPv6 address ... */
+	TG_CHECK_INT(verify_from(&f, pt, (const struct sockaddr *)&mapped, NULL), -EAGAIN);
+	/* ... but the key's owner elsewhere is not locked out by someone else's guesses */
+	TG_CHECK_INT(verify_from(&f, pt, (const struct sockaddr *)&owner, &a), 0);
+	TG_CHECK_STR(a.id, r.id);
+	fx_close(&f);
+
+	/* IPv6 counts by /64: another address of the same /64 is the same source */
+	TG_REQUIRE(fx_open(&f));
+	TG_REQUIRE(mk_key(&f, "team:ml", NULL, NULL, &r, pt) == 0);
+	lock_out(&f, pt, &v6a);
+	TG_CHECK_INT(verify_from(&f, pt, (const struct sockaddr *)&v6b, NULL), -EAGAIN);
+	TG_CHECK_INT(verify_from(&f, pt, (const struct sockaddr *)&v6c, NULL), 0);
+	fx_close(&f);
+
+	/* no address, or one of no known family, is one shared source, throttled like any other */
+	TG_REQUIRE(fx_open(&f));
+	TG_REQUIRE(mk_key(&f, "team:ml", NULL, NULL, &r, pt) == 0);
+	lock_out(&f, pt, NULL);
+	TG_CHECK_INT(verify_from(&f, pt, (const struct sockaddr *)&unknown, NULL), -EAGAIN);
+	TG_CHECK_INT(verify_from(&f, pt, (const struct sockaddr *)&owner, NULL), 0);
 	fx_close(&f);
 }
 
@@ -1322,6 +1406,8 @@ static const struct tg_case cases[] = {
 	{"revoked, expired and unknown keys are not rotated", t_rotate_refused},
 	{"a repeated wrong secret is refused without argon2", t_negative_cache},
 	{"per-id lockout: -EAGAIN on misses, cached key still works, lifted", t_per_id_lockout},
+	{"per-source lockout: another address (or /64) still verifies the right secret",
+	 t_per_source_lockout},
 	{"the global argon2 budget refuses with -EAGAIN and refills", t_global_budget},
 	{"invalid key specs are refused and create nothing", t_create_invalid},
 	{"creating keys keeps the owner record", t_owner_record},

@@ -207,7 +207,7 @@ static int mk_key(struct fx *f, int64_t expires_at, struct key_record *r, char p
 
 static int verify(struct fx *f, const char *pt, struct keys_auth *a)
 {
-	return keys_verify(f->k, pt, strlen(pt), KEYS_API, a);
+	return keys_verify(f->k, pt, strlen(pt), KEYS_API, NULL, a);
 }
 
 static const struct tier *basic_tier(void)

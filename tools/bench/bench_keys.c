@@ -136,7 +136,7 @@ static int time_verify(struct keys *k, char (*pt)[TG_CRED_MAX], size_t *len, siz
 		int bad = 0;
 
 		for (int i = 0; i < BENCH_BATCH; i++, j = (j + 7919) % nkeys)
-			bad |= keys_verify(k, pt[j], len[j], KEYS_API, &a);
+			bad |= keys_verify(k, pt[j], len[j], KEYS_API, NULL, &a);
 		v[b] = tg_now_mono_ns() - t0;
 		if (bad)
 			return -1;
@@ -188,7 +188,7 @@ static int verify_setup(struct keys *k, struct plain_table *t, const uint8_t key
 		if (rc)
 			return rc;
 		len[i] = strlen(pt[i]);
-		rc = keys_verify(k, pt[i], len[i], KEYS_API, &a);
+		rc = keys_verify(k, pt[i], len[i], KEYS_API, NULL, &a);
 		if (rc)
 			return rc;
 		tag_of(key, pt[i], len[i], tag);
