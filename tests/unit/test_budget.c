@@ -26,8 +26,7 @@ static struct budget *engine(enum limit_mode mode, enum limit_action action)
 
 static void lim_zero(struct limits *l)
 {
-	for (int f = 0; f < LIMIT__COUNT; f++)
-		l->v[f] = 0;
+	memset(l, 0, sizeof(*l)); /* values and per-limit actions */
 }
 
 static struct budget_req req(const struct limits *l, uint64_t tokens, uint64_t cost, int64_t now)
