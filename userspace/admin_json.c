@@ -900,10 +900,14 @@ cJSON *admin_key_json(const struct key_record *r, const struct limits *tier_limi
 cJSON *admin_tier_json(const struct tier *t)
 {
 	cJSON *o = cJSON_CreateObject();
+	bool acts = false;
 
+	for (int f = 0; f < LIMIT__COUNT; f++)
+		acts |= t->lim.act[f] != LIMIT_ACT_INHERIT;
+	/* "actions" only when the tier has one: a tier PUT without it reads back the same */
 	if (!o || !cJSON_AddStringToObject(o, "object", "tier") ||
 	    !cJSON_AddStringToObject(o, "name", t->name) || !admin_limits_add(o, &t->lim) ||
-	    !actions_add(o, "actions", t->lim.act)) {
+	    (acts && !actions_add(o, "actions", t->lim.act))) {
 		cJSON_Delete(o);
 		return NULL;
 	}

@@ -586,6 +586,11 @@ static void tier_and_token_objects(void)
 			"\"requests_per_day\":0,\"tokens_per_minute\":0,\"tokens_per_month\":0,"
 			"\"max_concurrent\":0,\"actions\":{\"tokens_per_minute\":\"alert\"}}");
 	cJSON_free(s);
+	t.lim.act[LIMIT_TPM] = 0; /* no action of its own: no "actions" member */
+	s = render(admin_tier_json(&t));
+	TG_REQUIRE(s);
+	TG_CHECK(strstr(s, "actions") == NULL);
+	cJSON_free(s);
 
 	s = render(admin_token_json(&c));
 	TG_REQUIRE(s);
