@@ -654,8 +654,8 @@ static int tier_downgrade_check(struct admin_call *c, const struct tier *t, size
 		snprintf(lp, sizeof(lp), "tiers[%zu]", i);
 		snprintf(ap, sizeof(ap), "tiers[%zu].actions", i);
 	}
-	return admin_downgrade_check(t->lim.v[LIMIT_ACTION], t->lim.act, lp, ap,
-				     c->a->downgrade_ok, e);
+	return admin_downgrade_check(t->lim.v[LIMIT_ACTION], t->lim.act, lp, ap, c->a->downgrade_ok,
+				     e);
 }
 
 static void h_tiers_replace(struct admin_call *c)
@@ -872,8 +872,8 @@ static void h_limits_put(struct admin_call *c)
 
 	if (!have_budget(c) || !body_json(c, false, &body))
 		return;
-	admin_limits_put(c->req, c->a->s, c->a->k, c->a->budget, c->arg, body,
-			 c->a->downgrade_ok, c->now);
+	admin_limits_put(c->req, c->a->s, c->a->k, c->a->budget, c->arg, body, c->a->downgrade_ok,
+			 c->now);
 	cJSON_Delete(body);
 }
 

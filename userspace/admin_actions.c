@@ -11,7 +11,7 @@
 
 #include "admin_internal.h"
 
-#define BAD_REQ "invalid_request_error"
+#define BAD_REQ	   "invalid_request_error"
 #define MSG_ACTION "must be 'block', 'queue', 'downgrade' or 'alert'"
 
 /* One member of an actions object: its field and action into *f, *act (0 for null). */
@@ -25,7 +25,7 @@ static int action_member(const cJSON *it, const char *prefix, bool allow_null, i
 	if (*f < 0)
 		return admin_err_set(e, 400, BAD_REQ, "unknown_field", p,
 				     "%s: not a limit name (see docs/admin-api.md, \"Limits\")", p);
-	if (!limit_takes_action((enum limit_field)*f))
+	if (!limit_takes_action((enum limit_field) * f))
 		return admin_err_set(e, 400, BAD_REQ, "invalid_field", p,
 				     "%s: %s takes no action of its own (actions are for request "
 				     "rates and counts, tokens, cost, bytes, compute and "
@@ -37,10 +37,9 @@ static int action_member(const cJSON *it, const char *prefix, bool allow_null, i
 	}
 	*act = cJSON_IsString(it) ? limit_enum_parse(LIMIT_ACTION, it->valuestring) : -1;
 	if (*act <= 0)
-		return admin_err_set(e, 400, BAD_REQ,
-				     cJSON_IsString(it) ? "invalid_value" : "invalid_type", p,
-				     "%s: " MSG_ACTION "%s", p,
-				     allow_null ? " (null removes it)" : "");
+		return admin_err_set(
+		    e, 400, BAD_REQ, cJSON_IsString(it) ? "invalid_value" : "invalid_type", p,
+		    "%s: " MSG_ACTION "%s", p, allow_null ? " (null removes it)" : "");
 	return 0;
 }
 
@@ -58,7 +57,8 @@ int admin_actions_parse(const cJSON *o, const char *prefix, bool allow_null,
 				     "%s: must be an object of limit name -> action", prefix);
 	cJSON_ArrayForEach(it, o)
 	{
-		int f = 0, act = 0, rc = action_member(it, prefix, allow_null && clear, &f, &act, e);
+		int f = 0, act = 0,
+		    rc = action_member(it, prefix, allow_null && clear, &f, &act, e);
 
 		if (rc)
 			return rc;

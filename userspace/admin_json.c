@@ -457,7 +457,8 @@ int admin_key_create_parse(const cJSON *o, int64_t now, struct admin_key_create 
 	if (!rc && v[KC_LIMITS])
 		rc = admin_limits_parse(v[KC_LIMITS], "limits", false, &s->overrides, NULL, e);
 	if (!rc && v[KC_ACTIONS])
-		rc = admin_actions_parse(v[KC_ACTIONS], "actions", false, s->overrides.act, NULL, e);
+		rc =
+		    admin_actions_parse(v[KC_ACTIONS], "actions", false, s->overrides.act, NULL, e);
 	if (rc)
 		return rc;
 	s->name = v[KC_NAME]->valuestring;
@@ -574,8 +575,9 @@ int admin_tier_parse(const cJSON *o, const char *path_name, const char *prefix, 
 			return rc;
 	}
 	/* a tier is replaced whole: actions left out are none, null is not needed */
-	if (v[T_ACTIONS] && (rc = admin_actions_parse(v[T_ACTIONS], param_join(p, prefix, "actions"),
-						      false, t->lim.act, NULL, e)))
+	if (v[T_ACTIONS] &&
+	    (rc = admin_actions_parse(v[T_ACTIONS], param_join(p, prefix, "actions"), false,
+				      t->lim.act, NULL, e)))
 		return rc;
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	return 0;

@@ -46,7 +46,8 @@ static void reply_json(struct http_req *req, unsigned status, cJSON *o)
 /* {"subject","limits","actions"} of a stored record. */
 static cJSON *record_json(const struct subject_limits *r)
 {
-	cJSON *o = cJSON_CreateObject(), *l = cJSON_CreateObject(), *a = admin_actions_json(r->actions);
+	cJSON *o = cJSON_CreateObject(), *l = cJSON_CreateObject(),
+	      *a = admin_actions_json(r->actions);
 	bool ok = o && l && a && cJSON_AddStringToObject(o, "subject", r->subject) &&
 		  admin_limits_add(l, &r->lim) && cJSON_AddItemToObject(o, "limits", l);
 

@@ -233,9 +233,9 @@ extern const struct tier model_default_tiers[3];
  * since 3, per-limit actions since 4), tiers in format 4 (format 3 plus per-limit actions);
  * format 1 records (before migration 3) still decode, with slot TG_SLOT_NONE, format 1/2
  * records with the limits after LIMIT_V2_COUNT unset (key overrides: LIMIT_UNSET; tiers: 0),
- * and format 1-3 records with no per-limit action. encode returns the number of bytes written into buf (at most cap), or
- * -EMSGSIZE; decode returns 0, or -EINVAL for a truncated, corrupt or unknown-version record.
- * MODEL_*_MAX is the largest encoding, a safe buffer size.
+ * and format 1-3 records with no per-limit action. encode returns the number of bytes written into
+ * buf (at most cap), or -EMSGSIZE; decode returns 0, or -EINVAL for a truncated, corrupt or
+ * unknown-version record. MODEL_*_MAX is the largest encoding, a safe buffer size.
  */
 #define MODEL_KEY_MAX 768
 #define MODEL_TIER_MAX 256

@@ -163,8 +163,7 @@ static void key_action_resolution_order(void)
 		r.key_id = "resolvekey01";
 		TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
 		got = v.allowed ? (v.warned ? v.warn.action : LIMIT_ACT_INHERIT) : v.hit.action;
-		if (got != rows[i].want ||
-		    (v.allowed ? v.warn.limit : v.hit.limit) != LIMIT_TPD) {
+		if (got != rows[i].want || (v.allowed ? v.warn.limit : v.hit.limit) != LIMIT_TPD) {
 			printf("#   %s: got %s\n", rows[i].name, limit_action_name(got));
 			tg_failed++;
 		}

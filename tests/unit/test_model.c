@@ -457,7 +457,7 @@ static void action_resolution_order(void)
 {
 	static const struct {
 		const char *name;
-		uint8_t key_act, tier_act; /* per-limit actions of tokens_per_minute */
+		uint8_t key_act, tier_act;	  /* per-limit actions of tokens_per_minute */
 		uint64_t key_action, tier_action; /* LIMIT_UNSET / 0: not set */
 		enum limit_action want;
 	} rows[] = {

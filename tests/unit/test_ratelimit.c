@@ -395,7 +395,9 @@ static void four_threads_keep_every_window_bound(void)
 		uint64_t min_allowed; /* at least the binding window's burst gets through */
 	} rows[] = {
 	    {"second binds (2000/s burst 50)", {.v = {2000000, 50, 600000, 0}}, 50},
-	    {"second at 1M/s burst 1: many allowed charges contend", {.v = {1000000000, 1, 0, 0}}, 1},
+	    {"second at 1M/s burst 1: many allowed charges contend",
+	     {.v = {1000000000, 1, 0, 0}},
+	     1},
 	    {"minute binds (300/min)", {.v = {1000000000, 1000, 300, 0}}, 300},
 	    {"hour binds (200/h)", {.v = {1000000000, 1000, 100000, 200}}, 200},
 	};

@@ -293,7 +293,8 @@ int ctl_action_add(const struct ctl *ctl, cJSON *actions, const char *what, cons
 		return ctl_usage_error(ctl, "%s: '%s' is not a limit that takes an action", what,
 				       limit);
 	if (null ? !allow_null : !parse_one_of(value, parse_action_words))
-		return ctl_usage_error(ctl, "%s: '%s' is not one of block, queue, downgrade, alert%s",
+		return ctl_usage_error(ctl,
+				       "%s: '%s' is not one of block, queue, downgrade, alert%s",
 				       what, value, allow_null ? " (or null)" : "");
 	if (cJSON_GetObjectItemCaseSensitive(actions, limit))
 		return ctl_usage_error(ctl, "%s: the action of %s is given more than once", what,

@@ -135,10 +135,14 @@ static int key_print_new(const struct ctl *ctl, const cJSON *key, bool rotated)
 int keys_create(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"name", required_argument, NULL, 'n'},    {"owner", required_argument, NULL, 'o'},
-	    {"service", required_argument, NULL, 's'}, {"tier", required_argument, NULL, 't'},
-	    {"expires", required_argument, NULL, 'e'}, {"limit", required_argument, NULL, 'l'},
-	    {"action", required_argument, NULL, 'a'},  {"help", no_argument, NULL, 'h'},
+	    {"name", required_argument, NULL, 'n'},
+	    {"owner", required_argument, NULL, 'o'},
+	    {"service", required_argument, NULL, 's'},
+	    {"tier", required_argument, NULL, 't'},
+	    {"expires", required_argument, NULL, 'e'},
+	    {"limit", required_argument, NULL, 'l'},
+	    {"action", required_argument, NULL, 'a'},
+	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	cJSON *body = cJSON_CreateObject(), *key = NULL;
@@ -367,11 +371,16 @@ int keys_revoke(struct ctl *ctl, int argc, char **argv)
 int keys_update(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"name", required_argument, NULL, 'n'},  {"service", required_argument, NULL, 's'},
-	    {"tier", required_argument, NULL, 't'},  {"expires", required_argument, NULL, 'e'},
-	    {"limit", required_argument, NULL, 'l'}, {"clear-limit", required_argument, NULL, 'c'},
-	    {"action", required_argument, NULL, 'a'}, {"clear-action", required_argument, NULL, 'A'},
-	    {"help", no_argument, NULL, 'h'},	     {NULL, 0, NULL, 0},
+	    {"name", required_argument, NULL, 'n'},
+	    {"service", required_argument, NULL, 's'},
+	    {"tier", required_argument, NULL, 't'},
+	    {"expires", required_argument, NULL, 'e'},
+	    {"limit", required_argument, NULL, 'l'},
+	    {"clear-limit", required_argument, NULL, 'c'},
+	    {"action", required_argument, NULL, 'a'},
+	    {"clear-action", required_argument, NULL, 'A'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	cJSON *body = cJSON_CreateObject(), *key = NULL;
 	const char *id = NULL;

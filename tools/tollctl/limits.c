@@ -130,8 +130,9 @@ static int subject_arg(const struct ctl *ctl, const char *arg, bool allow_key, c
 	int err = parse_subject(arg, allow_key, out, SUBJECT_MAX);
 
 	if (err == -EPERM)
-		return ctl_usage_error(ctl, "'%s' is a key: 'limits clear' is for owners and "
-					    "tenants ('tollctl keys update ID --clear-limit FIELD')",
+		return ctl_usage_error(ctl,
+				       "'%s' is a key: 'limits clear' is for owners and "
+				       "tenants ('tollctl keys update ID --clear-limit FIELD')",
 				       arg);
 	if (err)
 		return ctl_usage_error(ctl,

@@ -118,8 +118,8 @@ static int tier_merge(cJSON *tier, const cJSON *set, const cJSON *actions)
  * A new tier: the server insists on a rate and a burst, and the other limits are sent as 0
  * (no limit) so the body is the complete tier whatever the server's defaults.
  */
-static int tier_new(const struct ctl *ctl, const char *name, const cJSON *set,
-		    const cJSON *actions, cJSON **tier)
+static int tier_new(const struct ctl *ctl, const char *name, const cJSON *set, const cJSON *actions,
+		    cJSON **tier)
 {
 	const cJSON *v;
 	int i;

@@ -32,9 +32,9 @@
 	"(0 < x <= 1), mode (hard|soft), action (block|queue|downgrade|alert: the default of\n"    \
 	"every limit). actions.LIMIT=ACTION sets the action of one limit.\n"
 #define ACTION_HELP                                                                                \
-	"--action LIMIT=ACTION sets the action of one limit (block, queue, downgrade, alert);\n"    \
-	"LIMIT is a request rate or count, token, cost, bytes, compute or concurrency limit.\n"     \
-	"A limit's action is the key's own, else the key's 'action', else the tier's own for\n"   \
+	"--action LIMIT=ACTION sets the action of one limit (block, queue, downgrade, alert);\n"   \
+	"LIMIT is a request rate or count, token, cost, bytes, compute or concurrency limit.\n"    \
+	"A limit's action is the key's own, else the key's 'action', else the tier's own for\n"    \
 	"that limit, else the tier's 'action', else limits.action.\n"
 #define WHEN_HELP                                                                                  \
 	"WHEN is an RFC 3339 time (2027-01-01T00:00:00Z, offsets and fractions allowed) or a\n"    \
