@@ -13,6 +13,8 @@ const struct migration tg_migrations[] = {
     {3, "give every key that is not revoked a request-rate slot", migration_0003_key_slots},
     {4, "seed the limits engine's day buckets from the daily roll-ups",
      migration_0004_limits_buckets},
+    {5, "per-limit actions: key records and tiers in format 4 (version fence, no rewrite)",
+     migration_0005_limit_actions},
 };
 
 const unsigned tg_migrations_count = sizeof(tg_migrations) / sizeof(tg_migrations[0]);

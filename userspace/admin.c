@@ -40,6 +40,7 @@ struct admin {
 	struct kernel *kernel; /* NULL: kernel path off */
 	struct router *router; /* NULL: no provider router */
 	struct budget *budget; /* the limits engine; NULL: /api/v1/limits answers 503 */
+	bool downgrade_ok;     /* limits.downgrade maps a model: downgrade actions accepted */
 };
 
 /* One request on its way through a handler. */
@@ -379,7 +380,9 @@ static void h_key_create(struct admin_call *c)
 
 	if (!body_json(c, false, &body))
 		return;
-	if (admin_key_create_parse(body, c->now, &in, &e)) {
+	if (admin_key_create_parse(body, c->now, &in, &e) ||
+	    admin_downgrade_check(in.spec.overrides.v[LIMIT_ACTION], in.spec.overrides.act,
+				  "limits", "actions", c->a->downgrade_ok, &e)) {
 		reply_err(c, &e);
 		goto out;
 	}
@@ -519,7 +522,9 @@ static void h_key_patch(struct admin_call *c)
 	}
 	if (!body_json(c, false, &body))
 		return;
-	if (admin_key_patch_parse(body, c->now, &p, &e)) {
+	if (admin_key_patch_parse(body, c->now, &p, &e) ||
+	    admin_downgrade_check(p.set.v[LIMIT_ACTION], p.set.act, "limits", "actions",
+				  c->a->downgrade_ok, &e)) {
 		reply_err(c, &e);
 		goto out;
 	}
@@ -642,6 +647,20 @@ static void h_tiers_list(struct admin_call *c)
 	free(t);
 }
 
+/* A downgrade action of tier t (tiers[i] of a set; i SIZE_MAX: a PUT of one) needs a map. */
+static int tier_downgrade_check(struct admin_call *c, const struct tier *t, size_t i,
+				struct admin_err *e)
+{
+	char lp[ADMIN_PARAM_MAX] = "", ap[ADMIN_PARAM_MAX] = "actions";
+
+	if (i != SIZE_MAX) {
+		snprintf(lp, sizeof(lp), "tiers[%zu]", i);
+		snprintf(ap, sizeof(ap), "tiers[%zu].actions", i);
+	}
+	return admin_downgrade_check(t->lim.v[LIMIT_ACTION], t->lim.act, lp, ap, c->a->downgrade_ok,
+				     e);
+}
+
 static void h_tiers_replace(struct admin_call *c)
 {
 	char in_use[TG_TIER_NAME_MAX + 1] = "";
@@ -654,6 +673,8 @@ static void h_tiers_replace(struct admin_call *c)
 	if (!body_json(c, false, &body))
 		return;
 	rc = admin_tiers_parse(body, &t, &n, &e);
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = tier_downgrade_check(c, &t[i], i, &e);
 	if (rc == -EINVAL) {
 		reply_err(c, &e);
 		goto out;
@@ -705,7 +726,8 @@ static void h_tier_put(struct admin_call *c)
 	}
 	if (!body_json(c, false, &body))
 		return;
-	if (admin_tier_parse(body, c->arg, "", &t, &e)) {
+	if (admin_tier_parse(body, c->arg, "", &t, &e) ||
+	    tier_downgrade_check(c, &t, SIZE_MAX, &e)) {
 		reply_err(c, &e);
 		goto out;
 	}
@@ -853,7 +875,8 @@ static void h_limits_put(struct admin_call *c)
 
 	if (!have_budget(c) || !body_json(c, false, &body))
 		return;
-	admin_limits_put(c->req, c->a->s, c->a->k, c->a->budget, c->arg, body, c->now);
+	admin_limits_put(c->req, c->a->s, c->a->k, c->a->budget, c->arg, body, c->a->downgrade_ok,
+			 c->now);
 	cJSON_Delete(body);
 }
 
@@ -978,6 +1001,7 @@ struct admin *admin_start(const struct admin_opts *o, struct keys *k, struct sto
 	a->kernel = o ? o->kernel : NULL;
 	a->router = o ? o->router : NULL;
 	a->budget = o ? o->budget : NULL;
+	a->downgrade_ok = o && o->downgrade && o->downgrade[0];
 	a->http = http_start(&ho, admin_handle, a);
 	if (!a->http) {
 		err = errno;

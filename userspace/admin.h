@@ -22,6 +22,8 @@ struct admin_opts {
 	struct kernel *kernel;	/* GET /api/v1/kernel reads it; NULL: the kernel path is off */
 	struct router *router;	/* GET /api/v1/providers reads it; NULL: no providers listed */
 	struct budget *budget;	/* /api/v1/limits; NULL: those answer 503 */
+	const char *downgrade;	/* limits.downgrade ("from=to,..."), read at start; NULL or
+				 * "": none, so a downgrade action is refused (400) */
 };
 
 struct admin;

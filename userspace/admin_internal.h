@@ -58,6 +58,25 @@ int admin_limit_parse(const cJSON *v, enum limit_field f, const char *param, uin
 int admin_limits_parse(const cJSON *o, const char *prefix, bool allow_null, struct limits *set,
 		       uint32_t *clear, struct admin_err *e);
 
+/*
+ * An "actions" object {limit name: "block" | "queue" | "downgrade" | "alert"} (admin_actions.c):
+ * each given action into set (others 0). Members must be limits that take an action
+ * (limit_takes_action), named once. With allow_null and clear, null adds the field's bit to
+ * *clear; else null is refused. Errors name the member: "<prefix>.tokens_per_minute".
+ */
+int admin_actions_parse(const cJSON *o, const char *prefix, bool allow_null,
+			uint8_t set[LIMIT__COUNT], uint32_t *clear, struct admin_err *e);
+/* {limit name: action} of the non-zero entries; NULL when out of memory. */
+cJSON *admin_actions_json(const uint8_t actions[LIMIT__COUNT]);
+/*
+ * Unless configured (limits.downgrade maps some model), a downgrade action - action, the
+ * subject's default, or one of actions - is refused: 400 naming "<limits_prefix>.action"
+ * ("action" without a prefix) or "<actions_prefix>.<limit>".
+ */
+int admin_downgrade_check(uint64_t action, const uint8_t actions[LIMIT__COUNT],
+			  const char *limits_prefix, const char *actions_prefix, bool configured,
+			  struct admin_err *e);
+
 /* POST /api/v1/keys. Strings in spec are borrowed from o. */
 struct admin_key_create {
 	struct key_spec spec;

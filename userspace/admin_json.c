@@ -427,7 +427,7 @@ static int key_strings_check(const cJSON *name, const cJSON *service, const cJSO
 	return 0;
 }
 
-enum { KC_NAME = 0, KC_OWNER, KC_SERVICE, KC_TIER, KC_EXPIRES, KC_LIMITS, KC__COUNT };
+enum { KC_NAME = 0, KC_OWNER, KC_SERVICE, KC_TIER, KC_EXPIRES, KC_LIMITS, KC_ACTIONS, KC__COUNT };
 
 int admin_key_create_parse(const cJSON *o, int64_t now, struct admin_key_create *out,
 			   struct admin_err *e)
@@ -439,6 +439,7 @@ int admin_key_create_parse(const cJSON *o, int64_t now, struct admin_key_create 
 	    [KC_TIER] = {"tier", AJ_STRING, false},
 	    [KC_EXPIRES] = {"expires_at", AJ_TIME, false},
 	    [KC_LIMITS] = {"limits", AJ_OBJECT, false},
+	    [KC_ACTIONS] = {"actions", AJ_OBJECT, false},
 	};
 	const cJSON *v[KC__COUNT];
 	struct key_spec *s = &out->spec;
@@ -455,6 +456,9 @@ int admin_key_create_parse(const cJSON *o, int64_t now, struct admin_key_create 
 		rc = expires_parse(v[KC_EXPIRES], now, &s->expires_at, e);
 	if (!rc && v[KC_LIMITS])
 		rc = admin_limits_parse(v[KC_LIMITS], "limits", false, &s->overrides, NULL, e);
+	if (!rc && v[KC_ACTIONS])
+		rc =
+		    admin_actions_parse(v[KC_ACTIONS], "actions", false, s->overrides.act, NULL, e);
 	if (rc)
 		return rc;
 	s->name = v[KC_NAME]->valuestring;
@@ -463,7 +467,7 @@ int admin_key_create_parse(const cJSON *o, int64_t now, struct admin_key_create 
 	s->tier = v[KC_TIER] ? v[KC_TIER]->valuestring : NULL;
 	out->has_owner = v[KC_OWNER] != NULL;
 	out->has_tier = v[KC_TIER] != NULL;
-	out->has_limits = v[KC_LIMITS] != NULL;
+	out->has_limits = v[KC_LIMITS] != NULL || v[KC_ACTIONS] != NULL;
 	return 0;
 }
 
@@ -477,6 +481,7 @@ int admin_key_patch_parse(const cJSON *o, int64_t now, struct key_patch *p, stru
 	    [KC_TIER] = {"tier", AJ_STRING, false},
 	    [KC_EXPIRES] = {"expires_at", AJ_TIME, false},
 	    [KC_LIMITS] = {"limits", AJ_OBJECT, false},
+	    [KC_ACTIONS] = {"actions", AJ_OBJECT, false},
 	};
 	const cJSON *v[KC__COUNT];
 	int rc;
@@ -495,6 +500,9 @@ int admin_key_patch_parse(const cJSON *o, int64_t now, struct key_patch *p, stru
 	}
 	if (!rc && v[KC_LIMITS])
 		rc = admin_limits_parse(v[KC_LIMITS], "limits", true, &p->set, &p->clear_mask, e);
+	if (!rc && v[KC_ACTIONS])
+		rc = admin_actions_parse(v[KC_ACTIONS], "actions", true, p->set.act,
+					 &p->clear_act_mask, e);
 	if (rc)
 		return rc;
 	p->name = v[KC_NAME] ? v[KC_NAME]->valuestring : NULL;
@@ -534,8 +542,9 @@ int admin_rotate_parse(const cJSON *o, int64_t *grace_sec, struct admin_err *e)
 int admin_tier_parse(const cJSON *o, const char *path_name, const char *prefix, struct tier *t,
 		     struct admin_err *e)
 {
-	struct afield f[LIMIT__COUNT + 1];
-	const cJSON *v[LIMIT__COUNT + 1];
+	enum { T_NAME = LIMIT__COUNT, T_ACTIONS, T__COUNT };
+	struct afield f[T__COUNT];
+	const cJSON *v[T__COUNT];
 	char p[ADMIN_PARAM_MAX];
 	const char *name;
 	int rc;
@@ -544,11 +553,12 @@ int admin_tier_parse(const cJSON *o, const char *path_name, const char *prefix, 
 	/* the fields older than issue 5 are required; the engine's ones default to 0 */
 	for (int i = 0; i < LIMIT__COUNT; i++)
 		f[i] = (struct afield){limit_descs[i].name, AJ_ANY, i < LIMIT_V2_COUNT};
-	f[LIMIT__COUNT] = (struct afield){"name", AJ_STRING, path_name == NULL};
-	rc = fields_get(o, f, LIMIT__COUNT + 1, prefix, v, e);
+	f[T_NAME] = (struct afield){"name", AJ_STRING, path_name == NULL};
+	f[T_ACTIONS] = (struct afield){"actions", AJ_OBJECT, false};
+	rc = fields_get(o, f, T__COUNT, prefix, v, e);
 	if (rc)
 		return rc;
-	name = v[LIMIT__COUNT] ? v[LIMIT__COUNT]->valuestring : path_name;
+	name = v[T_NAME] ? v[T_NAME]->valuestring : path_name;
 	param_join(p, prefix, "name");
 	if (!model_tier_name_valid(name))
 		return admin_err_set(e, 400, BAD_REQ, "invalid_value", p, "%s: " MSG_TIER, p);
@@ -564,6 +574,11 @@ int admin_tier_parse(const cJSON *o, const char *path_name, const char *prefix, 
 		if (rc)
 			return rc;
 	}
+	/* a tier is replaced whole: actions left out are none, null is not needed */
+	if (v[T_ACTIONS] &&
+	    (rc = admin_actions_parse(v[T_ACTIONS], param_join(p, prefix, "actions"), false,
+				      t->lim.act, NULL, e)))
+		return rc;
 	snprintf(t->name, sizeof(t->name), "%s", name);
 	return 0;
 }
@@ -817,18 +832,37 @@ static bool time_add(cJSON *o, const char *name, int64_t t)
 	return cJSON_AddStringToObject(o, name, buf) != NULL;
 }
 
+/* o.name = the actions object of act; false when out of memory. */
+static bool actions_add(cJSON *o, const char *name, const uint8_t act[LIMIT__COUNT])
+{
+	cJSON *a = admin_actions_json(act);
+
+	if (a && cJSON_AddItemToObject(o, name, a))
+		return true;
+	cJSON_Delete(a);
+	return false;
+}
+
+/*
+ * "limits" and "actions": the key's own; "effective_limits" and "effective_actions": merged
+ * with its tier (limits_merge's resolution order; a limit not in effective_actions takes
+ * effective_limits.action, else limits.action).
+ */
 static bool key_limits_add(cJSON *o, const struct key_record *r, const struct limits *tier)
 {
 	cJSON *lim = cJSON_AddObjectToObject(o, "limits"), *eff;
 	struct limits merged;
 
-	if (!lim || !admin_limits_add(lim, &r->overrides))
+	if (!lim || !admin_limits_add(lim, &r->overrides) ||
+	    !actions_add(o, "actions", r->overrides.act))
 		return false;
 	if (!tier)
-		return cJSON_AddNullToObject(o, "effective_limits") != NULL;
+		return cJSON_AddNullToObject(o, "effective_limits") != NULL &&
+		       cJSON_AddNullToObject(o, "effective_actions") != NULL;
 	limits_merge(tier, &r->overrides, &merged);
 	eff = cJSON_AddObjectToObject(o, "effective_limits");
-	return eff && admin_limits_add(eff, &merged);
+	return eff && admin_limits_add(eff, &merged) &&
+	       actions_add(o, "effective_actions", merged.act);
 }
 
 /* "slot": the request-rate slot index (maps bpftool's tg_slots dump to keys), null if none. */
@@ -868,9 +902,14 @@ cJSON *admin_key_json(const struct key_record *r, const struct limits *tier_limi
 cJSON *admin_tier_json(const struct tier *t)
 {
 	cJSON *o = cJSON_CreateObject();
+	bool acts = false;
 
+	for (int f = 0; f < LIMIT__COUNT; f++)
+		acts |= t->lim.act[f] != LIMIT_ACT_INHERIT;
+	/* "actions" only when the tier has one: a tier PUT without it reads back the same */
 	if (!o || !cJSON_AddStringToObject(o, "object", "tier") ||
-	    !cJSON_AddStringToObject(o, "name", t->name) || !admin_limits_add(o, &t->lim)) {
+	    !cJSON_AddStringToObject(o, "name", t->name) || !admin_limits_add(o, &t->lim) ||
+	    (acts && !actions_add(o, "actions", t->lim.act))) {
 		cJSON_Delete(o);
 		return NULL;
 	}

@@ -43,25 +43,11 @@ static void reply_json(struct http_req *req, unsigned status, cJSON *o)
 	cJSON_Delete(o);
 }
 
-/* {"cost_per_day":"block", ...}: the per-limit actions that are set. */
-static cJSON *actions_json(const uint8_t actions[LIMIT__COUNT])
-{
-	cJSON *o = cJSON_CreateObject();
-
-	for (int f = 0; o && f < LIMIT__COUNT; f++)
-		if (actions[f] &&
-		    !cJSON_AddStringToObject(o, limit_descs[f].name,
-					     limit_action_name((enum limit_action)actions[f]))) {
-			cJSON_Delete(o);
-			return NULL;
-		}
-	return o;
-}
-
 /* {"subject","limits","actions"} of a stored record. */
 static cJSON *record_json(const struct subject_limits *r)
 {
-	cJSON *o = cJSON_CreateObject(), *l = cJSON_CreateObject(), *a = actions_json(r->actions);
+	cJSON *o = cJSON_CreateObject(), *l = cJSON_CreateObject(),
+	      *a = admin_actions_json(r->actions);
 	bool ok = o && l && a && cJSON_AddStringToObject(o, "subject", r->subject) &&
 		  admin_limits_add(l, &r->lim) && cJSON_AddItemToObject(o, "limits", l);
 
@@ -240,13 +226,15 @@ void admin_limits_get(struct http_req *req, struct keys *k, struct budget *b, co
 	if (is_key ? !key_limits(req, k, subject + 4, &lim)
 		   : (budget_subject_limits(b, subject, &lim, actions), false))
 		return;
+	if (is_key) /* the key's per-limit actions, resolved with its tier's */
+		memcpy(actions, lim.act, LIMIT__COUNT);
 	o = cJSON_CreateObject();
 	l = cJSON_CreateObject();
 	ok = o && l && cJSON_AddStringToObject(o, "subject", subject) &&
 	     admin_limits_add(l, &lim) && cJSON_AddItemToObject(o, "limits", l);
 	if (ok)
 		l = NULL;
-	ok = ok && cJSON_AddItemToObject(o, "actions", actions_json(actions)) &&
+	ok = ok && cJSON_AddItemToObject(o, "actions", admin_actions_json(actions)) &&
 	     cJSON_AddStringToObject(o, "mode",
 				     limit_mode_name(lim.v[LIMIT_MODE] == LIMIT_MODE_SOFT ||
 							     lim.v[LIMIT_MODE] == LIMIT_MODE_HARD
@@ -262,31 +250,20 @@ void admin_limits_get(struct http_req *req, struct keys *k, struct budget *b, co
 	reply_json(req, 200, o);
 }
 
-/* "actions": {limit name -> action}; into a (null clears one). */
-static int actions_parse(const cJSON *o, uint8_t a[LIMIT__COUNT], struct admin_err *e)
+/* "actions" of a PUT over the stored ones in a: set ones replace, null removes one. */
+static int actions_apply(const cJSON *o, uint8_t a[LIMIT__COUNT], struct admin_err *e)
 {
-	const cJSON *it;
-	char p[ADMIN_PARAM_MAX];
+	uint8_t set[LIMIT__COUNT];
+	uint32_t clear;
+	int rc = admin_actions_parse(o, "actions", true, set, &clear, e);
 
-	if (!cJSON_IsObject(o))
-		return admin_err_set(e, 400, BAD_REQ, "invalid_type", "actions",
-				     "actions: must be an object of limit name -> action");
-	cJSON_ArrayForEach(it, o)
-	{
-		int f = limit_field_by_name(it->string);
-		int act = cJSON_IsString(it) ? limit_enum_parse(LIMIT_ACTION, it->valuestring) : -1;
-
-		snprintf(p, sizeof(p), "actions.%.80s", it->string);
-		if (f < 0)
-			return admin_err_set(e, 400, BAD_REQ, "unknown_field", p,
-					     "%s: not a limit name", p);
-		if (!cJSON_IsNull(it) && act < 0)
-			return admin_err_set(e, 400, BAD_REQ, "invalid_value", p,
-					     "%s: must be 'block', 'queue', 'downgrade' or 'alert'",
-					     p);
-		a[f] = cJSON_IsNull(it) ? 0 : (uint8_t)act;
+	for (int f = 0; !rc && f < LIMIT__COUNT; f++) {
+		if (clear & (1u << f))
+			a[f] = LIMIT_ACT_INHERIT;
+		else if (set[f])
+			a[f] = set[f];
 	}
-	return 0;
+	return rc;
 }
 
 /*
@@ -326,13 +303,13 @@ static int put_parse(const cJSON *body, struct subject_limits *r, struct admin_e
 			r->lim.v[f] = set.v[f];
 	}
 	if (!rc && act)
-		rc = actions_parse(act, r->actions, e);
+		rc = actions_apply(act, r->actions, e);
 	cJSON_Delete(copy);
 	return rc;
 }
 
 void admin_limits_put(struct http_req *req, struct store *s, struct keys *k, struct budget *b,
-		      const char *subject, const cJSON *body, int64_t now)
+		      const char *subject, const cJSON *body, bool downgrade_ok, int64_t now)
 {
 	struct subject_limits r;
 	struct admin_err e;
@@ -351,7 +328,9 @@ void admin_limits_put(struct http_req *req, struct store *s, struct keys *k, str
 		snprintf(r.subject, sizeof(r.subject), "%s", subject);
 		limits_clear(&r.lim);
 	}
-	if (!rc && put_parse(body, &r, &e)) {
+	if (!rc && (put_parse(body, &r, &e) ||
+		    admin_downgrade_check(r.lim.v[LIMIT_ACTION], r.actions, "limits", "actions",
+					  downgrade_ok, &e))) {
 		reply_err(req, &e);
 		return;
 	}

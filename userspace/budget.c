@@ -301,10 +301,15 @@ static void subj_limits(const struct budget *b, const struct budget_subj *s,
 		out->v[LIMIT_TPD] = b->o.default_daily_tokens;
 }
 
+/*
+ * Owners and tenants: their per-limit action, their action, limits.action. Keys: l is the
+ * key's effective limits, whose act[] limits_merge resolved (key per-limit, key action, tier
+ * per-limit, tier action), then limits.action.
+ */
 static enum limit_action resolve_action(const struct budget *b, const struct budget_subj *s,
 					const struct limits *l, enum limit_field f)
 {
-	uint64_t a = s->has_lim ? s->actions[f] : 0;
+	uint64_t a = s->has_lim ? s->actions[f] : l->act[f];
 
 	if (!a || a >= LIMIT_ACT__COUNT)
 		a = lval(l, LIMIT_ACTION);

@@ -707,6 +707,13 @@ int config_finish(struct config *c, char err[CONFIG_ERR_MAX])
 	}
 	if (check_webhook(c, err))
 		return -EINVAL;
+	/* a default action of downgrade with nowhere to downgrade to would only ever block */
+	if (c->limits_action == LIMIT_ACT_DOWNGRADE && !c->limits_downgrade[0]) {
+		snprintf(err, CONFIG_ERR_MAX,
+			 "limits.action: 'downgrade' needs limits.downgrade (model -> cheaper "
+			 "model), and none is set");
+		return -EINVAL;
+	}
 	return check_downgrade(c, err);
 }
 

@@ -85,7 +85,8 @@ struct key_spec {
 	const char *service;	  /* NULL = "default" */
 	const char *tier;	  /* NULL = "basic"; must exist (-ESRCH) */
 	int64_t expires_at;	  /* Unix seconds, 0 = never; must be in the future (-EINVAL) */
-	struct limits overrides;  /* LIMIT_UNSET where the tier applies */
+	struct limits overrides;  /* LIMIT_UNSET where the tier applies; act[]: per-limit
+				   * actions of the key (0 = none) */
 };
 
 /*
@@ -103,8 +104,10 @@ struct key_patch {
 	const char *tier;	  /* NULL = unchanged; must exist (-ESRCH) */
 	bool set_expires;	  /* true: expires_at below replaces the current one */
 	int64_t expires_at;	  /* 0 = never */
-	struct limits set;	  /* overrides to set; LIMIT_UNSET = untouched */
+	struct limits set;	  /* overrides to set; LIMIT_UNSET = untouched; act[f] != 0:
+				   * the key's own action of limit f to set */
 	uint32_t clear_mask;	  /* bit f set: remove the override of enum limit_field f */
+	uint32_t clear_act_mask;  /* bit f set: remove the key's own action of limit f */
 };
 
 /* Applies a patch; -EKEYREVOKED for a revoked key. */

@@ -20,14 +20,14 @@
 #define KEYS_CREATE_TRIES 4  /* id collisions: 36^12 ids, so retries are for form's sake */
 #define KEYS_GRACE_MAX 31536000 /* one year */
 
-/* Every set field in range; -EINVAL. */
+/* Every set field in range, actions only on limits that take one; -EINVAL. */
 static int overrides_check(const struct limits *l)
 {
 	for (int f = 0; f < LIMIT__COUNT; f++) {
 		if (l->v[f] != LIMIT_UNSET && limit_check((enum limit_field)f, l->v[f]))
 			return -EINVAL;
 	}
-	return 0;
+	return limits_actions_check(l);
 }
 
 /* 0 if tier exists, -ESRCH otherwise. Caller holds write_mu, so it cannot vanish. */
@@ -258,6 +258,10 @@ static void patch_apply(const struct key_patch *p, struct key_record *r)
 			r->overrides.v[f] = LIMIT_UNSET;
 		else if (p->set.v[f] != LIMIT_UNSET)
 			r->overrides.v[f] = p->set.v[f];
+		if (p->clear_act_mask & (1u << f))
+			r->overrides.act[f] = LIMIT_ACT_INHERIT;
+		else if (p->set.act[f])
+			r->overrides.act[f] = p->set.act[f];
 	}
 }
 
@@ -357,11 +361,13 @@ static int patch_check(struct keys *k, const struct key_patch *p)
 	    (p->tier && !model_tier_name_valid(p->tier)) ||
 	    (p->set_expires && expiry_check(k, p->expires_at)))
 		return -EINVAL;
-	if (p->clear_mask >> LIMIT__COUNT)
+	if (p->clear_mask >> LIMIT__COUNT || p->clear_act_mask >> LIMIT__COUNT)
 		return -EINVAL;
 	for (int f = 0; f < LIMIT__COUNT; f++) {
 		/* one field both set and cleared says two things at once */
 		if ((p->clear_mask & (1u << f)) && p->set.v[f] != LIMIT_UNSET)
+			return -EINVAL;
+		if ((p->clear_act_mask & (1u << f)) && p->set.act[f])
 			return -EINVAL;
 	}
 	return overrides_check(&p->set);

@@ -238,10 +238,15 @@ const char *kidx_str(const struct kidx *x, uint32_t sid)
 	return x->strs.strs[sid];
 }
 
+/* No override and no per-limit action: the shared empty set (oid 0). */
 static bool limits_empty(const struct limits *l)
 {
 	for (int f = 0; f < LIMIT__COUNT; f++) {
 		if (l->v[f] != LIMIT_UNSET)
+			return false;
+	}
+	for (int f = 0; f < LIMIT_ACT_SLOTS; f++) {
+		if (l->act[f])
 			return false;
 	}
 	return true;

@@ -23,7 +23,7 @@ static bool tier_valid(const struct tier *t)
 		if (t->lim.v[f] == LIMIT_UNSET || limit_check((enum limit_field)f, t->lim.v[f]))
 			return false;
 	}
-	return true;
+	return limits_actions_check(&t->lim) == 0;
 }
 
 int keys_tiers_list(struct keys *k, struct tier *out, size_t cap, size_t *n)

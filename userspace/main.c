@@ -636,6 +636,7 @@ static int cmd_run(const struct config *c, const char *ready_file)
 	if (budget_start(c, s, &dpath))
 		goto out;
 	ao.budget = dpath.budget;
+	ao.downgrade = c->limits_downgrade;
 	a = admin_start(&ao, k, s);
 	if (!a || data_path_start(c, s, k, &dpath))
 		goto out;

@@ -15,6 +15,7 @@
 #define MODEL_FORMAT_V1 1u
 #define MODEL_FORMAT_V2 2u /* key records: the slot appended (migration 3) */
 #define MODEL_FORMAT_V3 3u /* key records and tiers: every limit field (issue 5) */
+#define MODEL_FORMAT_V4 4u /* key records and tiers: per-limit actions (migration 5) */
 
 enum model_kind {
 	MODEL_KIND_KEY = 1,
@@ -27,7 +28,7 @@ enum model_kind {
 /* Largest encodings, field by field; MODEL_*_MAX in model.h must not be smaller. */
 #define ENC_HDR	     4
 #define ENC_STR(max) (1 + (max))
-#define ENC_LIMITS   (8 * LIMIT__COUNT)
+#define ENC_LIMITS   (8 * LIMIT__COUNT + LIMIT__COUNT) /* values, then (format 4) actions */
 #define ENC_PWHASH   (3 * 4 + 16 + 32)
 #define ENC_KEY_MAX                                                                                \
 	(ENC_HDR + ENC_STR(TG_ID_LEN) + ENC_STR(TG_NAME_MAX) + ENC_STR(TG_OWNER_MAX) +             \
@@ -39,7 +40,7 @@ enum model_kind {
 	 ENC_STR(TG_TIER_NAME_MAX) + 3 * 8 + ENC_PWHASH)
 #define ENC_OWNER_MAX (ENC_HDR + ENC_STR(TG_OWNER_MAX) + 8 + 8)
 
-#define ENC_LIMITS_MAX (ENC_HDR + ENC_STR(TG_SUBJECT_MAX) + ENC_LIMITS + LIMIT__COUNT)
+#define ENC_LIMITS_MAX (ENC_HDR + ENC_STR(TG_SUBJECT_MAX) + ENC_LIMITS)
 _Static_assert(ENC_LIMITS_MAX <= MODEL_LIMITS_MAX, "MODEL_LIMITS_MAX too small");
 _Static_assert(ENC_KEY_MAX <= MODEL_KEY_MAX, "MODEL_KEY_MAX too small for a key");
 _Static_assert(ENC_TIER_MAX <= MODEL_TIER_MAX, "MODEL_TIER_MAX too small for a tier");
@@ -120,10 +121,11 @@ const char *limit_enum_name(enum limit_field f, uint64_t v)
 
 /* Requests per second are stored in milli-requests per second (see enum limit_field). */
 const struct tier model_default_tiers[3] = {
-    {"basic", {{[LIMIT_RPS] = 10000, [LIMIT_BURST] = 20, [LIMIT_TOKENS_MONTH] = 100000}}},
-    {"premium", {{[LIMIT_RPS] = 100000, [LIMIT_BURST] = 200, [LIMIT_TOKENS_MONTH] = 10000000}}},
+    {"basic", {.v = {[LIMIT_RPS] = 10000, [LIMIT_BURST] = 20, [LIMIT_TOKENS_MONTH] = 100000}}},
+    {"premium",
+     {.v = {[LIMIT_RPS] = 100000, [LIMIT_BURST] = 200, [LIMIT_TOKENS_MONTH] = 10000000}}},
     {"enterprise",
-     {{[LIMIT_RPS] = 1000000, [LIMIT_BURST] = 2000, [LIMIT_TOKENS_MONTH] = 1000000000}}},
+     {.v = {[LIMIT_RPS] = 1000000, [LIMIT_BURST] = 2000, [LIMIT_TOKENS_MONTH] = 1000000000}}},
 };
 
 int limit_field_by_name(const char *name)
@@ -144,7 +146,15 @@ int limit_check(enum limit_field f, uint64_t v)
 
 void limits_merge(const struct limits *tier, const struct limits *overrides, struct limits *out)
 {
+	uint64_t key_action = overrides->v[LIMIT_ACTION];
+	/* a key's own "action" outranks its tier's per-limit actions (see model.h) */
+	bool key_default = key_action != LIMIT_UNSET && key_action != LIMIT_ACT_INHERIT;
+
 	/* Field by field, so out may be the same object as tier or overrides. */
+	for (int f = 0; f < LIMIT_ACT_SLOTS; f++)
+		out->act[f] = overrides->act[f] ? overrides->act[f]
+			      : key_default	? LIMIT_ACT_INHERIT
+						: tier->act[f];
 	for (int f = 0; f < LIMIT__COUNT; f++)
 		out->v[f] = overrides->v[f] != LIMIT_UNSET ? overrides->v[f] : tier->v[f];
 }
@@ -153,6 +163,53 @@ void limits_clear(struct limits *l)
 {
 	for (int f = 0; f < LIMIT__COUNT; f++)
 		l->v[f] = LIMIT_UNSET;
+	memset(l->act, 0, sizeof(l->act));
+}
+
+bool limit_takes_action(enum limit_field f)
+{
+	switch (f) {
+	case LIMIT_RPS:
+	case LIMIT_RPM:
+	case LIMIT_RPH:
+	case LIMIT_RPD:
+	case LIMIT_RP_MONTH:
+	case LIMIT_TPM:
+	case LIMIT_TPH:
+	case LIMIT_TPD:
+	case LIMIT_TOKENS_MONTH:
+	case LIMIT_MAX_CONCURRENT:
+	case LIMIT_COST_HOUR:
+	case LIMIT_COST_DAY:
+	case LIMIT_COST_MONTH:
+	case LIMIT_BYTES_MONTH:
+	case LIMIT_COMPUTE_MONTH:
+		return true;
+	default:
+		return false;
+	}
+}
+
+int limits_actions_check(const struct limits *l)
+{
+	for (int f = 0; f < LIMIT_ACT_SLOTS; f++)
+		if (l->act[f] && (f >= LIMIT__COUNT || l->act[f] >= LIMIT_ACT__COUNT ||
+				  !limit_takes_action((enum limit_field)f)))
+			return -EINVAL;
+	return 0;
+}
+
+enum limit_action limit_action_of(const struct limits *l, enum limit_field f,
+				  enum limit_action dflt)
+{
+	uint64_t a = (unsigned)f < LIMIT__COUNT ? l->act[f] : 0;
+
+	/* LIMIT_UNSET (an override set) and out-of-range values fall through like 0 */
+	if (!a || a >= LIMIT_ACT__COUNT)
+		a = l->v[LIMIT_ACTION];
+	if (!a || a >= LIMIT_ACT__COUNT)
+		a = dflt;
+	return (enum limit_action)a;
 }
 
 enum key_status key_status_at(const struct key_record *k, int64_t now)
@@ -299,6 +356,13 @@ static void enc_limits(struct codec_enc *e, const struct limits *l, unsigned for
 		codec_put_uint(e, l->v[f], 8);
 }
 
+/* Format 4: one byte per limit field, its action (0 = none of its own). */
+static void enc_actions(struct codec_enc *e, const struct limits *l, unsigned format)
+{
+	if (format >= MODEL_FORMAT_V4)
+		codec_put(e, l->act, LIMIT__COUNT);
+}
+
 static void enc_pwhash(struct codec_enc *e, const struct pwhash *h)
 {
 	codec_put_uint(e, h->t_cost, 4);
@@ -331,6 +395,19 @@ static void dec_limits(struct codec_dec *d, struct limits *l, unsigned format, u
 
 	for (int f = 0; f < LIMIT__COUNT; f++)
 		l->v[f] = f < n ? codec_get_uint(d, 8) : absent;
+}
+
+/*
+ * Format 4's per-limit actions (older formats: none, as the caller's memset left them). A
+ * value this build does not know, or an action on a field that takes none, is corrupt.
+ */
+static void dec_actions(struct codec_dec *d, struct limits *l, unsigned format)
+{
+	if (format < MODEL_FORMAT_V4)
+		return;
+	codec_get(d, l->act, LIMIT__COUNT);
+	if (limits_actions_check(l))
+		d->bad = true;
 }
 
 static void dec_pwhash(struct codec_dec *d, struct pwhash *h)
@@ -366,14 +443,14 @@ static int dec_end(const struct codec_dec *d)
 
 int key_record_encode(const struct key_record *r, void *buf, size_t cap)
 {
-	return key_record_encode_format(r, MODEL_FORMAT_V3, buf, cap);
+	return key_record_encode_format(r, MODEL_FORMAT_V4, buf, cap);
 }
 
 int key_record_encode_format(const struct key_record *r, unsigned format, void *buf, size_t cap)
 {
 	struct codec_enc e;
 
-	if (format < MODEL_FORMAT_V1 || format > MODEL_FORMAT_V3)
+	if (format < MODEL_FORMAT_V1 || format > MODEL_FORMAT_V4)
 		return -EINVAL;
 	enc_start(&e, buf, cap, MODEL_KIND_KEY, format);
 	codec_put_str(&e, r->id, TG_ID_LEN);
@@ -395,6 +472,7 @@ int key_record_encode_format(const struct key_record *r, unsigned format, void *
 	codec_put_uint(&e, r->khash_prev, 8);
 	if (format >= MODEL_FORMAT_V2)
 		codec_put_uint(&e, r->slot, 4);
+	enc_actions(&e, &r->overrides, format); /* appended last, as the slot was */
 	return enc_end(&e);
 }
 
@@ -404,7 +482,7 @@ int key_record_decode(const void *buf, size_t len, struct key_record *r)
 	unsigned format;
 
 	memset(r, 0, sizeof(*r));
-	format = dec_start(&d, buf, len, MODEL_KIND_KEY, MODEL_FORMAT_V3);
+	format = dec_start(&d, buf, len, MODEL_KIND_KEY, MODEL_FORMAT_V4);
 	codec_get_str(&d, r->id, TG_ID_LEN);
 	codec_get_str(&d, r->name, TG_NAME_MAX);
 	codec_get_str(&d, r->owner, TG_OWNER_MAX);
@@ -423,23 +501,25 @@ int key_record_decode(const void *buf, size_t len, struct key_record *r)
 	r->khash_cur = codec_get_uint(&d, 8);
 	r->khash_prev = codec_get_uint(&d, 8);
 	r->slot = format >= MODEL_FORMAT_V2 ? (uint32_t)codec_get_uint(&d, 4) : TG_SLOT_NONE;
+	dec_actions(&d, &r->overrides, format);
 	return dec_end(&d);
 }
 
 int tier_encode(const struct tier *t, void *buf, size_t cap)
 {
-	return tier_encode_format(t, MODEL_FORMAT_V3, buf, cap);
+	return tier_encode_format(t, MODEL_FORMAT_V4, buf, cap);
 }
 
 int tier_encode_format(const struct tier *t, unsigned format, void *buf, size_t cap)
 {
 	struct codec_enc e;
 
-	if (format != MODEL_FORMAT_V1 && format != MODEL_FORMAT_V3)
+	if (format != MODEL_FORMAT_V1 && format != MODEL_FORMAT_V3 && format != MODEL_FORMAT_V4)
 		return -EINVAL;
 	enc_start(&e, buf, cap, MODEL_KIND_TIER, format);
 	codec_put_str(&e, t->name, TG_TIER_NAME_MAX);
 	enc_limits(&e, &t->lim, format);
+	enc_actions(&e, &t->lim, format);
 	return enc_end(&e);
 }
 
@@ -449,12 +529,13 @@ int tier_decode(const void *buf, size_t len, struct tier *t)
 	unsigned format;
 
 	memset(t, 0, sizeof(*t));
-	/* tiers skipped format 2 (a key-record change): 1, then 3 */
-	format = dec_start(&d, buf, len, MODEL_KIND_TIER, MODEL_FORMAT_V3);
+	/* tiers skipped format 2 (a key-record change): 1, then 3, 4 */
+	format = dec_start(&d, buf, len, MODEL_KIND_TIER, MODEL_FORMAT_V4);
 	if (format == MODEL_FORMAT_V2)
 		d.bad = true;
 	codec_get_str(&d, t->name, TG_TIER_NAME_MAX);
 	dec_limits(&d, &t->lim, format, 0);
+	dec_actions(&d, &t->lim, format);
 	return dec_end(&d);
 }
 

@@ -80,9 +80,16 @@ const char *limit_mode_name(enum limit_mode m);
 const char *limit_action_name(enum limit_action a);
 
 #define LIMIT_UNSET UINT64_MAX /* in key overrides: the tier's value applies */
+/* act[] rounded up to a multiple of 8, so struct limits has no padding (it is hashed and
+ * compared with memcmp as a whole by the key index) */
+#define LIMIT_ACT_SLOTS ((LIMIT__COUNT + 7) & ~7)
 
 struct limits {
 	uint64_t v[LIMIT__COUNT]; /* indexed by enum limit_field; units as commented there */
+	/* per-limit actions (enum limit_action) by enum limit_field, 0 = none of its own;
+	 * only fields limit_takes_action() accepts carry one; the slots past LIMIT__COUNT
+	 * stay 0 */
+	uint8_t act[LIMIT_ACT_SLOTS];
 };
 
 struct limit_desc {
@@ -107,10 +114,24 @@ const char *limit_enum_name(enum limit_field f, uint64_t v);
 int limit_field_by_name(const char *name);
 /* Checks one value against its field's range; 0 or -ERANGE. */
 int limit_check(enum limit_field f, uint64_t v);
-/* out = tier's limits with every set override applied. */
+/*
+ * out = tier's limits with every set override applied. Per-limit actions follow the
+ * resolution order key act[f] -> key action -> tier act[f] -> tier action (-> limits.action,
+ * which the caller applies: limit_action_of): out->act[f] is the key's own, else none when
+ * the key sets an "action" (which then wins through out->v[LIMIT_ACTION]), else the tier's.
+ */
 void limits_merge(const struct limits *tier, const struct limits *overrides, struct limits *out);
-/* Sets every field to LIMIT_UNSET (an empty override set). */
+/* Sets every field to LIMIT_UNSET and every per-limit action to 0 (an empty override set). */
 void limits_clear(struct limits *l);
+/* True for the limits that may carry an action of their own (the amounts: request rates and
+ * counts, tokens, cost, bytes, compute, concurrency; not burst, windows, mode, ...). */
+bool limit_takes_action(enum limit_field f);
+/* 0 if every per-limit action of l is a known action on a limit that takes one, else -EINVAL. */
+int limits_actions_check(const struct limits *l);
+/* The action of limit f under effective limits l (limits_merge's out): act[f], else l's
+ * "action", else dflt (limits.action). */
+enum limit_action limit_action_of(const struct limits *l, enum limit_field f,
+				  enum limit_action dflt);
 
 /* argon2id output with its parameters, as stored (never the secret itself). */
 struct pwhash {
@@ -208,12 +229,13 @@ bool model_id_valid(const char *s);	     /* [a-z0-9]{12} */
 extern const struct tier model_default_tiers[3];
 
 /*
- * Binary encodings. Key records are written in format 3 (the slot since 2, every limit field
- * since 3), tiers in format 3; format 1 records (before migration 3) still decode, with slot
- * TG_SLOT_NONE, and format 1/2 records with the limits after LIMIT_V2_COUNT unset (key
- * overrides: LIMIT_UNSET; tiers: 0). encode returns the number of bytes written into buf (at most cap), or
- * -EMSGSIZE; decode returns 0, or -EINVAL for a truncated, corrupt or unknown-version record.
- * MODEL_*_MAX is the largest encoding, a safe buffer size.
+ * Binary encodings. Key records are written in format 4 (the slot since 2, every limit field
+ * since 3, per-limit actions since 4), tiers in format 4 (format 3 plus per-limit actions);
+ * format 1 records (before migration 3) still decode, with slot TG_SLOT_NONE, format 1/2
+ * records with the limits after LIMIT_V2_COUNT unset (key overrides: LIMIT_UNSET; tiers: 0),
+ * and format 1-3 records with no per-limit action. encode returns the number of bytes written into
+ * buf (at most cap), or -EMSGSIZE; decode returns 0, or -EINVAL for a truncated, corrupt or
+ * unknown-version record. MODEL_*_MAX is the largest encoding, a safe buffer size.
  */
 #define MODEL_KEY_MAX 768
 #define MODEL_TIER_MAX 256
@@ -222,7 +244,7 @@ extern const struct tier model_default_tiers[3];
 #define MODEL_LIMITS_MAX 320
 int key_record_encode(const struct key_record *r, void *buf, size_t cap);
 int key_record_decode(const void *buf, size_t len, struct key_record *r);
-/* An older format (1..3) as a store before a migration held it: for tests and migrations. */
+/* An older format (1..4) as a store before a migration held it: for tests and migrations. */
 int key_record_encode_format(const struct key_record *r, unsigned format, void *buf, size_t cap);
 int tier_encode_format(const struct tier *t, unsigned format, void *buf, size_t cap);
 int tier_encode(const struct tier *t, void *buf, size_t cap);

@@ -45,14 +45,23 @@ struct sync {
 
 bool sync_kernel_refuse(const struct sync_policy *p, const struct limits *lim)
 {
-	uint64_t mode = lim->v[LIMIT_MODE], action = lim->v[LIMIT_ACTION];
+	/* the windows the kernel enforces (tg_slot's): requests per second always, per minute
+	 * and per hour when set; one flag covers them all, so each must block */
+	static const enum limit_field rate[] = {LIMIT_RPS, LIMIT_RPM, LIMIT_RPH};
+	uint64_t mode = lim->v[LIMIT_MODE];
 
 	/* LIMIT_UNSET only in override sets; effective limits hold 0 (inherit) or a value */
 	if (mode == LIMIT_MODE_INHERIT || mode == LIMIT_UNSET)
 		mode = p->mode;
-	if (action == LIMIT_ACT_INHERIT || action == LIMIT_UNSET)
-		action = p->action;
-	return p->limits_enabled && mode == LIMIT_MODE_HARD && action == LIMIT_ACT_BLOCK;
+	if (!p->limits_enabled || mode != LIMIT_MODE_HARD)
+		return false;
+	for (size_t i = 0; i < sizeof(rate) / sizeof(rate[0]); i++) {
+		if (rate[i] != LIMIT_RPS && (!lim->v[rate[i]] || lim->v[rate[i]] == LIMIT_UNSET))
+			continue;
+		if (limit_action_of(lim, rate[i], p->action) != LIMIT_ACT_BLOCK)
+			return false;
+	}
+	return true;
 }
 
 void sync_set_policy(struct sync *s, const struct sync_policy *p)

@@ -55,9 +55,10 @@ struct sync_policy {
 
 /*
  * Whether the kernel may refuse a key with effective limits lim under policy p: limits
- * enabled, mode hard (the key's LIMIT_MODE, else the policy's) and the action of its
- * request-rate limits block (the key's LIMIT_ACTION, else the policy's; keys carry no
- * per-limit action). Pure.
+ * enabled, mode hard (the key's LIMIT_MODE, else the policy's) and the action of each of its
+ * request-rate limits (requests_per_second, and requests_per_minute / _hour when set) block,
+ * each resolved by limit_action_of (its per-limit action, the key's action, else the
+ * policy's). Pure.
  */
 bool sync_kernel_refuse(const struct sync_policy *p, const struct limits *lim);
 /*

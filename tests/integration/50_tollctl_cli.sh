@@ -398,7 +398,8 @@ bad=(
 	"limits set"
 	"limits set team:ml"
 	"limits set org:ml cost_per_day=1"
-	"limits set key:abcdefabcdef cost_per_day=1"
+	"limits set key:abcdefabcdef actions.burst=alert"
+	"limits set key:abcdefabcdef actions.tokens_per_minute=warn"
 	"limits set team:ml foo=1"
 	"limits set team:ml cost_per_day=-1"
 	"limits set team:ml cost_per_day=1.1234567891"
@@ -426,12 +427,19 @@ for args in "${bad[@]}"; do
 done
 ctl --url "http://127.0.0.1:$port" --timeout 5 limits set team:ml cost_window=weekly
 expect_stderr "cost_window: 'weekly' is not one of calendar, rolling"
-ctl --url "http://127.0.0.1:$port" --timeout 5 limits set key:abcdefabcdef cost_per_day=1
+ctl --url "http://127.0.0.1:$port" --timeout 5 limits clear key:abcdefabcdef
 expect_stderr "tollctl keys update"
+ctl --url "http://127.0.0.1:$port" --timeout 5 limits set key:abcdefabcdef actions.burst=alert
+expect_stderr "actions.burst: 'burst' is not a limit that takes an action"
 # well-formed: they do try the server (unreachable here: exit 6)
 ctl --url "http://127.0.0.1:$port" --timeout 5 limits set tenant:acme.eu-1 cost_per_day=0.000000001 \
 	tokens_per_day=null mode=soft actions.cost_per_day=alert
 expect_exit 6
+# a key's limits and actions go to the key (PATCH /api/v1/keys/ID)
+ctl --url "http://127.0.0.1:$port" --timeout 5 limits set key:abcdefabcdef cost_per_day=1 \
+	actions.tokens_per_minute=alert
+expect_exit 6
+expect_stderr "/api/v1/keys/abcdefabcdef failed"
 ctl --url "http://127.0.0.1:$port" --timeout 5 quota abcdefabcdef
 expect_exit 6
 expect_stderr "/api/v1/limits/key%3Aabcdefabcdef failed"

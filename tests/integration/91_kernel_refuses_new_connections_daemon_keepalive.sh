@@ -48,6 +48,25 @@ expect test "$(kern_stat REFUSED)" -ge $((ref0 + 5))
 expect test "$(dp_requests)" = "$req0"
 case_end
 
+case_start "actions.requests_per_second alert: the kernel passes the key, the daemon answers"
+api PATCH "/api/v1/keys/$KEY_ID" '{"actions":{"requests_per_second":"alert"}}'
+expect_status 200
+req0=$(dp_requests)
+ref0=$(kern_stat REFUSED)
+for i in 1 2 3; do
+	kdp GET /v1/models
+	expect_status 429 # the daemon still refuses a request rate; only the kernel stands back
+	expect_not header x-tollgate-enforcer
+done
+expect test "$(kern_stat REFUSED)" = "$ref0"
+expect test "$(dp_requests)" -ge $((req0 + 3))
+api PATCH "/api/v1/keys/$KEY_ID" '{"actions":{"requests_per_second":null}}'
+expect_status 200
+kdp GET /v1/models
+expect_status 429
+expect_header x-tollgate-enforcer '^kernel$'
+case_end
+
 # A second key with room for 2, then refused: one curl, six URLs, one keep-alive connection.
 kern_key '{"name":"k91b","owner":"team:k","limits":{"requests_per_second":0.001,"burst":2}}' ||
 	bail "creating a key"

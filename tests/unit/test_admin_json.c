@@ -536,8 +536,11 @@ static void key_object_has_overrides_and_effective_limits(void)
 	limits_clear(&r.overrides);
 	r.overrides.v[LIMIT_RPS] = 2500;
 	r.overrides.v[LIMIT_TOKENS_MONTH] = 1000000000000000ull;
+	r.overrides.act[LIMIT_TPM] = LIMIT_ACT_ALERT;
 	s = render(admin_key_json(&r, &model_default_tiers[0].lim, 1795000000));
 	TG_REQUIRE(s);
+	TG_CHECK(strstr(s, "\"actions\":{\"tokens_per_minute\":\"alert\"}"));
+	TG_CHECK(strstr(s, "\"effective_actions\":{\"tokens_per_minute\":\"alert\"}"));
 	TG_CHECK(strstr(s, "\"object\":\"api_key\",\"id\":\"k7dq2m9xa4bz\","
 			   "\"prefix\":\"tg_k7dq2m9xa4bz_\""));
 	TG_CHECK(strstr(s, "\"limits\":{\"requests_per_second\":2.5,"
@@ -575,12 +578,18 @@ static void tier_and_token_objects(void)
 		t.lim.v[f] = 0;
 	t.lim.v[LIMIT_RPS] = 125;
 	t.lim.v[LIMIT_BURST] = 1;
+	t.lim.act[LIMIT_TPM] = LIMIT_ACT_ALERT;
 	s = render(admin_tier_json(&t));
 	TG_REQUIRE(s);
 	TG_CHECK_STR(s, "{\"object\":\"tier\",\"name\":\"gold\",\"requests_per_second\":0.125,"
 			"\"burst\":1,\"requests_per_minute\":0,\"requests_per_hour\":0,"
 			"\"requests_per_day\":0,\"tokens_per_minute\":0,\"tokens_per_month\":0,"
-			"\"max_concurrent\":0}");
+			"\"max_concurrent\":0,\"actions\":{\"tokens_per_minute\":\"alert\"}}");
+	cJSON_free(s);
+	t.lim.act[LIMIT_TPM] = 0; /* no action of its own: no "actions" member */
+	s = render(admin_tier_json(&t));
+	TG_REQUIRE(s);
+	TG_CHECK(strstr(s, "actions") == NULL);
 	cJSON_free(s);
 
 	s = render(admin_token_json(&c));
@@ -593,6 +602,170 @@ static void tier_and_token_objects(void)
 	TG_CHECK(!strstr(s, "consumer\"") && !strstr(s, "\"tier\""));
 	TG_CHECK(strstr(s, "\"status\":\"revoked\""));
 	cJSON_free(s);
+}
+
+/* ---- per-limit actions ---- */
+
+static const struct {
+	const char *name;
+	const char *actions;
+	bool allow_null;
+	const char *code;  /* NULL: accepted */
+	const char *param; /* refused: the member named */
+	enum limit_field field;
+	uint8_t want; /* accepted: set[field] (0 with allow_null: a clear bit) */
+} action_cases[] = {
+    {"alert on tokens_per_minute", "{\"tokens_per_minute\":\"alert\"}", false, NULL, NULL,
+     LIMIT_TPM, LIMIT_ACT_ALERT},
+    {"block on requests_per_second", "{\"requests_per_second\":\"block\"}", false, NULL, NULL,
+     LIMIT_RPS, LIMIT_ACT_BLOCK},
+    {"queue on max_concurrent", "{\"max_concurrent\":\"queue\"}", false, NULL, NULL,
+     LIMIT_MAX_CONCURRENT, LIMIT_ACT_QUEUE},
+    {"null clears in PATCH", "{\"cost_per_day\":null}", true, NULL, NULL, LIMIT_COST_DAY, 0},
+    {"null outside PATCH", "{\"cost_per_day\":null}", false, "invalid_type", "actions.cost_per_day",
+     0, 0},
+    {"unknown action", "{\"tokens_per_minute\":\"explode\"}", false, "invalid_value",
+     "actions.tokens_per_minute", 0, 0},
+    {"inherit is not an action", "{\"tokens_per_minute\":\"inherit\"}", true, "invalid_value",
+     "actions.tokens_per_minute", 0, 0},
+    {"action as a number", "{\"tokens_per_minute\":1}", false, "invalid_type",
+     "actions.tokens_per_minute", 0, 0},
+    {"unknown limit", "{\"tokens_per_week\":\"alert\"}", false, "unknown_field",
+     "actions.tokens_per_week", 0, 0},
+    {"burst takes no action", "{\"burst\":\"alert\"}", false, "invalid_field", "actions.burst", 0,
+     0},
+    {"mode takes no action", "{\"mode\":\"block\"}", false, "invalid_field", "actions.mode", 0, 0},
+    {"a limit twice", "{\"tokens_per_minute\":\"alert\",\"tokens_per_minute\":\"block\"}", false,
+     "duplicate_field", "actions.tokens_per_minute", 0, 0},
+};
+
+static void actions_parse_and_name_the_member(void)
+{
+	for (size_t i = 0; i < TG_NCASES(action_cases); i++) {
+		cJSON *o = parse(action_cases[i].actions);
+		struct admin_err e = {0};
+		uint8_t set[LIMIT__COUNT];
+		uint32_t clear = 0;
+		int rc;
+
+		TG_REQUIRE(o);
+		rc = admin_actions_parse(o, "actions", action_cases[i].allow_null, set, &clear, &e);
+		if (!action_cases[i].code) {
+			TG_CHECK_INT(rc, 0);
+			TG_CHECK_INT(set[action_cases[i].field], action_cases[i].want);
+			TG_CHECK_INT(clear, action_cases[i].want ? 0 : 1u << action_cases[i].field);
+		} else {
+			TG_CHECK_INT(rc, -EINVAL);
+			TG_CHECK_STR(e.code, action_cases[i].code);
+			TG_CHECK_STR(e.param, action_cases[i].param);
+			TG_CHECK(strncmp(e.msg, e.param, strlen(e.param)) == 0);
+		}
+		if (tg_failed)
+			printf("#   actions case: %s\n", action_cases[i].name);
+		cJSON_Delete(o);
+	}
+}
+
+/* Keys take "actions" at creation and in PATCH (null removes one); tiers in their object. */
+static void keys_and_tiers_take_actions(void)
+{
+	cJSON *o = parse("{\"name\":\"a\",\"owner\":\"team:x\",\"actions\":{\"tokens_per_minute\":"
+			 "\"alert\"}}");
+	struct admin_key_create in;
+	struct admin_err e = {0};
+	struct key_patch p;
+	struct tier *t = NULL, one;
+	size_t n = 0;
+
+	TG_REQUIRE(o);
+	TG_CHECK_INT(admin_key_create_parse(o, NOW, &in, &e), 0);
+	TG_CHECK_INT(in.spec.overrides.act[LIMIT_TPM], LIMIT_ACT_ALERT);
+	TG_CHECK_INT(in.spec.overrides.act[LIMIT_TPD], 0);
+	TG_CHECK(in.spec.overrides.v[LIMIT_TPM] == LIMIT_UNSET); /* an action is not a value */
+	TG_CHECK(in.has_limits);
+	cJSON_Delete(o);
+
+	o = parse("{\"actions\":{\"tokens_per_minute\":null,\"cost_per_day\":\"queue\"}}");
+	TG_REQUIRE(o);
+	TG_CHECK_INT(admin_key_patch_parse(o, NOW, &p, &e), 0);
+	TG_CHECK_INT(p.clear_act_mask, 1u << LIMIT_TPM);
+	TG_CHECK_INT(p.set.act[LIMIT_COST_DAY], LIMIT_ACT_QUEUE);
+	TG_CHECK_INT(p.clear_mask, 0);
+	cJSON_Delete(o);
+
+	o = parse("{\"actions\":{\"burst\":\"alert\"}}");
+	TG_REQUIRE(o);
+	TG_CHECK_INT(admin_key_patch_parse(o, NOW, &p, &e), -EINVAL);
+	TG_CHECK_STR(e.param, "actions.burst");
+	cJSON_Delete(o);
+
+	o = parse("{\"tiers\":[" TIER_BODY("\"name\":\"gold\",\"actions\":{\"tokens_per_month\":"
+					   "\"alert\"},") "]}");
+	TG_REQUIRE(o);
+	TG_CHECK_INT(admin_tiers_parse(o, &t, &n, &e), 0);
+	TG_CHECK(n == 1 && t && t[0].lim.act[LIMIT_TOKENS_MONTH] == LIMIT_ACT_ALERT);
+	free(t);
+	cJSON_Delete(o);
+
+	/* a bad tier action names the tier's member; a tier is whole: no null */
+	o = parse("{\"tiers\":[" TIER_BODY("\"name\":\"gold\",\"actions\":{\"tokens_per_month\":"
+					   "null},") "]}");
+	TG_REQUIRE(o);
+	TG_CHECK_INT(admin_tiers_parse(o, &t, &n, &e), -EINVAL);
+	TG_CHECK_STR(e.param, "tiers[0].actions.tokens_per_month");
+	cJSON_Delete(o);
+	o = parse(TIER_BODY("\"actions\":{\"tokens_per_fortnight\":\"alert\"},"));
+	TG_REQUIRE(o);
+	TG_CHECK_INT(admin_tier_parse(o, "gold", "", &one, &e), -EINVAL);
+	TG_CHECK_STR(e.param, "actions.tokens_per_fortnight");
+	TG_CHECK_STR(e.code, "unknown_field");
+	cJSON_Delete(o);
+}
+
+/* Without limits.downgrade, a downgrade action - default or per limit - names its field. */
+static void downgrade_needs_a_map(void)
+{
+	static const struct {
+		const char *name;
+		uint64_t action;
+		enum limit_field f; /* gets act, LIMIT__COUNT: none */
+		uint8_t act;
+		bool configured;
+		const char *lp, *ap;
+		const char *param; /* NULL: accepted */
+	} rows[] = {
+	    {"per-limit downgrade, no map", LIMIT_UNSET, LIMIT_TPM, LIMIT_ACT_DOWNGRADE, false,
+	     "limits", "actions", "actions.tokens_per_minute"},
+	    {"key action downgrade, no map", LIMIT_ACT_DOWNGRADE, LIMIT__COUNT, 0, false, "limits",
+	     "actions", "limits.action"},
+	    {"tier action downgrade, no map", LIMIT_ACT_DOWNGRADE, LIMIT__COUNT, 0, false, "",
+	     "actions", "action"},
+	    {"tier in a set, per-limit", 0, LIMIT_COST_DAY, LIMIT_ACT_DOWNGRADE, false, "tiers[2]",
+	     "tiers[2].actions", "tiers[2].actions.cost_per_day"},
+	    {"downgrade with a map", LIMIT_ACT_DOWNGRADE, LIMIT_TPM, LIMIT_ACT_DOWNGRADE, true,
+	     "limits", "actions", NULL},
+	    {"alert and block need no map", LIMIT_ACT_BLOCK, LIMIT_TPM, LIMIT_ACT_ALERT, false,
+	     "limits", "actions", NULL},
+	};
+
+	for (size_t i = 0; i < TG_NCASES(rows); i++) {
+		uint8_t act[LIMIT__COUNT] = {0};
+		struct admin_err e = {0};
+		int rc;
+
+		if (rows[i].f < LIMIT__COUNT)
+			act[rows[i].f] = rows[i].act;
+		rc = admin_downgrade_check(rows[i].action, act, rows[i].lp, rows[i].ap,
+					   rows[i].configured, &e);
+		TG_CHECK_INT(rc, rows[i].param ? -EINVAL : 0);
+		if (rows[i].param) {
+			TG_CHECK_STR(e.param, rows[i].param);
+			TG_CHECK_STR(e.code, "downgrade_not_configured");
+			TG_CHECK(strstr(e.msg, "limits.downgrade") != NULL);
+		}
+		if (tg_failed)
+			printf("#   downgrade case: %s\n", rows[i].name);
+	}
 }
 
 static void escaped_nul_and_secret_names_are_refused_unechoed(void)
@@ -652,6 +825,12 @@ int main(void)
 	    {"tier and admin token objects", tier_and_token_objects},
 	    {"an escaped NUL is refused; a secret pasted as a name is not echoed",
 	     escaped_nul_and_secret_names_are_refused_unechoed},
+	    {"actions: known actions on limits that take one, members named",
+	     actions_parse_and_name_the_member},
+	    {"keys take actions at creation and in PATCH, tiers in their object",
+	     keys_and_tiers_take_actions},
+	    {"a downgrade action without limits.downgrade is refused, naming the field",
+	     downgrade_needs_a_map},
 	};
 
 	return tg_run("admin_json", cases, TG_NCASES(cases));

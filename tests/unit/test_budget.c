@@ -26,8 +26,7 @@ static struct budget *engine(enum limit_mode mode, enum limit_action action)
 
 static void lim_zero(struct limits *l)
 {
-	for (int f = 0; f < LIMIT__COUNT; f++)
-		l->v[f] = 0;
+	memset(l, 0, sizeof(*l)); /* values and per-limit actions */
 }
 
 static struct budget_req req(const struct limits *l, uint64_t tokens, uint64_t cost, int64_t now)
@@ -116,6 +115,96 @@ static void soft_mode_and_alert_allow_and_annotate(void)
 	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
 	TG_CHECK(!v.allowed);
 	TG_CHECK_INT(v.hit.action, LIMIT_ACT_DOWNGRADE);
+	budget_free(b);
+}
+
+/*
+ * The action of a key's limit over its value, through the engine: key per-limit -> key
+ * action -> tier per-limit -> tier action -> limits.action (the engine's, queue here). The
+ * key's effective limits come from limits_merge, as the data plane builds them.
+ */
+static void key_action_resolution_order(void)
+{
+	static const struct {
+		const char *name;
+		uint8_t key_act, tier_act;	  /* tokens_per_day's own actions */
+		uint64_t key_action, tier_action; /* LIMIT_UNSET / 0: not set */
+		enum limit_action want;
+	} rows[] = {
+	    {"nothing set: limits.action", 0, 0, LIMIT_UNSET, 0, LIMIT_ACT_QUEUE},
+	    {"tier action", 0, 0, LIMIT_UNSET, LIMIT_ACT_DOWNGRADE, LIMIT_ACT_DOWNGRADE},
+	    {"tier per-limit over tier action", 0, LIMIT_ACT_BLOCK, LIMIT_UNSET,
+	     LIMIT_ACT_DOWNGRADE, LIMIT_ACT_BLOCK},
+	    {"key action over tier per-limit", 0, LIMIT_ACT_BLOCK, LIMIT_ACT_DOWNGRADE, 0,
+	     LIMIT_ACT_DOWNGRADE},
+	    {"key per-limit over key action", LIMIT_ACT_ALERT, LIMIT_ACT_BLOCK, LIMIT_ACT_BLOCK,
+	     LIMIT_ACT_BLOCK, LIMIT_ACT_ALERT},
+	};
+	struct budget *b = engine(LIMIT_MODE_HARD, LIMIT_ACT_QUEUE);
+
+	TG_REQUIRE(b);
+	for (size_t i = 0; i < TG_NCASES(rows); i++) {
+		struct limits tier, key, eff;
+		struct budget_call c;
+		struct budget_verdict v;
+		struct budget_req r;
+		enum limit_action got;
+
+		lim_zero(&tier);
+		tier.v[LIMIT_TPD] = 100;
+		tier.act[LIMIT_TPD] = rows[i].tier_act;
+		tier.v[LIMIT_ACTION] = rows[i].tier_action;
+		limits_clear(&key);
+		key.act[LIMIT_TPD] = rows[i].key_act;
+		key.v[LIMIT_ACTION] = rows[i].key_action;
+		limits_merge(&tier, &key, &eff);
+		r = req(&eff, 500, 0, T0); /* 500 tokens > 100: tokens_per_day is over */
+		r.owner = NULL;
+		r.key_id = "resolvekey01";
+		TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
+		got = v.allowed ? (v.warned ? v.warn.action : LIMIT_ACT_INHERIT) : v.hit.action;
+		if (got != rows[i].want || (v.allowed ? v.warn.limit : v.hit.limit) != LIMIT_TPD) {
+			printf("#   %s: got %s\n", rows[i].name, limit_action_name(got));
+			tg_failed++;
+		}
+		budget_release(b, &c);
+	}
+	budget_free(b);
+}
+
+/*
+ * One key, two limits: tokens_per_day has its own alert, requests_per_day inherits the
+ * key's block. Over both, the call is refused by requests_per_day; over tokens only, it is
+ * allowed with a warning.
+ */
+static void per_limit_alert_leaves_other_limits_blocking(void)
+{
+	struct budget *b = engine(LIMIT_MODE_HARD, LIMIT_ACT_BLOCK);
+	struct limits l;
+	struct budget_call c;
+	struct budget_verdict v;
+	struct budget_req r;
+	uint64_t used[WIN_M__COUNT] = {1, 50, 0, 0, 0};
+
+	TG_REQUIRE(b);
+	lim_zero(&l);
+	l.v[LIMIT_TPD] = 100;
+	l.v[LIMIT_RPD] = 2;
+	l.act[LIMIT_TPD] = LIMIT_ACT_ALERT;
+	r = req(&l, 500, 0, T0);
+	r.owner = NULL;
+	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
+	TG_CHECK(v.allowed && v.warned);
+	TG_CHECK_INT(v.warn.limit, LIMIT_TPD);
+	TG_CHECK_INT(v.warn.action, LIMIT_ACT_ALERT);
+	budget_settle(b, &c, used);
+	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
+	TG_CHECK(v.allowed); /* the second request of the day, tokens still only alerted */
+	budget_settle(b, &c, used);
+	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
+	TG_CHECK(!v.allowed); /* the third: requests_per_day 2 blocks */
+	TG_CHECK_INT(v.hit.limit, LIMIT_RPD);
+	TG_CHECK_INT(v.hit.action, LIMIT_ACT_BLOCK);
 	budget_free(b);
 }
 
@@ -459,6 +548,10 @@ static const struct tg_case cases[] = {
     {"soft mode and the alert action allow and annotate; downgrade refuses",
      soft_mode_and_alert_allow_and_annotate},
     {"limits.enabled false: counted, never refused", disabled_engine_counts_but_never_refuses},
+    {"a key's action: key per-limit, key action, tier per-limit, tier action, limits.action",
+     key_action_resolution_order},
+    {"a per-limit alert leaves the key's other limits blocking",
+     per_limit_alert_leaves_other_limits_blocking},
     {"owner and tenant limits, per-limit actions, bad subjects refused",
      owner_and_tenant_limits_with_per_limit_actions},
     {"limits.default_daily_tokens applies only without a token quota",

@@ -403,6 +403,24 @@ static void limits_downgrade_json_checked(void)
 	TG_CHECK_STR(c.limits_downgrade, "");
 }
 
+/* limits.action downgrade needs a limits.downgrade map to go by (--check says so). */
+static void limits_action_downgrade_needs_a_map(void)
+{
+	char err[CONFIG_ERR_MAX] = "";
+	struct config c;
+
+	config_defaults(&c);
+	TG_CHECK_INT(config_set(&c, "limits.action", "downgrade", err), 0);
+	TG_CHECK(config_finish(&c, err) < 0);
+	TG_CHECK(strncmp(err, "limits.action:", 14) == 0 && strstr(err, "limits.downgrade"));
+	config_free(&c);
+	config_defaults(&c);
+	TG_CHECK_INT(config_set(&c, "limits.action", "downgrade", err), 0);
+	TG_CHECK_INT(config_set(&c, "limits.downgrade", "gpt-4o=gpt-4o-mini", err), 0);
+	TG_CHECK_INT(config_finish(&c, err), 0);
+	config_free(&c);
+}
+
 static const struct tg_case cases[] = {
     {"routing: every field from a file, overrides, --set", routing_section},
 	{"defaults need no file", defaults_need_no_file},
@@ -419,6 +437,8 @@ static const struct tg_case cases[] = {
 	 kernel_json_lists_and_decimals},
 	{"limits.*: defaults, booleans, enums without inherit, the downgrade map; bad values named",
 	 limits_fields},
+	{"limits.action downgrade without limits.downgrade is an error naming it",
+	 limits_action_downgrade_needs_a_map},
 	{"limits.downgrade as an object, both models priced, else named", limits_downgrade_json_checked},
 };
 

@@ -1305,6 +1305,59 @@ static void t_reopen(void)
 	fx_close(&f);
 }
 
+/*
+ * Per-limit actions alone (no value override) are the key's: verification gives them in the
+ * effective limits, beside the tier's; PATCH sets and removes one; a reopen (the store's
+ * format 4 records) restores them.
+ */
+static void t_actions_only_overrides(void)
+{
+	struct fx f;
+	struct key_record r, up;
+	struct keys_auth a;
+	struct key_patch p;
+	struct tier t = model_default_tiers[0];
+	struct key_spec s = {.name = "bot", .owner = "team:ml", .tier = "gold"};
+	char pt[TG_CRED_MAX];
+
+	TG_REQUIRE(fx_open(&f));
+	snprintf(t.name, sizeof(t.name), "gold");
+	t.lim.act[LIMIT_TOKENS_MONTH] = LIMIT_ACT_QUEUE;
+	TG_REQUIRE(keys_tier_put(f.k, &t) == 0);
+	limits_clear(&s.overrides);
+	s.overrides.act[LIMIT_TPM] = LIMIT_ACT_ALERT;
+	TG_REQUIRE(keys_create(f.k, &s, &r, pt) == 0);
+	TG_CHECK_INT(verify(&f, pt, &a), 0);
+	TG_CHECK_INT(a.limits.act[LIMIT_TPM], LIMIT_ACT_ALERT);
+	TG_CHECK_INT(a.limits.act[LIMIT_TOKENS_MONTH], LIMIT_ACT_QUEUE); /* the tier's */
+	memset(&p, 0, sizeof(p));
+	limits_clear(&p.set);
+	p.clear_act_mask = 1u << LIMIT_TPM;
+	p.set.act[LIMIT_COST_DAY] = LIMIT_ACT_DOWNGRADE;
+	TG_REQUIRE(keys_update(f.k, r.id, &p, &up) == 0);
+	TG_CHECK_INT(verify(&f, pt, &a), 0);
+	TG_CHECK_INT(a.limits.act[LIMIT_TPM], 0);
+	TG_CHECK_INT(a.limits.act[LIMIT_COST_DAY], LIMIT_ACT_DOWNGRADE);
+	/* an action on a limit that takes none, or both set and cleared: refused */
+	limits_clear(&p.set);
+	p.clear_act_mask = 0;
+	p.set.act[LIMIT_BURST] = LIMIT_ACT_ALERT;
+	TG_CHECK_INT(keys_update(f.k, r.id, &p, &up), -EINVAL);
+	p.set.act[LIMIT_BURST] = 0;
+	p.set.act[LIMIT_TPM] = LIMIT_ACT_ALERT;
+	p.clear_act_mask = 1u << LIMIT_TPM;
+	TG_CHECK_INT(keys_update(f.k, r.id, &p, &up), -EINVAL);
+	keys_close(f.k);
+	f.k = keys_open(f.s, &f.o);
+	TG_REQUIRE(f.k != NULL);
+	TG_CHECK_INT(keys_get(f.k, r.id, &up), 0);
+	TG_CHECK_INT(up.overrides.act[LIMIT_COST_DAY], LIMIT_ACT_DOWNGRADE);
+	TG_CHECK_INT(verify(&f, pt, &a), 0);
+	TG_CHECK_INT(a.limits.act[LIMIT_COST_DAY], LIMIT_ACT_DOWNGRADE);
+	TG_CHECK_INT(a.limits.act[LIMIT_TOKENS_MONTH], LIMIT_ACT_QUEUE);
+	fx_close(&f);
+}
+
 /* ---- bounds and threads ---- */
 
 static void t_cache_bounded(void)
@@ -1423,6 +1476,8 @@ static const struct tg_case cases[] = {
 	{"bootstrap without env: generated once, only when no token exists", t_bootstrap_generated},
 	{"last_used is written by keys_tick when due", t_last_used_flush},
 	{"reopening restores keys, tokens, tiers, rotation and last_used", t_reopen},
+	{"per-limit actions alone: verified, patched, and restored by a reopen",
+	 t_actions_only_overrides},
 	{"a tiny cache evicts and stays correct", t_cache_bounded},
 	{"verifications in threads while keys change", t_threads},
 	{"keys_open refuses invalid options", t_open_invalid},

@@ -93,6 +93,7 @@ static void limits_merge_applies_set_overrides(void)
 {
 	struct limits tier, ov, out;
 
+	memset(&tier, 0, sizeof(tier));
 	for (int f = 0; f < LIMIT__COUNT; f++)
 		tier.v[f] = 100 + (uint64_t)f;
 	limits_clear(&ov);
@@ -311,8 +312,11 @@ static void key_largest(struct key_record *k)
 	fill(k->owner, TG_OWNER_MAX, 'o');
 	fill(k->service, TG_SERVICE_MAX, 's');
 	fill(k->tier, TG_TIER_NAME_MAX, 't');
-	for (int f = 0; f < LIMIT__COUNT; f++)
+	for (int f = 0; f < LIMIT__COUNT; f++) {
 		k->overrides.v[f] = (uint64_t)f * 0x0101010101010101ull;
+		if (limit_takes_action((enum limit_field)f))
+			k->overrides.act[f] = LIMIT_ACT_ALERT;
+	}
 	k->created_at = INT64_MIN;
 	k->expires_at = INT64_MAX;
 	k->revoked_at = -1;
@@ -346,7 +350,7 @@ static void key_typical(struct key_record *k)
 /*
  * Key records written before migration 3 (format 1: no slot) still decode, with no slot;
  * format 2 adds the slot; format 3 every limit field (formats 1/2 decode the new ones unset,
- * tiers of format 1 with 0); an unknown format 4 is refused.
+ * tiers of format 1 with 0); an unknown format 5 is refused.
  */
 static void key_format_1_decodes_without_slot(void)
 {
@@ -356,10 +360,10 @@ static void key_format_1_decodes_without_slot(void)
 
 	key_typical(&k);
 	k.overrides.v[LIMIT_COST_DAY] = 10000000000ull;
-	n = key_record_encode(&k, buf, sizeof(buf));
+	n = key_record_encode_format(&k, 3, buf, sizeof(buf));
 	TG_REQUIRE(n > 8);
 	TG_CHECK_INT(buf[0], 3);
-	TG_CHECK_INT(buf[n - 4], 42); /* the slot is the last field, little-endian */
+	TG_CHECK_INT(buf[n - 4], 42); /* the slot is format 3's last field, little-endian */
 	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), 0);
 	TG_CHECK_INT(back.slot, 42);
 	TG_CHECK(memcmp(&back, &k, sizeof(k)) == 0);
@@ -376,12 +380,12 @@ static void key_format_1_decodes_without_slot(void)
 	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), 0);
 	TG_CHECK_INT(back.slot, 42);
 	TG_CHECK(back.overrides.v[LIMIT_MODE] == LIMIT_UNSET);
-	buf[0] = 4;
+	buf[0] = 5;
 	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), -EINVAL);
 	{
 		struct tier t = model_default_tiers[0], tb;
 		uint8_t tbuf[MODEL_TIER_MAX];
-		int tn = tier_encode(&t, tbuf, sizeof(tbuf));
+		int tn = tier_encode_format(&t, 3, tbuf, sizeof(tbuf));
 
 		TG_REQUIRE(tn > 0);
 		TG_CHECK_INT(tbuf[0], 3);
@@ -393,6 +397,104 @@ static void key_format_1_decodes_without_slot(void)
 		TG_CHECK_INT(tb.lim.v[LIMIT_COST_MONTH], 0);
 		TG_CHECK_INT(tb.lim.v[LIMIT_TOKENS_MONTH], t.lim.v[LIMIT_TOKENS_MONTH]);
 	}
+}
+
+/*
+ * Format 4 appends one action byte per limit field to key records and tiers: the actions
+ * round-trip; the same record in format 3 decodes with none; an unknown action, or one on a
+ * field that takes none (burst), is refused.
+ */
+static void key_format_4_round_trips_actions(void)
+{
+	struct key_record k, back;
+	uint8_t buf[MODEL_KEY_MAX], b3[MODEL_KEY_MAX];
+	int n, n3;
+
+	key_typical(&k);
+	k.overrides.v[LIMIT_ACTION] = LIMIT_ACT_BLOCK;
+	k.overrides.act[LIMIT_TPM] = LIMIT_ACT_ALERT;
+	k.overrides.act[LIMIT_RPS] = LIMIT_ACT_QUEUE;
+	k.overrides.act[LIMIT_COMPUTE_MONTH] = LIMIT_ACT_DOWNGRADE;
+	n = key_record_encode(&k, buf, sizeof(buf));
+	n3 = key_record_encode_format(&k, 3, b3, sizeof(b3));
+	TG_REQUIRE(n > 8 && n3 > 8);
+	TG_CHECK_INT(buf[0], 4);
+	TG_CHECK_INT(n, n3 + LIMIT__COUNT); /* format 3 plus the action bytes */
+	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), 0);
+	TG_CHECK(memcmp(&back, &k, sizeof(k)) == 0);
+	TG_CHECK_INT(back.overrides.act[LIMIT_TPM], LIMIT_ACT_ALERT);
+	/* format 3: no per-limit action, everything else the same */
+	TG_CHECK_INT(key_record_decode(b3, (size_t)n3, &back), 0);
+	for (int f = 0; f < LIMIT_ACT_SLOTS; f++)
+		TG_CHECK_INT(back.overrides.act[f], 0);
+	TG_CHECK_INT(back.overrides.v[LIMIT_ACTION], LIMIT_ACT_BLOCK);
+	TG_CHECK_INT(back.slot, 42);
+	buf[n - LIMIT__COUNT + LIMIT_BURST] = LIMIT_ACT_ALERT; /* burst takes no action */
+	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), -EINVAL);
+	buf[n - LIMIT__COUNT + LIMIT_BURST] = 0;
+	buf[n - LIMIT__COUNT + LIMIT_TPM] = LIMIT_ACT__COUNT; /* not an action */
+	TG_CHECK_INT(key_record_decode(buf, (size_t)n, &back), -EINVAL);
+	{
+		struct tier t = model_default_tiers[0], tb;
+		uint8_t tbuf[MODEL_TIER_MAX];
+		int tn;
+
+		t.lim.act[LIMIT_TOKENS_MONTH] = LIMIT_ACT_ALERT;
+		tn = tier_encode(&t, tbuf, sizeof(tbuf));
+		TG_REQUIRE(tn > 0);
+		TG_CHECK_INT(tbuf[0], 4);
+		TG_CHECK_INT(tier_decode(tbuf, (size_t)tn, &tb), 0);
+		TG_CHECK(memcmp(&tb, &t, sizeof(t)) == 0);
+		tn = tier_encode_format(&t, 3, tbuf, sizeof(tbuf));
+		TG_CHECK_INT(tier_decode(tbuf, (size_t)tn, &tb), 0);
+		TG_CHECK_INT(tb.lim.act[LIMIT_TOKENS_MONTH], 0);
+	}
+}
+
+/* limits_merge + limit_action_of: key per-limit, key action, tier per-limit, tier action,
+ * then the default (limits.action). */
+static void action_resolution_order(void)
+{
+	static const struct {
+		const char *name;
+		uint8_t key_act, tier_act;	  /* per-limit actions of tokens_per_minute */
+		uint64_t key_action, tier_action; /* LIMIT_UNSET / 0: not set */
+		enum limit_action want;
+	} rows[] = {
+	    {"nothing set: limits.action", 0, 0, LIMIT_UNSET, 0, LIMIT_ACT_QUEUE},
+	    {"tier action", 0, 0, LIMIT_UNSET, LIMIT_ACT_ALERT, LIMIT_ACT_ALERT},
+	    {"tier per-limit beats tier action", 0, LIMIT_ACT_DOWNGRADE, LIMIT_UNSET,
+	     LIMIT_ACT_ALERT, LIMIT_ACT_DOWNGRADE},
+	    {"key action beats tier per-limit", 0, LIMIT_ACT_DOWNGRADE, LIMIT_ACT_BLOCK,
+	     LIMIT_ACT_ALERT, LIMIT_ACT_BLOCK},
+	    {"key per-limit beats key action", LIMIT_ACT_ALERT, LIMIT_ACT_DOWNGRADE,
+	     LIMIT_ACT_BLOCK, LIMIT_ACT_QUEUE, LIMIT_ACT_ALERT},
+	    {"key per-limit alone", LIMIT_ACT_ALERT, 0, LIMIT_UNSET, 0, LIMIT_ACT_ALERT},
+	};
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct limits tier, key, eff;
+		enum limit_action got;
+
+		memset(&tier, 0, sizeof(tier));
+		limits_clear(&key);
+		tier.act[LIMIT_TPM] = rows[i].tier_act;
+		tier.v[LIMIT_ACTION] = rows[i].tier_action;
+		key.act[LIMIT_TPM] = rows[i].key_act;
+		key.v[LIMIT_ACTION] = rows[i].key_action;
+		limits_merge(&tier, &key, &eff);
+		got = limit_action_of(&eff, LIMIT_TPM, LIMIT_ACT_QUEUE);
+		if (got != rows[i].want) {
+			printf("#   %s: got %s, want %s\n", rows[i].name, limit_action_name(got),
+			       limit_action_name(rows[i].want));
+			tg_failed++;
+		}
+		/* another limit of the same key is untouched by tokens_per_minute's action */
+		TG_CHECK_INT(eff.act[LIMIT_TPD], 0);
+	}
+	TG_CHECK(limit_takes_action(LIMIT_RPS) && limit_takes_action(LIMIT_MAX_CONCURRENT));
+	TG_CHECK(!limit_takes_action(LIMIT_BURST) && !limit_takes_action(LIMIT_ACTION) &&
+		 !limit_takes_action(LIMIT_TOKEN_QUOTA_DAYS) && !limit_takes_action(LIMIT_MODE));
 }
 
 static void token_largest(struct token_record *t)
@@ -686,6 +788,10 @@ static void random_damage_is_refused_or_canonical(void)
 static const struct tg_case cases[] = {
     {"key records: format 1 without slot, 2 with, 3 every limit; older limits decode unset",
      key_format_1_decodes_without_slot},
+    {"key records and tiers: format 4 round-trips per-limit actions, format 3 has none",
+     key_format_4_round_trips_actions},
+    {"a limit's action: key per-limit, key action, tier per-limit, tier action, default",
+     action_resolution_order},
     {"every limit field is found by its JSON name", limit_names_round_trip},
     {"limit values are checked against the documented ranges", limit_check_table},
     {"merge applies set overrides and keeps the tier elsewhere",

@@ -224,8 +224,8 @@ static void refusal_refunds_earlier_windows(void)
 		int fill; /* charges that pass before the refusal */
 		enum rl_window window;
 	} rows[] = {
-	    {"minute refuses: second bucket unchanged", {{10000, 20, 5, 0}}, 5, RL_MINUTE},
-	    {"hour refuses: second and minute unchanged", {{10000, 20, 10, 3}}, 3, RL_HOUR},
+	    {"minute refuses: second bucket unchanged", {.v = {10000, 20, 5, 0}}, 5, RL_MINUTE},
+	    {"hour refuses: second and minute unchanged", {.v = {10000, 20, 10, 3}}, 3, RL_HOUR},
 	};
 	struct slots *s = slots_open(1);
 	struct tg_slot *slot = slots_at(s, 0), before;
@@ -394,10 +394,12 @@ static void four_threads_keep_every_window_bound(void)
 		struct limits lim;
 		uint64_t min_allowed; /* at least the binding window's burst gets through */
 	} rows[] = {
-	    {"second binds (2000/s burst 50)", {{2000000, 50, 600000, 0}}, 50},
-	    {"second at 1M/s burst 1: many allowed charges contend", {{1000000000, 1, 0, 0}}, 1},
-	    {"minute binds (300/min)", {{1000000000, 1000, 300, 0}}, 300},
-	    {"hour binds (200/h)", {{1000000000, 1000, 100000, 200}}, 200},
+	    {"second binds (2000/s burst 50)", {.v = {2000000, 50, 600000, 0}}, 50},
+	    {"second at 1M/s burst 1: many allowed charges contend",
+	     {.v = {1000000000, 1, 0, 0}},
+	     1},
+	    {"minute binds (300/min)", {.v = {1000000000, 1000, 300, 0}}, 300},
+	    {"hour binds (200/h)", {.v = {1000000000, 1000, 100000, 200}}, 200},
 	};
 	struct slots *s = slots_open(1);
 

@@ -326,7 +326,7 @@ TMP_CASE(key_slots_migration_from_v2)
 		struct key_record r;
 
 		TG_CHECK_INT(tget(s, STORE_DB_KEYS, k.r[i].id, &g), 0);
-		TG_CHECK_INT(g.v[0], 3); /* rewritten in the current format */
+		TG_CHECK_INT(g.v[0], 4); /* rewritten in the current format */
 		TG_CHECK_INT(key_record_decode(g.v, g.len, &r), 0);
 		TG_CHECK_INT(r.slot, want[i]);
 		r.slot = TG_SLOT_NONE; /* everything else is as it was */

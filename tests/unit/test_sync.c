@@ -641,6 +641,87 @@ static void kernel_refuse_policy_table(void)
 	}
 }
 
+/*
+ * Per-limit actions of the request-rate limits (the windows the kernel enforces): the kernel
+ * refuses only when each one in use resolves to block; other limits' actions do not matter.
+ */
+static void kernel_refuse_per_limit_actions(void)
+{
+	static const struct {
+		const char *name;
+		uint8_t rps, rpm, tpm; /* per-limit actions of the key's effective limits */
+		uint64_t rpm_value;    /* requests_per_minute, 0 = none */
+		uint64_t kaction;      /* the key's effective LIMIT_ACTION */
+		bool want;
+	} rows[] = {
+	    {"requests_per_second alert: never refused", LIMIT_ACT_ALERT, 0, 0, 0, 0, false},
+	    {"requests_per_second alert over key action block", LIMIT_ACT_ALERT, 0, 0, 0,
+	     LIMIT_ACT_BLOCK, false},
+	    {"requests_per_second block over key action alert", LIMIT_ACT_BLOCK, 0, 0, 0,
+	     LIMIT_ACT_ALERT, true},
+	    {"requests_per_minute queue while set", 0, LIMIT_ACT_QUEUE, 0, 100, 0, false},
+	    {"requests_per_minute queue, not set: ignored", 0, LIMIT_ACT_QUEUE, 0, 0, 0, true},
+	    {"tokens_per_minute alert: not a request rate", 0, 0, LIMIT_ACT_ALERT, 0, 0, true},
+	    {"rps and rpm block over global-less alert", LIMIT_ACT_BLOCK, LIMIT_ACT_BLOCK, 0, 100,
+	     LIMIT_ACT_ALERT, true},
+	};
+
+	for (size_t i = 0; i < TG_NCASES(rows); i++) {
+		struct sync_policy p = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK};
+		struct limits l = basic_tier()->lim;
+
+		l.act[LIMIT_RPS] = rows[i].rps;
+		l.act[LIMIT_RPM] = rows[i].rpm;
+		l.act[LIMIT_TPM] = rows[i].tpm;
+		l.v[LIMIT_RPM] = rows[i].rpm_value;
+		l.v[LIMIT_ACTION] = rows[i].kaction;
+		if (sync_kernel_refuse(&p, &l) != rows[i].want) {
+			TG_CHECK(!"sync_kernel_refuse as in the row");
+			printf("#   %s: got %d\n", rows[i].name, !rows[i].want);
+		}
+	}
+}
+
+/*
+ * Through the registry: a key whose actions.requests_per_second is alert loses the kernel
+ * flag, even with its tier's action block, and gets it back when the action is removed; a
+ * tier-level per-limit alert does the same for the tier's keys.
+ */
+static void kernel_refuse_follows_per_limit_actions(void)
+{
+	struct fx f;
+	struct key_record r, up;
+	char pt[TG_CRED_MAX];
+	struct key_patch p = {0};
+	struct tier t = *basic_tier();
+	struct tg_slot *sl;
+
+	TG_REQUIRE(fx_open(&f, 16));
+	TG_REQUIRE(mk_key(&f, 0, &r, pt) == 0);
+	sl = slots_at(f.slots, r.slot);
+	TG_CHECK_INT(slots_flags(sl), TG_SLOT_ACTIVE | TG_SLOT_KERNEL_REFUSE);
+	limits_clear(&p.set);
+	p.set.v[LIMIT_ACTION] = LIMIT_ACT_BLOCK;
+	p.set.act[LIMIT_RPS] = LIMIT_ACT_ALERT;
+	TG_REQUIRE(keys_update(f.k, r.id, &p, &up) == 0);
+	TG_CHECK_INT(up.overrides.act[LIMIT_RPS], LIMIT_ACT_ALERT);
+	TG_CHECK_INT(slots_flags(sl), TG_SLOT_ACTIVE); /* alert: never refused by the kernel */
+	limits_clear(&p.set);
+	p.clear_act_mask = 1u << LIMIT_RPS;
+	TG_REQUIRE(keys_update(f.k, r.id, &p, &up) == 0);
+	TG_CHECK_INT(up.overrides.act[LIMIT_RPS], 0);
+	TG_CHECK_INT(slots_flags(sl), TG_SLOT_ACTIVE | TG_SLOT_KERNEL_REFUSE);
+	/* the key's own action block outranks its tier's per-limit alert */
+	t.lim.act[LIMIT_RPS] = LIMIT_ACT_ALERT;
+	TG_REQUIRE(keys_tier_put(f.k, &t) == 0);
+	TG_CHECK_INT(slots_flags(sl), TG_SLOT_ACTIVE | TG_SLOT_KERNEL_REFUSE);
+	p.clear_act_mask = 0;
+	p.clear_mask = 1u << LIMIT_ACTION;
+	TG_REQUIRE(keys_update(f.k, r.id, &p, &up) == 0);
+	TG_CHECK_INT(slots_flags(sl), TG_SLOT_ACTIVE); /* now the tier's alert applies */
+	fx_close(&f);
+}
+
 /* A key's slot flag follows its limits as they change, and the policy at reconcile. */
 static void kernel_refuse_follows_the_key_and_the_policy(void)
 {
@@ -706,6 +787,10 @@ static const struct tg_case cases[] = {
      kernel_refuse_policy_table},
     {"kernel_refuse: a key's flag follows its mode/action changes and the policy at reconcile",
      kernel_refuse_follows_the_key_and_the_policy},
+    {"kernel_refuse: each request-rate limit's own action must block",
+     kernel_refuse_per_limit_actions},
+    {"kernel_refuse: a key with actions.requests_per_second alert is never kernel-refused",
+     kernel_refuse_follows_per_limit_actions},
 };
 
 int main(void)

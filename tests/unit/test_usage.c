@@ -1025,8 +1025,7 @@ static uint64_t loaded_day_tokens(const char *subject)
 	uint64_t used = UINT64_MAX;
 	size_t n = 0;
 
-	for (int f = 0; f < LIMIT__COUNT; f++)
-		l.v[f] = 0;
+	memset(&l, 0, sizeof(l));
 	l.v[LIMIT_TPD] = 1000000;
 	if (b && usage_budget_load(case_store, b, &n) == 0) {
 		if (strncmp(subject, "key:", 4) != 0)

@@ -278,6 +278,48 @@ int ctl_limit_opt(const struct ctl *ctl, cJSON *limits, const char *flag, const 
 	return CTL_CONTINUE;
 }
 
+/*
+ * Adds LIMIT's action VALUE (block, queue, downgrade, alert; "null" removes it where
+ * ALLOW_NULL) to ACTIONS, checked here: LIMIT must take an action and appear once. WHAT
+ * leads the error ("--action", "actions.LIMIT"). CTL_CONTINUE or an exit status.
+ */
+int ctl_action_add(const struct ctl *ctl, cJSON *actions, const char *what, const char *limit,
+		   const char *value, bool allow_null)
+{
+	bool null = strcmp(value, "null") == 0;
+	cJSON *item;
+
+	if (!parse_is_amount_limit(limit))
+		return ctl_usage_error(ctl, "%s: '%s' is not a limit that takes an action", what,
+				       limit);
+	if (null ? !allow_null : !parse_one_of(value, parse_action_words))
+		return ctl_usage_error(ctl,
+				       "%s: '%s' is not one of block, queue, downgrade, alert%s",
+				       what, value, allow_null ? " (or null)" : "");
+	if (cJSON_GetObjectItemCaseSensitive(actions, limit))
+		return ctl_usage_error(ctl, "%s: the action of %s is given more than once", what,
+				       limit);
+	item = null ? cJSON_CreateNull() : cJSON_CreateString(value);
+	if (!item || !cJSON_AddItemToObject(actions, limit, item)) {
+		cJSON_Delete(item);
+		return ctl_nomem();
+	}
+	return CTL_CONTINUE;
+}
+
+/* --action LIMIT=ACTION into ACTIONS (ctl_action_add). */
+int ctl_action_opt(const struct ctl *ctl, cJSON *actions, const char *flag, const char *value,
+		   bool allow_null)
+{
+	const char *eq = strchr(value, '=');
+	char limit[64];
+
+	if (!eq || eq == value || (size_t)(eq - value) >= sizeof(limit))
+		return ctl_usage_error(ctl, "%s: expected LIMIT=ACTION, got '%s'", flag, value);
+	snprintf(limit, sizeof(limit), "%.*s", (int)(eq - value), value);
+	return ctl_action_add(ctl, actions, flag, limit, eq + 1, allow_null);
+}
+
 /* Sets BODY.expires_at from --expires; "never" (null) only when ALLOW_NEVER. */
 int ctl_when_opt(const struct ctl *ctl, cJSON *body, const char *value, bool allow_never)
 {

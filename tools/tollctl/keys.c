@@ -47,9 +47,9 @@ static const struct out_col keys_cols[] = {
     {"LAST USED", "last_used_at"},
 };
 
-/* Applies one option of keys create or keys update to BODY and LIMITS. */
+/* Applies one option of keys create or keys update to BODY, LIMITS and ACTIONS. */
 static int key_body_opt(const struct ctl *ctl, int opt, const char *arg, cJSON *body, cJSON *limits,
-			bool update)
+			cJSON *actions, bool update)
 {
 	const char *field = opt == 'n'	 ? "name"
 			    : opt == 'o' ? "owner"
@@ -66,30 +66,45 @@ static int key_body_opt(const struct ctl *ctl, int opt, const char *arg, cJSON *
 		return ctl_limit_opt(ctl, limits, "--limit", NULL, arg, update);
 	case 'c':
 		return ctl_limit_opt(ctl, limits, "--clear-limit", arg, "null", true);
+	case 'a':
+		return ctl_action_opt(ctl, actions, "--action", arg, update);
+	case 'A':
+		return ctl_action_add(ctl, actions, "--clear-action", arg, "null", true);
 	default:
 		return ctl_common_opt(ctl, opt);
 	}
 }
 
-/* Parses the options of keys create or keys update into BODY ("limits" only if given). */
+/* Moves OBJ into BODY as NAME when it has members (*obj NULL after); else leaves it. */
+static int key_body_member(cJSON *body, const char *name, cJSON **obj)
+{
+	if (!(*obj)->child)
+		return CTL_CONTINUE;
+	if (!cJSON_AddItemToObject(body, name, *obj))
+		return ctl_nomem();
+	*obj = NULL;
+	return CTL_CONTINUE;
+}
+
+/*
+ * Parses the options of keys create or keys update into BODY ("limits" and "actions" only
+ * if given).
+ */
 static int key_parse_body(const struct ctl *ctl, int argc, char **argv, const struct option *opts,
 			  bool update, cJSON *body)
 {
-	cJSON *limits = cJSON_CreateObject();
-	int opt, rc = CTL_CONTINUE;
+	cJSON *limits = cJSON_CreateObject(), *actions = cJSON_CreateObject();
+	int opt, rc = limits && actions ? CTL_CONTINUE : ctl_nomem();
 
-	if (!limits)
-		return ctl_nomem();
 	optind = 0;
 	while (rc == CTL_CONTINUE && (opt = getopt_long(argc, argv, "h", opts, NULL)) != -1)
-		rc = key_body_opt(ctl, opt, optarg, body, limits, update);
-	if (rc == CTL_CONTINUE && limits->child) {
-		if (cJSON_AddItemToObject(body, "limits", limits))
-			limits = NULL;
-		else
-			rc = ctl_nomem();
-	}
+		rc = key_body_opt(ctl, opt, optarg, body, limits, actions, update);
+	if (rc == CTL_CONTINUE)
+		rc = key_body_member(body, "limits", &limits);
+	if (rc == CTL_CONTINUE)
+		rc = key_body_member(body, "actions", &actions);
 	cJSON_Delete(limits);
+	cJSON_Delete(actions);
 	return rc;
 }
 
@@ -120,10 +135,15 @@ static int key_print_new(const struct ctl *ctl, const cJSON *key, bool rotated)
 int keys_create(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"name", required_argument, NULL, 'n'},    {"owner", required_argument, NULL, 'o'},
-	    {"service", required_argument, NULL, 's'}, {"tier", required_argument, NULL, 't'},
-	    {"expires", required_argument, NULL, 'e'}, {"limit", required_argument, NULL, 'l'},
-	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
+	    {"name", required_argument, NULL, 'n'},
+	    {"owner", required_argument, NULL, 'o'},
+	    {"service", required_argument, NULL, 's'},
+	    {"tier", required_argument, NULL, 't'},
+	    {"expires", required_argument, NULL, 'e'},
+	    {"limit", required_argument, NULL, 'l'},
+	    {"action", required_argument, NULL, 'a'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	cJSON *body = cJSON_CreateObject(), *key = NULL;
 	int rc;
@@ -351,10 +371,16 @@ int keys_revoke(struct ctl *ctl, int argc, char **argv)
 int keys_update(struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"name", required_argument, NULL, 'n'},  {"service", required_argument, NULL, 's'},
-	    {"tier", required_argument, NULL, 't'},  {"expires", required_argument, NULL, 'e'},
-	    {"limit", required_argument, NULL, 'l'}, {"clear-limit", required_argument, NULL, 'c'},
-	    {"help", no_argument, NULL, 'h'},	     {NULL, 0, NULL, 0},
+	    {"name", required_argument, NULL, 'n'},
+	    {"service", required_argument, NULL, 's'},
+	    {"tier", required_argument, NULL, 't'},
+	    {"expires", required_argument, NULL, 'e'},
+	    {"limit", required_argument, NULL, 'l'},
+	    {"clear-limit", required_argument, NULL, 'c'},
+	    {"action", required_argument, NULL, 'a'},
+	    {"clear-action", required_argument, NULL, 'A'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	cJSON *body = cJSON_CreateObject(), *key = NULL;
 	const char *id = NULL;

@@ -6,11 +6,13 @@
  *
  *   limits [list]                      GET    /api/v1/limits
  *   limits set SUBJECT FIELD=VALUE...  PUT    /api/v1/limits/SUBJECT
+ *   limits set key:ID FIELD=VALUE...   PATCH  /api/v1/keys/ID {"limits", "actions"}
  *   limits clear SUBJECT               DELETE /api/v1/limits/SUBJECT
  *   quota SUBJECT                      GET    /api/v1/limits/SUBJECT (its "usage" array)
  *
- * Every argument is checked before the first request (exit 2 on a mistake). A key's own
- * limits are changed with 'keys update --limit'; here a key subject is only read.
+ * Every argument is checked before the first request (exit 2 on a mistake). A key's limits
+ * and actions are set through the key (the same as 'keys update --limit / --action'); they
+ * are cleared field by field with null, never all at once.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,6 +23,7 @@
 #include "tollctl.h"
 
 #define LIMITS_PATH    "/api/v1/limits"
+#define KEYS_PATH      "/api/v1/keys"
 #define SUBJECT_MAX    96
 #define ACTIONS_PREFIX "actions."
 
@@ -128,8 +131,8 @@ static int subject_arg(const struct ctl *ctl, const char *arg, bool allow_key, c
 
 	if (err == -EPERM)
 		return ctl_usage_error(ctl,
-				       "'%s' is a key: change a key's limits with 'tollctl keys "
-				       "update ID --limit FIELD=VALUE'",
+				       "'%s' is a key: 'limits clear' is for owners and "
+				       "tenants ('tollctl keys update ID --clear-limit FIELD')",
 				       arg);
 	if (err)
 		return ctl_usage_error(ctl,
@@ -143,26 +146,12 @@ static int subject_arg(const struct ctl *ctl, const char *arg, bool allow_key, c
 static int action_arg(const struct ctl *ctl, cJSON *body, const char *limit, const char *value)
 {
 	cJSON *actions = cJSON_GetObjectItemCaseSensitive(body, "actions");
-	cJSON *item;
+	char what[80];
 
-	if (!parse_is_amount_limit(limit))
-		return ctl_usage_error(ctl, "actions.%s: '%s' is not a limit that takes an action",
-				       limit, limit);
-	if (strcmp(value, "null") != 0 && !parse_one_of(value, parse_action_words))
-		return ctl_usage_error(ctl,
-				       "actions.%s: '%s' is not one of block, queue, downgrade, "
-				       "alert (or null)",
-				       limit, value);
 	if (!actions && !(actions = cJSON_AddObjectToObject(body, "actions")))
 		return ctl_nomem();
-	if (cJSON_GetObjectItemCaseSensitive(actions, limit))
-		return ctl_usage_error(ctl, "actions.%s is given more than once", limit);
-	item = strcmp(value, "null") ? cJSON_CreateString(value) : cJSON_CreateNull();
-	if (!item || !cJSON_AddItemToObject(actions, limit, item)) {
-		cJSON_Delete(item);
-		return ctl_nomem();
-	}
-	return CTL_CONTINUE;
+	snprintf(what, sizeof(what), "actions.%.64s", limit);
+	return ctl_action_add(ctl, actions, what, limit, value, true);
 }
 
 /* One FIELD=VALUE argument of 'limits set' into body. */
@@ -222,6 +211,40 @@ static int usage_show(const struct ctl *ctl, const cJSON *obj)
 	return out_table(usage_cols, NCOLS(usage_cols), usage) ? ctl_nomem() : CTL_EXIT_OK;
 }
 
+/*
+ * A key's limits: the body of 'limits set' becomes PATCH /api/v1/keys/ID's {"limits": the
+ * fields, "actions": ...}; then the key's standing from GET /api/v1/limits/key:ID.
+ */
+static int key_limits_set(struct ctl *ctl, const char *subject, cJSON *body, cJSON **answer)
+{
+	cJSON *patch = cJSON_CreateObject(), *key = NULL;
+	cJSON *actions = cJSON_DetachItemFromObjectCaseSensitive(body, "actions");
+	cJSON *lim = body->child ? cJSON_Duplicate(body, 1) : NULL; /* the limit fields */
+	char *kpath = ctl_path(KEYS_PATH "/", subject + 4, NULL);
+	char *lpath = ctl_path(LIMITS_PATH "/", subject, NULL);
+	int rc = CTL_EXIT_OK;
+
+	if (!patch || !kpath || !lpath || (body->child && !lim))
+		rc = ctl_nomem();
+	if (!rc && lim && cJSON_AddItemToObject(patch, "limits", lim))
+		lim = NULL;
+	if (!rc && actions && cJSON_AddItemToObject(patch, "actions", actions))
+		actions = NULL;
+	if (!rc && (lim || actions))
+		rc = ctl_nomem();
+	if (!rc)
+		rc = ctl_request(ctl, "PATCH", kpath, patch, true, &key);
+	if (!rc)
+		rc = ctl_request(ctl, "GET", lpath, NULL, true, answer);
+	cJSON_Delete(key);
+	cJSON_Delete(actions);
+	cJSON_Delete(lim);
+	cJSON_Delete(patch);
+	free(kpath);
+	free(lpath);
+	return rc;
+}
+
 /* tollctl limits set SUBJECT FIELD=VALUE...: PUT, then the subject's standing. */
 int limits_set(struct ctl *ctl, int argc, char **argv)
 {
@@ -232,16 +255,20 @@ int limits_set(struct ctl *ctl, int argc, char **argv)
 	if (rc == CTL_CONTINUE && argc - optind < 1)
 		rc = ctl_usage_error(ctl, "missing SUBJECT");
 	if (rc == CTL_CONTINUE)
-		rc = subject_arg(ctl, argv[optind], false, subject);
+		rc = subject_arg(ctl, argv[optind], true, subject);
 	if (rc == CTL_CONTINUE && argc - optind < 2)
 		rc = ctl_usage_error(ctl, "missing FIELD=VALUE: give at least one limit");
 	if (rc == CTL_CONTINUE && !(body = cJSON_CreateObject()))
 		rc = ctl_nomem();
 	for (int i = optind + 1; rc == CTL_CONTINUE && i < argc; i++)
 		rc = field_arg(ctl, body, argv[i]);
-	if (rc == CTL_CONTINUE && !(path = ctl_path(LIMITS_PATH "/", subject, NULL)))
+	if (rc == CTL_CONTINUE && strncmp(subject, "key:", 4) == 0) {
+		rc = key_limits_set(ctl, subject, body, &answer);
+		if (!rc)
+			rc = usage_show(ctl, answer);
+	} else if (rc == CTL_CONTINUE && !(path = ctl_path(LIMITS_PATH "/", subject, NULL))) {
 		rc = ctl_nomem();
-	if (rc == CTL_CONTINUE) {
+	} else if (rc == CTL_CONTINUE) {
 		rc = ctl_request(ctl, "PUT", path, body, true, &answer);
 		if (!rc)
 			rc = usage_show(ctl, answer);

@@ -273,7 +273,8 @@ bool parse_is_amount_limit(const char *field)
 		if (strcmp(subject_limits[i].name, field) == 0)
 			return subject_limits[i].kind != SLK_ENUM &&
 			       strcmp(field, "alert_threshold") != 0 &&
-			       strcmp(field, "token_quota_days") != 0;
+			       strcmp(field, "token_quota_days") != 0 &&
+			       strcmp(field, "burst") != 0;
 	return false;
 }
 

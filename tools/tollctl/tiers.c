@@ -38,11 +38,15 @@ int tiers_list(struct ctl *ctl, int argc, char **argv)
 				sizeof(tiers_cols) / sizeof(tiers_cols[0]));
 }
 
-/* Collects --limit and the shorthands into SET; null is refused (a tier has every limit). */
-static int tier_set_opts(const struct ctl *ctl, int argc, char **argv, cJSON *set)
+/*
+ * Collects --limit and the shorthands into SET (null is refused: a tier has every limit),
+ * --action LIMIT=ACTION into ACTIONS (null: the tier's own action of LIMIT is removed).
+ */
+static int tier_set_opts(const struct ctl *ctl, int argc, char **argv, cJSON *set, cJSON *actions)
 {
 	static const struct option opts[] = {
 	    {"limit", required_argument, NULL, 'l'},
+	    {"action", required_argument, NULL, 'a'},
 	    {"rps", required_argument, NULL, TIER_SHORTHAND + 0},
 	    {"burst", required_argument, NULL, TIER_SHORTHAND + 1},
 	    {"rpm", required_argument, NULL, TIER_SHORTHAND + 2},
@@ -61,6 +65,8 @@ static int tier_set_opts(const struct ctl *ctl, int argc, char **argv, cJSON *se
 	while (rc == CTL_CONTINUE && (opt = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
 		if (opt == 'l') {
 			rc = ctl_limit_opt(ctl, set, "--limit", NULL, optarg, false);
+		} else if (opt == 'a') {
+			rc = ctl_action_opt(ctl, actions, "--action", optarg, true);
 		} else if (opt >= TIER_SHORTHAND && opt < TIER_SHORTHAND + PARSE_NLIMITS) {
 			snprintf(flag, sizeof(flag), "--%s", opts[idx].name);
 			rc = ctl_limit_opt(ctl, set, flag, parse_limit_names[opt - TIER_SHORTHAND],
@@ -72,8 +78,29 @@ static int tier_set_opts(const struct ctl *ctl, int argc, char **argv, cJSON *se
 	return rc;
 }
 
-/* Merges SET into the current TIER, keeping the server's field order. */
-static int tier_merge(cJSON *tier, const cJSON *set)
+/* Merges ACTIONS into the tier's "actions" object: null removes one, the others replace. */
+static int tier_merge_actions(cJSON *tier, const cJSON *actions)
+{
+	cJSON *cur = cJSON_GetObjectItemCaseSensitive(tier, "actions");
+	const cJSON *f;
+
+	if (!actions->child)
+		return CTL_CONTINUE;
+	if (!cJSON_IsObject(cur) && json_replace(tier, "actions", cJSON_CreateObject()) != 0)
+		return ctl_nomem();
+	cur = cJSON_GetObjectItemCaseSensitive(tier, "actions");
+	cJSON_ArrayForEach(f, actions)
+	{
+		if (cJSON_IsNull(f))
+			cJSON_DeleteItemFromObjectCaseSensitive(cur, f->string);
+		else if (json_replace(cur, f->string, cJSON_Duplicate(f, true)) != 0)
+			return ctl_nomem();
+	}
+	return CTL_CONTINUE;
+}
+
+/* Merges SET and ACTIONS into the current TIER, keeping the server's field order. */
+static int tier_merge(cJSON *tier, const cJSON *set, const cJSON *actions)
 {
 	const cJSON *f;
 
@@ -84,14 +111,15 @@ static int tier_merge(cJSON *tier, const cJSON *set)
 		if (json_replace(tier, f->string, cJSON_Duplicate(f, true)) != 0)
 			return ctl_nomem();
 	}
-	return CTL_CONTINUE;
+	return tier_merge_actions(tier, actions);
 }
 
 /*
  * A new tier: the server insists on a rate and a burst, and the other limits are sent as 0
  * (no limit) so the body is the complete tier whatever the server's defaults.
  */
-static int tier_new(const struct ctl *ctl, const char *name, const cJSON *set, cJSON **tier)
+static int tier_new(const struct ctl *ctl, const char *name, const cJSON *set, const cJSON *actions,
+		    cJSON **tier)
 {
 	const cJSON *v;
 	int i;
@@ -111,12 +139,12 @@ static int tier_new(const struct ctl *ctl, const char *name, const cJSON *set, c
 					   v ? cJSON_Duplicate(v, true) : cJSON_CreateNumber(0)))
 			return ctl_nomem();
 	}
-	return CTL_CONTINUE;
+	return tier_merge_actions(*tier, actions);
 }
 
 /* GETs the tier at PATH into *TIER with SET merged in, or starts a new one on 404. */
 static int tier_build(struct ctl *ctl, const char *path, const char *name, const cJSON *set,
-		      cJSON **tier)
+		      const cJSON *actions, cJSON **tier)
 {
 	cJSON *json = NULL;
 	long status;
@@ -126,7 +154,7 @@ static int tier_build(struct ctl *ctl, const char *path, const char *name, const
 		return rc;
 	if (status == 404) {
 		cJSON_Delete(json);
-		return tier_new(ctl, name, set, tier);
+		return tier_new(ctl, name, set, actions, tier);
 	}
 	rc = http_check(ctl, status, json);
 	if (rc) {
@@ -134,28 +162,28 @@ static int tier_build(struct ctl *ctl, const char *path, const char *name, const
 		return rc;
 	}
 	*tier = json;
-	return tier_merge(*tier, set);
+	return tier_merge(*tier, set, actions);
 }
 
 /* tollctl tiers set NAME: GET, merge, then PUT /api/v1/tiers/NAME with the whole tier. */
 int tiers_set(struct ctl *ctl, int argc, char **argv)
 {
-	cJSON *set = cJSON_CreateObject(), *tier = NULL, *answer = NULL;
+	cJSON *set = cJSON_CreateObject(), *actions = cJSON_CreateObject();
+	cJSON *tier = NULL, *answer = NULL;
 	const char *name = NULL;
 	char *path = NULL;
-	int rc;
+	int rc = set && actions ? CTL_CONTINUE : ctl_nomem();
 
-	if (!set)
-		return ctl_nomem();
-	rc = tier_set_opts(ctl, argc, argv, set);
+	if (rc == CTL_CONTINUE)
+		rc = tier_set_opts(ctl, argc, argv, set, actions);
 	if (rc == CTL_CONTINUE)
 		rc = ctl_args(ctl, argc, argv, "NAME", &name);
-	if (rc == CTL_CONTINUE && !set->child)
-		rc = ctl_usage_error(ctl, "nothing to set: give at least one limit");
+	if (rc == CTL_CONTINUE && !set->child && !actions->child)
+		rc = ctl_usage_error(ctl, "nothing to set: give at least one limit or action");
 	if (rc == CTL_CONTINUE && !(path = ctl_path(TIERS_PATH "/", name, NULL)))
 		rc = ctl_nomem();
 	if (rc == CTL_CONTINUE)
-		rc = tier_build(ctl, path, name, set, &tier);
+		rc = tier_build(ctl, path, name, set, actions, &tier);
 	if (rc == CTL_CONTINUE) {
 		rc = ctl_request(ctl, "PUT", path, tier, true, &answer);
 		if (!rc)
@@ -164,6 +192,7 @@ int tiers_set(struct ctl *ctl, int argc, char **argv)
 	cJSON_Delete(answer);
 	cJSON_Delete(tier);
 	cJSON_Delete(set);
+	cJSON_Delete(actions);
 	free(path);
 	return rc;
 }

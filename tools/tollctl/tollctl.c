@@ -31,16 +31,22 @@
 	"bytes_per_month, compute_seconds_per_month (up to 3 decimals), alert_threshold\n"        \
 	"(0 < x <= 1), mode (hard|soft), action (block|queue|downgrade|alert: the default of\n"    \
 	"every limit). actions.LIMIT=ACTION sets the action of one limit.\n"
+#define ACTION_HELP                                                                                \
+	"--action LIMIT=ACTION sets the action of one limit (block, queue, downgrade, alert);\n"   \
+	"LIMIT is a request rate or count, token, cost, bytes, compute or concurrency limit.\n"    \
+	"A limit's action is the key's own, else the key's 'action', else the tier's own for\n"    \
+	"that limit, else the tier's 'action', else limits.action.\n"
 #define WHEN_HELP                                                                                  \
 	"WHEN is an RFC 3339 time (2027-01-01T00:00:00Z, offsets and fractions allowed) or a\n"    \
 	"time from now: +30d (days), +12h (hours), +90m (minutes).\n"
 
 static const struct ctl_cmd ctl_cmds[] = {
     {"keys", "create", keys_create,
-     "--name N [--owner O] [--service S] [--tier T] [--expires WHEN] [--limit FIELD=VALUE]...",
+     "--name N [--owner O] [--service S] [--tier T] [--expires WHEN] [--limit FIELD=VALUE]... "
+     "[--action LIMIT=ACTION]...",
      "Creates an API key and prints it once. --owner is consumer:ID, user:ID or team:ID\n"
      "(required for admin tokens). --limit overrides one limit of the tier; repeat it.\n" WHEN_HELP
-	 LIMIT_HELP},
+	 LIMIT_HELP ACTION_HELP},
     {"keys", "list", keys_list,
      "[--owner O] [--service S] [--tier T] [--status active|revoked|expired] [--limit N] "
      "[--after ID] [--all]",
@@ -50,9 +56,10 @@ static const struct ctl_cmd ctl_cmds[] = {
      "Shows one API key, its limit overrides and effective limits.\n"},
     {"keys", "update", keys_update,
      "ID [--name N] [--service S] [--tier T] [--expires WHEN|never] [--limit FIELD=VALUE]... "
-     "[--clear-limit FIELD]...",
+     "[--clear-limit FIELD]... [--action LIMIT=ACTION]... [--clear-action LIMIT]...",
      "Changes an API key. The owner cannot be changed. --expires never removes the expiry;\n"
-     "--limit FIELD=null or --clear-limit FIELD removes an override.\n" WHEN_HELP LIMIT_HELP},
+     "--limit FIELD=null or --clear-limit FIELD removes an override, --action LIMIT=null or\n"
+     "--clear-action LIMIT the key's own action of LIMIT.\n" WHEN_HELP LIMIT_HELP ACTION_HELP},
     {"keys", "revoke", keys_revoke, "ID", "Revokes an API key at once.\n"},
     {"keys", "rotate", keys_rotate, "ID [--grace SEC]",
      "Gives an API key a new secret and prints it once. The previous secret stays valid for\n"
@@ -60,12 +67,13 @@ static const struct ctl_cmd ctl_cmds[] = {
     {"tiers", "list", tiers_list, "", "Lists the tiers and their limits (0 means no limit).\n"},
     {"tiers", "set", tiers_set,
      "NAME [--limit FIELD=VALUE]... [--rps N] [--burst N] [--rpm N] [--rph N] [--rpd N] "
-     "[--tpm N] [--tokens-per-month N] [--max-concurrent N]",
+     "[--tpm N] [--tokens-per-month N] [--max-concurrent N] [--action LIMIT=ACTION|null]...",
      "Creates or changes a tier: the given fields are merged into the current tier and the\n"
      "whole tier is written back. A new tier needs --rps and --burst; its other limits\n"
      "default to 0 (no limit). Shorthands: --rps requests_per_second, --rpm\n"
      "requests_per_minute, --rph requests_per_hour, --rpd requests_per_day, --tpm\n"
-     "tokens_per_minute.\n" LIMIT_HELP},
+     "tokens_per_minute. --action LIMIT=null removes the tier's own action of LIMIT.\n" LIMIT_HELP
+	 ACTION_HELP},
     {"tokens", "create", tokens_create,
      "--name N --role admin|viewer|consumer [--consumer ID] [--tier T]",
      "Creates an admin token and prints it once. A consumer token needs --consumer and may\n"
@@ -76,10 +84,12 @@ static const struct ctl_cmd ctl_cmds[] = {
      "Lists the owners (user:, team:, consumer:) and tenants with limits of their own.\n"
      "'tollctl limits' alone does the same.\n"},
     {"limits", "set", limits_set, "SUBJECT FIELD=VALUE... [actions.LIMIT=ACTION]...",
-     "Sets limits of an owner or tenant (SUBJECT: user:ID, team:ID, consumer:ID,\n"
-     "tenant:ID) and shows where it stands. VALUE null removes a limit; 0 means no limit.\n"
-     "A key's limits are set with 'tollctl keys update ID --limit FIELD=VALUE'.\n" SUBJECT_LIMIT_HELP},
-    {"limits", "clear", limits_clear, "SUBJECT", "Removes every limit of an owner or tenant.\n"},
+     "Sets limits and per-limit actions of an owner, tenant or key (SUBJECT: user:ID,\n"
+     "team:ID, consumer:ID, tenant:ID, or key:ID - a key's through PATCH /api/v1/keys/ID,\n"
+     "as 'keys update --limit / --action') and shows where it stands. VALUE null removes a\n"
+     "limit or an action; 0 means no limit.\n" SUBJECT_LIMIT_HELP},
+    {"limits", "clear", limits_clear, "SUBJECT",
+     "Removes every limit of an owner or tenant (a key's: field by field with null).\n"},
     {"limits", NULL, limits_list, "",
      "Lists the owners and tenants with limits of their own (as 'tollctl limits list').\n"
      "See also 'tollctl limits set --help', 'tollctl limits clear' and 'tollctl quota'.\n"},

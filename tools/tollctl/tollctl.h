@@ -89,6 +89,10 @@ int ctl_nomem(void);
 int ctl_load_token(struct ctl *ctl);
 int ctl_limit_opt(const struct ctl *ctl, cJSON *limits, const char *flag, const char *field,
 		  const char *value, bool allow_null);
+int ctl_action_add(const struct ctl *ctl, cJSON *actions, const char *what, const char *limit,
+		   const char *value, bool allow_null);
+int ctl_action_opt(const struct ctl *ctl, cJSON *actions, const char *flag, const char *value,
+		   bool allow_null);
 int ctl_when_opt(const struct ctl *ctl, cJSON *body, const char *value, bool allow_never);
 int ctl_set_string(cJSON *obj, const char *name, const char *value);
 int ctl_print_secret(const char *what, const cJSON *obj, const char *field);
