@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "admin.h"
+#include "admin_call.h"
 #include "admin_internal.h"
 #include "admin_limits.h"
 #include "http.h"
@@ -24,33 +25,12 @@
 #include "store.h"
 #include "util.h"
 
-#define ADMIN_ARG_MAX 128 /* longest :id or :name path segment kept */
-
 /* Roles allowed on a route, a bit per enum token_role; 0: no token at all. */
 #define R_ADMIN	   (1u << ROLE_ADMIN)
 #define R_VIEWER   (1u << ROLE_VIEWER)
 #define R_CONSUMER (1u << ROLE_CONSUMER)
 
 #define MSG_AUTH "a valid admin token is required: Authorization: Bearer <token>"
-
-struct admin {
-	struct http_server *http;
-	struct keys *k;
-	struct store *s;
-	struct kernel *kernel; /* NULL: kernel path off */
-	struct router *router; /* NULL: no provider router */
-	struct budget *budget; /* the limits engine; NULL: /api/v1/limits answers 503 */
-	bool downgrade_ok;     /* limits.downgrade maps a model: downgrade actions accepted */
-};
-
-/* One request on its way through a handler. */
-struct admin_call {
-	struct admin *a;
-	struct http_req *req;
-	struct keys_auth auth;	     /* who is asking (after authentication) */
-	char arg[ADMIN_ARG_MAX + 1]; /* the :id or :name segment of the path */
-	int64_t now;
-};
 
 typedef void (*admin_route_fn)(struct admin_call *c);
 
@@ -61,22 +41,15 @@ struct admin_route {
 	admin_route_fn fn;
 };
 
-/* What a registry error is about, for 404/409 codes and messages. */
-enum admin_obj {
-	OBJ_KEY = 0,
-	OBJ_TOKEN,
-	OBJ_TIER,
-};
-
 /* ---- answers ---- */
 
-static void reply_err(struct admin_call *c, const struct admin_err *e)
+void admin_reply_err(struct admin_call *c, const struct admin_err *e)
 {
 	http_reply_error(c->req, e->status, e->type, e->code, e->param[0] ? e->param : NULL, "%s",
 			 e->msg);
 }
 
-static void reply_500(struct admin_call *c, const char *what, int rc)
+void admin_reply_500(struct admin_call *c, const char *what, int rc)
 {
 	log_warnx("admin: %s failed: %s, id=%s", what, strerror(rc < 0 ? -rc : rc),
 		  http_req_id(c->req));
@@ -84,7 +57,7 @@ static void reply_500(struct admin_call *c, const char *what, int rc)
 			 "internal error (request id %s)", http_req_id(c->req));
 }
 
-static void reply_not_found(struct admin_call *c, enum admin_obj obj)
+void admin_reply_not_found(struct admin_call *c, enum admin_obj obj)
 {
 	static const char *const code[] = {"key_not_found", "token_not_found", "tier_not_found"};
 	static const char *const what[] = {"API key", "admin token", "tier"};
@@ -101,16 +74,16 @@ static void reply_not_found(struct admin_call *c, enum admin_obj obj)
 }
 
 /* tier: the tier named in the request (for -ESRCH and -EBUSY), or NULL. */
-static void reply_registry(struct admin_call *c, int rc, enum admin_obj obj, const char *tier,
+void admin_reply_registry(struct admin_call *c, int rc, enum admin_obj obj, const char *tier,
 			   const char *what)
 {
 	switch (rc) {
 	case -ENOENT:
-		reply_not_found(c, obj);
+		admin_reply_not_found(c, obj);
 		return;
 	case -ESRCH:
 		if (obj == OBJ_TIER)
-			reply_not_found(c, obj);
+			admin_reply_not_found(c, obj);
 		else
 			http_reply_error(c->req, 400, "invalid_request_error", "invalid_value",
 					 "tier", "tier: unknown tier '%s'", tier ? tier : "");
@@ -154,30 +127,30 @@ static void reply_registry(struct admin_call *c, int rc, enum admin_obj obj, con
 		    "the registry refused the request as invalid; nothing was changed");
 		return;
 	default:
-		reply_500(c, what, rc);
+		admin_reply_500(c, what, rc);
 	}
 }
 
 /* Sends json and frees it; a failure to render (NULL) is a 500. */
-static void reply_obj(struct admin_call *c, unsigned status, cJSON *json)
+void admin_reply_obj(struct admin_call *c, unsigned status, cJSON *json)
 {
 	int rc;
 
 	if (!json) {
-		reply_500(c, "rendering", -ENOMEM);
+		admin_reply_500(c, "rendering", -ENOMEM);
 		return;
 	}
 	rc = http_reply_json(c->req, status, json);
 	cJSON_Delete(json);
 	if (rc)
-		reply_500(c, "sending", rc);
+		admin_reply_500(c, "sending", rc);
 }
 
 /*
  * Adds the full key or token as field to obj (taken), sends it, and wipes every copy we
  * hold: the JSON string, and plaintext. The layer below wipes its serialised copy.
  */
-static void reply_secret(struct admin_call *c, unsigned status, cJSON *obj, const char *field,
+void admin_reply_secret(struct admin_call *c, unsigned status, cJSON *obj, const char *field,
 			 char plaintext[TG_CRED_MAX])
 {
 	cJSON *s = obj ? cJSON_AddStringToObject(obj, field, plaintext) : NULL;
@@ -188,7 +161,7 @@ static void reply_secret(struct admin_call *c, unsigned status, cJSON *obj, cons
 	explicit_bzero(plaintext, TG_CRED_MAX);
 	cJSON_Delete(obj);
 	if (rc)
-		reply_500(c, "sending a new credential", rc);
+		admin_reply_500(c, "sending a new credential", rc);
 }
 
 /* ---- authentication ---- */
@@ -234,7 +207,7 @@ static bool authenticate(struct admin_call *c)
 		reply_unauthorized(c, "invalid_token");
 		return false;
 	default:
-		reply_500(c, "token verification", rc);
+		admin_reply_500(c, "token verification", rc);
 		return false;
 	}
 }
@@ -254,7 +227,7 @@ static void reply_forbidden(struct admin_call *c)
 /* ---- request bodies ---- */
 
 /* Parses the body into *json; false once it has answered the refusal. */
-static bool body_json(struct admin_call *c, bool optional, cJSON **json)
+bool admin_body_json(struct admin_call *c, bool optional, cJSON **json)
 {
 	struct admin_err e;
 	size_t len;
@@ -262,9 +235,9 @@ static bool body_json(struct admin_call *c, bool optional, cJSON **json)
 	int rc = admin_json_parse(body, len, optional, json, &e);
 
 	if (rc == -EINVAL)
-		reply_err(c, &e);
+		admin_reply_err(c, &e);
 	else if (rc)
-		reply_500(c, "parsing the body", rc);
+		admin_reply_500(c, "parsing the body", rc);
 	return rc == 0;
 }
 
@@ -293,7 +266,7 @@ static void h_ready(struct admin_call *c)
 		cJSON_Delete(o);
 		o = NULL;
 	}
-	reply_obj(c, 200, o);
+	admin_reply_obj(c, 200, o);
 }
 
 /* Prometheus text; no token (docs/data-plane.md: bind the admin listener to a trusted host). */
@@ -303,7 +276,7 @@ static void h_metrics(struct admin_call *c)
 	char *text = metrics_render(&len);
 
 	if (!text) {
-		reply_500(c, "rendering metrics", -ENOMEM);
+		admin_reply_500(c, "rendering metrics", -ENOMEM);
 		return;
 	}
 	http_reply(c->req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
@@ -311,7 +284,7 @@ static void h_metrics(struct admin_call *c)
 }
 
 /* {"object":"list","data":[]}, for the caller to fill; NULL when out of memory. */
-static cJSON *list_new(void)
+cJSON *admin_list_new(void)
 {
 	cJSON *o = cJSON_CreateObject();
 
@@ -378,12 +351,12 @@ static void h_key_create(struct admin_call *c)
 	cJSON *body = NULL;
 	int rc;
 
-	if (!body_json(c, false, &body))
+	if (!admin_body_json(c, false, &body))
 		return;
 	if (admin_key_create_parse(body, c->now, &in, &e) ||
 	    admin_downgrade_check(in.spec.overrides.v[LIMIT_ACTION], in.spec.overrides.act,
 				  "limits", "actions", c->a->downgrade_ok, &e)) {
-		reply_err(c, &e);
+		admin_reply_err(c, &e);
 		goto out;
 	}
 	if (c->auth.role == ROLE_CONSUMER && !key_create_consumer(c, &in, own))
@@ -396,26 +369,25 @@ static void h_key_create(struct admin_call *c)
 	rc = keys_create(c->a->k, &in.spec, &r, plain);
 	if (rc) {
 		explicit_bzero(plain, sizeof(plain));
-		reply_registry(c, rc, OBJ_KEY, in.spec.tier, "key creation");
+		admin_reply_registry(c, rc, OBJ_KEY, in.spec.tier, "key creation");
 		goto out;
 	}
-	reply_secret(c, 201, key_json(c, &r), "key", plain);
+	admin_reply_secret(c, 201, key_json(c, &r), "key", plain);
 out:
 	cJSON_Delete(body);
 }
 
-static struct tier *tiers_read(struct admin_call *c, size_t *n, int *rc);
 
 /* Copies the page's keys into a list object, effective limits from a snapshot of tiers. */
 static cJSON *key_list_json(struct admin_call *c, const struct key_record *r, size_t n,
 			    bool has_more)
 {
-	cJSON *o = list_new(), *data = cJSON_GetObjectItemCaseSensitive(o, "data"), *item;
+	cJSON *o = admin_list_new(), *data = cJSON_GetObjectItemCaseSensitive(o, "data"), *item;
 	bool ok = data != NULL;
 	size_t nt = 0;
 	int rc;
 	/* one read of the tiers for the page, rather than one per key */
-	struct tier *tiers = tiers_read(c, &nt, &rc);
+	struct tier *tiers = admin_tiers_read(c, &nt, &rc);
 
 	for (size_t i = 0; ok && i < n; i++) {
 		const struct limits *lim = NULL;
@@ -456,7 +428,7 @@ static void h_key_list(struct admin_call *c)
 
 	admin_list_query_init(&q);
 	if (http_req_query_each(c->req, query_cb, args)) {
-		reply_err(c, &e);
+		admin_reply_err(c, &e);
 		return;
 	}
 	if (c->auth.role == ROLE_CONSUMER) {
@@ -472,14 +444,14 @@ static void h_key_list(struct admin_call *c)
 	admin_list_query_filter(&q, &f);
 	r = calloc(q.limit, sizeof(*r));
 	if (!r) {
-		reply_500(c, "listing keys", -ENOMEM);
+		admin_reply_500(c, "listing keys", -ENOMEM);
 		return;
 	}
 	rc = keys_list(c->a->k, &f, q.after, q.limit, r, &n, &has_more);
 	if (rc)
-		reply_500(c, "listing keys", rc);
+		admin_reply_500(c, "listing keys", rc);
 	else
-		reply_obj(c, 200, key_list_json(c, r, n, has_more));
+		admin_reply_obj(c, 200, key_list_json(c, r, n, has_more));
 	free(r);
 }
 
@@ -489,14 +461,14 @@ static bool key_lookup(struct admin_call *c, struct key_record *r)
 	int rc;
 
 	if (!model_id_valid(c->arg)) {
-		reply_not_found(c, OBJ_KEY);
+		admin_reply_not_found(c, OBJ_KEY);
 		return false;
 	}
 	rc = keys_get(c->a->k, c->arg, r);
 	if (!rc && !key_visible(c, r))
 		rc = -ENOENT;
 	if (rc)
-		reply_registry(c, rc, OBJ_KEY, NULL, "reading a key");
+		admin_reply_registry(c, rc, OBJ_KEY, NULL, "reading a key");
 	return rc == 0;
 }
 
@@ -505,7 +477,7 @@ static void h_key_get(struct admin_call *c)
 	struct key_record r;
 
 	if (key_lookup(c, &r))
-		reply_obj(c, 200, key_json(c, &r));
+		admin_reply_obj(c, 200, key_json(c, &r));
 }
 
 static void h_key_patch(struct admin_call *c)
@@ -517,22 +489,22 @@ static void h_key_patch(struct admin_call *c)
 	int rc;
 
 	if (!model_id_valid(c->arg)) {
-		reply_not_found(c, OBJ_KEY);
+		admin_reply_not_found(c, OBJ_KEY);
 		return;
 	}
-	if (!body_json(c, false, &body))
+	if (!admin_body_json(c, false, &body))
 		return;
 	if (admin_key_patch_parse(body, c->now, &p, &e) ||
 	    admin_downgrade_check(p.set.v[LIMIT_ACTION], p.set.act, "limits", "actions",
 				  c->a->downgrade_ok, &e)) {
-		reply_err(c, &e);
+		admin_reply_err(c, &e);
 		goto out;
 	}
 	rc = keys_update(c->a->k, c->arg, &p, &r);
 	if (rc)
-		reply_registry(c, rc, OBJ_KEY, p.tier, "key update");
+		admin_reply_registry(c, rc, OBJ_KEY, p.tier, "key update");
 	else
-		reply_obj(c, 200, key_json(c, &r));
+		admin_reply_obj(c, 200, key_json(c, &r));
 out:
 	cJSON_Delete(body);
 }
@@ -546,14 +518,14 @@ static void h_key_revoke(struct admin_call *c)
 	if (c->auth.role == ROLE_CONSUMER && !key_lookup(c, &r))
 		return;
 	if (!model_id_valid(c->arg)) {
-		reply_not_found(c, OBJ_KEY);
+		admin_reply_not_found(c, OBJ_KEY);
 		return;
 	}
 	rc = keys_revoke(c->a->k, c->arg, &r);
 	if (rc)
-		reply_registry(c, rc, OBJ_KEY, NULL, "key revocation");
+		admin_reply_registry(c, rc, OBJ_KEY, NULL, "key revocation");
 	else
-		reply_obj(c, 200, key_json(c, &r));
+		admin_reply_obj(c, 200, key_json(c, &r));
 }
 
 static void h_key_rotate(struct admin_call *c)
@@ -566,250 +538,24 @@ static void h_key_rotate(struct admin_call *c)
 	int rc;
 
 	if (!model_id_valid(c->arg)) {
-		reply_not_found(c, OBJ_KEY);
+		admin_reply_not_found(c, OBJ_KEY);
 		return;
 	}
-	if (!body_json(c, true, &body))
+	if (!admin_body_json(c, true, &body))
 		return;
 	if (admin_rotate_parse(body, &grace, &e)) {
-		reply_err(c, &e);
+		admin_reply_err(c, &e);
 		goto out;
 	}
 	rc = keys_rotate(c->a->k, c->arg, grace, &r, plain);
 	if (rc) {
 		explicit_bzero(plain, sizeof(plain));
-		reply_registry(c, rc, OBJ_KEY, NULL, "key rotation");
+		admin_reply_registry(c, rc, OBJ_KEY, NULL, "key rotation");
 		goto out;
 	}
-	reply_secret(c, 200, key_json(c, &r), "key", plain);
+	admin_reply_secret(c, 200, key_json(c, &r), "key", plain);
 out:
 	cJSON_Delete(body);
-}
-
-/* ---- tiers ---- */
-
-/* Every tier, in name order; NULL and *rc on failure. The caller frees. */
-static struct tier *tiers_read(struct admin_call *c, size_t *n, int *rc)
-{
-	struct tier *t = NULL, *p;
-	size_t cap = 0;
-
-	*n = 0;
-	*rc = keys_tiers_list(c->a->k, NULL, 0, n);
-	/* tiers may be added between the calls: grow until the snapshot fits */
-	while (!*rc && *n > cap) {
-		cap = *n + 8;
-		p = realloc(t, cap * sizeof(*t));
-		if (!p) {
-			*rc = -ENOMEM;
-			break;
-		}
-		t = p;
-		*rc = keys_tiers_list(c->a->k, t, cap, n);
-	}
-	if (!*rc && !t && !(t = calloc(1, sizeof(*t))))
-		*rc = -ENOMEM;
-	if (*rc) {
-		free(t);
-		return NULL;
-	}
-	return t;
-}
-
-static cJSON *tier_list_json(const struct tier *t, size_t n)
-{
-	cJSON *o = list_new(), *data = cJSON_GetObjectItemCaseSensitive(o, "data"), *item;
-
-	if (!data)
-		goto fail;
-	for (size_t i = 0; i < n; i++) {
-		item = admin_tier_json(&t[i]);
-		if (!item || !cJSON_AddItemToArray(data, item))
-			goto fail;
-	}
-	return o;
-fail:
-	cJSON_Delete(o);
-	return NULL;
-}
-
-static void h_tiers_list(struct admin_call *c)
-{
-	size_t n;
-	int rc;
-	struct tier *t = tiers_read(c, &n, &rc);
-
-	if (!t) {
-		reply_500(c, "listing tiers", rc);
-		return;
-	}
-	reply_obj(c, 200, tier_list_json(t, n));
-	free(t);
-}
-
-/* A downgrade action of tier t (tiers[i] of a set; i SIZE_MAX: a PUT of one) needs a map. */
-static int tier_downgrade_check(struct admin_call *c, const struct tier *t, size_t i,
-				struct admin_err *e)
-{
-	char lp[ADMIN_PARAM_MAX] = "", ap[ADMIN_PARAM_MAX] = "actions";
-
-	if (i != SIZE_MAX) {
-		snprintf(lp, sizeof(lp), "tiers[%zu]", i);
-		snprintf(ap, sizeof(ap), "tiers[%zu].actions", i);
-	}
-	return admin_downgrade_check(t->lim.v[LIMIT_ACTION], t->lim.act, lp, ap, c->a->downgrade_ok,
-				     e);
-}
-
-static void h_tiers_replace(struct admin_call *c)
-{
-	char in_use[TG_TIER_NAME_MAX + 1] = "";
-	struct tier *t = NULL;
-	struct admin_err e;
-	cJSON *body = NULL;
-	size_t n = 0;
-	int rc;
-
-	if (!body_json(c, false, &body))
-		return;
-	rc = admin_tiers_parse(body, &t, &n, &e);
-	for (size_t i = 0; !rc && i < n; i++)
-		rc = tier_downgrade_check(c, &t[i], i, &e);
-	if (rc == -EINVAL) {
-		reply_err(c, &e);
-		goto out;
-	}
-	if (!rc)
-		rc = keys_tiers_replace(c->a->k, t, n, in_use);
-	if (rc) {
-		reply_registry(c, rc, OBJ_TIER, in_use, "replacing tiers");
-		goto out;
-	}
-	free(t);
-	t = tiers_read(c, &n, &rc);
-	if (t)
-		reply_obj(c, 200, tier_list_json(t, n));
-	else
-		reply_500(c, "listing tiers", rc);
-out:
-	free(t);
-	cJSON_Delete(body);
-}
-
-static void h_tier_get(struct admin_call *c)
-{
-	struct tier t;
-	int rc;
-
-	if (!model_tier_name_valid(c->arg)) {
-		reply_not_found(c, OBJ_TIER);
-		return;
-	}
-	rc = keys_tier_get(c->a->k, c->arg, &t);
-	if (rc)
-		reply_registry(c, rc, OBJ_TIER, c->arg, "reading a tier");
-	else
-		reply_obj(c, 200, admin_tier_json(&t));
-}
-
-static void h_tier_put(struct admin_call *c)
-{
-	struct admin_err e;
-	cJSON *body = NULL;
-	struct tier t;
-	int rc;
-
-	if (!model_tier_name_valid(c->arg)) {
-		http_reply_error(c->req, 400, "invalid_request_error", "invalid_value", "name",
-				 "name: the tier name in the path must be 1-32 of [a-z0-9_-]");
-		return;
-	}
-	if (!body_json(c, false, &body))
-		return;
-	if (admin_tier_parse(body, c->arg, "", &t, &e) ||
-	    tier_downgrade_check(c, &t, SIZE_MAX, &e)) {
-		reply_err(c, &e);
-		goto out;
-	}
-	rc = keys_tier_put(c->a->k, &t);
-	if (rc)
-		reply_registry(c, rc, OBJ_TIER, t.name, "writing a tier");
-	else
-		reply_obj(c, 200, admin_tier_json(&t));
-out:
-	cJSON_Delete(body);
-}
-
-/* ---- admin tokens ---- */
-
-static void h_token_create(struct admin_call *c)
-{
-	char plain[TG_CRED_MAX];
-	struct token_record r;
-	struct token_spec s;
-	struct admin_err e;
-	cJSON *body = NULL;
-	int rc;
-
-	if (!body_json(c, false, &body))
-		return;
-	if (admin_token_parse(body, &s, &e)) {
-		reply_err(c, &e);
-		goto out;
-	}
-	rc = keys_token_create(c->a->k, &s, &r, plain);
-	if (rc) {
-		explicit_bzero(plain, sizeof(plain));
-		reply_registry(c, rc, OBJ_TOKEN, s.tier, "token creation");
-		goto out;
-	}
-	reply_secret(c, 201, admin_token_json(&r), "token", plain);
-out:
-	explicit_bzero(&r, sizeof(r));
-	cJSON_Delete(body);
-}
-
-static void h_token_list(struct admin_call *c)
-{
-	struct token_record *r = NULL;
-	cJSON *o, *data, *item;
-	size_t n = 0;
-	int rc = keys_token_list(c->a->k, &r, &n);
-
-	if (rc) {
-		reply_500(c, "listing tokens", rc);
-		return;
-	}
-	o = list_new();
-	data = cJSON_GetObjectItemCaseSensitive(o, "data");
-	for (size_t i = 0; o && i < n; i++) {
-		item = admin_token_json(&r[i]);
-		if (!item || !cJSON_AddItemToArray(data, item)) {
-			cJSON_Delete(o);
-			o = NULL;
-		}
-	}
-	explicit_bzero(r, n * sizeof(*r));
-	free(r);
-	reply_obj(c, 200, o);
-}
-
-static void h_token_revoke(struct admin_call *c)
-{
-	struct token_record r;
-	int rc;
-
-	if (!model_id_valid(c->arg) && strcmp(c->arg, TG_BOOTSTRAP_ID) != 0) {
-		reply_not_found(c, OBJ_TOKEN);
-		return;
-	}
-	rc = keys_token_revoke(c->a->k, c->arg, &r);
-	if (rc) {
-		reply_registry(c, rc, OBJ_TOKEN, NULL, "token revocation");
-		return;
-	}
-	reply_obj(c, 200, admin_token_json(&r));
-	explicit_bzero(&r, sizeof(r));
 }
 
 /* ?limit=N (1..10000, default 100): penalty-box entries listed. */
@@ -838,12 +584,12 @@ static void h_kernel(struct admin_call *c)
 				 "10000 (penalty-box entries listed)");
 		return;
 	}
-	reply_obj(c, 200, admin_kernel_json(c->a->kernel, limit));
+	admin_reply_obj(c, 200, admin_kernel_json(c->a->kernel, limit));
 }
 
 static void h_providers(struct admin_call *c)
 {
-	reply_obj(c, 200, admin_providers_json(c->a->router));
+	admin_reply_obj(c, 200, admin_providers_json(c->a->router));
 }
 
 /* ---- limits (admin_limits.c) ---- */
@@ -873,7 +619,7 @@ static void h_limits_put(struct admin_call *c)
 {
 	cJSON *body = NULL;
 
-	if (!have_budget(c) || !body_json(c, false, &body))
+	if (!have_budget(c) || !admin_body_json(c, false, &body))
 		return;
 	admin_limits_put(c->req, c->a->s, c->a->k, c->a->budget, c->arg, body, c->a->downgrade_ok,
 			 c->now);
@@ -898,13 +644,13 @@ static const struct admin_route admin_routes[] = {
     {"PATCH", "/api/v1/keys/:", R_ADMIN, h_key_patch},
     {"DELETE", "/api/v1/keys/:", R_ADMIN | R_CONSUMER, h_key_revoke},
     {"POST", "/api/v1/keys/:/rotate", R_ADMIN, h_key_rotate},
-    {"GET", "/api/v1/tiers", R_ADMIN | R_VIEWER, h_tiers_list},
-    {"PUT", "/api/v1/tiers", R_ADMIN, h_tiers_replace},
-    {"GET", "/api/v1/tiers/:", R_ADMIN | R_VIEWER, h_tier_get},
-    {"PUT", "/api/v1/tiers/:", R_ADMIN, h_tier_put},
-    {"POST", "/api/v1/admin/tokens", R_ADMIN, h_token_create},
-    {"GET", "/api/v1/admin/tokens", R_ADMIN | R_VIEWER, h_token_list},
-    {"DELETE", "/api/v1/admin/tokens/:", R_ADMIN, h_token_revoke},
+    {"GET", "/api/v1/tiers", R_ADMIN | R_VIEWER, admin_tiers_list},
+    {"PUT", "/api/v1/tiers", R_ADMIN, admin_tiers_replace},
+    {"GET", "/api/v1/tiers/:", R_ADMIN | R_VIEWER, admin_tier_get},
+    {"PUT", "/api/v1/tiers/:", R_ADMIN, admin_tier_put},
+    {"POST", "/api/v1/admin/tokens", R_ADMIN, admin_token_create},
+    {"GET", "/api/v1/admin/tokens", R_ADMIN | R_VIEWER, admin_token_list},
+    {"DELETE", "/api/v1/admin/tokens/:", R_ADMIN, admin_token_revoke},
     {"GET", "/api/v1/kernel", R_ADMIN | R_VIEWER, h_kernel},
     {"GET", "/api/v1/providers", R_ADMIN | R_VIEWER, h_providers},
     {"GET", "/api/v1/limits", R_ADMIN | R_VIEWER, h_limits_list},
