@@ -230,6 +230,27 @@ int keys_tok_put(struct store_txn *t, const struct token_record *r, unsigned fla
 		     : store_put(t, STORE_DB_TOKENS, r->id, strlen(r->id), buf, (size_t)n, flags);
 }
 
+int keys_index_prepare(struct keys *k, const char *const *strs, size_t nstrs,
+		       const struct limits *ovr, size_t ntiers)
+{
+	int rc;
+
+	pthread_rwlock_wrlock(&k->lock);
+	rc = kidx_prepare(&k->idx, strs, nstrs, ovr, ntiers);
+	pthread_rwlock_unlock(&k->lock);
+	return rc;
+}
+
+/* After a commit the index must follow; keys_index_prepare made sure it can. */
+static int index_after_commit(int rc, const char *kind, const char *id)
+{
+	if (rc < 0)
+		log_warnx("%s %s: committed, but the in-memory index could not follow (%s); it "
+			  "is corrected at the next start",
+			  kind, id, strerror(-rc));
+	return rc < 0 ? rc : 0;
+}
+
 int keys_index_key(struct keys *k, const struct key_record *r)
 {
 	int rc;
@@ -237,7 +258,7 @@ int keys_index_key(struct keys *k, const struct key_record *r)
 	pthread_rwlock_wrlock(&k->lock);
 	rc = kidx_put_key(&k->idx, r);
 	pthread_rwlock_unlock(&k->lock);
-	return rc < 0 ? rc : 0;
+	return index_after_commit(rc, "key", r->id);
 }
 
 int keys_index_token(struct keys *k, const struct token_record *r)
@@ -247,7 +268,7 @@ int keys_index_token(struct keys *k, const struct token_record *r)
 	pthread_rwlock_wrlock(&k->lock);
 	rc = kidx_put_token(&k->idx, r);
 	pthread_rwlock_unlock(&k->lock);
-	return rc < 0 ? rc : 0;
+	return index_after_commit(rc, "admin token", r->id);
 }
 
 /* Latest of the stored and in-memory last use of the entry of that kind and id. */

@@ -154,6 +154,11 @@ static int create_once(struct keys *k, const struct key_spec *s, struct create_c
 	c->r.slot = TG_SLOT_NONE;
 	if (!rc)
 		rc = slot_take(k, &c->r.slot);
+	if (!rc) {
+		const char *strs[] = {c->r.owner, c->r.service, c->r.tier};
+
+		rc = keys_index_prepare(k, strs, 3, &c->r.overrides, 0);
+	}
 	if (!rc)
 		rc = store_write(k->store, create_txn, c);
 	if (rc) {
@@ -243,6 +248,21 @@ struct change_ctx {
 	struct key_record r;
 };
 
+/* The patch's override and action changes, applied to l. */
+static void patch_apply_limits(const struct key_patch *p, struct limits *l)
+{
+	for (int f = 0; f < LIMIT__COUNT; f++) {
+		if (p->clear_mask & (1u << f))
+			l->v[f] = LIMIT_UNSET;
+		else if (p->set.v[f] != LIMIT_UNSET)
+			l->v[f] = p->set.v[f];
+		if (p->clear_act_mask & (1u << f))
+			l->act[f] = LIMIT_ACT_INHERIT;
+		else if (p->set.act[f])
+			l->act[f] = p->set.act[f];
+	}
+}
+
 static void patch_apply(const struct key_patch *p, struct key_record *r)
 {
 	if (p->name)
@@ -253,16 +273,34 @@ static void patch_apply(const struct key_patch *p, struct key_record *r)
 		snprintf(r->tier, sizeof(r->tier), "%s", p->tier);
 	if (p->set_expires)
 		r->expires_at = p->expires_at;
-	for (int f = 0; f < LIMIT__COUNT; f++) {
-		if (p->clear_mask & (1u << f))
-			r->overrides.v[f] = LIMIT_UNSET;
-		else if (p->set.v[f] != LIMIT_UNSET)
-			r->overrides.v[f] = p->set.v[f];
-		if (p->clear_act_mask & (1u << f))
-			r->overrides.act[f] = LIMIT_ACT_INHERIT;
-		else if (p->set.act[f])
-			r->overrides.act[f] = p->set.act[f];
-	}
+	patch_apply_limits(p, &r->overrides);
+}
+
+/*
+ * Readies the index for the change's result before it is committed (keys_index_prepare):
+ * a patch's new service, tier and override set (the index's current set with the patch
+ * applied, as change_txn will apply it to the record). Revocations and rotations bring
+ * nothing new. Caller holds write_mu.
+ */
+static int change_prepare(struct keys *k, const struct change_ctx *c)
+{
+	const char *strs[2] = {NULL, NULL};
+	struct limits ovr;
+	int e;
+
+	if (c->op != CHANGE_PATCH)
+		return keys_index_prepare(k, NULL, 0, NULL, 0);
+	strs[0] = c->p->service;
+	strs[1] = c->p->tier;
+	pthread_rwlock_rdlock(&k->lock);
+	e = kidx_find(&k->idx, KENT_KEY, c->id);
+	if (e >= 0)
+		ovr = *kidx_overrides(&k->idx, kidx_at(&k->idx, (uint32_t)e)->overrides);
+	pthread_rwlock_unlock(&k->lock);
+	if (e < 0)
+		return 0; /* not in the index: the store answers -ENOENT */
+	patch_apply_limits(c->p, &ovr);
+	return keys_index_prepare(k, strs, 2, &ovr, 0);
 }
 
 /* The current secret becomes the previous one (alone: an older one is dropped). */
@@ -332,6 +370,8 @@ static int change_run(struct keys *k, struct change_ctx *c, const char *tier,
 	pthread_mutex_lock(&k->write_mu);
 	rc = tier ? tier_exists(k, tier) : 0;
 	c->now = keys_now_unix(k);
+	if (!rc)
+		rc = change_prepare(k, c);
 	if (!rc)
 		rc = store_write(k->store, change_txn, c);
 	if (!rc) {

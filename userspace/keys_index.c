@@ -136,24 +136,30 @@ int kidx_find(const struct kidx *x, enum kent_kind kind, const char *id)
 	return t->slots[i] ? (int)((uint32_t)t->slots[i] - 1) : -ENOENT;
 }
 
+/* Makes room for one more entry (a chunk allocated ahead); 0 or -ENOMEM. */
+static int kidx_reserve_entry(struct kidx *x)
+{
+	struct kentry **c;
+
+	if ((x->nentries >> KIDX_CHUNK_SHIFT) < x->nchunks)
+		return 0;
+	c = realloc(x->chunks, (x->nchunks + 1) * sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	x->chunks = c;
+	c[x->nchunks] = kmem_alloc(KIDX_CHUNK * sizeof(struct kentry));
+	if (!c[x->nchunks])
+		return -ENOMEM;
+	x->nchunks++;
+	return 0;
+}
+
 /* Index of a new zeroed entry, growing the chunk list if needed; -ENOMEM. */
 static int64_t kidx_alloc(struct kidx *x)
 {
-	uint32_t e = x->nentries;
-
-	if ((e >> KIDX_CHUNK_SHIFT) >= x->nchunks) {
-		struct kentry **c = realloc(x->chunks, (x->nchunks + 1) * sizeof(*c));
-
-		if (!c)
-			return -ENOMEM;
-		x->chunks = c;
-		c[x->nchunks] = kmem_alloc(KIDX_CHUNK * sizeof(struct kentry));
-		if (!c[x->nchunks])
-			return -ENOMEM;
-		x->nchunks++;
-	}
-	x->nentries++;
-	return e;
+	if (kidx_reserve_entry(x))
+		return -ENOMEM;
+	return x->nentries++;
 }
 
 /* Finds or adds the entry for id in the table of kind; -ENOMEM. */
@@ -203,19 +209,33 @@ static int kstrings_rehash(struct kidx *x, struct kstrings *s, uint32_t nslots)
 	return 0;
 }
 
-/* Returns the sid of str, adding it if new; -ENOMEM. */
+/* Slot of str in the string table: its own, or the empty one where it would go. */
+static uint32_t kstrings_probe(const struct kidx *x, const char *str)
+{
+	const struct kstrings *s = &x->strs;
+	uint32_t i = (uint32_t)kidx_hash(x, str, strlen(str)) & s->mask;
+
+	while (s->slots[i] && strcmp(s->strs[s->slots[i] - 1], str) != 0)
+		i = (i + 1) & s->mask;
+	return i;
+}
+
+/*
+ * Returns the sid of str, adding it if new; -ENOMEM. A string already interned never
+ * allocates: the table grows only to add one, so what kidx_prepare interned before a
+ * commit cannot fail after it.
+ */
 static int64_t kstrings_intern(struct kidx *x, const char *str)
 {
 	struct kstrings *s = &x->strs;
-	size_t len = strlen(str);
-	uint32_t i;
+	uint32_t i = kstrings_probe(x, str);
 
-	if ((s->n + 1) * 2 > s->mask + 1 && kstrings_rehash(x, s, (s->mask + 1) * 2))
-		return -ENOMEM;
-	i = (uint32_t)kidx_hash(x, str, len) & s->mask;
-	for (; s->slots[i]; i = (i + 1) & s->mask) {
-		if (strcmp(s->strs[s->slots[i] - 1], str) == 0)
-			return s->slots[i] - 1;
+	if (s->slots[i])
+		return s->slots[i] - 1;
+	if ((s->n + 1) * 2 > s->mask + 1) {
+		if (kstrings_rehash(x, s, (s->mask + 1) * 2))
+			return -ENOMEM;
+		i = kstrings_probe(x, str);
 	}
 	if (s->n == s->cap) {
 		uint32_t cap = s->cap ? s->cap * 2 : 64;
@@ -271,7 +291,19 @@ static int koverrides_rehash(struct kidx *x, struct koverrides *o, uint32_t nslo
 	return 0;
 }
 
-/* Returns the oid of an override set (0 when empty), adding it if new; -ENOMEM. */
+/* Slot of override set l: its own, or the empty one where it would go. */
+static uint32_t koverrides_probe(const struct kidx *x, const struct limits *l)
+{
+	const struct koverrides *o = &x->ovr;
+	uint32_t i = (uint32_t)kidx_hash(x, l, sizeof(*l)) & o->mask;
+
+	while (o->slots[i] && memcmp(&o->v[o->slots[i] - 1], l, sizeof(*l)) != 0)
+		i = (i + 1) & o->mask;
+	return i;
+}
+
+/* Returns the oid of an override set (0 when empty), adding it if new; -ENOMEM. A set
+ * already interned never allocates (as for strings). */
 static int64_t koverrides_intern(struct kidx *x, const struct limits *l)
 {
 	struct koverrides *o = &x->ovr;
@@ -279,12 +311,13 @@ static int64_t koverrides_intern(struct kidx *x, const struct limits *l)
 
 	if (limits_empty(l))
 		return 0;
-	if ((o->n + 1) * 2 > o->mask + 1 && koverrides_rehash(x, o, (o->mask + 1) * 2))
-		return -ENOMEM;
-	i = (uint32_t)kidx_hash(x, l, sizeof(*l)) & o->mask;
-	for (; o->slots[i]; i = (i + 1) & o->mask) {
-		if (memcmp(&o->v[o->slots[i] - 1], l, sizeof(*l)) == 0)
-			return o->slots[i] - 1;
+	i = koverrides_probe(x, l);
+	if (o->slots[i])
+		return o->slots[i] - 1;
+	if ((o->n + 1) * 2 > o->mask + 1) {
+		if (koverrides_rehash(x, o, (o->mask + 1) * 2))
+			return -ENOMEM;
+		i = koverrides_probe(x, l);
 	}
 	if (o->n == o->cap) {
 		uint32_t cap = o->cap * 2;
@@ -333,6 +366,42 @@ static int key_intern(struct kidx *x, const struct key_record *r, int64_t sid[4]
 	sid[2] = kstrings_intern(x, r->tier);
 	sid[3] = koverrides_intern(x, &r->overrides);
 	return sid[0] < 0 || sid[1] < 0 || sid[2] < 0 || sid[3] < 0 ? -ENOMEM : 0;
+}
+
+/* Room for n more tiers without a reallocation; 0 or -ENOMEM. */
+static int tiers_reserve(struct kidx *x, size_t n)
+{
+	size_t cap = x->tiers_cap ? x->tiers_cap : 8;
+	struct ktier *t;
+
+	while (cap < x->ntiers + n)
+		cap *= 2;
+	if (cap == x->tiers_cap)
+		return 0;
+	t = realloc(x->tiers, cap * sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	x->tiers = t;
+	x->tiers_cap = cap;
+	return 0;
+}
+
+int kidx_prepare(struct kidx *x, const char *const *strs, size_t nstrs, const struct limits *ovr,
+		 size_t ntiers)
+{
+	for (size_t i = 0; i < nstrs; i++) {
+		if (strs[i] && kstrings_intern(x, strs[i]) < 0)
+			return -ENOMEM;
+	}
+	if (ovr && koverrides_intern(x, ovr) < 0)
+		return -ENOMEM;
+	if (kidx_reserve_entry(x))
+		return -ENOMEM;
+	if ((x->keys.count + 1) * 2 > x->keys.mask + 1 && ktable_grow(&x->keys))
+		return -ENOMEM;
+	if ((x->tokens.count + 1) * 2 > x->tokens.mask + 1 && ktable_grow(&x->tokens))
+		return -ENOMEM;
+	return ntiers ? tiers_reserve(x, ntiers) : 0;
 }
 
 int kidx_put_key(struct kidx *x, const struct key_record *r)
@@ -403,15 +472,8 @@ int kidx_tier_set(struct kidx *x, const struct tier *t)
 		x->tiers[i].t = *t;
 		return 0;
 	}
-	if (x->ntiers == x->tiers_cap) {
-		size_t cap = x->tiers_cap ? x->tiers_cap * 2 : 8;
-		struct ktier *n = realloc(x->tiers, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		x->tiers = n;
-		x->tiers_cap = cap;
-	}
+	if (tiers_reserve(x, 1))
+		return -ENOMEM;
 	memmove(&x->tiers[i + 1], &x->tiers[i], (x->ntiers - i) * sizeof(*x->tiers));
 	x->tiers[i].t = *t;
 	x->tiers[i].sid = (uint32_t)sid;
@@ -419,24 +481,48 @@ int kidx_tier_set(struct kidx *x, const struct tier *t)
 	return 0;
 }
 
-int kidx_tiers_set_all(struct kidx *x, const struct tier *t, size_t n)
+int kidx_tiers_build(struct kidx *x, const struct tier *t, size_t n, struct ktier **out,
+		     size_t *cap)
 {
 	struct ktier *old = x->tiers;
 	size_t oldn = x->ntiers, oldcap = x->tiers_cap;
+	int rc = 0;
 
+	/* kidx_tier_set sorts and interns; run it on an empty set, then put the old one back */
 	x->tiers = NULL;
 	x->ntiers = x->tiers_cap = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (kidx_tier_set(x, &t[i])) {
-			free(x->tiers);
-			x->tiers = old;
-			x->ntiers = oldn;
-			x->tiers_cap = oldcap;
-			return -ENOMEM;
-		}
+	rc = tiers_reserve(x, n ? n : 1);
+	for (size_t i = 0; !rc && i < n; i++)
+		rc = kidx_tier_set(x, &t[i]);
+	*out = x->tiers;
+	*cap = x->tiers_cap;
+	if (rc) {
+		free(x->tiers);
+		*out = NULL;
 	}
-	free(old);
-	return 0;
+	x->tiers = old;
+	x->ntiers = oldn;
+	x->tiers_cap = oldcap;
+	return rc;
+}
+
+void kidx_tiers_install(struct kidx *x, struct ktier *tiers, size_t n, size_t cap)
+{
+	free(x->tiers);
+	x->tiers = tiers;
+	x->ntiers = n;
+	x->tiers_cap = cap;
+}
+
+int kidx_tiers_set_all(struct kidx *x, const struct tier *t, size_t n)
+{
+	struct ktier *built;
+	size_t cap;
+	int rc = kidx_tiers_build(x, t, n, &built, &cap);
+
+	if (!rc)
+		kidx_tiers_install(x, built, n, cap);
+	return rc;
 }
 
 bool kidx_tier_used(const struct kidx *x, const char *name)

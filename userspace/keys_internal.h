@@ -108,6 +108,15 @@ void kidx_free(struct kidx *x);
 struct kentry *kidx_at(const struct kidx *x, uint32_t eidx);
 /* Entry index of id (NUL-terminated, <= 12 chars) of that kind, or -ENOENT. */
 int kidx_find(const struct kidx *x, enum kent_kind kind, const char *id);
+/*
+ * Everything a change will put into the index after its store commit, made ready before
+ * it: the strings (NULL entries skipped) and the override set interned, room for one more
+ * entry in each id table and for ntiers more tiers. A put afterwards that needs no more
+ * than that allocates nothing, so a committed change always reaches the index (an -ENOMEM
+ * here comes before the commit and changes nothing). 0 or -ENOMEM.
+ */
+int kidx_prepare(struct kidx *x, const char *const *strs, size_t nstrs, const struct limits *ovr,
+		 size_t ntiers);
 /* Inserts or updates the entry of a record; returns its index or -ENOMEM. */
 int kidx_put_key(struct kidx *x, const struct key_record *r);
 int kidx_put_token(struct kidx *x, const struct token_record *r);
@@ -118,6 +127,12 @@ const struct ktier *kidx_tier_sid(const struct kidx *x, uint32_t sid);
 /* Creates or replaces one tier; replaces the whole set. 0 or -ENOMEM. */
 int kidx_tier_set(struct kidx *x, const struct tier *t);
 int kidx_tiers_set_all(struct kidx *x, const struct tier *t, size_t n);
+/* kidx_tiers_set_all in two steps, so only the first can fail (before a commit): builds
+ * the sorted set of t[0..n) with its names interned into *out (capacity *cap; the caller
+ * frees it unless installed), then installs it in place of the current set. */
+int kidx_tiers_build(struct kidx *x, const struct tier *t, size_t n, struct ktier **out,
+		     size_t *cap);
+void kidx_tiers_install(struct kidx *x, struct ktier *tiers, size_t n, size_t cap);
 /* True if any key or consumer token uses the tier with that name. */
 bool kidx_tier_used(const struct kidx *x, const char *name);
 /* Loads every key, token and tier of the store (inside a read transaction). */
@@ -262,6 +277,9 @@ int keys_tok_get(struct store_txn *t, const char *id, struct token_record *r);
 int keys_tok_put(struct store_txn *t, const struct token_record *r, unsigned flags);
 
 /* Index update after a commit: takes the write lock. */
+/* kidx_prepare under the index lock: call it under write_mu before the store commit. */
+int keys_index_prepare(struct keys *k, const char *const *strs, size_t nstrs,
+		       const struct limits *ovr, size_t ntiers);
 int keys_index_key(struct keys *k, const struct key_record *r);
 int keys_index_token(struct keys *k, const struct token_record *r);
 /*

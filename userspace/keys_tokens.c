@@ -78,7 +78,13 @@ int keys_tier_put(struct keys *k, const struct tier *t)
 	if (!t || !tier_valid(t))
 		return -EINVAL;
 	pthread_mutex_lock(&k->write_mu);
-	rc = store_write(k->store, tier_put_txn, (void *)t);
+	{
+		const char *strs[] = {t->name};
+
+		rc = keys_index_prepare(k, strs, 1, NULL, 1);
+	}
+	if (!rc)
+		rc = store_write(k->store, tier_put_txn, (void *)t);
 	if (!rc) {
 		pthread_rwlock_wrlock(&k->lock);
 		rc = kidx_tier_set(&k->idx, t);
@@ -149,6 +155,8 @@ int keys_tiers_replace(struct keys *k, const struct tier *tiers, size_t n,
 		       char in_use[TG_TIER_NAME_MAX + 1])
 {
 	struct replace_ctx c = {.tiers = tiers, .n = n};
+	struct ktier *built = NULL;
+	size_t cap = 0;
 	int rc;
 
 	if (n && !tiers)
@@ -159,16 +167,23 @@ int keys_tiers_replace(struct keys *k, const struct tier *tiers, size_t n,
 	}
 	pthread_mutex_lock(&k->write_mu);
 	rc = replace_plan(k, &c, in_use);
+	if (!rc) {
+		/* the new set is built before the commit, so installing it cannot fail after */
+		pthread_rwlock_wrlock(&k->lock);
+		rc = kidx_tiers_build(&k->idx, tiers, n, &built, &cap);
+		pthread_rwlock_unlock(&k->lock);
+	}
 	if (!rc)
 		rc = store_write(k->store, replace_txn, &c);
 	if (!rc) {
 		pthread_rwlock_wrlock(&k->lock);
-		rc = kidx_tiers_set_all(&k->idx, tiers, n);
+		kidx_tiers_install(&k->idx, built, n, cap);
 		pthread_rwlock_unlock(&k->lock);
-	}
-	if (!rc)
+		built = NULL;
 		keys_sync_tier(k, NULL);
+	}
 	pthread_mutex_unlock(&k->write_mu);
+	free(built);
 	free(c.gone);
 	if (!rc)
 		log_info("tiers replaced: %zu tiers, %zu removed", n, c.ngone);
@@ -235,6 +250,11 @@ int keys_token_create(struct keys *k, const struct token_spec *spec, struct toke
 		pthread_rwlock_unlock(&k->lock);
 	}
 	r.created_at = keys_now_unix(k);
+	if (!rc) {
+		const char *strs[] = {r.consumer, r.tier};
+
+		rc = keys_index_prepare(k, strs, 2, NULL, 0);
+	}
 	if (!rc)
 		rc = store_write(k->store, tok_put_new_txn, &r);
 	if (!rc)

@@ -1442,6 +1442,65 @@ static void t_open_invalid(void)
 	fx_close(&f);
 }
 
+/* What the index holds room for: any change here between kidx_prepare and a put would be
+ * an allocation after the commit. */
+struct idx_room {
+	uint64_t nchunks, strs_cap, strs_mask, strs_n, ovr_cap, ovr_mask, ovr_n, keys_mask, tiers_cap;
+}; /* all one width: no padding for memcmp to see */
+
+static struct idx_room idx_room(const struct kidx *x)
+{
+	return (struct idx_room){x->nchunks, x->strs.cap,     x->strs.mask, x->strs.n,
+				 x->ovr.cap, x->ovr.mask,     x->ovr.n,	   x->keys.mask,
+				 x->tiers_cap};
+}
+
+static void t_index_put_after_prepare(void)
+{
+	struct idx_room before, prepared, after;
+	unsigned grew = 0, chunk_grew = 0;
+	struct key_record r;
+	struct kidx x;
+
+	TG_REQUIRE(kidx_init(&x, 1, 1) == 0);
+	/* every key brings a new owner, service and override set, past a chunk boundary */
+	for (uint32_t i = 0; i < KIDX_CHUNK + 100; i++) {
+		const char *strs[3];
+		int e;
+
+		memset(&r, 0, sizeof(r));
+		snprintf(r.id, sizeof(r.id), "k%011u", i);
+		snprintf(r.owner, sizeof(r.owner), "user:u%u", i);
+		snprintf(r.service, sizeof(r.service), "s%u", i);
+		snprintf(r.tier, sizeof(r.tier), "basic");
+		limits_clear(&r.overrides);
+		r.overrides.v[LIMIT_RPS] = 1000 + i;
+		r.slot = TG_SLOT_NONE;
+		strs[0] = r.owner, strs[1] = r.service, strs[2] = r.tier;
+		before = idx_room(&x);
+		TG_REQUIRE(kidx_prepare(&x, strs, 3, &r.overrides, 0) == 0);
+		prepared = idx_room(&x);
+		grew += memcmp(&before, &prepared, sizeof(before)) != 0;
+		chunk_grew += prepared.nchunks != before.nchunks;
+		e = kidx_put_key(&x, &r);
+		after = idx_room(&x);
+		if (e < 0 || memcmp(&prepared, &after, sizeof(after)) != 0) {
+			TG_CHECK(e >= 0);
+			TG_CHECK(!memcmp(&prepared, &after, sizeof(after)));
+			break;
+		}
+		if (strcmp(kidx_str(&x, kidx_at(&x, (uint32_t)e)->owner), r.owner) ||
+		    kidx_overrides(&x, kidx_at(&x, (uint32_t)e)->overrides)->v[LIMIT_RPS] != 1000 + i) {
+			TG_CHECK_STR(kidx_str(&x, kidx_at(&x, (uint32_t)e)->owner), r.owner);
+			break;
+		}
+	}
+	/* the walk did make the index grow (in prepare, every time), chunks included */
+	TG_CHECK(grew >= 10);
+	TG_CHECK(chunk_grew >= 1);
+	kidx_free(&x);
+}
+
 static const struct tg_case cases[] = {
 	{"created credentials have the tg_/tgadm_ format with the right alphabets", t_format},
 	{"wrong prefix, length or alphabet is -EINVAL before any argon2", t_parse_strict},
@@ -1478,6 +1537,8 @@ static const struct tg_case cases[] = {
 	{"reopening restores keys, tokens, tiers, rotation and last_used", t_reopen},
 	{"per-limit actions alone: verified, patched, and restored by a reopen",
 	 t_actions_only_overrides},
+	{"a put after kidx_prepare allocates nothing (a committed change reaches the index)",
+	 t_index_put_after_prepare},
 	{"a tiny cache evicts and stays correct", t_cache_bounded},
 	{"verifications in threads while keys change", t_threads},
 	{"keys_open refuses invalid options", t_open_invalid},
