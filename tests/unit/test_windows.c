@@ -70,7 +70,7 @@ static void calendar_periods_across_boundaries(void)
 static void ring_reuses_slots_and_drops_late_adds(void)
 {
 	struct win_bucket b[NB];
-	struct win_ring r = {60, NB, b};
+	struct win_ring r = {60, NB, b, NULL, 0};
 	uint64_t one[WIN_M__COUNT] = {1, 10, 100, 1000, 5};
 
 	win_ring_reset(&r);
@@ -94,7 +94,7 @@ static void ring_reuses_slots_and_drops_late_adds(void)
 static void calendar_month_window_resets_at_month_end(void)
 {
 	struct win_bucket b[62];
-	struct win_ring r = {86400, 62, b};
+	struct win_ring r = {86400, 62, b, NULL, 0};
 	struct win_def w = {WIN_MONTH, WIN_DAY, false, 0};
 	uint64_t add[WIN_M__COUNT] = {1, 500, 0, 0, 0};
 	int64_t last = at(2026, 11, 30, 23, 59, 59), first = at(2026, 12, 1, 0, 0, 0);
@@ -116,7 +116,7 @@ static void calendar_month_window_resets_at_month_end(void)
 static void calendar_minute_hour_day_windows_expire_at_their_end(void)
 {
 	struct win_bucket mb[64], hb[48];
-	struct win_ring mr = {60, 64, mb}, hr = {3600, 48, hb};
+	struct win_ring mr = {60, 64, mb, NULL, 0}, hr = {3600, 48, hb, NULL, 0};
 	struct win_def minute = {WIN_MINUTE, WIN_MINUTE, false, 0};
 	struct win_def hour = {WIN_HOUR, WIN_HOUR, false, 0};
 	uint64_t add[WIN_M__COUNT] = {1, 7, 0, 0, 0};
@@ -140,7 +140,7 @@ static void calendar_minute_hour_day_windows_expire_at_their_end(void)
 static void rolling_windows_expire_bucket_by_bucket(void)
 {
 	struct win_bucket mb[64];
-	struct win_ring mr = {60, 64, mb};
+	struct win_ring mr = {60, 64, mb, NULL, 0};
 	struct win_def last60 = {WIN_HOUR, WIN_MINUTE, true, 60};
 	uint64_t a[WIN_M__COUNT] = {0, 0, 300, 0, 0}, c[WIN_M__COUNT] = {0, 0, 200, 0, 0};
 	int64_t t0 = at(2026, 11, 23, 14, 0, 30), from, to;
@@ -167,7 +167,7 @@ static void rolling_windows_expire_bucket_by_bucket(void)
 static void rolling_days_cross_month_and_year(void)
 {
 	struct win_bucket db[62];
-	struct win_ring dr = {86400, 62, db};
+	struct win_ring dr = {86400, 62, db, NULL, 0};
 	struct win_def last30 = {WIN_MONTH, WIN_DAY, true, 30};
 	uint64_t a[WIN_M__COUNT] = {0, 1000, 0, 0, 0};
 	int64_t dec15 = at(2026, 12, 15, 10, 0, 0), from, to;
@@ -184,7 +184,7 @@ static void rolling_days_cross_month_and_year(void)
 static void sum_all_equals_sum_per_metric(void)
 {
 	struct win_bucket b[NB];
-	struct win_ring r = {3600, NB, b};
+	struct win_ring r = {3600, NB, b, NULL, 0};
 	uint64_t all[WIN_M__COUNT];
 	unsigned seed = 7;
 
