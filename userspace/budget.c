@@ -44,6 +44,8 @@ struct plan {
 	uint32_t set;	       /* bit i: ldefs[i] applies (its value is not 0) */
 	enum limit_mode mode;  /* resolved */
 	uint32_t permille;     /* alert threshold, resolved */
+	uint8_t tmask[WIN_DAY + 1];		      /* running totals the limits read, by ring */
+	struct win_def tdef[WIN_DAY + 1][DAY_TOTALS]; /* the window each of those keeps */
 	struct plan_limit {
 		uint64_t value;
 		struct win_def w;	  /* the window it is counted over */
@@ -397,6 +399,10 @@ static void plan_build(const struct budget *b, const struct budget_subj *s,
 		pl->w = limit_window(&l, ldefs[i].f);
 		pl->total = total_of(&pl->w);
 		pl->action = resolve_action(b, s, &l, ldefs[i].f);
+		if (ldefs[i].k != BUDGET_KIND_CONCURRENCY) {
+			p->tmask[pl->w.ring_unit] |= (uint8_t)(1u << pl->total);
+			p->tdef[pl->w.ring_unit][pl->total] = pl->w;
+		}
 	}
 }
 
@@ -434,6 +440,34 @@ static uint64_t limit_used(struct budget_subj *s, const struct plan *p, unsigned
 		return s->inflight;
 	win_clock_span(clk, w, &from, &to);
 	return win_ring_total(&s->ring[w->ring_unit], p->l[i].total, from, to)[ldefs[i].m];
+}
+
+/*
+ * Moves every running total that s's plan p reads to its window at clk's instant (one move
+ * per window, however many limits share it); s->mu held. limit_used_now reads them after.
+ */
+static void totals_refresh(struct budget_subj *s, const struct plan *p,
+			   const struct win_clock *clk)
+{
+	int64_t from, to;
+
+	for (int ru = WIN_MINUTE; ru <= WIN_DAY; ru++)
+		for (unsigned m = p->tmask[ru]; m; m &= m - 1) {
+			unsigned k = (unsigned)__builtin_ctz(m);
+
+			win_clock_span(clk, &p->tdef[ru][k], &from, &to);
+			win_ring_total(&s->ring[ru], k, from, to);
+		}
+}
+
+/* limit_used once totals_refresh(s, p) moved the totals (nothing changed since). */
+static uint64_t limit_used_now(const struct budget_subj *s, const struct plan *p, unsigned i)
+{
+	const struct plan_limit *pl = &p->l[i];
+
+	if (ldefs[i].k == BUDGET_KIND_CONCURRENCY)
+		return s->inflight;
+	return s->ring[pl->w.ring_unit].tot[pl->total].sum[ldefs[i].m];
 }
 
 /* When a call refused by hit could fit: for a rolling window, once enough has left it. */
@@ -570,6 +604,7 @@ static void thresholds_check(struct budget_subj *s, const struct win_clock *clk,
 	const struct plan *p = &s->plan;
 	struct budget_hit h;
 
+	totals_refresh(s, p, clk);
 	for (uint32_t set = p->set; set; set &= set - 1) {
 		unsigned i = (unsigned)__builtin_ctz(set);
 		const struct plan_limit *pl = &p->l[i];
@@ -579,7 +614,7 @@ static void thresholds_check(struct budget_subj *s, const struct win_clock *clk,
 
 		if (ldefs[i].k == BUDGET_KIND_CONCURRENCY)
 			continue;
-		taken = add_sat(limit_used(s, p, i, clk), s->reserved[ldefs[i].m]);
+		taken = add_sat(limit_used_now(s, p, i), s->reserved[ldefs[i].m]);
 		over = (unsigned __int128)taken * 1000 >= (unsigned __int128)p->permille * pl->value;
 		if (!over) {
 			if (pl->w.rolling)
@@ -709,10 +744,11 @@ static void subject_check(const struct budget *b, struct budget_subj *s, const s
 	const struct plan *p = &s->plan;
 
 	key_limits_take(b, s, r->key_limits);
+	totals_refresh(s, p, clk);
 	for (uint32_t set = p->set; set; set &= set - 1) {
 		unsigned i = (unsigned)__builtin_ctz(set);
 		const struct ldef *d = &ldefs[i];
-		uint64_t taken = limit_used(s, p, i, clk), est = 1;
+		uint64_t taken = limit_used_now(s, p, i), est = 1;
 
 		if (d->k != BUDGET_KIND_CONCURRENCY) {
 			taken = add_sat(taken, s->reserved[d->m]);
