@@ -3,7 +3,7 @@
  * The limits engine (see budget.h): subjects in a hash table (made on first sight, kept
  * until the engine is freed), each with a mutex, its bucket rings, the amounts reserved by
  * calls in flight, and for owners and tenants their explicit limits. The check and the
- * reservation happen under the locks of all the call's subjects, taken in address order.
+ * reservation happen under the locks of all the call's subjects (see subjects_sort).
  *
  * What keeps the check cheap (issue 5: a full check of 12 limits on three subjects in well
  * under a microsecond): each subject keeps a plan of its limits (which apply, their values,
@@ -652,23 +652,28 @@ static bool threshold_wanted(struct budget *b)
 
 /* ---- reserve, settle ---- */
 
-static void lock_all(struct budget_subj **s, unsigned n)
-{
-	for (unsigned i = 0; i < n; i++)
-		pthread_mutex_lock(&s[i]->mu);
-}
-
 static void unlock_all(struct budget_subj **s, unsigned n)
 {
 	for (unsigned i = n; i-- > 0;)
 		pthread_mutex_unlock(&s[i]->mu);
 }
 
-/* Sorted by address (the lock order), without duplicates. */
+/* The lock order: key subjects before the others (owners, tenants), by address within each. */
+static bool lock_before(const struct budget_subj *a, const struct budget_subj *b)
+{
+	return a->is_key != b->is_key ? a->is_key : (uintptr_t)a < (uintptr_t)b;
+}
+
+/*
+ * Sorted in the lock order, without duplicates. Every reserve takes its subjects' locks in
+ * this one global order (and holds none while it takes a key's lock after an owner's), so
+ * no two reserves deadlock; keys first because a key's lock is rarely contended: its check
+ * runs before the shared owner and tenant locks are taken, which shortens their hold.
+ */
 static unsigned subjects_sort(struct budget_subj **s, unsigned n)
 {
 	for (unsigned i = 1; i < n; i++)
-		for (unsigned j = i; j > 0 && (uintptr_t)s[j] < (uintptr_t)s[j - 1]; j--) {
+		for (unsigned j = i; j > 0 && lock_before(s[j], s[j - 1]); j--) {
 			struct budget_subj *t = s[j];
 
 			s[j] = s[j - 1];
@@ -794,10 +799,14 @@ int budget_reserve(struct budget *b, const struct budget_req *r, struct budget_c
 		return n;
 	e.n = 0;
 	e.wanted = threshold_wanted(b);
-	/* the check of every subject and the reservation in each: one step under their locks */
-	lock_all(s, (unsigned)n);
-	for (int i = 0; i < n; i++)
+	/*
+	 * The check of every subject and the reservation in each: one step under their locks
+	 * (all held before any is released). Each subject is checked as soon as it is locked.
+	 */
+	for (int i = 0; i < n; i++) {
+		pthread_mutex_lock(&s[i]->mu);
 		subject_check(b, s[i], r, clk, v, &refused, c ? &e : NULL);
+	}
 	if (!refused && c)
 		reservation_take(s, (unsigned)n, r, c);
 	unlock_all(s, (unsigned)n);
