@@ -429,22 +429,9 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
 	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
-/* Settled usage of limit i of s's plan p in its window at clk's instant; s->mu held. */
-static uint64_t limit_used(struct budget_subj *s, const struct plan *p, unsigned i,
-			   const struct win_clock *clk)
-{
-	const struct win_def *w = &p->l[i].w;
-	int64_t from, to;
-
-	if (ldefs[i].k == BUDGET_KIND_CONCURRENCY)
-		return s->inflight;
-	win_clock_span(clk, w, &from, &to);
-	return win_ring_total(&s->ring[w->ring_unit], p->l[i].total, from, to)[ldefs[i].m];
-}
-
 /*
  * Moves every running total that s's plan p reads to its window at clk's instant (one move
- * per window, however many limits share it); s->mu held. limit_used_now reads them after.
+ * per window, however many limits share it); s->mu held. Then limit_used reads them.
  */
 static void totals_refresh(struct budget_subj *s, const struct plan *p,
 			   const struct win_clock *clk)
@@ -460,8 +447,8 @@ static void totals_refresh(struct budget_subj *s, const struct plan *p,
 		}
 }
 
-/* limit_used once totals_refresh(s, p) moved the totals (nothing changed since). */
-static uint64_t limit_used_now(const struct budget_subj *s, const struct plan *p, unsigned i)
+/* Settled usage of limit i of plan p, once totals_refresh(s, p) moved the totals. */
+static uint64_t limit_used(const struct budget_subj *s, const struct plan *p, unsigned i)
 {
 	const struct plan_limit *pl = &p->l[i];
 
@@ -470,26 +457,13 @@ static uint64_t limit_used_now(const struct budget_subj *s, const struct plan *p
 	return s->ring[pl->w.ring_unit].tot[pl->total].sum[ldefs[i].m];
 }
 
-/* When a call refused by hit could fit: for a rolling window, once enough has left it. */
-static uint64_t retry_after(const struct budget_subj *s, const struct win_def *w,
-			    const struct budget_hit *hit, enum win_metric m, int64_t now)
-{
-	uint64_t over = hit->used + hit->reserved + hit->estimate - hit->value;
-	int64_t frees = win_frees_at(w, &s->ring[w->ring_unit], now, over, m);
-
-	/* never fits by expiry alone (the reservations or the estimate are the excess): the
-	 * window's length is an honest upper bound for when to look again */
-	if (frees == INT64_MAX)
-		frees = now + (int64_t)win_unit_secs(w->ring_unit) * (w->rolling ? w->back + 1 : 1);
-	return frees > now ? (uint64_t)(frees - now) : 1;
-}
-
 /*
  * Where s stands against limit i of its plan p at clk's instant (now), with est reserved on
- * top; s->mu held. Fills hit but its subject (estimate, exceeded, retry_after_sec
- * included). The whole record: for statuses and hits, not for the check's common path.
+ * top; s->mu held, totals_refresh(s, p, clk) done. Fills hit but its subject (estimate,
+ * exceeded, retry_after_sec included). The whole record: for statuses and hits, not for
+ * the check's common path.
  */
-static void limit_eval(struct budget_subj *s, const struct plan *p, unsigned i,
+static void limit_eval(const struct budget_subj *s, const struct plan *p, unsigned i,
 		       const struct win_clock *clk, int64_t now, const uint64_t *est,
 		       struct budget_hit *hit)
 {
@@ -501,7 +475,7 @@ static void limit_eval(struct budget_subj *s, const struct plan *p, unsigned i,
 	hit->value = pl->value;
 	hit->action = pl->action;
 	hit->mode = p->mode;
-	hit->used = limit_used(s, p, i, clk);
+	hit->used = limit_used(s, p, i);
 	if (d->k == BUDGET_KIND_CONCURRENCY) {
 		hit->window = "concurrent";
 		hit->rolling = false;
@@ -518,7 +492,11 @@ static void limit_eval(struct budget_subj *s, const struct plan *p, unsigned i,
 	hit->estimate = est ? est[d->m] : 0;
 	hit->reset_at = win_clock_reset_at(clk, &pl->w);
 	hit->exceeded = add_sat(add_sat(hit->used, hit->reserved), hit->estimate) > hit->value;
-	hit->retry_after_sec = hit->exceeded ? retry_after(s, &pl->w, hit, d->m, now) : 0;
+	hit->retry_after_sec =
+	    hit->exceeded ? win_retry_after(&pl->w, &s->ring[pl->w.ring_unit], now,
+					    hit->used + hit->reserved + hit->estimate - hit->value,
+					    d->m)
+			  : 0;
 }
 
 /* Names hit's subject (left out by limit_eval: most hits are never shown). */
@@ -614,7 +592,7 @@ static void thresholds_check(struct budget_subj *s, const struct win_clock *clk,
 
 		if (ldefs[i].k == BUDGET_KIND_CONCURRENCY)
 			continue;
-		taken = add_sat(limit_used_now(s, p, i), s->reserved[ldefs[i].m]);
+		taken = add_sat(limit_used(s, p, i), s->reserved[ldefs[i].m]);
 		over = (unsigned __int128)taken * 1000 >= (unsigned __int128)p->permille * pl->value;
 		if (!over) {
 			if (pl->w.rolling)
@@ -753,7 +731,7 @@ static void subject_check(const struct budget *b, struct budget_subj *s, const s
 	for (uint32_t set = p->set; set; set &= set - 1) {
 		unsigned i = (unsigned)__builtin_ctz(set);
 		const struct ldef *d = &ldefs[i];
-		uint64_t taken = limit_used_now(s, p, i), est = 1;
+		uint64_t taken = limit_used(s, p, i), est = 1;
 
 		if (d->k != BUDGET_KIND_CONCURRENCY) {
 			taken = add_sat(taken, s->reserved[d->m]);
@@ -969,6 +947,7 @@ size_t budget_status(struct budget *b, const char *subject, const struct limits 
 		plan_build(b, s, key_limits, &kp); /* shown, not taken: the key's calls take them */
 		p = &kp;
 	}
+	totals_refresh(s, p, clk);
 	for (uint32_t set = p->set; set && n < cap; set &= set - 1) {
 		limit_eval(s, p, (unsigned)__builtin_ctz(set), clk, now, NULL, &out[n]);
 		hit_name(&out[n], s);
@@ -984,6 +963,7 @@ static void subject_ratios(struct budget_subj *s, const struct win_clock *clk, i
 {
 	struct budget_hit h;
 
+	totals_refresh(s, &s->plan, clk);
 	for (uint32_t set = s->plan.set; set; set &= set - 1) {
 		unsigned i = (unsigned)__builtin_ctz(set);
 		double r;

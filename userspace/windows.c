@@ -325,6 +325,16 @@ int64_t win_frees_at(const struct win_def *w, const struct win_ring *r, int64_t 
 	return INT64_MAX;
 }
 
+uint64_t win_retry_after(const struct win_def *w, const struct win_ring *r, int64_t t,
+			 uint64_t need, enum win_metric m)
+{
+	int64_t frees = win_frees_at(w, r, t, need, m);
+
+	if (frees == INT64_MAX)
+		frees = t + (int64_t)win_unit_secs(w->ring_unit) * (w->rolling ? w->back + 1 : 1);
+	return frees > t ? (uint64_t)(frees - t) : 1;
+}
+
 void win_clock_set(struct win_clock *c, int64_t t)
 {
 	int64_t start[WIN__COUNT];

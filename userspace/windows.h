@@ -153,5 +153,13 @@ int64_t win_reset_at(const struct win_def *w, int64_t t);
  */
 int64_t win_frees_at(const struct win_def *w, const struct win_ring *r, int64_t t, uint64_t need,
 		     enum win_metric m);
+/*
+ * Seconds from t until a call needing `need` more of metric m could fit in w: until that
+ * much has left a rolling window, or the calendar period ends. When expiry alone never
+ * frees that much (reservations or the call's own estimate are the excess), the window's
+ * length: an honest upper bound for when to look again. At least 1.
+ */
+uint64_t win_retry_after(const struct win_def *w, const struct win_ring *r, int64_t t,
+			 uint64_t need, enum win_metric m);
 
 #endif /* TG_WINDOWS_H */
