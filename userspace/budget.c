@@ -41,10 +41,10 @@ struct alert_state {
 
 /* A subject's limits as the check reads them, built when they change (plan_build). */
 struct plan {
-	uint32_t set;	       /* bit i: ldefs[i] applies (its value is not 0) */
-	enum limit_mode mode;  /* resolved */
-	uint32_t permille;     /* alert threshold, resolved */
-	uint8_t tmask[WIN_DAY + 1];		      /* running totals the limits read, by ring */
+	uint32_t set;		    /* bit i: ldefs[i] applies (its value is not 0) */
+	enum limit_mode mode;	    /* resolved */
+	uint32_t permille;	    /* alert threshold, resolved */
+	uint8_t tmask[WIN_DAY + 1]; /* running totals the limits read, by ring */
 	struct win_def tdef[WIN_DAY + 1][DAY_TOTALS]; /* the window each of those keeps */
 	struct plan_limit {
 		uint64_t value;
@@ -433,8 +433,7 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
  * Moves every running total that s's plan p reads to its window at clk's instant (one move
  * per window, however many limits share it); s->mu held. Then limit_used reads them.
  */
-static void totals_refresh(struct budget_subj *s, const struct plan *p,
-			   const struct win_clock *clk)
+static void totals_refresh(struct budget_subj *s, const struct plan *p, const struct win_clock *clk)
 {
 	int64_t from, to;
 
@@ -493,10 +492,10 @@ static void limit_eval(const struct budget_subj *s, const struct plan *p, unsign
 	hit->reset_at = win_clock_reset_at(clk, &pl->w);
 	hit->exceeded = add_sat(add_sat(hit->used, hit->reserved), hit->estimate) > hit->value;
 	hit->retry_after_sec =
-	    hit->exceeded ? win_retry_after(&pl->w, &s->ring[pl->w.ring_unit], now,
-					    hit->used + hit->reserved + hit->estimate - hit->value,
-					    d->m)
-			  : 0;
+	    hit->exceeded
+		? win_retry_after(&pl->w, &s->ring[pl->w.ring_unit], now,
+				  hit->used + hit->reserved + hit->estimate - hit->value, d->m)
+		: 0;
 }
 
 /* Names hit's subject (left out by limit_eval: most hits are never shown). */
@@ -593,7 +592,8 @@ static void thresholds_check(struct budget_subj *s, const struct win_clock *clk,
 		if (ldefs[i].k == BUDGET_KIND_CONCURRENCY)
 			continue;
 		taken = add_sat(limit_used(s, p, i), s->reserved[ldefs[i].m]);
-		over = (unsigned __int128)taken * 1000 >= (unsigned __int128)p->permille * pl->value;
+		over =
+		    (unsigned __int128)taken * 1000 >= (unsigned __int128)p->permille * pl->value;
 		if (!over) {
 			if (pl->w.rolling)
 				s->alert[f].thr = 0; /* back under: a rolling window re-arms */

@@ -111,7 +111,8 @@ static void totals_sub(struct win_ring *r, int64_t id, const uint64_t v[WIN_M__C
 			continue;
 		for (int m = 0; m < WIN_M__COUNT; m++) {
 			if (v[m] > t->sum[m])
-				t->stale = true; /* cannot happen while the totals track every change */
+				t->stale =
+				    true; /* cannot happen while the totals track every change */
 			t->sum[m] -= v[m];
 		}
 	}
@@ -216,7 +217,8 @@ void win_ring_sum_all(const struct win_ring *r, int64_t from, int64_t to,
 
 		if (b->id == id)
 			for (int m = 0; m < WIN_M__COUNT; m++)
-				out[m] = b->v[m] > UINT64_MAX - out[m] ? UINT64_MAX : out[m] + b->v[m];
+				out[m] =
+				    b->v[m] > UINT64_MAX - out[m] ? UINT64_MAX : out[m] + b->v[m];
 		if (++i == (int64_t)r->n)
 			i = 0;
 	}

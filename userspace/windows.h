@@ -121,17 +121,17 @@ void win_span(const struct win_def *w, int64_t t, int64_t *from, int64_t *to);
  * nothing (the first win_clock_set computes).
  */
 struct win_clock {
-	int64_t t_from, t_until;		  /* valid for t in [t_from, t_until) */
-	int64_t id[WIN_DAY + 1];		  /* bucket id of t, by ring unit */
-	int64_t end[WIN__COUNT];		  /* end of the period holding t, by unit */
+	int64_t t_from, t_until;		/* valid for t in [t_from, t_until) */
+	int64_t id[WIN_DAY + 1];		/* bucket id of t, by ring unit */
+	int64_t end[WIN__COUNT];		/* end of the period holding t, by unit */
 	int64_t first[WIN__COUNT][WIN_DAY + 1]; /* first bucket id of the period, by unit, ring */
 };
 
 /* Makes c describe Unix second t: calendar arithmetic only when t left c's minute. */
 void win_clock_set(struct win_clock *c, int64_t t);
 /* win_span of w at c's instant (c set by win_clock_set), without calendar arithmetic. */
-static inline void win_clock_span(const struct win_clock *c, const struct win_def *w,
-				  int64_t *from, int64_t *to)
+static inline void win_clock_span(const struct win_clock *c, const struct win_def *w, int64_t *from,
+				  int64_t *to)
 {
 	*to = c->id[w->ring_unit];
 	*from = w->rolling ? *to - (int64_t)w->back : c->first[w->unit][w->ring_unit];

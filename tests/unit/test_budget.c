@@ -454,7 +454,6 @@ static void max_ratios_per_limit_over_subjects(void)
 	budget_free(b);
 }
 
-
 /* Unix seconds of a UTC date and time. */
 static int64_t at(int64_t y, unsigned mo, unsigned d, unsigned h, unsigned mi, unsigned sec)
 {
@@ -462,8 +461,8 @@ static int64_t at(int64_t y, unsigned mo, unsigned d, unsigned h, unsigned mi, u
 }
 
 /* Used of limit f in subject's statuses at now (UINT64_MAX: not listed). */
-static uint64_t used_of(struct budget *b, const char *subject, const struct limits *l,
-			int64_t now, enum limit_field f)
+static uint64_t used_of(struct budget *b, const char *subject, const struct limits *l, int64_t now,
+			enum limit_field f)
 {
 	struct budget_hit st[BUDGET_STATUS_MAX];
 	size_t n = budget_status(b, subject, l, now, st, BUDGET_STATUS_MAX);
@@ -514,8 +513,8 @@ static void windows_across_boundaries_with_cached_totals(void)
 	     1110},
 	    {"cost_per_day rolling lets Nov 30 23:00 go at Dec 2 00:00", dec1 + 86400,
 	     LIMIT_COST_DAY, true, 1000},
-	    {"cost_per_month rolling on Dec 30", at(2026, 12, 30, 12, 0, 0), LIMIT_COST_MONTH,
-	     true, 1110},
+	    {"cost_per_month rolling on Dec 30", at(2026, 12, 30, 12, 0, 0), LIMIT_COST_MONTH, true,
+	     1110},
 	    {"cost_per_month rolling lets Nov 30 go on Dec 31", at(2026, 12, 31, 0, 0, 0),
 	     LIMIT_COST_MONTH, true, 1000},
 	    {"cost_per_month calendar in December", at(2026, 12, 30, 12, 0, 0), LIMIT_COST_MONTH,
@@ -612,16 +611,28 @@ struct win_of {
 };
 
 static const struct win_of limit_wins[] = {
-    {LIMIT_TPM, WIN_M_TOKENS, {WIN_MINUTE, WIN_MINUTE, false, 0}, {WIN_MINUTE, WIN_MINUTE, false, 0}},
+    {LIMIT_TPM,
+     WIN_M_TOKENS,
+     {WIN_MINUTE, WIN_MINUTE, false, 0},
+     {WIN_MINUTE, WIN_MINUTE, false, 0}},
     {LIMIT_TPH, WIN_M_TOKENS, {WIN_HOUR, WIN_HOUR, false, 0}, {WIN_HOUR, WIN_HOUR, false, 0}},
     {LIMIT_TPD, WIN_M_TOKENS, {WIN_DAY, WIN_DAY, false, 0}, {WIN_DAY, WIN_DAY, false, 0}},
     {LIMIT_RPD, WIN_M_REQUESTS, {WIN_DAY, WIN_DAY, false, 0}, {WIN_DAY, WIN_DAY, false, 0}},
-    {LIMIT_RP_MONTH, WIN_M_REQUESTS, {WIN_MONTH, WIN_DAY, false, 0}, {WIN_MONTH, WIN_DAY, false, 0}},
+    {LIMIT_RP_MONTH,
+     WIN_M_REQUESTS,
+     {WIN_MONTH, WIN_DAY, false, 0},
+     {WIN_MONTH, WIN_DAY, false, 0}},
     {LIMIT_COST_HOUR, WIN_M_COST, {WIN_HOUR, WIN_HOUR, false, 0}, {WIN_HOUR, WIN_MINUTE, true, 60}},
     {LIMIT_COST_DAY, WIN_M_COST, {WIN_DAY, WIN_DAY, false, 0}, {WIN_DAY, WIN_HOUR, true, 24}},
     {LIMIT_COST_MONTH, WIN_M_COST, {WIN_MONTH, WIN_DAY, false, 0}, {WIN_MONTH, WIN_DAY, true, 30}},
-    {LIMIT_BYTES_MONTH, WIN_M_BYTES, {WIN_MONTH, WIN_DAY, false, 0}, {WIN_MONTH, WIN_DAY, false, 0}},
-    {LIMIT_COMPUTE_MONTH, WIN_M_COMPUTE, {WIN_MONTH, WIN_DAY, false, 0}, {WIN_MONTH, WIN_DAY, false, 0}},
+    {LIMIT_BYTES_MONTH,
+     WIN_M_BYTES,
+     {WIN_MONTH, WIN_DAY, false, 0},
+     {WIN_MONTH, WIN_DAY, false, 0}},
+    {LIMIT_COMPUTE_MONTH,
+     WIN_M_COMPUTE,
+     {WIN_MONTH, WIN_DAY, false, 0},
+     {WIN_MONTH, WIN_DAY, false, 0}},
 };
 
 /* The test's own rings: what the engine's windows must sum to, summed afresh. */
@@ -631,8 +642,7 @@ struct ref {
 };
 
 /* Mismatches between the engine's statuses of the key at now and the reference's sums. */
-static unsigned cross_check(struct budget *b, struct ref *ref, const struct limits *l,
-			    int64_t now)
+static unsigned cross_check(struct budget *b, struct ref *ref, const struct limits *l, int64_t now)
 {
 	bool rolling = l->v[LIMIT_COST_WINDOW] == LIMIT_WINDOW_ROLLING;
 	unsigned bad = 0;
@@ -719,8 +729,8 @@ static void running_totals_equal_fresh_sums_at_random(void)
 			checks++;
 		}
 	}
-	printf("#   %u cross-checks of %zu windows, %u mismatches\n", checks,
-	       TG_NCASES(limit_wins), bad);
+	printf("#   %u cross-checks of %zu windows, %u mismatches\n", checks, TG_NCASES(limit_wins),
+	       bad);
 	TG_CHECK(checks > 4000);
 	TG_CHECK_INT(bad, 0);
 	while (nfl)

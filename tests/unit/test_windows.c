@@ -206,7 +206,6 @@ static void sum_all_equals_sum_per_metric(void)
 	}
 }
 
-
 /* Every kind of window the engine counts over (budget.c limit_window). */
 static const struct win_def all_defs[] = {
     {WIN_MINUTE, WIN_MINUTE, false, 0}, {WIN_HOUR, WIN_HOUR, false, 0},
@@ -264,8 +263,8 @@ static void clock_matches_calendar_across_boundaries(void)
 /* Running totals of calendar and rolling windows read across their boundaries. */
 struct total_row {
 	const char *name;
-	int64_t t;	/* the instant the window is read at */
-	unsigned def;	/* all_defs index */
+	int64_t t;	 /* the instant the window is read at */
+	unsigned def;	 /* all_defs index */
 	uint64_t tokens; /* expected */
 };
 
