@@ -13,7 +13,8 @@
  *
  * Exactness. Before forwarding, a call reserves an upper-bound estimate in every subject
  * (budget_reserve); the check and the reservation are one step under the subjects' locks
- * (taken in address order: no deadlock), so concurrent calls see each other's reservations.
+ * (taken in one global order, keys first: no deadlock), so concurrent calls see each other's
+ * reservations.
  * Hard mode refuses when used + reserved + estimate > limit. After the call,
  * budget_settle adds the real usage to the buckets and drops the reservation. Hence a
  * window never ends over a limit when every call's estimate bounds its real usage (calls

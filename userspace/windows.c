@@ -79,11 +79,54 @@ void win_calendar(enum win_unit u, int64_t t, int64_t *start, int64_t *end)
 	    (m == 12 ? win_days_from_civil(y + 1, 1, 1) : win_days_from_civil(y, m + 1, 1)) * 86400;
 }
 
+/* The total covers bucket id. */
+static bool total_has(const struct win_total *t, int64_t id)
+{
+	return id >= t->from && id <= t->to;
+}
+
+/* v[] entered every total covering id; a sum that would pass UINT64_MAX goes stale. */
+static void totals_add(struct win_ring *r, int64_t id, const uint64_t v[WIN_M__COUNT])
+{
+	for (unsigned k = 0; k < r->ntot; k++) {
+		struct win_total *t = &r->tot[k];
+
+		if (!total_has(t, id) || t->stale)
+			continue;
+		for (int m = 0; m < WIN_M__COUNT; m++) {
+			if (v[m] > UINT64_MAX - t->sum[m])
+				t->stale = true;
+			t->sum[m] += v[m];
+		}
+	}
+}
+
+/* v[] left every total covering id (it was counted there, so no sum goes below 0). */
+static void totals_sub(struct win_ring *r, int64_t id, const uint64_t v[WIN_M__COUNT])
+{
+	for (unsigned k = 0; k < r->ntot; k++) {
+		struct win_total *t = &r->tot[k];
+
+		if (!total_has(t, id) || t->stale)
+			continue;
+		for (int m = 0; m < WIN_M__COUNT; m++) {
+			if (v[m] > t->sum[m])
+				t->stale =
+				    true; /* cannot happen while the totals track every change */
+			t->sum[m] -= v[m];
+		}
+	}
+}
+
 void win_ring_reset(struct win_ring *r)
 {
 	for (unsigned i = 0; i < r->n; i++) {
 		memset(&r->b[i], 0, sizeof(r->b[i]));
 		r->b[i].id = INT64_MIN;
+	}
+	for (unsigned k = 0; k < r->ntot; k++) {
+		memset(&r->tot[k], 0, sizeof(r->tot[k]));
+		r->tot[k].from = 1; /* covers nothing */
 	}
 }
 
@@ -97,6 +140,8 @@ static struct win_bucket *ring_slot(struct win_ring *r, int64_t id)
 		return b;
 	if (b->id > id)
 		return NULL;
+	if (b->id != INT64_MIN)
+		totals_sub(r, b->id, b->v); /* the older bucket leaves the ring */
 	memset(b->v, 0, sizeof(b->v));
 	b->id = id;
 	return b;
@@ -105,11 +150,17 @@ static struct win_bucket *ring_slot(struct win_ring *r, int64_t id)
 bool win_ring_add(struct win_ring *r, int64_t id, const uint64_t add[WIN_M__COUNT])
 {
 	struct win_bucket *b = ring_slot(r, id);
+	uint64_t delta[WIN_M__COUNT];
 
 	if (!b)
 		return false;
-	for (int m = 0; m < WIN_M__COUNT; m++)
-		b->v[m] = add[m] > UINT64_MAX - b->v[m] ? UINT64_MAX : b->v[m] + add[m];
+	for (int m = 0; m < WIN_M__COUNT; m++) {
+		uint64_t v = add[m] > UINT64_MAX - b->v[m] ? UINT64_MAX : b->v[m] + add[m];
+
+		delta[m] = v - b->v[m]; /* what really entered (less at saturation) */
+		b->v[m] = v;
+	}
+	totals_add(r, id, delta);
 	return true;
 }
 
@@ -119,7 +170,9 @@ bool win_ring_put(struct win_ring *r, int64_t id, const uint64_t v[WIN_M__COUNT]
 
 	if (!b)
 		return false;
+	totals_sub(r, id, b->v);
 	memcpy(b->v, v, sizeof(b->v));
+	totals_add(r, id, b->v);
 	return true;
 }
 
@@ -164,10 +217,70 @@ void win_ring_sum_all(const struct win_ring *r, int64_t from, int64_t to,
 
 		if (b->id == id)
 			for (int m = 0; m < WIN_M__COUNT; m++)
-				out[m] = b->v[m] > UINT64_MAX - out[m] ? UINT64_MAX : out[m] + b->v[m];
+				out[m] =
+				    b->v[m] > UINT64_MAX - out[m] ? UINT64_MAX : out[m] + b->v[m];
 		if (++i == (int64_t)r->n)
 			i = 0;
 	}
+}
+
+/*
+ * Adds (add) or subtracts the kept buckets with ids in [from, to] (at most n of them) to
+ * t's sums; false if a sum would pass UINT64_MAX or go below 0 (then sum afresh).
+ */
+static bool total_shift(struct win_total *t, const struct win_ring *r, int64_t from, int64_t to,
+			bool add)
+{
+	for (int64_t id = from; id <= to; id++) {
+		int64_t i = id % (int64_t)r->n;
+		const struct win_bucket *b = &r->b[i < 0 ? i + r->n : i];
+
+		if (b->id != id)
+			continue;
+		for (int m = 0; m < WIN_M__COUNT; m++) {
+			if (add ? b->v[m] > UINT64_MAX - t->sum[m] : b->v[m] > t->sum[m])
+				return false;
+			t->sum[m] = add ? t->sum[m] + b->v[m] : t->sum[m] - b->v[m];
+		}
+	}
+	return true;
+}
+
+/* t summed afresh over [from, to]; a saturated sum stays stale (summed on every read). */
+static void total_fresh(struct win_total *t, const struct win_ring *r, int64_t from, int64_t to)
+{
+	win_ring_sum_all(r, from, to, t->sum);
+	t->stale = false;
+	for (int m = 0; m < WIN_M__COUNT; m++)
+		if (t->sum[m] == UINT64_MAX)
+			t->stale = true;
+}
+
+const uint64_t *win_ring_total(struct win_ring *r, unsigned k, int64_t from, int64_t to)
+{
+	struct win_total *t = &r->tot[k];
+	bool ok;
+
+	if (to - from >= (int64_t)r->n)
+		from = to - r->n + 1;
+	if (t->from == from && t->to == to && !t->stale)
+		return t->sum;
+	/* incremental only when the spans overlap and fewer buckets moved than the span holds */
+	ok = !t->stale && t->from <= t->to && from <= to && from <= t->to && t->from <= to &&
+	     (from > t->from ? from - t->from : t->from - from) +
+		     (to > t->to ? to - t->to : t->to - to) <=
+		 to - from;
+	if (ok && from != t->from)
+		ok = from > t->from ? total_shift(t, r, t->from, from - 1, false)
+				    : total_shift(t, r, from, t->from - 1, true);
+	if (ok && to != t->to)
+		ok = to < t->to ? total_shift(t, r, to + 1, t->to, false)
+				: total_shift(t, r, t->to + 1, to, true);
+	if (!ok)
+		total_fresh(t, r, from, to);
+	t->from = from;
+	t->to = to;
+	return t->sum;
 }
 
 void win_span(const struct win_def *w, int64_t t, int64_t *from, int64_t *to)
@@ -212,4 +325,33 @@ int64_t win_frees_at(const struct win_def *w, const struct win_ring *r, int64_t 
 			return (id + w->back + 1) * secs;
 	}
 	return INT64_MAX;
+}
+
+uint64_t win_retry_after(const struct win_def *w, const struct win_ring *r, int64_t t,
+			 uint64_t need, enum win_metric m)
+{
+	int64_t frees = win_frees_at(w, r, t, need, m);
+
+	if (frees == INT64_MAX)
+		frees = t + (int64_t)win_unit_secs(w->ring_unit) * (w->rolling ? w->back + 1 : 1);
+	return frees > t ? (uint64_t)(frees - t) : 1;
+}
+
+void win_clock_set(struct win_clock *c, int64_t t)
+{
+	int64_t start[WIN__COUNT];
+
+	if (t >= c->t_from && t < c->t_until)
+		return;
+	for (int u = WIN_MINUTE; u < WIN__COUNT; u++)
+		win_calendar((enum win_unit)u, t, &start[u], &c->end[u]);
+	for (int ru = WIN_MINUTE; ru <= WIN_DAY; ru++) {
+		unsigned secs = win_unit_secs((enum win_unit)ru);
+
+		c->id[ru] = win_bucket_id(t, secs);
+		for (int u = WIN_MINUTE; u < WIN__COUNT; u++)
+			c->first[u][ru] = win_bucket_id(start[u], secs);
+	}
+	c->t_from = start[WIN_MINUTE];
+	c->t_until = c->end[WIN_MINUTE];
 }

@@ -52,13 +52,28 @@ struct win_bucket {
 	uint64_t v[WIN_M__COUNT];
 };
 
-struct win_ring {
-	unsigned secs;	      /* bucket length */
-	unsigned n;	      /* buckets kept */
-	struct win_bucket *b; /* n buckets, borrowed (embedded by the owner) */
+/*
+ * A running total of a ring: every metric summed over the buckets with ids in [from, to]
+ * that the ring still keeps, maintained by every change of the ring (an add, a put, a
+ * slot reused for a newer bucket), so that reading it is O(1) while the span stays put
+ * and O(buckets that entered or left) when it moves. Always equal to win_ring_sum_all over
+ * the same span (the unit tests cross-check this at random).
+ */
+struct win_total {
+	int64_t from, to; /* bucket ids summed (to - from < the ring's n); from > to: none yet */
+	bool stale;	  /* a sum saturated (or would have): summed afresh on the next read */
+	uint64_t sum[WIN_M__COUNT];
 };
 
-/* Empties every bucket. */
+struct win_ring {
+	unsigned secs;	       /* bucket length */
+	unsigned n;	       /* buckets kept */
+	struct win_bucket *b;  /* n buckets, borrowed (embedded by the owner) */
+	struct win_total *tot; /* ntot running totals kept with the ring, borrowed; NULL: none */
+	unsigned ntot;
+};
+
+/* Empties every bucket (the totals sum to 0 again). */
 void win_ring_reset(struct win_ring *r);
 /*
  * Adds add[] to the bucket with id (saturating). Returns false (nothing added) if that
@@ -67,6 +82,13 @@ void win_ring_reset(struct win_ring *r);
 bool win_ring_add(struct win_ring *r, int64_t id, const uint64_t add[WIN_M__COUNT]);
 /* Replaces the bucket with id (a persisted bucket loaded at start); false if too old. */
 bool win_ring_put(struct win_ring *r, int64_t id, const uint64_t v[WIN_M__COUNT]);
+/*
+ * Running total k (< r->ntot) moved to the span [from, to] (clamped to what the ring
+ * keeps, as win_ring_sum_all does): every metric's sum, valid until the ring next changes
+ * or the total is moved. The buckets that left the span are subtracted and those that
+ * entered added; a move longer than the span itself is summed afresh.
+ */
+const uint64_t *win_ring_total(struct win_ring *r, unsigned k, int64_t from, int64_t to);
 /* Sum of metric m over the buckets with ids in [from, to] still kept. */
 uint64_t win_ring_sum(const struct win_ring *r, int64_t from, int64_t to, enum win_metric m);
 /* Every metric summed over the buckets with ids in [from, to] still kept, into out. */
@@ -90,6 +112,35 @@ struct win_def {
 unsigned win_unit_secs(enum win_unit u);
 /* The first and last bucket ids (of ring_unit) the window holds at Unix second t. */
 void win_span(const struct win_def *w, int64_t t, int64_t *from, int64_t *to);
+
+/*
+ * The calendar periods (minute, hour, day, month) holding one instant and the bucket ids
+ * of every ring unit there, computed once and reused while the instant stays in the same
+ * minute: every boundary of an hour, a day or a month (UTC, no leap seconds) is a minute
+ * boundary, so nothing else can change before the minute ends. A zeroed win_clock holds
+ * nothing (the first win_clock_set computes).
+ */
+struct win_clock {
+	int64_t t_from, t_until;		/* valid for t in [t_from, t_until) */
+	int64_t id[WIN_DAY + 1];		/* bucket id of t, by ring unit */
+	int64_t end[WIN__COUNT];		/* end of the period holding t, by unit */
+	int64_t first[WIN__COUNT][WIN_DAY + 1]; /* first bucket id of the period, by unit, ring */
+};
+
+/* Makes c describe Unix second t: calendar arithmetic only when t left c's minute. */
+void win_clock_set(struct win_clock *c, int64_t t);
+/* win_span of w at c's instant (c set by win_clock_set), without calendar arithmetic. */
+static inline void win_clock_span(const struct win_clock *c, const struct win_def *w, int64_t *from,
+				  int64_t *to)
+{
+	*to = c->id[w->ring_unit];
+	*from = w->rolling ? *to - (int64_t)w->back : c->first[w->unit][w->ring_unit];
+}
+/* win_reset_at of w at c's instant. */
+static inline int64_t win_clock_reset_at(const struct win_clock *c, const struct win_def *w)
+{
+	return w->rolling ? c->end[w->ring_unit] : c->end[w->unit];
+}
 /*
  * When the window next frees anything: calendar, the period's end; rolling, when the
  * oldest bucket counted leaves (the next bucket boundary).
@@ -102,5 +153,13 @@ int64_t win_reset_at(const struct win_def *w, int64_t t);
  */
 int64_t win_frees_at(const struct win_def *w, const struct win_ring *r, int64_t t, uint64_t need,
 		     enum win_metric m);
+/*
+ * Seconds from t until a call needing `need` more of metric m could fit in w: until that
+ * much has left a rolling window, or the calendar period ends. When expiry alone never
+ * frees that much (reservations or the call's own estimate are the excess), the window's
+ * length: an honest upper bound for when to look again. At least 1.
+ */
+uint64_t win_retry_after(const struct win_def *w, const struct win_ring *r, int64_t t,
+			 uint64_t need, enum win_metric m);
 
 #endif /* TG_WINDOWS_H */

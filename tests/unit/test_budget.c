@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "budget.h"
 #include "tg_test.h"
@@ -542,6 +543,291 @@ static void max_ratios_per_limit_over_subjects(void)
 	budget_free(b);
 }
 
+/* Unix seconds of a UTC date and time. */
+static int64_t at(int64_t y, unsigned mo, unsigned d, unsigned h, unsigned mi, unsigned sec)
+{
+	return win_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+}
+
+/* Used of limit f in subject's statuses at now (UINT64_MAX: not listed). */
+static uint64_t used_of(struct budget *b, const char *subject, const struct limits *l, int64_t now,
+			enum limit_field f)
+{
+	struct budget_hit st[BUDGET_STATUS_MAX];
+	size_t n = budget_status(b, subject, l, now, st, BUDGET_STATUS_MAX);
+
+	for (size_t i = 0; i < n; i++)
+		if (st[i].limit == f)
+			return st[i].used;
+	return UINT64_MAX;
+}
+
+struct cross_row {
+	const char *name;
+	int64_t now;
+	enum limit_field f;
+	bool rolling; /* the key with cost_window rolling */
+	uint64_t used;
+};
+
+/*
+ * Calls settled just before and at a month's end (tokens 10 and 100 at 23:59:30 and
+ * 23:59:59 on Nov 30, 1000 at 00:00:00 on Dec 1; the cost the same numbers), then every
+ * window read at instants across minute, hour, day and month boundaries, forward and back:
+ * the engine's cached periods and running totals count what the calendar says.
+ */
+static void windows_across_boundaries_with_cached_totals(void)
+{
+	struct budget *b = engine(LIMIT_MODE_HARD, LIMIT_ACT_BLOCK);
+	const int64_t nov30 = at(2026, 11, 30, 23, 59, 30), dec1 = at(2026, 12, 1, 0, 0, 0);
+	const struct cross_row rows[] = {
+	    {"tpm before the minute ends", dec1 - 1, LIMIT_TPM, false, 110},
+	    {"tpm in the new minute", dec1, LIMIT_TPM, false, 1000},
+	    {"tph in the new hour", dec1 + 3599, LIMIT_TPH, false, 1000},
+	    {"tph the hour after", dec1 + 3600, LIMIT_TPH, false, 0},
+	    {"tpd back on Nov 30 (an older instant)", dec1 - 1, LIMIT_TPD, false, 110},
+	    {"tpd on Dec 1", dec1 + 60, LIMIT_TPD, false, 1000},
+	    {"tokens_per_month in November", dec1 - 1, LIMIT_TOKENS_MONTH, false, 110},
+	    {"tokens_per_month in December", dec1, LIMIT_TOKENS_MONTH, false, 1000},
+	    {"tokens_per_month on Dec 31", at(2026, 12, 31, 23, 59, 59), LIMIT_TOKENS_MONTH, false,
+	     1000},
+	    {"tokens_per_month in January", at(2027, 1, 1, 0, 0, 0), LIMIT_TOKENS_MONTH, false, 0},
+	    {"cost_per_hour calendar, new hour", dec1, LIMIT_COST_HOUR, false, 1000},
+	    {"cost_per_hour rolling holds 23:59 until 00:59:59", dec1 + 3599, LIMIT_COST_HOUR, true,
+	     1110},
+	    {"cost_per_hour rolling lets 23:59 go at 01:00", dec1 + 3600, LIMIT_COST_HOUR, true,
+	     1000},
+	    {"cost_per_hour rolling lets 00:00 go at 01:01", dec1 + 3660, LIMIT_COST_HOUR, true, 0},
+	    {"cost_per_day rolling at 23:59 the next day", dec1 + 86340, LIMIT_COST_DAY, true,
+	     1110},
+	    {"cost_per_day rolling lets Nov 30 23:00 go at Dec 2 00:00", dec1 + 86400,
+	     LIMIT_COST_DAY, true, 1000},
+	    {"cost_per_month rolling on Dec 30", at(2026, 12, 30, 12, 0, 0), LIMIT_COST_MONTH, true,
+	     1110},
+	    {"cost_per_month rolling lets Nov 30 go on Dec 31", at(2026, 12, 31, 0, 0, 0),
+	     LIMIT_COST_MONTH, true, 1000},
+	    {"cost_per_month calendar in December", at(2026, 12, 30, 12, 0, 0), LIMIT_COST_MONTH,
+	     false, 1000},
+	    {"cost_per_month rolling back on Nov 30", nov30, LIMIT_COST_MONTH, true, 110},
+	};
+	struct limits cal, rol;
+	const uint64_t amounts[] = {10, 100, 1000};
+	const int64_t when[] = {nov30, dec1 - 1, dec1};
+
+	TG_REQUIRE(b);
+	lim_zero(&cal);
+	for (enum limit_field f = LIMIT_TPM; f <= LIMIT_COST_MONTH; f++)
+		if (f != LIMIT_TOKEN_QUOTA_DAYS && f != LIMIT_MAX_CONCURRENT && f != LIMIT_BURST)
+			cal.v[f] = 1000000;
+	rol = cal;
+	rol.v[LIMIT_COST_WINDOW] = LIMIT_WINDOW_ROLLING;
+	for (int i = 0; i < 3; i++) {
+		struct budget_req r = req(&cal, 1, 1, when[i]);
+		struct budget_call c;
+		struct budget_verdict v;
+
+		TG_REQUIRE(budget_reserve(b, &r, &c, &v) == 0 && v.allowed);
+		budget_settle(b, &c, (uint64_t[WIN_M__COUNT]){1, amounts[i], amounts[i], 0, 0});
+	}
+	for (size_t i = 0; i < TG_NCASES(rows); i++) {
+		uint64_t got = used_of(b, "key:k7dq2m9xa4bz", rows[i].rolling ? &rol : &cal,
+				       rows[i].now, rows[i].f);
+
+		if (got != rows[i].used)
+			printf("#   row '%s'\n", rows[i].name);
+		TG_CHECK_INT(got, rows[i].used);
+	}
+	budget_free(b);
+}
+
+/* A key's limits change between calls: its plan follows (window kinds, new limits). */
+static void key_limit_changes_take_effect_on_the_next_call(void)
+{
+	struct budget *b = engine(LIMIT_MODE_HARD, LIMIT_ACT_BLOCK);
+	struct limits l;
+	struct budget_call c, c2;
+	struct budget_verdict v;
+	struct budget_req r;
+
+	TG_REQUIRE(b);
+	lim_zero(&l);
+	l.v[LIMIT_TOKENS_MONTH] = 1000;
+	r = req(&l, 600, 0, at(2026, 11, 5, 12, 0, 0));
+	TG_REQUIRE(budget_reserve(b, &r, &c, &v) == 0 && v.allowed);
+	budget_settle(b, &c, (uint64_t[WIN_M__COUNT]){1, 600, 0, 0, 0});
+	/* December: the calendar month is empty, a 30-day quota still holds Nov 5's 600 */
+	r.now = at(2026, 12, 2, 12, 0, 0);
+	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
+	TG_CHECK(v.allowed);
+	budget_release(b, &c);
+	l.v[LIMIT_TOKEN_QUOTA_DAYS] = 30;
+	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
+	TG_CHECK(!v.allowed && v.hit.limit == LIMIT_TOKENS_MONTH && v.hit.rolling);
+	TG_CHECK_INT(v.hit.used, 600);
+	/* 20 days: Nov 5 is out of it */
+	l.v[LIMIT_TOKEN_QUOTA_DAYS] = 20;
+	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
+	TG_CHECK(v.allowed);
+	budget_release(b, &c);
+	/* a new limit of another kind applies at once; removing it, too */
+	r.est[WIN_M_TOKENS] = 1;
+	l.v[LIMIT_RP_MONTH] = 1;
+	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
+	TG_CHECK(v.allowed);
+	TG_CHECK_INT(budget_reserve(b, &r, &c2, &v), 0);
+	TG_CHECK(!v.allowed && v.hit.limit == LIMIT_RP_MONTH);
+	l.v[LIMIT_RP_MONTH] = 0;
+	TG_CHECK_INT(budget_reserve(b, &r, &c2, &v), 0);
+	TG_CHECK(v.allowed);
+	budget_release(b, &c);
+	budget_release(b, &c2);
+	budget_free(b);
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* The window of each limit, as the contract defines it (calendar, or rolling). */
+struct win_of {
+	enum limit_field f;
+	enum win_metric m;
+	struct win_def cal, rol;
+};
+
+static const struct win_of limit_wins[] = {
+    {LIMIT_TPM,
+     WIN_M_TOKENS,
+     {WIN_MINUTE, WIN_MINUTE, false, 0},
+     {WIN_MINUTE, WIN_MINUTE, false, 0}},
+    {LIMIT_TPH, WIN_M_TOKENS, {WIN_HOUR, WIN_HOUR, false, 0}, {WIN_HOUR, WIN_HOUR, false, 0}},
+    {LIMIT_TPD, WIN_M_TOKENS, {WIN_DAY, WIN_DAY, false, 0}, {WIN_DAY, WIN_DAY, false, 0}},
+    {LIMIT_RPD, WIN_M_REQUESTS, {WIN_DAY, WIN_DAY, false, 0}, {WIN_DAY, WIN_DAY, false, 0}},
+    {LIMIT_RP_MONTH,
+     WIN_M_REQUESTS,
+     {WIN_MONTH, WIN_DAY, false, 0},
+     {WIN_MONTH, WIN_DAY, false, 0}},
+    {LIMIT_COST_HOUR, WIN_M_COST, {WIN_HOUR, WIN_HOUR, false, 0}, {WIN_HOUR, WIN_MINUTE, true, 60}},
+    {LIMIT_COST_DAY, WIN_M_COST, {WIN_DAY, WIN_DAY, false, 0}, {WIN_DAY, WIN_HOUR, true, 24}},
+    {LIMIT_COST_MONTH, WIN_M_COST, {WIN_MONTH, WIN_DAY, false, 0}, {WIN_MONTH, WIN_DAY, true, 30}},
+    {LIMIT_BYTES_MONTH,
+     WIN_M_BYTES,
+     {WIN_MONTH, WIN_DAY, false, 0},
+     {WIN_MONTH, WIN_DAY, false, 0}},
+    {LIMIT_COMPUTE_MONTH,
+     WIN_M_COMPUTE,
+     {WIN_MONTH, WIN_DAY, false, 0},
+     {WIN_MONTH, WIN_DAY, false, 0}},
+};
+
+/* The test's own rings: what the engine's windows must sum to, summed afresh. */
+struct ref {
+	struct win_bucket mb[BUDGET_RING_MINUTES], hb[BUDGET_RING_HOURS], db[BUDGET_RING_DAYS];
+	struct win_ring ring[WIN_DAY + 1];
+};
+
+/* Mismatches between the engine's statuses of the key at now and the reference's sums. */
+static unsigned cross_check(struct budget *b, struct ref *ref, const struct limits *l, int64_t now)
+{
+	bool rolling = l->v[LIMIT_COST_WINDOW] == LIMIT_WINDOW_ROLLING;
+	unsigned bad = 0;
+
+	for (size_t i = 0; i < TG_NCASES(limit_wins); i++) {
+		const struct win_def *w = rolling ? &limit_wins[i].rol : &limit_wins[i].cal;
+		uint64_t fresh[WIN_M__COUNT];
+		int64_t from, to;
+
+		win_span(w, now, &from, &to);
+		win_ring_sum_all(&ref->ring[w->ring_unit], from, to, fresh);
+		bad += used_of(b, "key:k7dq2m9xa4bz", l, now, limit_wins[i].f) !=
+		       fresh[limit_wins[i].m];
+	}
+	return bad;
+}
+
+/* One random step: reserve a call, or settle / release one in flight. */
+static void random_call(struct budget *b, struct ref *ref, struct budget_req *r,
+			struct budget_call *fl, unsigned *nfl, uint64_t *seed)
+{
+	struct budget_verdict v;
+
+	if (*nfl < 4 && rnd(seed) % 2) {
+		if (budget_reserve(b, r, &fl[*nfl], &v) == 0 && v.allowed)
+			(*nfl)++;
+		return;
+	}
+	if (*nfl) {
+		unsigned k = (unsigned)(rnd(seed) % *nfl);
+		uint64_t a[WIN_M__COUNT] = {1, rnd(seed) % 5000, rnd(seed) % 90000,
+					    rnd(seed) % 7000, rnd(seed) % 300};
+
+		if (rnd(seed) % 5 == 0) {
+			budget_release(b, &fl[k]);
+		} else {
+			for (int u = WIN_MINUTE; u <= WIN_DAY; u++)
+				win_ring_add(&ref->ring[u],
+					     win_bucket_id(fl[k].start, ref->ring[u].secs), a);
+			budget_settle(b, &fl[k], a);
+		}
+		fl[k] = fl[--*nfl];
+	}
+}
+
+/*
+ * 30,000 random reserves, settles (in any order, of calls started up to hours before) and
+ * releases while the clock moves by seconds to days (and sometimes back), the key's cost
+ * window switching between calendar and rolling: after every step each window's used
+ * equals a fresh sum of the test's own rings over the window the calendar gives.
+ */
+static void running_totals_equal_fresh_sums_at_random(void)
+{
+	struct budget *b = engine(LIMIT_MODE_HARD, LIMIT_ACT_BLOCK);
+	struct ref *ref = calloc(1, sizeof(*ref));
+	struct budget_call fl[4];
+	struct limits l;
+	struct budget_req r;
+	uint64_t seed = 0x2545f4914f6cdd1dull;
+	unsigned nfl = 0, bad = 0, checks = 0;
+
+	TG_REQUIRE(b && ref);
+	ref->ring[WIN_MINUTE] = (struct win_ring){60, BUDGET_RING_MINUTES, ref->mb, NULL, 0};
+	ref->ring[WIN_HOUR] = (struct win_ring){3600, BUDGET_RING_HOURS, ref->hb, NULL, 0};
+	ref->ring[WIN_DAY] = (struct win_ring){86400, BUDGET_RING_DAYS, ref->db, NULL, 0};
+	for (int u = WIN_MINUTE; u <= WIN_DAY; u++)
+		win_ring_reset(&ref->ring[u]);
+	lim_zero(&l);
+	for (size_t i = 0; i < TG_NCASES(limit_wins); i++)
+		l.v[limit_wins[i].f] = UINT64_MAX / 4;
+	r = req(&l, 1, 1, at(2026, 11, 30, 22, 0, 0));
+	for (int step = 0; step < 30000; step++) {
+		uint64_t op = rnd(&seed) % 100;
+
+		if (op < 3)
+			l.v[LIMIT_COST_WINDOW] ^= LIMIT_WINDOW_ROLLING;
+		if (op < 40)
+			r.now += (int64_t)(rnd(&seed) % (op < 10 ? 200000 : op < 20 ? 4000 : 70));
+		else if (op < 42)
+			r.now -= (int64_t)(rnd(&seed) % 7200); /* a settle's older instant */
+		random_call(b, ref, &r, fl, &nfl, &seed);
+		if (step % 7 == 0) {
+			bad += cross_check(b, ref, &l, r.now);
+			checks++;
+		}
+	}
+	printf("#   %u cross-checks of %zu windows, %u mismatches\n", checks, TG_NCASES(limit_wins),
+	       bad);
+	TG_CHECK(checks > 4000);
+	TG_CHECK_INT(bad, 0);
+	while (nfl)
+		budget_release(b, &fl[--nfl]);
+	free(ref);
+	budget_free(b);
+}
+
 static const struct tg_case cases[] = {
     {"reserve/settle arithmetic: used + reserved + estimate against the limit",
      reserve_settle_arithmetic},
@@ -565,6 +851,13 @@ static const struct tg_case cases[] = {
     {"messages name the limit, value, used, reserved and reset",
      messages_name_limit_value_used_and_reset},
     {"the usage ratio per limit is the highest among subjects", max_ratios_per_limit_over_subjects},
+    {"cached periods and running totals across minute, hour, day, month and year ends, "
+     "calendar and rolling, read forward and back",
+     windows_across_boundaries_with_cached_totals},
+    {"a key's changed limits (quota days, new and removed limits) apply on its next call",
+     key_limit_changes_take_effect_on_the_next_call},
+    {"running totals equal fresh ring sums over 30,000 random reserves, settles and clock moves",
+     running_totals_equal_fresh_sums_at_random},
 };
 
 int main(void)

@@ -11,6 +11,9 @@
  *
  * With a second argument THREADS > 1 it also times THREADS threads checking at once, each
  * on its own key under the same team and tenant (the shared subjects' locks contend).
+ * A third figure, the same run: reserve then budget_settle with real usage (a call that
+ * went upstream: its usage lands in the buckets and the running totals, and the alert
+ * thresholds are checked), which is what the daemon does for every allowed call.
  *
  * usage: bench_limits [pairs, default 2000000] [threads, default 2]
  * Prints metric lines as tools/bench/run expects.
@@ -61,6 +64,7 @@ struct worker {
 	struct budget *b;
 	const struct limits *lim;
 	char key[TG_ID_LEN + 1];
+	bool settle; /* budget_settle with usage instead of budget_release */
 	size_t batches;
 	int64_t *batch_ns; /* per batch: ns for BENCH_BATCH reserve + release pairs */
 	int err;
@@ -76,6 +80,7 @@ static void *worker_run(void *arg)
 			       .tenant = "bench-tenant",
 			       .now = (int64_t)time(NULL)};
 	struct budget_verdict v;
+	const uint64_t used[WIN_M__COUNT] = {1, 90, 1000, 900, 40};
 
 	budget_estimate(NULL, 20, 100, 300, r.est);
 	for (size_t i = 0; i < w->batches; i++) {
@@ -88,7 +93,10 @@ static void *worker_run(void *arg)
 				w->err = v.allowed ? -ENOMEM : -EDQUOT;
 				return NULL;
 			}
-			budget_release(w->b, &c);
+			if (w->settle)
+				budget_settle(w->b, &c, used);
+			else
+				budget_release(w->b, &c);
 		}
 		w->batch_ns[i] = tg_now_mono_ns() - t0;
 	}
@@ -173,8 +181,9 @@ int main(int argc, char **argv)
 	unsigned threads = argc > 2 ? (unsigned)strtoul(argv[2], NULL, 10) : 2;
 	size_t batches = pairs / BENCH_BATCH ? pairs / BENCH_BATCH : 1;
 	int64_t *bn = calloc(batches, sizeof(*bn)), *ln = calloc(batches, sizeof(*ln));
+	int64_t *sn = calloc(batches, sizeof(*sn));
 	struct worker w = {.batches = batches, .batch_ns = ln};
-	double bmed, bp99, lmed, lp99, tmed = 0, tp99 = 0;
+	double bmed, bp99, lmed, lp99, smed, sp99, tmed = 0, tp99 = 0;
 	struct limits lim;
 	int err;
 
@@ -185,7 +194,7 @@ int main(int argc, char **argv)
 	w.b = engine();
 	w.lim = &lim;
 	snprintf(w.key, sizeof(w.key), "benchkey0one");
-	if (!bn || !ln || !w.b) {
+	if (!bn || !ln || !sn || !w.b) {
 		fprintf(stderr, "bench_limits: out of memory\n");
 		return 1;
 	}
@@ -198,6 +207,14 @@ int main(int argc, char **argv)
 		worker_run(&w);
 		err = w.err;
 	}
+	if (!err) {
+		struct worker ws = w;
+
+		ws.settle = true;
+		ws.batch_ns = sn;
+		worker_run(&ws);
+		err = ws.err;
+	}
 	if (!err && threads > 1)
 		err = run_threads(w.b, &lim, threads, batches / threads + 1, &tmed, &tp99);
 	if (err) {
@@ -206,6 +223,7 @@ int main(int argc, char **argv)
 	}
 	bench_stats(bn, batches, &bmed, &bp99);
 	bench_stats(ln, batches, &lmed, &lp99);
+	bench_stats(sn, batches, &smed, &sp99);
 	printf("# bench_limits: %zu reserve+release pairs (key, team, tenant; every window set), "
 	       "batches of %d; baseline ratelimit_charge of one slot\n",
 	       batches * BENCH_BATCH, BENCH_BATCH);
@@ -214,6 +232,10 @@ int main(int argc, char **argv)
 	       lmed, bmed, lmed / bmed, lmed < 1000 ? "yes" : "no");
 	printf("metric=limit_check_p99 value=%.0f unit=ns baseline=%.0f ratio=%.2f goal=- pass=-\n",
 	       lp99, bp99, lp99 / bp99);
+	printf("# reserve + settle with usage (p99 %.0f ns); baseline: reserve + release\n", sp99);
+	printf("metric=limit_check_settle_median value=%.0f unit=ns baseline=%.0f ratio=%.2f "
+	       "goal=- pass=-\n",
+	       smed, lmed, smed / lmed);
 	if (threads > 1) {
 		printf("# %u threads at once, each on its own key, sharing the team and the tenant "
 		       "(p99 %.0f ns); baseline: one thread\n",
@@ -225,5 +247,6 @@ int main(int argc, char **argv)
 	budget_free(w.b);
 	free(bn);
 	free(ln);
+	free(sn);
 	return 0;
 }
