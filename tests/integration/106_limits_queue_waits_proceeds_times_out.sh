@@ -6,8 +6,9 @@
 # key beyond limits.queue_depth are refused at once with a 429 that says so; a waiter still
 # without capacity after limits.queue_timeout_ms gets the limit's 429, which says how long
 # it waited; the metrics count queue, queue_timeout and the limit hits. The mock's latency
-# keeps the first call in flight; every wait is bounded and no duration is asserted (the
-# timeout case waits 0.3 s against a call that lasts 6 s).
+# keeps the first call in flight (4-6 s) until the next ones are seen queued or refused;
+# every wait is bounded and no duration is asserted (the timeout case waits 0.3 s against a
+# call that lasts 6 s).
 . "$(dirname "$0")/lib.sh"
 
 tg_start_mock || bail "mock-llm starts"
@@ -69,25 +70,30 @@ key_with() { # NAME LIMITS_JSON: a new key of team:queue with those limits; prin
 
 K1=$(key_with conc '{"max_concurrent":1,"action":"queue"}') || bail "a key with max_concurrent 1, action queue"
 
+# Each case keeps the first call at the mock for seconds (long enough under any load for the
+# next calls to queue behind it, which the queue metric confirms before anything is
+# asserted), then takes the mock's latency away so the waiters finish at once.
 case_start "over max_concurrent, a call waits and proceeds when the call in flight settles"
-mock_config '{"latency_ms":1500}'
+mock_config '{"latency_ms":4000}'
 q0=$(metric 'tollgate_enforcement_actions_total{action="queue"}')
 bg_call first "$K1" "$CHAT"
 expect wait_mock_calls 1
-DP_MAX_TIME=40 dp POST /v1/chat/completions "$CHAT" "$K1"
-expect_status 200
-expect_header X-Tollgate-Queued-Ms '^[0-9]+$'
+bg_call second "$K1" "$CHAT"
+expect wait_metric 'tollgate_enforcement_actions_total{action="queue"}' $((q0 + 1))
+mock_config '{"latency_ms":0}'
 bg_wait
 expect test "$(bg_status first)" = 200
-expect test "$(metric 'tollgate_enforcement_actions_total{action="queue"}')" -gt "$q0"
+expect test "$(bg_status second)" = 200
+expect test -n "$(bg_header second X-Tollgate-Queued-Ms)"
+expect test -z "$(bg_header first X-Tollgate-Queued-Ms)"
 expect test "$(metric 'tollgate_limit_hits_total{limit="max_concurrent",action="queue"}')" -ge 1
 case_end
 
 case_start "beyond limits.queue_depth (2) a call is refused at once, the waiters proceed in turn"
-mock_config '{"latency_ms":1000}'
+mock_config '{"latency_ms":4000}'
 q0=$(metric 'tollgate_enforcement_actions_total{action="queue"}')
 bg_call d1 "$K1" "$CHAT"
-expect wait_mock_calls 2
+expect wait_mock_calls 3
 bg_call d2 "$K1" "$CHAT"
 expect wait_metric 'tollgate_enforcement_actions_total{action="queue"}' $((q0 + 1))
 bg_call d3 "$K1" "$CHAT"
@@ -97,6 +103,7 @@ expect_error 429 rate_limit_exceeded max_concurrent
 expect_match .error.message 'max_concurrent'
 expect_match .error.message 'not queued: key [a-z0-9]{12} has 2 calls waiting already'
 expect_header Retry-After '^[0-9]+$'
+mock_config '{"latency_ms":0}'
 bg_wait
 expect test "$(bg_status d1)" = 200
 expect test "$(bg_status d2)" = 200
@@ -110,16 +117,19 @@ case_start "over tokens_per_minute, a call waits for the reservation in flight t
 # a call reserves its 400 bytes of text (every token is at least a byte) plus max_tokens
 # 5: two (over 800) do not fit in 700; the first settles to what it used (400 bytes are
 # about 100 tokens by the mock's rule) and then the second fits, in this minute or the next
-mock_config '{"latency_ms":1500}'
+mock_config '{"latency_ms":4000}'
 n0=$(mock_stat .requests.chat_completions)
+q0=$(metric 'tollgate_enforcement_actions_total{action="queue"}')
 bg_call t1 "$K2" "$CHATLONG"
 expect wait_mock_calls $((n0 + 1))
-DP_MAX_TIME=40 dp POST /v1/chat/completions "$CHATLONG" "$K2"
-expect_status 200
-expect_header X-Tollgate-Queued-Ms '^[0-9]+$'
-expect_header x-ratelimit-limit-tokens '^700$'
+bg_call t2 "$K2" "$CHATLONG"
+expect wait_metric 'tollgate_enforcement_actions_total{action="queue"}' $((q0 + 1))
+mock_config '{"latency_ms":0}'
 bg_wait
 expect test "$(bg_status t1)" = 200
+expect test "$(bg_status t2)" = 200
+expect test -n "$(bg_header t2 X-Tollgate-Queued-Ms)"
+expect test "$(bg_header t2 x-ratelimit-limit-tokens)" = 700
 expect test "$(metric 'tollgate_limit_hits_total{limit="tokens_per_minute",action="queue"}')" -ge 1
 case_end
 
@@ -148,7 +158,7 @@ mock_config '{"latency_ms":0}'
 
 case_start "a key whose action is block is refused at once, never queued"
 K3=$(key_with blk '{"max_concurrent":1}') || fail "a key with max_concurrent 1 (action block)"
-mock_config '{"latency_ms":1500}'
+mock_config '{"latency_ms":4000}'
 q0=$(metric 'tollgate_enforcement_actions_total{action="queue"}')
 n0=$(mock_stat .requests.chat_completions)
 bg_call b1 "$K3" "$CHAT"
@@ -157,6 +167,7 @@ dp POST /v1/chat/completions "$CHAT" "$K3"
 expect_error 429 rate_limit_exceeded max_concurrent
 expect_not header X-Tollgate-Queued-Ms
 expect test "$(metric 'tollgate_enforcement_actions_total{action="queue"}')" = "$q0"
+mock_config '{"latency_ms":0}'
 bg_wait
 case_end
 mock_config '{"latency_ms":0}'
