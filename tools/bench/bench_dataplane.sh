@@ -13,7 +13,8 @@
 # store.sync_interval_ms=0 and with store.sync=none, each labelled), BENCH_LIMITS (1 by
 # default: the allowed path with every limit of issue 5 configured on the keys and their
 # owner, against TOLLGATE_LIMITS_ENABLED=false, same keys and load; BENCH_LIMITS_REPS runs
-# of each, alternating, default 3; BENCH_LIMITS_ONLY=1 runs only that and the streams).
+# of each, alternating, default 3; BENCH_LIMITS_ONLY=1 runs only that and the streams; with
+# perf installed, also the engine's share of tollgated's CPU in each limits-on run).
 #
 # Pinning (KERNEL-NOTES.md "Measuring"): wrk runs on CPU 0, every server (tollgated, nginx,
 # mock-llm) on CPU 1. Server CPU is read from /proc/<pid>/stat (utime+stime) of each server
@@ -409,7 +410,8 @@ limits_keys() { # N FILE: enterprise keys of team:bench with every limit set
 		;;
 	esac
 }
-limits_side() { # on|off REP: a fresh tollgated, keys, warm-up, one allowed-path run; sets LCPU_<side>_<rep>
+limits_side() { # on|off REP: a fresh tollgated, keys, warm-up, one allowed-path run; sets
+	# LCPU_<side>_<rep>; REP "profile": the run is profiled (engine_profile_*), LSHARE set
 	local side=$1 rep=$2
 	stop_pid "$TG_PID"
 	if [ "$side" = off ]; then
@@ -424,9 +426,41 @@ limits_side() { # on|off REP: a fresh tollgated, keys, warm-up, one allowed-path
 	SEC_SAVE=$SEC SEC=2
 	SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load "warm-limits-$side" "http://$TG_DATA" "$tmp/keys.lim" 32 >/dev/null
 	SEC=$SEC_SAVE
+	[ "$rep" = profile ] && engine_profile_start "$TG_PID" "$tmp/perf.lim"
 	SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load "allowed-limits-$side-$rep" "http://$TG_DATA" "$tmp/keys.lim" 32
+	[ "$rep" = profile ] && engine_profile_end "$tmp/perf.lim" LSHARE
 	[ "$SERR" = 0 ] || echo "# WARNING: $SERR non-2xx answers with limits $side"
 	printf -v "LCPU_${side}_$rep" %s "$(div "$CPU_A" "$OK" %.2f)"
+}
+# The limits engine's share of tollgated's CPU during a limits-on run, from a profile of that
+# same run (an extra run: profiling costs CPU, so the A/B runs are not profiled): the per-run
+# CPU of two separate runs moves with the VM's speed by more than the engine costs
+# (RESULTS.md), a share within one run does not. TOLLGATE_LIMITS_ENABLED=false still meters
+# every call into the windows (so switching limits back on finds them right), which is
+# another reason the A/B shows little. perf samples tollgated's
+# threads (cpu-clock, DWARF call stacks); a sample counts for the engine when any frame on
+# its stack is one of the engine's entry points: the data plane's reserve, settle and
+# headers (dataplane_budget.c, which call budget.c and windows.c) and the usage writer's
+# bucket roll-ups (usage.c, their LMDB writes included). Without perf the figure is skipped.
+ENGINE_SYMS="dp_budget_reserve dp_budget_settle dp_budget_headers dp_budget_peek_headers budget_release buckets_from_record buckets_apply"
+engine_profile_start() { # PID FILE: samples PID for SEC s in the background
+	PERF_PID=""
+	command -v perf >/dev/null || return 0
+	perf record -q -e cpu-clock -F 499 --call-graph dwarf,8192 -p "$1" -o "$2" -- sleep "$SEC" \
+		>/dev/null 2>&1 &
+	PERF_PID=$!
+}
+engine_profile_end() { # FILE VAR: VAR = the engine's % of the samples ("" without perf)
+	printf -v "$2" %s ""
+	[ -n "$PERF_PID" ] || return 0
+	wait "$PERF_PID" 2>/dev/null || true
+	PERF_PID=""
+	printf -v "$2" %s "$(perf script -i "$1" -F ip,sym 2>/dev/null | awk -v syms="$ENGINE_SYMS" '
+		BEGIN { n = split(syms, a, " "); for (i = 1; i <= n; i++) want[a[i]] = 1 }
+		/^[[:space:]]*$/ { if (in_s) { total++; hit += eng } in_s = 0; eng = 0; next }
+		{ in_s = 1; s = $NF; sub(/\+0x[0-9a-f]+$/, "", s); if (s in want) eng = 1 }
+		END { if (in_s) { total++; hit += eng } if (total) printf "%.2f %d\n", 100 * hit / total, total }')"
+	rm -f "$1"
 }
 median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 if [ "$LIMITS" = 1 ]; then
@@ -441,6 +475,14 @@ if [ "$LIMITS" = 1 ]; then
 	echo "# limits on: $on_all us/req; off: $off_all us/req (tollgated CPU per allowed request, per run)"
 	metric limits_cpu_per_request "$on_med" us/req "$off_med" "<1.05x off" \
 		"$(yesno "$on_med < 1.05 * $off_med")"
+	limits_side on profile
+	if [ -n "$LSHARE" ]; then
+		echo "# limits engine share of tollgated's CPU in a profiled limits-on run: ${LSHARE% *}% of ${LSHARE#* } samples"
+		metric limits_engine_cpu_share "${LSHARE% *}" % 100 "<5% of tollgated's CPU" \
+			"$(yesno "${LSHARE% *} < 5")" "$(div "${LSHARE% *}" 100 %.4f)"
+	else
+		echo "# limits_engine_cpu_share skipped: perf is not installed (apt-get install linux-perf)"
+	fi
 fi
 
 if [ -n "$STREAMS" ]; then
