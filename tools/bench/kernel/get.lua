@@ -35,7 +35,8 @@ end
 function done(summary, latency, requests)
 	local e = summary.errors
 	io.write(string.format(
-		"RESULT requests=%d duration_us=%d status_errors=%d connect=%d read=%d write=%d timeout=%d p50_us=%.1f p99_us=%.1f\n",
+		"RESULT requests=%d duration_us=%d status_errors=%d connect=%d read=%d write=%d timeout=%d p50_us=%.1f p99_us=%.1f p90_us=%.1f p999_us=%.1f max_us=%.1f\n",
 		summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
-		latency:percentile(50), latency:percentile(99)))
+		latency:percentile(50), latency:percentile(99), latency:percentile(90),
+		latency:percentile(99.9), latency.max))
 end
