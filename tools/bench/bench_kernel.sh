@@ -451,6 +451,7 @@ if has 2 && [[ " $NN_PASSES " == *" ownaddr "* ]]; then
 		metric "noisy_neighbour_nginx_throughput${sfx}_late" "$NO_RPS2" req/s "$NO_RPS0" ">=0.9x" "$(yesno "$NO_RPS2 >= 0.9 * $NO_RPS0")"
 		metric "noisy_neighbour_nginx_p99${sfx}_late" "$NO_P992" us "$NO_P990" "<=1.5x" "$(yesno "$NO_P992 <= 1.5 * $NO_P990")"
 	done
+	penalty_clear # scenario 3 lists the penalty box: only its own abuser there
 fi
 has 3 || exit 0
 
