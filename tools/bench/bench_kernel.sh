@@ -34,6 +34,10 @@
 #      for nginx (which has no penalty box: the same flood, later). The abuser's penalty is
 #      removed (bpftool) before each run. Each neighbours' run prints both CPUs' busy and
 #      softirq shares (/proc/stat, tick-sampled) and its latency distribution.
+#      wrk's connections are closed-loop: the faster a server refuses, the larger the flood
+#      it gets. BENCH_NN_FLOOD_DELAY_MS paces the flood instead (each of its 32 connections
+#      waits that long before each request: about the same refusals per second for both
+#      servers); the metrics of a paced run end in _paced.
 #   3. keepalive_abuse: a client ignoring Retry-After on keep-alive connections. tollgate:
 #      Connection: close after data.close_after_refusals, kernel 429s, then the XDP penalty
 #      box drops its SYNs; measured after the escalation (BENCH_WARM s). nginx answers every
@@ -49,7 +53,7 @@
 # Environment: BENCH_SEC (seconds per load run, default 5), BENCH_REPS (runs per figure, the
 # median is reported, default 3), BENCH_WARM (seconds of escalation before scenario 3 is
 # measured, default 6), BENCH_ONLY (scenarios to run, default "1 2 3"), BENCH_NN_FLOOD_CPUS
-# (scenario 2, above), BENCH_NN_PASSES ("nat ownaddr": scenario 2's passes, above),
+# (scenario 2, above), BENCH_NN_FLOOD_DELAY_MS (above), BENCH_NN_PASSES ("nat ownaddr": scenario 2's passes, above),
 # BENCH_TG_SET (extra tollgated settings, "name=value ...", for A/B runs of one setting).
 # Every load run is bounded (wrk -d, timeout); the trap stops every
 # process started here by PID and removes the namespaces, pins and temporary directory.
@@ -359,7 +363,7 @@ nn() { # NAME URL: sets NN_RPS0 NN_P990 (alone) NN_RPS1 NN_P991 (beside the floo
 		a+=("$RPS") b+=("$P99")
 		local e0=$ERRS s0 l0=$LAT
 		s0=$(cpu_share "$c0" "$c1")
-		nsenter --net="/run/netns/$CL_NS" env BENCH_KEYS="$tmp/flood.keys" BENCH_CLOSE=1 timeout $((SEC + 20)) taskset -c "$NN_FCPU" nice -n 19 \
+		nsenter --net="/run/netns/$CL_NS" env BENCH_KEYS="$tmp/flood.keys" BENCH_CLOSE=1 BENCH_DELAY_MS="$NN_DELAY" timeout $((SEC + 20)) taskset -c "$NN_FCPU" nice -n 19 \
 			wrk -t1 -c32 -d"$((SEC + 2))s" --timeout 2s -s "$lua" "$url" >"$tmp/wrk.$name.flood.$r" 2>&1 &
 		fp=$!
 		sleep 1
@@ -395,7 +399,7 @@ nn_own() {
 		l0=$LAT e0=$ERRS s0=$(cpu_share "$c0" "$c1")
 		penalty_clear
 		k0=$(kstat 20) q0=$(kstat 12)
-		nsenter --net="/run/netns/$C2_NS" env BENCH_KEYS="$tmp/flood.keys" BENCH_CLOSE=1 timeout $((2 * SEC + 25)) taskset -c "$NN_FCPU" nice -n 19 \
+		nsenter --net="/run/netns/$C2_NS" env BENCH_KEYS="$tmp/flood.keys" BENCH_CLOSE=1 BENCH_DELAY_MS="$NN_DELAY" timeout $((2 * SEC + 25)) taskset -c "$NN_FCPU" nice -n 19 \
 			wrk -t1 -c32 -d"$((2 * SEC + 2))s" --timeout 2s -s "$lua" "$url" >"$tmp/wrk.$name.flood.$r" 2>&1 &
 		fp=$!
 		sleep 0.2
@@ -421,9 +425,13 @@ nn_own() {
 	NO_RPS2=$(echo "${e[*]}" | median) NO_P992=$(echo "${f[*]}" | median)
 }
 NN_PASSES=${BENCH_NN_PASSES:-nat ownaddr}
+NN_DELAY=${BENCH_NN_FLOOD_DELAY_MS:-}
+NN_PACED=${NN_DELAY:+_paced}
+[ -z "$NN_DELAY" ] || echo "# the flood is paced: each of its connections waits ${NN_DELAY} ms before each request"
 if has 2 && [[ " $NN_PASSES " == *" nat "* ]]; then
 for NN_FCPU in ${BENCH_NN_FLOOD_CPUS:-$LCPU}; do
 	sfx= && [ "$NN_FCPU" = "$LCPU" ] || sfx=_floodcpu$NN_FCPU
+	sfx=$sfx$NN_PACED
 	echo "# flooding wrk on CPU $NN_FCPU (neighbours' wrk on CPU $LCPU, servers on CPU $SCPU)"
 	nn "tollgate$sfx" "http://$TG_DATA/v1/models"
 	metric "noisy_neighbour_tollgate_throughput$sfx" "$NN_RPS1" req/s "$NN_RPS0" ">=0.9x" "$(yesno "$NN_RPS1 >= 0.9 * $NN_RPS0")"
@@ -439,6 +447,7 @@ if has 2 && [[ " $NN_PASSES " == *" ownaddr "* ]]; then
 	start_tg --set kernel.penalty_after_sec=2 --set kernel.penalty_multiple=2 --set kernel.penalty_sec=120
 	for NN_FCPU in ${BENCH_NN_FLOOD_CPUS:-$LCPU}; do
 		sfx=_ownaddr && [ "$NN_FCPU" = "$LCPU" ] || sfx=_ownaddr_floodcpu$NN_FCPU
+		sfx=$sfx$NN_PACED
 		echo "# flooding wrk (own address) on CPU $NN_FCPU (neighbours' wrk on CPU $LCPU, servers on CPU $SCPU)"
 		nn_own tollgate "http://$TG_DATA/v1/models"
 		metric "noisy_neighbour_tollgate_throughput$sfx" "$NO_RPS1" req/s "$NO_RPS0" ">=0.9x" "$(yesno "$NO_RPS1 >= 0.9 * $NO_RPS0")"

@@ -6,6 +6,8 @@
 local path = os.getenv("BENCH_PATH") or "/v1/models"
 local keys_file = os.getenv("BENCH_KEYS")
 local close = os.getenv("BENCH_CLOSE") == "1"
+-- BENCH_DELAY_MS: each connection waits this long before each request (a paced flood)
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "")
 local reqs = {}
 local n, i = 0, 0
 local threads = {}
@@ -25,6 +27,12 @@ function init(args)
 	end
 	n = #reqs
 	i = (id or 0) * 7 % n
+end
+
+if delay_ms then
+	function delay()
+		return delay_ms
+	end
 end
 
 function request()
