@@ -262,7 +262,7 @@ __noinline int tg_refuse(struct __sk_buff *skb, const struct tg_pkt *p, struct t
 	s.with_reply = 1;
 	rst.seq = p->seq_h;
 	rst.flags = TG_TCP_RST;
-	if (tg_reply_text(&sc->seg.text, &sc->refusal))
+	if (tg_reply_prepare(&sc->seg, &sc->refusal))
 		return tg_pass(TG_V_REPLY_FAILED);
 	rc = tg_seg_write(skb, p, &s, &sc->seg);
 	if (rc)

@@ -719,6 +719,7 @@ struct refusal {
 	int with_ts;
 	int vlan;
 	int ip_opt_len;
+	const struct tg_slot *slot; /* replaces KEY_OVER's slot when set */
 };
 
 /* Layout of a frame: offsets of IP and TCP, from the request's spec. */
@@ -806,6 +807,8 @@ static void refusal_run(const struct refusal *r)
 	if (net.skip)
 		TG_SKIP(net.skip);
 	TG_REQUIRE(world_set(TG_MODE_FULL) == 0);
+	if (r->slot)
+		TG_REQUIRE(tg_bpf_set_slot(skel->obj, S_OVER, r->slot) == 0);
 	cfd = client(r->family == 6 ? AF_INET6 : AF_INET, r->port, &s.sport);
 	TG_REQUIRE(cfd >= 0);
 	if (!r->want)
@@ -840,56 +843,56 @@ static void refusal_run(const struct refusal *r)
 
 static void case_refuse_v4(void)
 {
-	struct refusal r = { 4, 8080, KEY_OVER, &want_over, 1, 0, 0 };
+	struct refusal r = { 4, 8080, KEY_OVER, &want_over, 1, 0, 0, NULL };
 
 	refusal_run(&r);
 }
 
 static void case_refuse_v4_no_ts_vlan_opts(void)
 {
-	struct refusal r = { 4, 8080, KEY_OVER, &want_over, 0, 1, 8 };
+	struct refusal r = { 4, 8080, KEY_OVER, &want_over, 0, 1, 8, NULL };
 
 	refusal_run(&r);
 }
 
 static void case_refuse_v6(void)
 {
-	struct refusal r = { 6, 8080, KEY_OVER, &want_over, 1, 0, 0 };
+	struct refusal r = { 6, 8080, KEY_OVER, &want_over, 1, 0, 0, NULL };
 
 	refusal_run(&r);
 }
 
 static void case_refuse_minute(void)
 {
-	struct refusal r = { 4, 8080, KEY_MIN, &want_min, 1, 0, 0 };
+	struct refusal r = { 4, 8080, KEY_MIN, &want_min, 1, 0, 0, NULL };
 
 	refusal_run(&r);
 }
 
 static void case_refuse_hour_longest(void)
 {
-	struct refusal r = { 6, 8080, KEY_HOUR, &want_hour, 0, 1, 0 };
+	struct refusal r = { 6, 8080, KEY_HOUR, &want_hour, 0, 1, 0, NULL };
 
 	refusal_run(&r);
 }
 
 static void case_refuse_rounding(void)
 {
-	struct refusal r = { 4, 8080, KEY_EDGE, &want_edge, 1, 0, 0 };
+	struct refusal r = { 4, 8080, KEY_EDGE, &want_edge, 1, 0, 0, NULL };
 
 	refusal_run(&r);
 }
 
 static void case_refuse_big_numbers(void)
 {
-	struct refusal r = { 6, 8080, KEY_BIG, &want_big, 1, 0, 0 };
+	struct refusal r = { 6, 8080, KEY_BIG, &want_big, 1, 0, 0, NULL };
 
 	refusal_run(&r);
 }
 
 static void case_established_passes(void)
 {
-	struct refusal r = { 4, 8081, KEY_OVER, NULL, 1, 0, 0 };
+	struct refusal r = { 4, 8081, KEY_OVER, NULL, 1, 0, 0, NULL };
 
 	refusal_run(&r);
 }
@@ -897,7 +900,7 @@ static void case_established_passes(void)
 /* After a refusal: the flow is in tg_killed, the source counted for the penalty box. */
 static void case_refusal_records(void)
 {
-	struct refusal r = { 4, 8080, KEY_OVER, &want_over, 1, 0, 0 };
+	struct refusal r = { 4, 8080, KEY_OVER, &want_over, 1, 0, 0, NULL };
 	int fd = tg_bpf_map_fd(skel->obj, TG_MAP_KILLED);
 	struct tg_penalty p;
 	struct tg_flow f, next;
@@ -914,6 +917,57 @@ static void case_refusal_records(void)
 	TG_CHECK_INT(ntohs(f.dport), 8080);
 	TG_CHECK_INT(tg_bpf_penalty_get(skel->obj, "127.0.0.1", &p), 0);
 	TG_CHECK_INT(p.refusals_total, 1);
+}
+
+/*
+ * The 429's text and checksum are kept per CPU from one refusal to the next and reused when
+ * the next refusal's figures are the same (reply.h, tg_reply_prepare). Refusals in a row on
+ * one CPU, each differing from the one before in one figure only (or in none), must each
+ * still be exact on the wire: a reused text is never a stale one.
+ */
+static void case_refuse_text_reuse(void)
+{
+	static const struct want w_reset = {
+		"1", "20", "2.151s", "3", "second",
+		"Rate limit exceeded for this key: 20 requests per second (rate 10/s, burst 20); "
+		"retry after 0.25 s (bucket full again in 2.151 s)"
+	};
+	static const struct want w_retry = {
+		"1", "20", "2.15s", "3", "second",
+		"Rate limit exceeded for this key: 20 requests per second (rate 10/s, burst 20); "
+		"retry after 0.249 s (bucket full again in 2.15 s)"
+	};
+	static const struct want w_rate = {
+		"1", "20", "2.15s", "3", "second",
+		"Rate limit exceeded for this key: 20 requests per second (rate 10.101/s, burst "
+		"20); retry after 0.25 s (bucket full again in 2.15 s)"
+	};
+	const __u64 T = 100 * MS, tol = 19 * T;
+	struct tg_slot reset = slot_of(S_OVER), retry = reset, rate = reset;
+	const struct refusal seq[] = {
+		{ 4, 8080, KEY_OVER, &want_over, 1, 0, 0, NULL },
+		{ 4, 8080, KEY_OVER, &want_over, 1, 0, 0, NULL }, /* the same figures */
+		{ 6, 8080, KEY_OVER, &want_over, 0, 1, 0, NULL }, /* same text, other frame */
+		{ 4, 8080, KEY_OVER, &w_reset, 1, 0, 0, &reset },
+		{ 4, 8080, KEY_OVER, &w_retry, 1, 0, 0, &retry },
+		{ 4, 8080, KEY_OVER, &w_rate, 1, 0, 0, &rate },
+		{ 4, 8080, KEY_OVER, &want_over, 1, 0, 0, NULL },
+	};
+	cpu_set_t all, one;
+
+	/* reset + 1 ms: tat and tolerance both 1 ms later (the limit stays 20) */
+	reset.win[TG_WIN_SECOND] = (struct tg_window){ NOW + tol + 251 * MS, T, tol + MS };
+	/* retry - 1 ms: the tolerance 1 ms longer, tat as before */
+	retry.win[TG_WIN_SECOND] = (struct tg_window){ NOW + tol + 250 * MS, T, tol + MS };
+	/* 99 ms per request: rate 10.101/s; limit 20, retry and reset as before */
+	rate.win[TG_WIN_SECOND] = (struct tg_window){ NOW + tol + 250 * MS, 99 * MS, tol };
+	TG_REQUIRE(sched_getaffinity(0, sizeof(all), &all) == 0);
+	CPU_ZERO(&one);
+	CPU_SET(sched_getcpu(), &one);
+	TG_REQUIRE(sched_setaffinity(0, sizeof(one), &one) == 0);
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++)
+		refusal_run(&seq[i]);
+	sched_setaffinity(0, sizeof(all), &all);
 }
 
 static const struct tg_case cases[] = {
@@ -937,6 +991,8 @@ static const struct tg_case cases[] = {
 	{ "large limits and an hour to wait", case_refuse_big_numbers },
 	{ "over limit on an accepted connection passes (ESTABLISHED)", case_established_passes },
 	{ "a refusal records the flow and counts the source", case_refusal_records },
+	{ "refusals in a row differing in one figure or none: each 429 exact (text reuse)",
+	  case_refuse_text_reuse },
 };
 
 int main(void)

@@ -10,7 +10,9 @@
  * test_run loop's own cost. Each pass figure is the median of BENCH_ROUNDS (default 5) runs
  * of BENCH_REPEAT (default 1,000,000) packets. A refusal changes its packet (into the RST),
  * so it is timed one run at a time, BENCH_REFUSALS (default 2,000) times, in a private
- * network namespace with a real embryonic connection; the median is printed.
+ * network namespace with a real embryonic connection; the median is printed, twice: all with
+ * the same figures (tc_refusal_ns: the 429 text of the first is reused, as in a flood) and
+ * each with new ones (tc_refusal_new_text_ns: formatted and summed every time).
  *
  * Prints the metric lines of tools/bench/run; asserts nothing. Needs root.
  */
@@ -165,8 +167,13 @@ static int refusal_world(int *ifindex)
 	return ntohs(a.sin_port); /* both sockets stay open until exit */
 }
 
-/* Refusals one run at a time (each turns its packet into the RST); the median run. */
-static int bench_refusal(struct tollgate_tc *skel, int n)
+/*
+ * Refusals one run at a time (each turns its packet into the RST); the median run. With
+ * new_text, the clock moves 1 ms between runs, so that each 429 has other figures than the
+ * one before and is formatted and summed anew; without, all have the same figures (a flood
+ * within one millisecond) and the per-CPU text of the first is reused (reply.h).
+ */
+static int bench_refusal(struct tollgate_tc *skel, int n, int new_text, int port, int ifindex)
 {
 	static const char over[] = RQ("Authorization: Bearer " KEY_OVER "\r\n");
 	static uint8_t frame[TG_FRAME_MAX];
@@ -181,7 +188,7 @@ static int bench_refusal(struct tollgate_tc *skel, int n)
 				.tcp_opts_len = sizeof(ts_opts),
 				.payload = over,
 				.payload_len = sizeof(over) - 1};
-	int ifindex = 0, port = refusal_world(&ifindex), len, fd;
+	int len, fd;
 	int killed = tg_bpf_map_fd(skel->obj, TG_MAP_KILLED);
 	struct __sk_buff ctx;
 
@@ -197,6 +204,8 @@ static int bench_refusal(struct tollgate_tc *skel, int n)
 	for (int i = 0; i < n; i++) {
 		memset(&ctx, 0, sizeof(ctx));
 		ctx.ifindex = (__u32)ifindex;
+		/* within the key's 500 ms of refusals (world_set) */
+		TG_BPF_CLOCK(skel, 1000 * TG_NS_PER_SEC + (new_text ? (__u64)(i % 400) * MS : 0));
 		if (tg_bpf_map_clear(killed) ||
 		    tg_bpf_run_ctx(fd, frame, (size_t)len, &ctx, sizeof(ctx), 1, &out) ||
 		    out.len != (__u32)(14 + 20 + 20)) {
@@ -206,8 +215,11 @@ static int bench_refusal(struct tollgate_tc *skel, int n)
 		d[i] = out.duration_ns;
 	}
 	qsort(d, (size_t)n, sizeof(d[0]), bench_cmp_u32);
-	printf("# bench_bpf_tc: refusal (429 built and sent, RST), median of %d single runs\n", n);
-	metric("tc_refusal_ns", d[n / 2], 0, 0);
+	printf("# bench_bpf_tc: refusal (429 sent, RST), %s, median of %d single runs\n",
+	       new_text ? "each with new figures (429 formatted and summed)"
+			: "the same figures each time (the 429 text reused)",
+	       n);
+	metric(new_text ? "tc_refusal_new_text_ns" : "tc_refusal_ns", d[n / 2], 0, 0);
 	return 0;
 }
 
@@ -217,7 +229,8 @@ int main(void)
 	int repeat = bench_env_int("BENCH_REPEAT", 1000000);
 	const char *why = tg_bpf_env_problem();
 	struct tollgate_tc *skel = NULL;
-	int base_fd = -1, rc = 1;
+	int refusals = bench_env_int("BENCH_REFUSALS", 2000);
+	int base_fd = -1, rc = 1, port, ifindex = 0;
 
 	if (why) {
 		fprintf(stderr, "bench_bpf_tc: %s\n", why);
@@ -230,8 +243,11 @@ int main(void)
 		goto out;
 	verified_insns(skel);
 	base_fd = bench_baseline_prog(BPF_PROG_TYPE_SCHED_CLS, TC_ACT_UNSPEC);
-	if (base_fd < 0 || bench_passes(skel, base_fd, rounds, repeat) ||
-	    bench_refusal(skel, bench_env_int("BENCH_REFUSALS", 2000)))
+	if (base_fd < 0 || bench_passes(skel, base_fd, rounds, repeat))
+		goto out;
+	port = refusal_world(&ifindex);
+	if (bench_refusal(skel, refusals, 0, port, ifindex) ||
+	    bench_refusal(skel, refusals, 1, port, ifindex))
 		goto out;
 	rc = 0;
 out:

@@ -20,6 +20,24 @@
 #      and the gateway side's receive work, which veth runs in the sender's context) lands
 #      on the servers' CPU, as a flood from another machine would, and the neighbours' own
 #      client on CPU 0 is not slowed by it; metrics of that pass end in _floodcpu1.
+#      That pass has the flood and the neighbours behind ONE client address (the NAT case):
+#      tollgated runs it with kernel.penalty_after_sec=3600, so the XDP penalty box never
+#      engages (it would hold the neighbours' new connections too). A second pass (metrics
+#      ending in _ownaddr, run with BENCH_NN_PASSES containing "ownaddr", the default) has
+#      the abuser behind its own address, a second client namespace on a second veth pair,
+#      and tollgated restarted with kernel.penalty_after_sec=2 (multiple 2, penalty 120 s),
+#      so the whole escalation happens: kernel 429s, then the abuser's SYNs dropped by XDP.
+#      The neighbours are measured twice beside that flood: over its first BENCH_SEC s (the
+#      flood starts with them: kernel 429s, then the penalty box engaging), metrics
+#      *_ownaddr; and over the next BENCH_SEC s, metrics *_ownaddr_penalised for tollgate
+#      (the penalty box has engaged: the SYNs it dropped are printed) and *_ownaddr_late
+#      for nginx (which has no penalty box: the same flood, later). The abuser's penalty is
+#      removed (bpftool) before each run. Each neighbours' run prints both CPUs' busy and
+#      softirq shares (/proc/stat, tick-sampled) and its latency distribution.
+#      wrk's connections are closed-loop: the faster a server refuses, the larger the flood
+#      it gets. BENCH_NN_FLOOD_DELAY_MS paces the flood instead (each of its 32 connections
+#      waits that long before each request: about the same refusals per second for both
+#      servers); the metrics of a paced run end in _paced.
 #   3. keepalive_abuse: a client ignoring Retry-After on keep-alive connections. tollgate:
 #      Connection: close after data.close_after_refusals, kernel 429s, then the XDP penalty
 #      box drops its SYNs; measured after the escalation (BENCH_WARM s). nginx answers every
@@ -35,7 +53,9 @@
 # Environment: BENCH_SEC (seconds per load run, default 5), BENCH_REPS (runs per figure, the
 # median is reported, default 3), BENCH_WARM (seconds of escalation before scenario 3 is
 # measured, default 6), BENCH_ONLY (scenarios to run, default "1 2 3"), BENCH_NN_FLOOD_CPUS
-# (scenario 2, above). Every load run is bounded (wrk -d, timeout); the trap stops every
+# (scenario 2, above), BENCH_NN_FLOOD_DELAY_MS (above), BENCH_NN_PASSES ("nat ownaddr": scenario 2's passes, above),
+# BENCH_TG_SET (extra tollgated settings, "name=value ...", for A/B runs of one setting).
+# Every load run is bounded (wrk -d, timeout); the trap stops every
 # process started here by PID and removes the namespaces, pins and temporary directory.
 set -euo pipefail
 
@@ -51,6 +71,8 @@ TOKEN=tollgate-bench-admin-token-0123456789abcdef
 HZ=$(getconf CLK_TCK)
 GW_NS=tgb-gw-$$ CL_NS=tgb-cl-$$ GW_IF=tgbg$$ CL_IF=tgbc$$
 GW_ADDR=10.78.0.1 CL_ADDR=10.78.0.2
+# the abuser with its own address (scenario 2, pass ownaddr): a second pair and namespace
+C2_NS=tgb-c2-$$ GW2_IF=tgbh$$ C2_IF=tgbd$$ GW2_ADDR=10.79.0.1 C2_ADDR=10.79.0.2
 PIN=/sys/fs/bpf/tollgate-bench-$$
 
 for t in wrk nginx taskset jq curl bpftool nsenter; do
@@ -80,6 +102,7 @@ cleanup() {
 	rm -rf "$PIN"
 	ip netns del "$GW_NS" 2>/dev/null
 	ip netns del "$CL_NS" 2>/dev/null
+	ip netns del "$C2_NS" 2>/dev/null
 	rm -rf "$tmp"
 	exit "$rc"
 }
@@ -91,6 +114,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 # (backgrounded servers are started with "nsenter ... &", which execs into the command).
 in_gw() { nsenter --net="/run/netns/$GW_NS" "$@"; }
 in_cl() { nsenter --net="/run/netns/$CL_NS" "$@"; }
+in_c2() { nsenter --net="/run/netns/$C2_NS" "$@"; }
 
 net_setup() {
 	mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
@@ -103,11 +127,21 @@ net_setup() {
 	ip -n "$CL_NS" link set lo up
 	ip -n "$GW_NS" link set "$GW_IF" up
 	ip -n "$CL_NS" link set "$CL_IF" up
+	ip netns add "$C2_NS"
+	ip link add "$GW2_IF" netns "$GW_NS" type veth peer name "$C2_IF" netns "$C2_NS"
+	ip -n "$GW_NS" addr add "$GW2_ADDR/24" dev "$GW2_IF"
+	ip -n "$C2_NS" addr add "$C2_ADDR/24" dev "$C2_IF"
+	ip -n "$C2_NS" link set lo up
+	ip -n "$GW_NS" link set "$GW2_IF" up
+	ip -n "$C2_NS" link set "$C2_IF" up
+	ip -n "$C2_NS" route add default via "$GW2_ADDR"
 	# a connection per request: the client's ports recycle faster than TIME_WAIT allows
 	in_cl sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="10000 65000"
+	in_c2 sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="10000 65000"
 	local i
 	for ((i = 0; i < 50; i++)); do
-		ip -n "$CL_NS" link show "$CL_IF" | grep -q 'state UP' && return 0
+		ip -n "$CL_NS" link show "$CL_IF" | grep -q 'state UP' &&
+			ip -n "$C2_NS" link show "$C2_IF" | grep -q 'state UP' && return 0
 		sleep 0.1
 	done
 }
@@ -121,6 +155,8 @@ start_mock() {
 	MOCK=$(jq -r .listen "$tmp/mock.ready")
 }
 
+TG_SET=() # BENCH_TG_SET as --set options
+for kv in ${BENCH_TG_SET:-}; do TG_SET+=(--set "$kv"); done
 tg_n=0
 start_tg() { # [TOLLGATED ARGS...]: sets TG_PID, TG_DATA, TG_ADMIN; same store every time
 	tg_n=$((tg_n + 1))
@@ -130,8 +166,8 @@ start_tg() { # [TOLLGATED ARGS...]: sets TG_PID, TG_DATA, TG_ADMIN; same store e
 		taskset -c $SCPU "$build/tollgated" run --store "$tmp/store" --ready-file "$ready" \
 		--admin-listen 127.0.0.1:0 --set "data.listen=$GW_ADDR:0" \
 		--set "upstream.default_url=http://$MOCK/v1" --set kernel.mode=full \
-		--set kernel.pin_dir="$PIN" --set kernel.interfaces="$GW_IF" --set data.rate_slots=4096 \
-		--log-level warn "$@" >"$tmp/tg.$tg_n.out" 2>"$tmp/tg.$tg_n.log" </dev/null &
+		--set kernel.pin_dir="$PIN" --set kernel.interfaces="$GW_IF,$GW2_IF" --set data.rate_slots=4096 \
+		--log-level warn "${TG_SET[@]}" "$@" >"$tmp/tg.$tg_n.out" 2>"$tmp/tg.$tg_n.log" </dev/null &
 	TG_PID=$!
 	pids+=("$TG_PID")
 	wait_file "$ready" "$TG_PID" || {
@@ -205,8 +241,8 @@ EOF
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 
 # wrk_run NAME URL KEYS_FILE CONNS CLOSE SECONDS: one bounded wrk from the client namespace on
-# CPU 0; sets REQ, NON2XX, ERRS, RPS, P99 (µs), WRK_TICKS (wrk's user+system time, ticks).
-# CLOSE=1: a connection per request.
+# CPU 0; sets REQ, NON2XX, ERRS, RPS, P99 (µs), LAT (p50/p90/p99/p99.9/max, ms), WRK_TICKS
+# (wrk's user+system time, ticks). CLOSE=1: a connection per request.
 wrk_run() {
 	local name=$1 url=$2 keys=$3 conns=$4 close=$5 secs=$6 line TIMEFORMAT='%U %S'
 	{ time in_cl env BENCH_KEYS="$keys" BENCH_CLOSE="$close" timeout $((secs + 15)) \
@@ -220,6 +256,8 @@ wrk_run() {
 	}
 	eval "$(sed 's/^RESULT //; s/\([a-z0-9_]*\)=/W_\1=/g' <<<"$line")"
 	REQ=$W_requests NON2XX=$W_status_errors P99=$W_p99_us
+	LAT=$(awk -v a="$W_p50_us" -v b="$W_p90_us" -v c="$W_p99_us" -v d="$W_p999_us" -v e="$W_max_us" \
+		'BEGIN {printf "%.2f/%.2f/%.2f/%.2f/%.1f", a / 1e3, b / 1e3, c / 1e3, d / 1e3, e / 1e3}')
 	ERRS="$W_connect/$W_read/$W_write/$W_timeout"
 	RPS=$(awk -v r="$REQ" -v d="$W_duration_us" 'BEGIN {printf "%.0f", r / (d / 1e6)}')
 }
@@ -240,6 +278,21 @@ flood_cpu() {
 	SERVER_US=$(per $((s1 - s0)) "$NON2XX")
 	PROC_US=$(per $((s1 - s0 + WRK_TICKS)) "$NON2XX")
 	echo "# $name: requests=$REQ non2xx=$NON2XX errors(c/r/w/t)=$ERRS refusals/s=$RPS wrk+server=${PROC_US}us/refusal server=${SERVER_US}us/refusal machine=${MACHINE_US}us/refusal (ticks: wrk $WRK_TICKS server $((s1 - s0)) machine $((m1 - m0)))"
+}
+
+# cpu_snap: both CPUs' busy (user+nice+system+irq+softirq+steal), softirq and total ticks
+# cpu_share SNAP0 SNAP1: "cpu0 busy B% softirq S%, cpu1 ..." between two snapshots. Softirq
+# ticks are sampled (the tick landing in softirq), as everything in /proc/stat here.
+cpu_snap() { awk '/^cpu[01] / {printf "%d %d %d ", $2 + $3 + $4 + $7 + $8 + $9, $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+cpu_share() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		n = split(a, x, " "); split(b, y, " ")
+		for (c = 0; c < n / 3; c++) {
+			t = y[3 * c + 3] - x[3 * c + 3]; if (t <= 0) t = 1
+			printf "%scpu%d busy %.0f%% softirq %.0f%%", c ? ", " : "", c,
+				100 * (y[3 * c + 1] - x[3 * c + 1]) / t, 100 * (y[3 * c + 2] - x[3 * c + 2]) / t
+		}
+	}'
 }
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
@@ -294,27 +347,91 @@ fi
 # ---- 2. noisy neighbour ----
 
 echo "# 2. noisy neighbour: 100 keys keep-alive wrk -t1 -c16 ${SEC}s, alone and beside a new-connection flood (-c32) of the flood key"
+# nn_warm NAME URL: 2 s of the neighbours' load, not measured: after a (re)start the first use
+# of each of the 100 keys verifies it (argon2) and fills the caches; "alone" must not pay that.
+nn_warm() {
+	wrk_run "$1.warm" "$2" "$tmp/good.keys" 16 0 2
+}
 nn() { # NAME URL: sets NN_RPS0 NN_P990 (alone) NN_RPS1 NN_P991 (beside the flood), medians
 	local name=$1 url=$2 a=() b=() c=() d=() fp
+	nn_warm "$name" "$url"
 	for ((r = 1; r <= REPS; r++)); do
+		local c0 c1 l0
+		c0=$(cpu_snap)
 		wrk_run "$name.alone.$r" "$url" "$tmp/good.keys" 16 0 "$SEC"
+		c1=$(cpu_snap)
 		a+=("$RPS") b+=("$P99")
-		local e0=$ERRS
-		nsenter --net="/run/netns/$CL_NS" env BENCH_KEYS="$tmp/flood.keys" BENCH_CLOSE=1 timeout $((SEC + 20)) taskset -c "$NN_FCPU" nice -n 19 \
+		local e0=$ERRS s0 l0=$LAT
+		s0=$(cpu_share "$c0" "$c1")
+		nsenter --net="/run/netns/$CL_NS" env BENCH_KEYS="$tmp/flood.keys" BENCH_CLOSE=1 BENCH_DELAY_MS="$NN_DELAY" timeout $((SEC + 20)) taskset -c "$NN_FCPU" nice -n 19 \
 			wrk -t1 -c32 -d"$((SEC + 2))s" --timeout 2s -s "$lua" "$url" >"$tmp/wrk.$name.flood.$r" 2>&1 &
 		fp=$!
 		sleep 1
+		c0=$(cpu_snap)
 		wrk_run "$name.flooded.$r" "$url" "$tmp/good.keys" 16 0 "$SEC"
+		c1=$(cpu_snap)
 		wait "$fp" || true
 		c+=("$RPS") d+=("$P99")
 		echo "# $name run $r: alone ${a[-1]} req/s p99 ${b[-1]}us errors(c/r/w/t) $e0; beside the flood ${c[-1]} req/s p99 ${d[-1]}us errors $ERRS non2xx $NON2XX; flood: $(grep '^RESULT' "$tmp/wrk.$name.flood.$r" | cut -d' ' -f2-4)"
+		echo "#   latency p50/p90/p99/p99.9/max ms: alone $l0, beside the flood $LAT; alone: $s0; beside the flood: $(cpu_share "$c0" "$c1")"
 	done
 	NN_RPS0=$(echo "${a[*]}" | median) NN_P990=$(echo "${b[*]}" | median)
 	NN_RPS1=$(echo "${c[*]}" | median) NN_P991=$(echo "${d[*]}" | median)
 }
-if has 2; then
+# kernel verdict counter V (enum tg_verdict) summed over CPUs; 0 when the map is not there
+kstat() { bpftool -j map lookup pinned "$PIN/tg_stats" key "$1" 0 0 0 2>/dev/null | jq '[.formatted.values[].value] | add' 2>/dev/null || echo 0; }
+# the abuser's address out of the penalty box (key: ::ffff:10.79.0.2, as the ABI stores IPv4)
+penalty_clear() {
+	bpftool map delete pinned "$PIN/tg_penalty" key 0 0 0 0 0 0 0 0 0 0 255 255 \
+		$(tr . ' ' <<<"$C2_ADDR") >/dev/null 2>&1 || true
+}
+# nn_own NAME URL: the neighbours alone, then beside a flood from the abuser's own address
+# (second client namespace) over its first SEC s and its next SEC s; sets medians NO_RPS0
+# NO_P990 (alone), NO_RPS1 NO_P991 (first), NO_RPS2 NO_P992 (next).
+nn_own() {
+	local name=$1 url=$2 a=() b=() c=() d=() e=() f=() fp c0 c1 c2 l0 l1 s0 s1 e0 e1 k0 k1 k2 q0 q1
+	nn_warm "$name" "$url"
+	for ((r = 1; r <= REPS; r++)); do
+		c0=$(cpu_snap)
+		wrk_run "$name.alone.$r" "$url" "$tmp/good.keys" 16 0 "$SEC"
+		c1=$(cpu_snap)
+		a+=("$RPS") b+=("$P99")
+		l0=$LAT e0=$ERRS s0=$(cpu_share "$c0" "$c1")
+		penalty_clear
+		k0=$(kstat 20) q0=$(kstat 12)
+		nsenter --net="/run/netns/$C2_NS" env BENCH_KEYS="$tmp/flood.keys" BENCH_CLOSE=1 BENCH_DELAY_MS="$NN_DELAY" timeout $((2 * SEC + 25)) taskset -c "$NN_FCPU" nice -n 19 \
+			wrk -t1 -c32 -d"$((2 * SEC + 2))s" --timeout 2s -s "$lua" "$url" >"$tmp/wrk.$name.flood.$r" 2>&1 &
+		fp=$!
+		sleep 0.2
+		c0=$(cpu_snap)
+		wrk_run "$name.first.$r" "$url" "$tmp/good.keys" 16 0 "$SEC"
+		c1=$(cpu_snap)
+		k1=$(kstat 20) q1=$(kstat 12)
+		c+=("$RPS") d+=("$P99")
+		l1=$LAT e1=$ERRS s1=$(cpu_share "$c0" "$c1")
+		wrk_run "$name.next.$r" "$url" "$tmp/good.keys" 16 0 "$SEC"
+		c2=$(cpu_snap)
+		k2=$(kstat 20)
+		wait "$fp" || true
+		e+=("$RPS") f+=("$P99")
+		echo "# $name run $r: alone ${a[-1]} req/s p99 ${b[-1]}us errors(c/r/w/t) $e0; flood's first ${SEC}s ${c[-1]} req/s p99 ${d[-1]}us errors $e1; next ${SEC}s ${e[-1]} req/s p99 ${f[-1]}us errors $ERRS non2xx $NON2XX; flood (whole run): $(grep '^RESULT' "$tmp/wrk.$name.flood.$r" | cut -d' ' -f2-4)"
+		echo "#   latency p50/p90/p99/p99.9/max ms: alone $l0, first $l1, next $LAT; alone: $s0; first: $s1; next: $(cpu_share "$c1" "$c2")"
+		if [ "$name" = tollgate ]; then
+			echo "#   tollgate kernel: 429s sent in the first ${SEC}s $((q1 - q0)); SYNs dropped by the penalty box: first ${SEC}s $((k1 - k0)), next ${SEC}s $((k2 - k1))"
+		fi
+	done
+	NO_RPS0=$(echo "${a[*]}" | median) NO_P990=$(echo "${b[*]}" | median)
+	NO_RPS1=$(echo "${c[*]}" | median) NO_P991=$(echo "${d[*]}" | median)
+	NO_RPS2=$(echo "${e[*]}" | median) NO_P992=$(echo "${f[*]}" | median)
+}
+NN_PASSES=${BENCH_NN_PASSES:-nat ownaddr}
+NN_DELAY=${BENCH_NN_FLOOD_DELAY_MS:-}
+NN_PACED=${NN_DELAY:+_paced}
+[ -z "$NN_DELAY" ] || echo "# the flood is paced: each of its connections waits ${NN_DELAY} ms before each request"
+if has 2 && [[ " $NN_PASSES " == *" nat "* ]]; then
 for NN_FCPU in ${BENCH_NN_FLOOD_CPUS:-$LCPU}; do
 	sfx= && [ "$NN_FCPU" = "$LCPU" ] || sfx=_floodcpu$NN_FCPU
+	sfx=$sfx$NN_PACED
 	echo "# flooding wrk on CPU $NN_FCPU (neighbours' wrk on CPU $LCPU, servers on CPU $SCPU)"
 	nn "tollgate$sfx" "http://$TG_DATA/v1/models"
 	metric "noisy_neighbour_tollgate_throughput$sfx" "$NN_RPS1" req/s "$NN_RPS0" ">=0.9x" "$(yesno "$NN_RPS1 >= 0.9 * $NN_RPS0")"
@@ -323,6 +440,27 @@ for NN_FCPU in ${BENCH_NN_FLOOD_CPUS:-$LCPU}; do
 	metric "noisy_neighbour_nginx_throughput$sfx" "$NN_RPS1" req/s "$NN_RPS0" ">=0.9x" "$(yesno "$NN_RPS1 >= 0.9 * $NN_RPS0")"
 	metric "noisy_neighbour_nginx_p99$sfx" "$NN_P991" us "$NN_P990" "<=1.5x" "$(yesno "$NN_P991 <= 1.5 * $NN_P990")"
 done
+fi
+if has 2 && [[ " $NN_PASSES " == *" ownaddr "* ]]; then
+	echo "# 2b. noisy neighbour, the abuser behind its own address ($C2_ADDR, second client namespace); tollgated with the penalty box engaging after 2 s"
+	stop_tg
+	start_tg --set kernel.penalty_after_sec=2 --set kernel.penalty_multiple=2 --set kernel.penalty_sec=120
+	for NN_FCPU in ${BENCH_NN_FLOOD_CPUS:-$LCPU}; do
+		sfx=_ownaddr && [ "$NN_FCPU" = "$LCPU" ] || sfx=_ownaddr_floodcpu$NN_FCPU
+		sfx=$sfx$NN_PACED
+		echo "# flooding wrk (own address) on CPU $NN_FCPU (neighbours' wrk on CPU $LCPU, servers on CPU $SCPU)"
+		nn_own tollgate "http://$TG_DATA/v1/models"
+		metric "noisy_neighbour_tollgate_throughput$sfx" "$NO_RPS1" req/s "$NO_RPS0" ">=0.9x" "$(yesno "$NO_RPS1 >= 0.9 * $NO_RPS0")"
+		metric "noisy_neighbour_tollgate_p99$sfx" "$NO_P991" us "$NO_P990" "<=1.5x" "$(yesno "$NO_P991 <= 1.5 * $NO_P990")"
+		metric "noisy_neighbour_tollgate_throughput${sfx}_penalised" "$NO_RPS2" req/s "$NO_RPS0" ">=0.9x" "$(yesno "$NO_RPS2 >= 0.9 * $NO_RPS0")"
+		metric "noisy_neighbour_tollgate_p99${sfx}_penalised" "$NO_P992" us "$NO_P990" "<=1.5x" "$(yesno "$NO_P992 <= 1.5 * $NO_P990")"
+		nn_own nginx "http://$NGINX/v1/models"
+		metric "noisy_neighbour_nginx_throughput$sfx" "$NO_RPS1" req/s "$NO_RPS0" ">=0.9x" "$(yesno "$NO_RPS1 >= 0.9 * $NO_RPS0")"
+		metric "noisy_neighbour_nginx_p99$sfx" "$NO_P991" us "$NO_P990" "<=1.5x" "$(yesno "$NO_P991 <= 1.5 * $NO_P990")"
+		metric "noisy_neighbour_nginx_throughput${sfx}_late" "$NO_RPS2" req/s "$NO_RPS0" ">=0.9x" "$(yesno "$NO_RPS2 >= 0.9 * $NO_RPS0")"
+		metric "noisy_neighbour_nginx_p99${sfx}_late" "$NO_P992" us "$NO_P990" "<=1.5x" "$(yesno "$NO_P992 <= 1.5 * $NO_P990")"
+	done
+	penalty_clear # scenario 3 lists the penalty box: only its own abuser there
 fi
 has 3 || exit 0
 

@@ -6,6 +6,8 @@
 local path = os.getenv("BENCH_PATH") or "/v1/models"
 local keys_file = os.getenv("BENCH_KEYS")
 local close = os.getenv("BENCH_CLOSE") == "1"
+-- BENCH_DELAY_MS: each connection waits this long before each request (a paced flood)
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "")
 local reqs = {}
 local n, i = 0, 0
 local threads = {}
@@ -27,6 +29,12 @@ function init(args)
 	i = (id or 0) * 7 % n
 end
 
+if delay_ms then
+	function delay()
+		return delay_ms
+	end
+end
+
 function request()
 	i = i % n + 1
 	return reqs[i]
@@ -35,7 +43,8 @@ end
 function done(summary, latency, requests)
 	local e = summary.errors
 	io.write(string.format(
-		"RESULT requests=%d duration_us=%d status_errors=%d connect=%d read=%d write=%d timeout=%d p50_us=%.1f p99_us=%.1f\n",
+		"RESULT requests=%d duration_us=%d status_errors=%d connect=%d read=%d write=%d timeout=%d p50_us=%.1f p99_us=%.1f p90_us=%.1f p999_us=%.1f max_us=%.1f\n",
 		summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
-		latency:percentile(50), latency:percentile(99)))
+		latency:percentile(50), latency:percentile(99), latency:percentile(90),
+		latency:percentile(99.9), latency.max))
 end
