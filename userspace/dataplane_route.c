@@ -123,6 +123,9 @@ static bool attempt_submit(struct dp_call *c, const struct router_choice *ch, in
 				   .method = "POST",
 				   .body = c->up_body,
 				   .body_len = c->up_len,
+				   /* the call holds it (request or up_owned) until it is freed,
+				    * after every attempt's on_done */
+				   .body_kept = true,
 				   .timeout_ms = left_ms < (int64_t)tmo ? (uint32_t)left_ms : tmo,
 				   .stream = c->stream,
 				   .on_status = dp_up_on_status,
