@@ -69,6 +69,8 @@ struct http_server {
 
 struct http_stream {
 	struct http_req *r;
+	struct MHD_Response *resp; /* ours until the library frees it (stream_free) */
+	bool headers_dropped;	   /* its header entries are freed (see stream_drop_headers) */
 	char *buf; /* bytes not yet taken by the reader: buf[off, off + len); NULL when drained */
 	size_t off, len, cap, max;
 	bool ended;   /* http_stream_end: the reader ends the body once buf is empty */
