@@ -29,12 +29,14 @@ static void log_add(struct dp_call *c, const char *fmt, ...) __attribute__((form
 /* Appends "; <text>" to the call's attempts log (cut when full). */
 static void log_add(struct dp_call *c, const char *fmt, ...)
 {
-	size_t cap = sizeof(c->attempts_log), at = c->attempts_log_len;
+	size_t cap = DP_ATTEMPTS_LOG, at = c->attempts_log_len;
 	va_list ap;
 	int n;
 
 	if (at + 3 >= cap)
 		return;
+	if (!c->attempts_log && !(c->attempts_log = calloc(1, cap)))
+		return; /* the 503 then names no attempts, nothing worse */
 	if (at) {
 		memcpy(c->attempts_log + at, "; ", 3);
 		at += 2;

@@ -41,6 +41,8 @@ void http_req_headers_free(struct http_req *r)
 		free(r->hdr[i].name);
 		free(r->hdr[i].value);
 	}
+	free(r->hdr);
+	r->hdr = NULL;
 	r->nhdr = 0;
 }
 
@@ -301,6 +303,10 @@ int http_add_header(struct http_req *r, const char *name, const char *value)
 	pthread_mutex_lock(&r->mu);
 	if (r->nhdr >= HTTP_HDR_MAX) {
 		rc = -ENOSPC;
+		goto out;
+	}
+	if (!r->hdr && !(r->hdr = malloc(HTTP_HDR_MAX * sizeof(*r->hdr)))) {
+		rc = -ENOMEM;
 		goto out;
 	}
 	h = &r->hdr[r->nhdr];

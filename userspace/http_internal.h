@@ -110,7 +110,8 @@ struct http_req {
 	struct http_req *pnext, *pprev; /* parked list */
 	int64_t start_ns;
 	size_t nhdr;
-	struct http_hdr hdr[HTTP_HDR_MAX];
+	struct http_hdr *hdr; /* HTTP_HDR_MAX of them from the first http_add_header; a
+			       * stream frees them once its response holds copies */
 	char id[HTTP_ID_MAX + 1];
 };
 
