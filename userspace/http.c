@@ -832,8 +832,8 @@ static struct MHD_Daemon *daemon_start(struct http_server *h, const struct http_
 	    (unsigned)(o->threads ? o->threads : 2), MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned)(o->timeout_sec ? o->timeout_sec : 30), MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)(o->max_conns ? o->max_conns : 1024), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    h->max_header, MHD_OPTION_NOTIFY_COMPLETED,
-	    on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, h, MHD_OPTION_END);
+	    h->max_header, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	    MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, h, MHD_OPTION_END);
 }
 
 /* The server's mutex, and its condition variable on the monotonic clock. 0 or -1. */

@@ -62,7 +62,7 @@ struct http_server {
 	http_handler_fn fn;
 	void *arg;
 	size_t max_body;
-	size_t max_header; /* the library's per-connection pool (MHD_OPTION_CONNECTION_MEMORY_LIMIT) */
+	size_t max_header; /* MHD_OPTION_CONNECTION_MEMORY_LIMIT: the connection's pool */
 	size_t stream_max;
 	bool require_json;
 	uint16_t port;
