@@ -440,6 +440,7 @@ static void dp_call_free(struct dp_call *c, bool held)
 	sse_free(&c->sse);
 	cJSON_Delete(c->json);
 	free(c->up_owned);
+	free(c->attempts_log);
 	free(c->body);
 	free(c);
 }

@@ -223,7 +223,8 @@ struct dp_call {
 	int64_t attempt_ns;	 /* CLOCK_MONOTONIC when this attempt was submitted */
 	int64_t headers_ns;	 /* ... when its headers came (0: not yet) */
 	int64_t deadline_ns;	 /* routing.call_timeout_sec after the start */
-	char attempts_log[DP_ATTEMPTS_LOG];
+	char *attempts_log;	 /* DP_ATTEMPTS_LOG bytes from the first entry (a failed
+				  * attempt); NULL until then: most calls never need it */
 	size_t attempts_log_len;
 	bool all_failed;	 /* settle as DP_OUT_ALL_FAILED */
 	/* upstream thread, then dp_finish and the release */

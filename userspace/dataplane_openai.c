@@ -566,7 +566,7 @@ static void count_upstream_error(const struct dp_call *c)
 	if (c->all_failed) {
 		metrics_upstream_error("all_providers_failed");
 		log_warnx("data: model %s: no provider could serve the call: %s, id=%s", c->model,
-			  c->attempts_log, http_req_id(c->req));
+			  c->attempts_log ? c->attempts_log : "", http_req_id(c->req));
 		return;
 	}
 	if (c->too_large)
@@ -655,7 +655,7 @@ static void release_plain(struct dp_call *c, int commit_rc)
 		all_failed_retry_after(c);
 		http_reply_error(req, 503, "upstream_error", "all_providers_failed", NULL,
 				 "no provider could serve model %s: %s (request id %s)", c->model,
-				 c->attempts_log, id);
+				 c->attempts_log ? c->attempts_log : "", id);
 		return;
 	case DP_OUT_UNREACHABLE:
 	case DP_OUT_BAD_ANSWER:

@@ -29,12 +29,14 @@ static void log_add(struct dp_call *c, const char *fmt, ...) __attribute__((form
 /* Appends "; <text>" to the call's attempts log (cut when full). */
 static void log_add(struct dp_call *c, const char *fmt, ...)
 {
-	size_t cap = sizeof(c->attempts_log), at = c->attempts_log_len;
+	size_t cap = DP_ATTEMPTS_LOG, at = c->attempts_log_len;
 	va_list ap;
 	int n;
 
 	if (at + 3 >= cap)
 		return;
+	if (!c->attempts_log && !(c->attempts_log = calloc(1, cap)))
+		return; /* the 503 then names no attempts, nothing worse */
 	if (at) {
 		memcpy(c->attempts_log + at, "; ", 3);
 		at += 2;
@@ -123,6 +125,9 @@ static bool attempt_submit(struct dp_call *c, const struct router_choice *ch, in
 				   .method = "POST",
 				   .body = c->up_body,
 				   .body_len = c->up_len,
+				   /* the call holds it (request or up_owned) until it is freed,
+				    * after every attempt's on_done */
+				   .body_kept = true,
 				   .timeout_ms = left_ms < (int64_t)tmo ? (uint32_t)left_ms : tmo,
 				   .stream = c->stream,
 				   .on_status = dp_up_on_status,

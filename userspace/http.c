@@ -41,6 +41,8 @@ void http_req_headers_free(struct http_req *r)
 		free(r->hdr[i].name);
 		free(r->hdr[i].value);
 	}
+	free(r->hdr);
+	r->hdr = NULL;
 	r->nhdr = 0;
 }
 
@@ -318,6 +320,10 @@ int http_add_header(struct http_req *r, const char *name, const char *value)
 		rc = -ENOSPC;
 		goto out;
 	}
+	if (!r->hdr && !(r->hdr = malloc(HTTP_HDR_MAX * sizeof(*r->hdr)))) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	h = &r->hdr[r->nhdr];
 	h->name = strdup(name);
 	h->value = strdup(value);
@@ -519,16 +525,48 @@ static int reply_too_large(struct http_req *r)
 				"request body too large: the limit is %zu bytes", r->srv->max_body);
 }
 
+static enum MHD_Result add_header_bytes(void *cls, enum MHD_ValueKind kind, const char *key,
+					size_t key_size, const char *value, size_t value_size)
+{
+	size_t *n = cls;
+
+	(void)kind;
+	(void)key;
+	(void)value;
+	*n += key_size + value_size + 4 + HTTP_REQ_HDR_RECORD; /* ": ", CRLF, the record */
+	return MHD_YES;
+}
+
+/* The bytes the request line and headers take in the library's pool (an estimate). */
+static size_t req_header_bytes(struct http_req *r)
+{
+	size_t n = strlen(r->method) + strlen(r->path) + sizeof(" HTTP/1.1\r\n\r\n");
+
+	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, add_header_bytes, &n);
+	return n;
+}
+
 /*
- * First call, headers read: a declared Content-Length over the limit is answered at once,
+ * First call, headers read: headers too large to leave room for an answer (see
+ * HTTP_REPLY_ROOM) get a 431, and a declared Content-Length over the limit a 413, at once,
  * which also tells the library not to read the body (the connection closes after it).
  */
 static enum MHD_Result req_first(struct http_req *r)
 {
 	const char *cl = http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	size_t room = r->srv->max_header - HTTP_REPLY_ROOM;
 	unsigned long long n;
 	char *end;
 
+	if (r->srv->max_header > HTTP_REPLY_ROOM && req_header_bytes(r) > room) {
+		http_close_after(r);
+		return http_reply_error(r, 431, "invalid_request_error", "headers_too_large", NULL,
+					"request line and headers too large: the limit is about "
+					"%zu bytes",
+					room)
+			   ? MHD_NO
+			   : MHD_YES;
+	}
 	if (!cl)
 		return MHD_YES;
 	errno = 0;
@@ -809,8 +847,8 @@ static struct MHD_Daemon *daemon_start(struct http_server *h, const struct http_
 	    (unsigned)(o->threads ? o->threads : 2), MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned)(o->timeout_sec ? o->timeout_sec : 30), MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned)(o->max_conns ? o->max_conns : 1024), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    (size_t)(o->max_header ? o->max_header : 32768), MHD_OPTION_NOTIFY_COMPLETED,
-	    on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, h, MHD_OPTION_END);
+	    h->max_header, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+	    MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, h, MHD_OPTION_END);
 }
 
 /* The server's mutex, and its condition variable on the monotonic clock. 0 or -1. */
@@ -866,6 +904,7 @@ struct http_server *http_start(const struct http_opts *o, http_handler_fn fn, vo
 	h->fn = fn;
 	h->arg = arg;
 	h->max_body = o->max_body;
+	h->max_header = o->max_header ? o->max_header : 32768;
 	h->stream_max = o->stream_buffer_max ? o->stream_buffer_max : HTTP_STREAM_MAX_DEF;
 	h->require_json = o->require_json;
 	h->drain_ms = o->drain_ms;

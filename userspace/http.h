@@ -34,7 +34,9 @@ struct http_opts {
 	unsigned max_conns;	    /* concurrent connections, default 1024 */
 	size_t max_header;	    /* per-connection buffer for the request line and headers,
 				       default 32768; longer headers are refused by the library
-				       (431) before any handler runs */
+				       (431) before any handler runs, and so are (by us) headers
+				       that would leave the answer no room in it: the limit on
+				       a request's headers is max_header - HTTP_REPLY_ROOM */
 	size_t stream_buffer_max;   /* bytes a stream may buffer for a slow client before it is
 				       cut (http_stream_write), default 1 MiB */
 	unsigned drain_ms;	    /* http_stop waits this long for deferred requests to finish

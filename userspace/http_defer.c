@@ -17,8 +17,10 @@
  * then on none is suspended again (an unanswered one is closed, a stream is cut).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -146,6 +148,51 @@ enum MHD_Result http_req_deferred(struct http_req *r)
 
 /* ---- streams ---- */
 
+/* The first header entry stream_drop_headers may free: a copy of its name and value. */
+struct http_hdr_pick {
+	char name[128];
+	char value[512];
+	bool found;
+};
+
+static enum MHD_Result pick_header(void *cls, enum MHD_ValueKind kind, const char *key,
+				   const char *value)
+{
+	struct http_hdr_pick *p = cls;
+
+	/* footers are still to be sent; Connection also steers the library's keep-alive */
+	if (kind != MHD_HEADER_KIND || !value || !strcasecmp(key, MHD_HTTP_HEADER_CONNECTION))
+		return MHD_YES;
+	/* copies: MHD_del_response_header must not be handed the entry's own strings */
+	if ((size_t)snprintf(p->name, sizeof(p->name), "%s", key) >= sizeof(p->name) ||
+	    (size_t)snprintf(p->value, sizeof(p->value), "%s", value) >= sizeof(p->value))
+		return MHD_NO; /* longer than any of ours: stop here, it stays */
+	p->found = true;
+	return MHD_NO;
+}
+
+/*
+ * Frees a stream response's header entries once the header block is built. The library
+ * keeps every header it was given (an entry and two strings, ~140 bytes each, ~2 KB for
+ * the 15 a stream carries) until the response is destroyed, at the stream's end; it
+ * serializes them into the connection's buffer when the reply starts (START_REPLY, in
+ * 0.9.75 as in 1.0), before the content reader is ever called, and reads them later only
+ * for footers (kind MHD_FOOTER_KIND, kept) and the Connection header (kept). So at the
+ * reader's first call they are dead weight for the rest of a long stream. A library that
+ * refuses the deletion (a frozen response) just keeps them.
+ */
+static void stream_drop_headers(struct MHD_Response *resp)
+{
+	for (;;) {
+		struct http_hdr_pick p;
+
+		p.found = false;
+		MHD_get_response_headers(resp, pick_header, &p);
+		if (!p.found || MHD_del_response_header(resp, p.name, p.value) != MHD_YES)
+			return;
+	}
+}
+
 /*
  * The content reader (listener thread, the library holding the response's mutex): hands
  * out buffered bytes; with none, ends the body, fails it, or suspends until a write.
@@ -157,6 +204,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 	ssize_t n;
 
 	(void)pos;
+	if (!s->headers_dropped) {
+		s->headers_dropped = true;
+		stream_drop_headers(s->resp);
+	}
 	pthread_mutex_lock(&r->mu);
 	if (s->aborted) {
 		n = MHD_CONTENT_READER_END_WITH_ERROR;
@@ -242,6 +293,7 @@ struct http_stream *http_stream_start(struct http_req *r, unsigned status, const
 		errno = ENOMEM;
 		return NULL;
 	}
+	s->resp = resp;
 	atomic_fetch_add(&r->refs, 1); /* the response's, until stream_free */
 	if (r->closed) {
 		s->aborted = true;

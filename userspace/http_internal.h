@@ -46,12 +46,23 @@
 #define HTTP_STREAM_MIN_CAP 512	       /* first allocation of a stream buffer (freed drained) */
 #define HTTP_STREAM_MAX_DEF (1u << 20) /* default stream_buffer_max */
 #define HTTP_STATUS_GONE    499	       /* metrics code of a request that ended unanswered */
+/*
+ * The library's per-connection pool (max_header bytes) holds the request line and headers,
+ * a record of ~56 bytes per header, then the answer's header block (~550 bytes for a
+ * stream's 15 headers) and at least 128 bytes of chunk buffer. A request that leaves the
+ * answer less room than that cannot be answered at all: the library drops the connection
+ * with no reply, after the handler ran (and forwarded the call). req_first refuses such a
+ * request with a 431 while there is still room for one.
+ */
+#define HTTP_REPLY_ROOM	    1024
+#define HTTP_REQ_HDR_RECORD 64 /* the library's record of one request header, rounded up */
 
 struct http_server {
 	struct MHD_Daemon *d;
 	http_handler_fn fn;
 	void *arg;
 	size_t max_body;
+	size_t max_header; /* MHD_OPTION_CONNECTION_MEMORY_LIMIT: the connection's pool */
 	size_t stream_max;
 	bool require_json;
 	uint16_t port;
@@ -69,6 +80,8 @@ struct http_server {
 
 struct http_stream {
 	struct http_req *r;
+	struct MHD_Response *resp; /* ours until the library frees it (stream_free) */
+	bool headers_dropped;	   /* its header entries are freed (see stream_drop_headers) */
 	char *buf; /* bytes not yet taken by the reader: buf[off, off + len); NULL when drained */
 	size_t off, len, cap, max;
 	bool ended;   /* http_stream_end: the reader ends the body once buf is empty */
@@ -108,7 +121,8 @@ struct http_req {
 	struct http_req *pnext, *pprev; /* parked list */
 	int64_t start_ns;
 	size_t nhdr;
-	struct http_hdr hdr[HTTP_HDR_MAX];
+	struct http_hdr *hdr; /* HTTP_HDR_MAX of them from the first http_add_header; a
+			       * stream frees them once its response holds copies */
 	char id[HTTP_ID_MAX + 1];
 };
 

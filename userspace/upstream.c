@@ -49,7 +49,8 @@ struct up_call {
 	CURL *easy;
 	struct curl_slist *headers; /* the Authorization line in it is wiped at free */
 	char *url;
-	char *body; /* curl reads it in place (CURLOPT_POSTFIELDS) until the call ends */
+	const char *body; /* curl reads it in place (CURLOPT_POSTFIELDS) until the call ends */
+	char *body_owned; /* body, when it is our copy (not upstream_call.body_kept) */
 	size_t body_len;
 	void (*on_status)(void *ctx, unsigned status, const char *content_type,
 			  const char *retry_after);
@@ -189,7 +190,7 @@ static void up_call_free(struct up_call *c)
 		explicit_bzero(l->data, strlen(l->data));
 	curl_slist_free_all(c->headers);
 	free(c->url);
-	free(c->body);
+	free(c->body_owned);
 	free(c);
 }
 
@@ -374,13 +375,16 @@ static int up_call_new(const struct upstream_call *r, struct up_call **out)
 	c->url = strdup(r->url);
 	if (!c->url)
 		goto fail;
-	if (r->body_len) {
-		c->body = malloc(r->body_len);
-		if (!c->body)
+	if (r->body_len && r->body_kept) {
+		c->body = r->body;
+	} else if (r->body_len) {
+		c->body_owned = malloc(r->body_len);
+		if (!c->body_owned)
 			goto fail;
-		memcpy(c->body, r->body, r->body_len);
-		c->body_len = r->body_len;
+		memcpy(c->body_owned, r->body, r->body_len);
+		c->body = c->body_owned;
 	}
+	c->body_len = r->body_len;
 	c->easy = curl_easy_init();
 	if (!c->easy || up_call_headers(c, r->api_key))
 		goto fail;

@@ -23,7 +23,7 @@ enum upstream_err {
 };
 
 struct upstream_call {
-	/* request (copied at submit) */
+	/* request (copied at submit, body unless body_kept) */
 	const char *url;	  /* full URL, e.g. base_url + "/chat/completions" */
 	const char *api_key;	  /* sent as "Authorization: Bearer"; NULL = none; never logged */
 	const char *method;	  /* "POST" or "GET" */
@@ -32,6 +32,9 @@ struct upstream_call {
 	uint32_t timeout_ms;	  /* whole call */
 	bool stream;		  /* the answer is expected as a stream of small events: the
 				   * call gets a 1 KiB receive buffer instead of 4 KiB */
+	bool body_kept;		  /* the caller keeps body alive and unchanged until on_done
+				   * has returned (or submit failed): it is sent from there, not
+				   * copied (a call in flight then holds its body once, not twice) */
 	/* callbacks (upstream thread) */
 	void (*on_status)(void *ctx, unsigned status, const char *content_type,
 			  const char *retry_after); /* once, when the headers are complete */

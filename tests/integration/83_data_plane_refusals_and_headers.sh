@@ -11,7 +11,8 @@
 # X-RateLimit-* headers (the tightest window) and x-request-id on allowed and refused
 # answers, streams included; and bad input: malformed JSON, a missing, mistyped or unknown
 # model, bad messages/prompt/input/stream/max_tokens, a body over data.max_body_bytes (413,
-# chunked or not) and a non-JSON content type (415), each an OpenAI-style error naming the
+# chunked or not), a non-JSON content type (415) and request headers that would leave the
+# answer no room in data.max_header_bytes (431), each an OpenAI-style error naming the
 # problem. None of these refusals reaches the upstream or is metered.
 . "$(dirname "$0")/lib.sh"
 
@@ -299,6 +300,19 @@ case_end
 case_start "application/json with a charset parameter is JSON: served"
 CT='application/json; charset=utf-8' dp POST /v1/chat/completions "$CHAT"
 expect_status 200
+case_end
+good_calls=$((good_calls + 1))
+
+# data.max_header_bytes (8192) is the HTTP library's per-connection buffer: it holds the
+# request's headers and then the answer's. Headers that would leave the answer no room are
+# refused before the handler (before anything is forwarded), not dropped without a reply.
+case_start "request headers of 4 KB are served; of ~6.8 KB (near data.max_header_bytes 8192): 431 headers_too_large"
+dp POST /v1/chat/completions "$CHAT" -- -H "X-Pad: $(head -c 4000 /dev/zero | tr '\0' a)"
+expect_status 200
+dp POST /v1/chat/completions "$CHAT" -- -H "X-Pad: $(head -c 6800 /dev/zero | tr '\0' a)"
+expect_error 431 invalid_request_error headers_too_large
+expect_match .error.message 'headers too large: the limit is about [0-9]+ bytes'
+expect_header Connection '^close'
 case_end
 good_calls=$((good_calls + 1))
 

@@ -705,6 +705,55 @@ static void request_headers_arrive_as_sent(void)
 	srv_stop(s);
 }
 
+/* POSTs body to /json with body_kept as given; 0 or -errno from upstream_submit. */
+static int submit_body(struct upstream *u, unsigned short port, const char *body, bool kept,
+		       struct rec *r)
+{
+	char url[128];
+	struct upstream_call c = {.url = url,
+				  .method = "POST",
+				  .body = body,
+				  .body_len = strlen(body),
+				  .body_kept = kept,
+				  .timeout_ms = 5000,
+				  .on_status = on_status,
+				  .on_data = on_data,
+				  .on_done = on_done,
+				  .ctx = r};
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u/json", port);
+	return upstream_submit(u, &c, NULL);
+}
+
+static void kept_body_is_sent_in_place_copied_one_is_not(void)
+{
+	static const char body[] = "{\"model\":\"gpt-x\",\"stream\":true}";
+	struct srv *s = srv_start();
+	struct upstream *u = upstream_start(8);
+	struct rec kept = {0}, copied = {0};
+	char *mine = strdup(body);
+
+	TG_REQUIRE(s && u && mine);
+	/* body_kept: sent from the caller's buffer, which lives until on_done */
+	TG_CHECK_INT(submit_body(u, s->port, mine, true, &kept), 0);
+	TG_CHECK(wait_atomic(&kept.done, 1));
+	TG_CHECK_INT(kept.err, UPSTREAM_OK);
+	pthread_mutex_lock(&s->lock);
+	TG_CHECK_STR(s->last_body, body);
+	pthread_mutex_unlock(&s->lock);
+	/* not kept: copied at submit, so the caller may overwrite its buffer at once */
+	TG_CHECK_INT(submit_body(u, s->port, mine, false, &copied), 0);
+	memset(mine, 'x', strlen(mine));
+	TG_CHECK(wait_atomic(&copied.done, 1));
+	TG_CHECK_INT(copied.err, UPSTREAM_OK);
+	pthread_mutex_lock(&s->lock);
+	TG_CHECK_STR(s->last_body, body);
+	pthread_mutex_unlock(&s->lock);
+	upstream_stop(u);
+	srv_stop(s);
+	free(mine);
+}
+
 static void stop_cancels_every_call_in_flight(void)
 {
 	enum { N = 10 };
@@ -781,6 +830,8 @@ static const struct tg_case cases[] = {
     {"200 concurrent calls from 4 threads each end exactly once", concurrent_calls_each_end_once},
     {"50 sequential calls reuse keep-alive connections", sequential_calls_reuse_connections},
     {"Authorization, Content-Type and body arrive as sent", request_headers_arrive_as_sent},
+    {"a kept body is sent in place; a copied one survives the caller overwriting it",
+     kept_body_is_sent_in_place_copied_one_is_not},
     {"stop with calls in flight cancels each exactly once", stop_cancels_every_call_in_flight},
     {"bad requests are refused at submit; error names", bad_requests_are_refused_at_submit},
 };
