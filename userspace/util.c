@@ -270,7 +270,13 @@ size_t tg_json_str(char *out, size_t cap, size_t at, const char *s)
 			piece[5] = hex[*c & 15];
 			json_put(out, cap, &n, piece, 6);
 		} else {
-			json_put(out, cap, &n, (const char *)c, 1);
+			/* the run of bytes that need no escape, copied at once */
+			const unsigned char *run = c + 1;
+
+			while (*run >= 0x20 && *run != '"' && *run != '\\')
+				run++;
+			json_put(out, cap, &n, (const char *)c, (size_t)(run - c));
+			c = run - 1;
 		}
 	}
 	json_put(out, cap, &n, "\"", 1);
