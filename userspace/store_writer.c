@@ -439,7 +439,11 @@ static void writer_commit_here(struct store_writer *w, bool wake)
 	struct wbatch b;
 	int rc;
 
-	if (w->committing || w->err || !w->s->syncer || !w->head) {
+	if (!w->head) { /* a flush with nothing queued: nobody to wake either */
+		pthread_mutex_unlock(&w->mu);
+		return;
+	}
+	if (w->committing || w->err || !w->s->syncer) {
 		/* a commit is running (ours comes next) or failing (the thread backs off), or
 		 * commits are synced (sync_interval_ms 0): an fsync is no work for this thread */
 		pthread_mutex_unlock(&w->mu);
