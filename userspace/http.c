@@ -472,12 +472,6 @@ int http_reply_json_secret(struct http_req *r, unsigned status, const struct cJS
 	return reply_submit(r, status, "application/json", resp);
 }
 
-/*
- * The OpenAI error shape, {"error":{"message","type","param","code"}}, written straight into
- * out (the bytes cJSON_PrintUnformatted gives for that object): a refused request is the
- * path a flood takes, and building and printing a cJSON tree was a fifth of its user time.
- * Returns the length the body needs; >= cap means out is incomplete.
- */
 /* Appends the literal lit at out[*n] if it fits with room for a NUL; counts it either way. */
 static void put_lit(char *out, size_t cap, size_t *n, const char *lit)
 {
@@ -488,6 +482,12 @@ static void put_lit(char *out, size_t cap, size_t *n, const char *lit)
 	*n += len;
 }
 
+/*
+ * The OpenAI error shape, {"error":{"message","type","param","code"}}, written straight into
+ * out (the bytes cJSON_PrintUnformatted gives for that object): a refused request is the
+ * path a flood takes, and building and printing a cJSON tree was a fifth of its user time.
+ * Returns the length the body needs; >= cap means out is incomplete.
+ */
 static size_t error_body(char *out, size_t cap, const char *msg, const char *type,
 			 const char *code, const char *param)
 {
