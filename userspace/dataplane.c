@@ -553,8 +553,16 @@ static void dp_meter(struct dp_call *c)
 	snprintf(r.tenant, sizeof(r.tenant), "%s", c->tenant);
 	/* memory first: a client answered from the commit hook below finds it counted */
 	dp_budget_settle(c, &r);
-	/* committed here when the writer is idle: no hand-over, the hook runs on this thread */
-	c->append_rc = usage_append_commit(c->dp->d.usage, &r, &c->seq);
+	/*
+	 * committed here when the writer is idle: no hand-over, the hook runs on this thread.
+	 * On the upstream thread, at the end of its round (dp_round_end), in one transaction
+	 * with the other calls that ended in the same round: one commit per call was a tenth
+	 * of a forwarded call's CPU.
+	 */
+	if (upstream_on_thread(c->dp->d.up))
+		c->append_rc = usage_append_deferred(c->dp->d.usage, &r, &c->seq);
+	else
+		c->append_rc = usage_append_commit(c->dp->d.usage, &r, &c->seq);
 	if (c->append_rc)
 		log_warnx("data: usage record of %s not queued: %s", r.request_id,
 			  strerror(-c->append_rc));
@@ -563,6 +571,12 @@ static void dp_meter(struct dp_call *c)
 }
 
 /* ---- release on commit ---- */
+
+/* The upstream thread's end of round: commits the records dp_meter deferred. */
+static void dp_round_end(void *arg)
+{
+	usage_flush(arg);
+}
 
 /* Releases c's answer (commit_rc as dp_release takes it) and drops the upstream reference. */
 static void dp_done(struct dp_call *c, int commit_rc)
@@ -756,6 +770,8 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 		errno = err;
 		return NULL;
 	}
+	/* the usage outlives the upstream thread (closed after upstream_stop) */
+	upstream_on_round(d->up, dp_round_end, d->usage);
 	return dp;
 }
 

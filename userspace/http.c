@@ -35,15 +35,23 @@
 
 /* ---- request state ---- */
 
+/* True if p points into r's header arena (not to be freed). */
+static bool hdr_in_arena(const struct http_req *r, const char *p)
+{
+	return r->hbuf && p >= r->hbuf && p < r->hbuf + HTTP_HDR_BUF;
+}
+
 void http_req_headers_free(struct http_req *r)
 {
 	for (size_t i = 0; i < r->nhdr; i++) {
-		free(r->hdr[i].name);
-		free(r->hdr[i].value);
+		if (!hdr_in_arena(r, r->hdr[i].name))
+			free(r->hdr[i].name);
 	}
 	free(r->hdr);
 	r->hdr = NULL;
+	r->hbuf = NULL;
 	r->nhdr = 0;
+	r->hused = 0;
 }
 
 static void req_free(struct http_req *r)
@@ -308,33 +316,50 @@ int http_req_peer(struct http_req *r, struct sockaddr_storage *out)
 
 /* ---- replies ---- */
 
+/*
+ * Copies "name\0value\0" into r's header arena, or, past its end, into one allocation;
+ * h->name owns the copy, h->value points into it. Caller holds r->mu.
+ */
+static int hdr_store(struct http_req *r, struct http_hdr *h, const char *name, const char *value)
+{
+	size_t nl = strlen(name) + 1, vl = strlen(value) + 1;
+	char *p;
+
+	if (nl + vl <= HTTP_HDR_BUF - r->hused) {
+		p = r->hbuf + r->hused;
+		r->hused += nl + vl;
+	} else {
+		p = malloc(nl + vl);
+		if (!p)
+			return -ENOMEM;
+	}
+	memcpy(p, name, nl);
+	memcpy(p + nl, value, vl);
+	h->name = p;
+	h->value = p + nl;
+	return 0;
+}
+
 int http_add_header(struct http_req *r, const char *name, const char *value)
 {
-	struct http_hdr *h;
-	int rc = 0;
+	int rc;
 
 	if (!name || !value || !*name || strpbrk(name, "\r\n: ") || strpbrk(value, "\r\n"))
 		return -EINVAL;
 	pthread_mutex_lock(&r->mu);
-	if (r->nhdr >= HTTP_HDR_MAX) {
-		rc = -ENOSPC;
-		goto out;
+	if (!r->hdr) {
+		/* the entries and their text in one block, until the request ends (or its
+		 * stream's header block is built) */
+		r->hdr = malloc(HTTP_HDR_MAX * sizeof(*r->hdr) + HTTP_HDR_BUF);
+		if (!r->hdr) {
+			pthread_mutex_unlock(&r->mu);
+			return -ENOMEM;
+		}
+		r->hbuf = (char *)(r->hdr + HTTP_HDR_MAX);
 	}
-	if (!r->hdr && !(r->hdr = malloc(HTTP_HDR_MAX * sizeof(*r->hdr)))) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	h = &r->hdr[r->nhdr];
-	h->name = strdup(name);
-	h->value = strdup(value);
-	if (!h->name || !h->value) {
-		free(h->name);
-		free(h->value);
-		rc = -ENOMEM;
-		goto out;
-	}
-	r->nhdr++;
-out:
+	rc = r->nhdr >= HTTP_HDR_MAX ? -ENOSPC : hdr_store(r, &r->hdr[r->nhdr], name, value);
+	if (!rc)
+		r->nhdr++;
 	pthread_mutex_unlock(&r->mu);
 	return rc;
 }
@@ -475,26 +500,68 @@ int http_reply_json_secret(struct http_req *r, unsigned status, const struct cJS
 	return reply_submit(r, status, "application/json", resp);
 }
 
+/* Appends the literal lit at out[*n] if it fits with room for a NUL; counts it either way. */
+static void put_lit(char *out, size_t cap, size_t *n, const char *lit)
+{
+	size_t len = strlen(lit);
+
+	if (*n + len < cap)
+		memcpy(out + *n, lit, len);
+	*n += len;
+}
+
+/*
+ * The OpenAI error shape, {"error":{"message","type","param","code"}}, written straight into
+ * out (the bytes cJSON_PrintUnformatted gives for that object): a refused request is the
+ * path a flood takes, and building and printing a cJSON tree was a fifth of its user time.
+ * Returns the length the body needs; >= cap means out is incomplete.
+ */
+static size_t error_body(char *out, size_t cap, const char *msg, const char *type,
+			 const char *code, const char *param)
+{
+	size_t n = 0;
+
+	put_lit(out, cap, &n, "{\"error\":{\"message\":");
+	n = tg_json_str(out, cap, n, msg);
+	put_lit(out, cap, &n, ",\"type\":");
+	n = tg_json_str(out, cap, n, type);
+	put_lit(out, cap, &n, ",\"param\":");
+	if (param)
+		n = tg_json_str(out, cap, n, param);
+	else
+		put_lit(out, cap, &n, "null");
+	put_lit(out, cap, &n, ",\"code\":");
+	n = tg_json_str(out, cap, n, code);
+	put_lit(out, cap, &n, "}}");
+	if (n < cap)
+		out[n] = '\0';
+	return n;
+}
+
 int http_reply_error(struct http_req *r, unsigned status, const char *type, const char *code,
 		     const char *param, const char *fmt, ...)
 {
-	char msg[HTTP_ERR_MSG_MAX];
-	cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
+	char msg[HTTP_ERR_MSG_MAX], buf[HTTP_ERR_BODY_BUF], *body = buf;
+	size_t n;
 	va_list ap;
-	int rc = -ENOMEM;
+	int rc;
 
+	if (!type || !code)
+		return -EINVAL;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (!err || !cJSON_AddStringToObject(err, "message", msg) ||
-	    !cJSON_AddStringToObject(err, "type", type) ||
-	    !(param ? cJSON_AddStringToObject(err, "param", param)
-		    : cJSON_AddNullToObject(err, "param")) ||
-	    !cJSON_AddStringToObject(err, "code", code))
-		goto out;
-	rc = http_reply_json(r, status, root);
-out:
-	cJSON_Delete(root);
+	n = error_body(buf, sizeof(buf), msg, type, code, param);
+	if (n >= sizeof(buf)) {
+		/* a message full of characters JSON escapes: the exact size, on the heap */
+		body = malloc(n + 1);
+		if (!body)
+			return -ENOMEM;
+		error_body(body, n + 1, msg, type, code, param);
+	}
+	rc = http_reply(r, status, "application/json", body, n);
+	if (body != buf)
+		free(body);
 	return rc;
 }
 
@@ -709,10 +776,14 @@ static void req_account(struct http_server *h, struct http_req *r, const char *w
 	pthread_mutex_lock(&r->mu);
 	status = r->status;
 	pthread_mutex_unlock(&r->mu);
-	log_clean(method, sizeof(method), r->method, 16);
-	log_path(path, sizeof(path), r->path);
-	log_info("%s %s %s %u %lldms id=%s%s%s%s", h->name, method, path, status,
-		 (long long)(ns / 1000000), r->id, why ? " (" : "", why ? why : "", why ? ")" : "");
+	/* the line's pieces are cleaned only when it is written (a flood runs at warn) */
+	if (log_get_level() >= LOG_LVL_INFO) {
+		log_clean(method, sizeof(method), r->method, 16);
+		log_path(path, sizeof(path), r->path);
+		log_info("%s %s %s %u %lldms id=%s%s%s%s", h->name, method, path, status,
+			 (long long)(ns / 1000000), r->id, why ? " (" : "", why ? why : "",
+			 why ? ")" : "");
+	}
 	if (h->route_label)
 		metrics_http(h->listener, h->route_label(r->method, r->path),
 			     status ? status : HTTP_STATUS_GONE, ns > 0 ? (uint64_t)ns : 0);

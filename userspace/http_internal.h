@@ -30,8 +30,10 @@
 #define HTTP_ID_MAX	    64	 /* longest x-request-id taken from a client */
 #define HTTP_ID_RANDOM	    24	 /* random characters of a generated id, after "req_" */
 #define HTTP_HDR_MAX	    16	 /* response headers a handler may add */
+#define HTTP_HDR_BUF	    512	 /* their text kept in the request (beyond: one allocation each) */
 #define HTTP_LOG_PATH_MAX   160	 /* path characters shown in the access log */
 #define HTTP_ERR_MSG_MAX    512	 /* longest error message */
+#define HTTP_ERR_BODY_BUF   1024 /* an error body's buffer on the stack (larger: on the heap) */
 #define HTTP_BODY_MIN_CAP   1024 /* first allocation of a body buffer */
 #define HTTP_SECRET_BUF	    2048 /* first try at serialising a secret-bearing body */
 #define HTTP_SECRET_BUF_MAX (1u << 20)
@@ -89,8 +91,8 @@ struct http_stream {
 };
 
 struct http_hdr {
-	char *name;
-	char *value;
+	char *name;  /* "name\0value\0" in one piece: in the request's hbuf, or allocated */
+	char *value; /* points into name's piece */
 };
 
 struct http_req {
@@ -121,8 +123,11 @@ struct http_req {
 	struct http_req *pnext, *pprev; /* parked list */
 	int64_t start_ns;
 	size_t nhdr;
-	struct http_hdr *hdr; /* HTTP_HDR_MAX of them from the first http_add_header; a
-			       * stream frees them once its response holds copies */
+	/* HTTP_HDR_MAX entries then HTTP_HDR_BUF bytes of their text (hbuf), one allocation at
+	 * the first http_add_header; a stream frees it once its response holds copies */
+	struct http_hdr *hdr;
+	char *hbuf;   /* the handler's header names and values, while they fit; in hdr's block */
+	size_t hused; /* bytes of hbuf in use */
 	char id[HTTP_ID_MAX + 1];
 };
 

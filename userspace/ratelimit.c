@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 
 #include "ratelimit.h"
+#include "util.h"
 #include "tollgate/gcra.h"
 
 #define NS_PER_MS 1000000ULL
@@ -373,15 +374,25 @@ void ratelimit_status(const struct tg_slot *slot, const struct limits *lim, uint
  */
 static void fmt_seconds(uint64_t ms, int min_decimals, char *buf, size_t len)
 {
-	int n = snprintf(buf, len, "%" PRIu64 ".%03u", ms / 1000, (unsigned)(ms % 1000));
-	char *dot = strchr(buf, '.');
+	char tmp[32];
+	size_t n = tg_u64_dec(ms / 1000, tmp);
+	unsigned frac = (unsigned)(ms % 1000);
+	char *dot = tmp + n;
 
-	if (n < 0 || (size_t)n >= len || !dot)
-		return;
-	for (char *end = buf + n - 1; end > dot + min_decimals && *end == '0'; end--)
+	/* no snprintf: this runs for every answer's rate headers (see tg_u64_dec) */
+	dot[0] = '.';
+	dot[1] = (char)('0' + frac / 100);
+	dot[2] = (char)('0' + frac / 10 % 10);
+	dot[3] = (char)('0' + frac % 10);
+	dot[4] = '\0';
+	for (char *end = dot + 3; end > dot + min_decimals && *end == '0'; end--)
 		*end = '\0';
 	if (dot[1] == '\0')
 		*dot = '\0';
+	if (strlen(tmp) < len)
+		memcpy(buf, tmp, strlen(tmp) + 1);
+	else if (len)
+		buf[0] = '\0';
 }
 
 static uint64_t ms_to_s_up(uint64_t ms)
@@ -394,22 +405,25 @@ void ratelimit_headers(const struct rl_verdict *v,
 {
 	char limit[24], remaining[24], reset[40], buf[32];
 	uint64_t retry_s;
+	size_t n;
 
-	snprintf(limit, sizeof(limit), "%" PRIu64, v->limit);
-	snprintf(remaining, sizeof(remaining), "%" PRIu64, v->remaining);
-	fmt_seconds(v->reset_ms, 0, buf, sizeof(buf));
-	snprintf(reset, sizeof(reset), "%ss", buf);
+	tg_u64_dec(v->limit, limit);
+	tg_u64_dec(v->remaining, remaining);
+	fmt_seconds(v->reset_ms, 0, reset, sizeof(reset) - 1);
+	n = strlen(reset);
+	reset[n] = 's';
+	reset[n + 1] = '\0';
 	add(ctx, "x-ratelimit-limit-requests", limit);
 	add(ctx, "x-ratelimit-remaining-requests", remaining);
 	add(ctx, "x-ratelimit-reset-requests", reset);
 	add(ctx, "X-RateLimit-Limit", limit);
 	add(ctx, "X-RateLimit-Remaining", remaining);
-	snprintf(buf, sizeof(buf), "%" PRIu64, ms_to_s_up(v->reset_ms));
+	tg_u64_dec(ms_to_s_up(v->reset_ms), buf);
 	add(ctx, "X-RateLimit-Reset", buf);
 	if (v->allowed)
 		return;
 	retry_s = ms_to_s_up(v->retry_after_ms);
-	snprintf(buf, sizeof(buf), "%" PRIu64, retry_s ? retry_s : 1);
+	tg_u64_dec(retry_s ? retry_s : 1, buf);
 	add(ctx, "Retry-After", buf);
 }
 

@@ -187,6 +187,18 @@ void store_writer_on_commit(struct store_writer *w, store_commit_fn fn, void *ar
  */
 int store_writer_append_commit(struct store_writer *w, const void *rec, size_t len,
 			       uint64_t *seq);
+/*
+ * store_writer_append_commit for a thread that appends several records per round of its
+ * event loop: the record is queued without a commit and without waking the writer thread,
+ * and the caller's store_writer_flush at the end of the round commits all of them in one
+ * transaction. When that could not happen anyway (commits synced, one running or failing)
+ * or the queue holds a full batch, it does what store_writer_append_commit does. The caller
+ * must call store_writer_flush soon after: until then nothing else commits the record.
+ */
+int store_writer_append_deferred(struct store_writer *w, const void *rec, size_t len,
+				 uint64_t *seq);
+/* Commits what is queued as store_writer_append_commit would (here, or by the thread). */
+void store_writer_flush(struct store_writer *w);
 /* Highest sequence committed so far (every record <= it is in the store). */
 uint64_t store_writer_committed(struct store_writer *w);
 /* Waits until seq is committed or timeout_ms passes; 0, -ETIMEDOUT, or the commit error. */

@@ -429,22 +429,27 @@ int store_writer_append(struct store_writer *w, const void *rec, size_t len, uin
 	return 0;
 }
 
-int store_writer_append_commit(struct store_writer *w, const void *rec, size_t len,
-			       uint64_t *seq)
+/*
+ * Commits the queue (up to max_batch) on the calling thread, hooks included, when commits
+ * are lazy, none is running and the last did not fail; else leaves it to the writer thread
+ * (woken if wake). Called with w->mu held; returns with it released.
+ */
+static void writer_commit_here(struct store_writer *w, bool wake)
 {
 	struct wbatch b;
-	bool wake = false;
-	int rc = writer_enqueue(w, rec, len, seq, &wake);
+	int rc;
 
-	if (rc)
-		return rc;
+	if (!w->head) { /* a flush with nothing queued: nobody to wake either */
+		pthread_mutex_unlock(&w->mu);
+		return;
+	}
 	if (w->committing || w->err || !w->s->syncer) {
 		/* a commit is running (ours comes next) or failing (the thread backs off), or
 		 * commits are synced (sync_interval_ms 0): an fsync is no work for this thread */
 		pthread_mutex_unlock(&w->mu);
 		if (wake)
 			pthread_cond_signal(&w->work);
-		return 0;
+		return;
 	}
 	writer_take(w, &b);
 	w->committing = true;
@@ -468,7 +473,42 @@ int store_writer_append_commit(struct store_writer *w, const void *rec, size_t l
 	pthread_mutex_unlock(&w->mu);
 	if (wake)
 		pthread_cond_signal(&w->work);
+}
+
+int store_writer_append_commit(struct store_writer *w, const void *rec, size_t len,
+			       uint64_t *seq)
+{
+	bool wake = false;
+	int rc = writer_enqueue(w, rec, len, seq, &wake);
+
+	if (rc)
+		return rc;
+	writer_commit_here(w, wake);
 	return 0;
+}
+
+int store_writer_append_deferred(struct store_writer *w, const void *rec, size_t len,
+				 uint64_t *seq)
+{
+	bool wake = false;
+	int rc = writer_enqueue(w, rec, len, seq, &wake);
+
+	if (rc)
+		return rc;
+	if (w->nqueued >= w->max_batch || w->committing || w->err || !w->s->syncer) {
+		/* a full batch, or one the caller's flush could not commit anyway: as append_commit */
+		writer_commit_here(w, wake);
+		return 0;
+	}
+	/* not even the writer thread is woken: the caller's store_writer_flush commits it */
+	pthread_mutex_unlock(&w->mu);
+	return 0;
+}
+
+void store_writer_flush(struct store_writer *w)
+{
+	pthread_mutex_lock(&w->mu);
+	writer_commit_here(w, true);
 }
 
 void store_writer_on_commit(struct store_writer *w, store_commit_fn fn, void *arg)

@@ -58,6 +58,15 @@ int upstream_submit(struct upstream *u, const struct upstream_call *c, uint64_t 
 void upstream_cancel(struct upstream *u, uint64_t handle);
 /* Calls in flight right now. */
 unsigned upstream_inflight(struct upstream *u);
+/*
+ * Sets fn(arg) to run on the upstream thread after each round of events (every on_done of
+ * the round has returned) and once more after upstream_stop's cancels: where work the
+ * callbacks queued is done for the whole round at once. NULL removes it; arg must stay
+ * valid until then or until upstream_stop returns.
+ */
+void upstream_on_round(struct upstream *u, void (*fn)(void *arg), void *arg);
+/* True on the upstream thread (inside its callbacks). */
+bool upstream_on_thread(const struct upstream *u);
 /* Human text for an error class ("connect", "timeout", ...), also the metrics label. */
 const char *upstream_err_name(enum upstream_err e);
 

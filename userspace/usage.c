@@ -684,8 +684,11 @@ void usage_close(struct usage *u)
 	free(u);
 }
 
-/* Encodes r and hands it to the writer: queued (commit == false) or committed at once. */
-static int append(struct usage *u, const struct usage_record *r, uint64_t *seq, bool commit)
+enum usage_commit { USAGE_QUEUE, USAGE_COMMIT, USAGE_DEFER };
+
+/* Encodes r and hands it to the writer: queued, committed at once, or at the next flush. */
+static int append(struct usage *u, const struct usage_record *r, uint64_t *seq,
+		  enum usage_commit how)
 {
 	uint8_t buf[USAGE_RECORD_MAX];
 	int n;
@@ -695,18 +698,35 @@ static int append(struct usage *u, const struct usage_record *r, uint64_t *seq, 
 	n = usage_record_encode(r, buf, sizeof(buf));
 	if (n < 0)
 		return n;
-	return commit ? store_writer_append_commit(u->w, buf, (size_t)n, seq)
-		      : store_writer_append(u->w, buf, (size_t)n, seq);
+	switch (how) {
+	case USAGE_COMMIT:
+		return store_writer_append_commit(u->w, buf, (size_t)n, seq);
+	case USAGE_DEFER:
+		return store_writer_append_deferred(u->w, buf, (size_t)n, seq);
+	default:
+		return store_writer_append(u->w, buf, (size_t)n, seq);
+	}
 }
 
 int usage_append(struct usage *u, const struct usage_record *r, uint64_t *seq)
 {
-	return append(u, r, seq, false);
+	return append(u, r, seq, USAGE_QUEUE);
 }
 
 int usage_append_commit(struct usage *u, const struct usage_record *r, uint64_t *seq)
 {
-	return append(u, r, seq, true);
+	return append(u, r, seq, USAGE_COMMIT);
+}
+
+int usage_append_deferred(struct usage *u, const struct usage_record *r, uint64_t *seq)
+{
+	return append(u, r, seq, USAGE_DEFER);
+}
+
+void usage_flush(struct usage *u)
+{
+	if (u)
+		store_writer_flush(u->w);
 }
 
 int usage_wait(struct usage *u, uint64_t seq, int timeout_ms)

@@ -72,6 +72,14 @@ int usage_append(struct usage *u, const struct usage_record *r, uint64_t *seq);
  * (store_writer_append_commit): the commit hook may run on this thread before it returns.
  */
 int usage_append_commit(struct usage *u, const struct usage_record *r, uint64_t *seq);
+/*
+ * usage_append_commit for an event loop that meters several calls per round: queued, and
+ * committed with the round's others by usage_flush, which the caller must call at the end
+ * of the round (store_writer_append_deferred).
+ */
+int usage_append_deferred(struct usage *u, const struct usage_record *r, uint64_t *seq);
+/* Commits what usage_append_deferred queued (here when the writer is idle). Accepts NULL. */
+void usage_flush(struct usage *u);
 /* Waits until record seq is committed: 0, -ETIMEDOUT, or the commit error. */
 int usage_wait(struct usage *u, uint64_t seq, int timeout_ms);
 /* Highest record sequence committed so far. */

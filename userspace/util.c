@@ -204,3 +204,83 @@ int tg_cond_init_mono(pthread_cond_t *c)
 	pthread_condattr_destroy(&ca);
 	return -rc;
 }
+
+size_t tg_u64_dec(uint64_t v, char out[21])
+{
+	char tmp[20];
+	size_t n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	out[n] = '\0';
+	return n;
+}
+
+/* The two-character escape of c, or 0 when c is written as \u00XX or as is. */
+static char json_short_escape(unsigned char c)
+{
+	switch (c) {
+	case '"':
+		return '"';
+	case '\\':
+		return '\\';
+	case '\b':
+		return 'b';
+	case '\f':
+		return 'f';
+	case '\n':
+		return 'n';
+	case '\r':
+		return 'r';
+	case '\t':
+		return 't';
+	default:
+		return 0;
+	}
+}
+
+/* Appends len bytes at out[*n] if they fit with room for a NUL; counts them either way. */
+static void json_put(char *out, size_t cap, size_t *n, const char *p, size_t len)
+{
+	if (*n + len < cap)
+		memcpy(out + *n, p, len);
+	*n += len;
+}
+
+size_t tg_json_str(char *out, size_t cap, size_t at, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = at;
+	char piece[6] = {'\\'};
+
+	json_put(out, cap, &n, "\"", 1);
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		char e = json_short_escape(*c);
+
+		if (e) {
+			piece[1] = e;
+			json_put(out, cap, &n, piece, 2);
+		} else if (*c < 0x20) {
+			memcpy(piece + 1, "u00", 3);
+			piece[4] = hex[*c >> 4];
+			piece[5] = hex[*c & 15];
+			json_put(out, cap, &n, piece, 6);
+		} else {
+			/* the run of bytes that need no escape, copied at once */
+			const unsigned char *run = c + 1;
+
+			while (*run >= 0x20 && *run != '"' && *run != '\\')
+				run++;
+			json_put(out, cap, &n, (const char *)c, (size_t)(run - c));
+			c = run - 1;
+		}
+	}
+	json_put(out, cap, &n, "\"", 1);
+	if (n < cap)
+		out[n] = '\0';
+	return n;
+}

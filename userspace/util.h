@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Small pure helpers every module needs: clocks, randomness, constant-time comparison,
- * RFC 3339 times and identifier validation. No state, no allocation.
+ * RFC 3339 times, identifier validation, and the two formatters the per-request paths use
+ * instead of snprintf (decimal numbers, JSON strings). No state, no allocation.
  */
 #ifndef TG_UTIL_H
 #define TG_UTIL_H
@@ -45,5 +46,20 @@ bool tg_ident_valid(const char *s, size_t max, const char *extra);
  * taken from tg_now_mono_ns() are not stretched by wall-clock steps. 0 or a negative errno.
  */
 int tg_cond_init_mono(pthread_cond_t *c);
+
+/*
+ * Writes v in decimal and a NUL into out; returns the number of digits. snprintf("%llu")
+ * costs ~10x this, and a refused request formats half a dozen numbers.
+ */
+size_t tg_u64_dec(uint64_t v, char out[21]);
+
+/*
+ * Writes s as a quoted JSON string (the escapes cJSON's printer uses: \" \\ \b \f \n \r
+ * \t, \u00XX for other control bytes, everything else as is) at out[at..cap), NUL-terminated
+ * when it fits. Returns the length the whole text needs from out (at + quoted length); a
+ * result >= cap means it did not fit: out is then incomplete (and may lack the NUL), but
+ * nothing is written at or past out[cap].
+ */
+size_t tg_json_str(char *out, size_t cap, size_t at, const char *s);
 
 #endif /* TG_UTIL_H */

@@ -986,6 +986,54 @@ static int usage_count_txn(struct store_txn *t, void *arg)
 	return store_count(t, STORE_DB_USAGE, arg);
 }
 
+/*
+ * Deferred appends (an event loop's round): with lazy commits, five records queued by
+ * store_writer_append_deferred are committed by the one flush, in one batch, and the hook
+ * runs on the flushing thread; with synced commits the writer thread commits each as
+ * append_commit would, and a flush of an empty queue changes nothing.
+ */
+static void append_deferred_check(const char *dir, unsigned interval_ms)
+{
+	struct store_opts o = {
+	    .path = dir, .sync = STORE_SYNC_NONE, .sync_interval_ms = interval_ms};
+	struct store *s = topen(&o);
+	struct store_writer *w = s ? store_writer_start(s, NULL) : NULL;
+	unsigned long batches0;
+	uint64_t seq = 0, count = 0;
+
+	TG_REQUIRE(w);
+	atomic_store(&hook_thread, (pthread_t)0);
+	store_writer_on_commit(w, hook_note_thread, NULL);
+	batches0 = atomic_load(&store_writer_debug_batches);
+	for (int i = 0; i < 5; i++)
+		TG_CHECK_INT(store_writer_append_deferred(w, "rec", 3, &seq), 0);
+	TG_CHECK_INT(seq, 5);
+	store_writer_flush(w);
+	if (interval_ms) {
+		TG_CHECK(store_writer_committed(w) >= seq);
+		TG_CHECK(pthread_equal(atomic_load(&hook_thread), pthread_self()));
+		TG_CHECK_INT(atomic_load(&store_writer_debug_batches) - batches0, 1);
+	} else {
+		TG_CHECK_INT(store_writer_wait(w, seq, 5000), 0);
+	}
+	store_writer_flush(w); /* nothing queued */
+	TG_CHECK_INT(store_writer_committed(w), seq);
+	store_writer_on_commit(w, NULL, NULL);
+	store_writer_stop(w);
+	TG_CHECK_INT(store_read(s, usage_count_txn, &count), 0);
+	TG_CHECK_INT(count, 5);
+}
+
+TMP_CASE(append_deferred_commits_at_flush_in_one_batch)
+{
+	append_deferred_check(dir, 1000);
+}
+
+TMP_CASE(append_deferred_synced_leaves_it_to_the_writer)
+{
+	append_deferred_check(dir, 0);
+}
+
 TMP_CASE(writer_back_pressure_and_restart)
 {
 	struct store_writer_opts wo = {.max_batch = 8, .max_delay_us = 100, .queue_cap = 16};
@@ -1307,6 +1355,10 @@ static const struct tg_case cases[] = {
      append_commit_when_idle_commits_on_caller},
     {"append_commit, synced commits: the writer thread commits and runs the hook",
      append_commit_synced_leaves_it_to_the_writer},
+    {"append_deferred, lazy commits: one flush commits the round in one batch, hook on caller",
+     append_deferred_commits_at_flush_in_one_batch},
+    {"append_deferred, synced commits: the writer thread commits; an empty flush is nothing",
+     append_deferred_synced_leaves_it_to_the_writer},
     {"writer: the commit hook sees every commit until it is removed",
      commit_hook_sees_commits_until_removed},
     {"syncer: syncs after lazy commits only, and when the store closes",

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * util: RFC 3339 times parse and format exactly (offsets, fractions, calendar limits), random
- * identifiers draw only from their alphabet, comparisons are exact, identifiers validate.
+ * identifiers draw only from their alphabet, comparisons are exact, identifiers validate,
+ * numbers format as printf's %llu does, JSON strings come out byte for byte as cJSON prints them.
  */
 #include <errno.h>
+
+#include <cjson/cJSON.h>
 
 #include "tg_test.h"
 #include "util.h"
@@ -119,6 +122,63 @@ static void monotonic_clock_moves_forward(void)
 	TG_CHECK(tg_now_unix() > 1700000000);
 }
 
+static void u64_dec_matches_printf(void)
+{
+	static const uint64_t vals[] = {0, 7, 9, 10, 99, 100, 1000, 65535, 4294967296ULL,
+					9999999999999999999ULL, UINT64_MAX};
+	char got[21], want[32];
+
+	for (size_t i = 0; i < TG_NCASES(vals); i++) {
+		size_t n = tg_u64_dec(vals[i], got);
+
+		snprintf(want, sizeof(want), "%" PRIu64, vals[i]);
+		TG_CHECK_STR(got, want);
+		TG_CHECK_INT(n, strlen(want));
+	}
+}
+
+static const char *const json_str_table[] = {
+    "",
+    "plain text",
+    "quote \" and backslash \\ and slash /",
+    "controls \b\f\n\r\t and \x01\x1f\x7f",
+    "UTF-8 \xc3\xa9\xe2\x82\xac passes as is",
+    "Rate limit exceeded for key k_abc: 20 requests per second (rate 10/s, burst 20)",
+};
+
+/* Whatever cJSON prints for the string: tg_json_str must give the same bytes. */
+static void json_str_matches_cjson(void)
+{
+	char got[256];
+
+	for (size_t i = 0; i < TG_NCASES(json_str_table); i++) {
+		cJSON *j = cJSON_CreateString(json_str_table[i]);
+		char *want = j ? cJSON_PrintUnformatted(j) : NULL;
+		size_t n;
+
+		TG_REQUIRE(want);
+		n = tg_json_str(got, sizeof(got), 0, json_str_table[i]);
+		TG_CHECK_STR(got, want);
+		TG_CHECK_INT(n, strlen(want));
+		cJSON_free(want);
+		cJSON_Delete(j);
+	}
+}
+
+/* Too small a buffer: the length needed comes back and nothing is written at or past cap. */
+static void json_str_reports_what_does_not_fit(void)
+{
+	char buf[16];
+
+	memset(buf, 'x', sizeof(buf));
+	memcpy(buf, "ab", 2);
+	TG_CHECK_INT(tg_json_str(buf, 8, 2, "hello\n"), 2 + 9);
+	TG_CHECK_INT(buf[8], 'x'); /* nothing written at or past cap */
+	TG_CHECK_INT(tg_json_str(buf, sizeof(buf), 2, "hi"), 6);
+	TG_CHECK_STR(buf, "ab\"hi\"");
+	TG_CHECK_INT(tg_json_str(buf, 6, 2, "hi"), 6); /* exactly cap: no room for the NUL */
+}
+
 static const struct tg_case cases[] = {
 	{"RFC 3339 parse: offsets, fractions, calendar limits", rfc3339_parse_table},
 	{"RFC 3339 format round-trips", rfc3339_format_round_trips},
@@ -126,6 +186,9 @@ static const struct tg_case cases[] = {
 	{"constant-time compare is exact", ct_equal_is_exact},
 	{"identifier validation", ident_validation},
 	{"clocks", monotonic_clock_moves_forward},
+	{"decimal numbers match printf", u64_dec_matches_printf},
+	{"JSON strings match cJSON's printer byte for byte", json_str_matches_cjson},
+	{"JSON strings: a short buffer reports the length needed", json_str_reports_what_does_not_fit},
 };
 
 int main(void)
