@@ -113,29 +113,44 @@ uint64_t dp_prompt_estimate(const cJSON *root, const char *field)
 }
 
 /* OpenAI's duration format of the -reset headers: "1h2m3s", "45s", "0s". */
-static void duration_format(int64_t sec, char *buf, size_t len)
+static void duration_format(int64_t sec, char buf[48])
 {
-	int n = 0;
+	size_t n = 0;
 
 	if (sec < 0)
 		sec = 0;
-	if (sec >= 3600)
-		n = snprintf(buf, len, "%" PRId64 "h", sec / 3600);
-	if (sec >= 60 && n >= 0 && (size_t)n < len)
-		n += snprintf(buf + n, len - (size_t)n, "%" PRId64 "m", sec % 3600 / 60);
-	if (n >= 0 && (size_t)n < len)
-		snprintf(buf + n, len - (size_t)n, "%" PRId64 "s", sec % 60);
+	if (sec >= 3600) {
+		n += tg_u64_dec((uint64_t)sec / 3600, buf);
+		buf[n++] = 'h';
+	}
+	if (sec >= 60) {
+		n += tg_u64_dec((uint64_t)sec % 3600 / 60, buf + n);
+		buf[n++] = 'm';
+	}
+	n += tg_u64_dec((uint64_t)sec % 60, buf + n);
+	buf[n++] = 's';
+	buf[n] = '\0';
 }
 
-/* A USD amount for the X-Budget-* headers: the decimal without the unit. */
-static void usd(uint64_t nano, char *buf, size_t len)
+/*
+ * A USD amount for the X-Budget-* headers, as budget_amount writes it without the unit:
+ * at least cents, more digits only when they are there. On every allowed call, so no
+ * printf.
+ */
+static void usd(uint64_t nano, char buf[48])
 {
-	char *sp;
+	uint32_t frac = (uint32_t)(nano % 1000000000u);
+	size_t n = tg_u64_dec(nano / 1000000000u, buf);
+	int digits = 9;
 
-	budget_amount(BUDGET_KIND_COST, nano, buf, len);
-	sp = strchr(buf, ' ');
-	if (sp)
-		*sp = '\0';
+	buf[n++] = '.';
+	while (digits > 2 && frac % 10 == 0) {
+		frac /= 10;
+		digits--;
+	}
+	for (int i = digits - 1; i >= 0; i--, frac /= 10)
+		buf[n + (size_t)i] = (char)('0' + frac % 10);
+	buf[n + (size_t)digits] = '\0';
 }
 
 void dp_budget_headers(struct http_req *req, const struct budget_verdict *v, int64_t now)
@@ -143,22 +158,21 @@ void dp_budget_headers(struct http_req *req, const struct budget_verdict *v, int
 	char buf[48];
 
 	if (v->has_tokens) {
-		snprintf(buf, sizeof(buf), "%" PRIu64, v->tokens_limit);
+		tg_u64_dec(v->tokens_limit, buf);
 		http_add_header(req, "x-ratelimit-limit-tokens", buf);
-		snprintf(buf, sizeof(buf), "%" PRIu64, v->tokens_remaining);
+		tg_u64_dec(v->tokens_remaining, buf);
 		http_add_header(req, "x-ratelimit-remaining-tokens", buf);
-		duration_format(v->tokens_reset_at - now, buf, sizeof(buf));
+		duration_format(v->tokens_reset_at - now, buf);
 		http_add_header(req, "x-ratelimit-reset-tokens", buf);
 	}
 	if (v->has_cost) {
-		usd(v->cost_limit, buf, sizeof(buf));
+		usd(v->cost_limit, buf);
 		http_add_header(req, "X-Budget-Limit", buf);
-		usd(v->cost_used, buf, sizeof(buf));
+		usd(v->cost_used, buf);
 		http_add_header(req, "X-Budget-Used", buf);
-		usd(v->cost_remaining, buf, sizeof(buf));
+		usd(v->cost_remaining, buf);
 		http_add_header(req, "X-Budget-Remaining", buf);
-		snprintf(buf, sizeof(buf), "%" PRId64,
-			 v->cost_reset_at > now ? v->cost_reset_at - now : 0);
+		tg_u64_dec(v->cost_reset_at > now ? (uint64_t)(v->cost_reset_at - now) : 0, buf);
 		http_add_header(req, "X-Budget-Reset", buf);
 	}
 }
