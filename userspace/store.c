@@ -297,6 +297,42 @@ int store_put(struct store_txn *t, enum store_db db, const void *k, size_t klen,
 	return rc ? store_err(t->s, t, rc, "put") : 0;
 }
 
+int store_update(struct store_txn *t, enum store_db db, const void *k, size_t klen,
+		 store_update_fn fn, void *arg)
+{
+	MDB_val key = {klen, (void *)k}, val = {0, NULL};
+	uint8_t out[STORE_UPDATE_MAX];
+	MDB_cursor *c = NULL;
+	size_t outlen = 0;
+	MDB_dbi dbi;
+	int rc = db_handle(t, db, &dbi), found;
+
+	if (rc)
+		return rc;
+	rc = mdb_cursor_open(t->txn, dbi, &c);
+	if (rc)
+		return store_err(t->s, t, rc, "cursor");
+	rc = mdb_cursor_get(c, &key, &val, MDB_SET_KEY);
+	if (rc && rc != MDB_NOTFOUND) {
+		rc = store_err(t->s, t, rc, "get");
+		goto out;
+	}
+	found = rc == 0;
+	rc = fn(found ? val.mv_data : NULL, found ? val.mv_size : 0, out, sizeof(out), &outlen,
+		arg);
+	if (rc)
+		goto out;
+	val.mv_size = outlen;
+	val.mv_data = out;
+	/* found and the same size: overwritten where the cursor stands, no second walk */
+	rc = mdb_cursor_put(c, &key, &val, found ? MDB_CURRENT : 0);
+	if (rc)
+		rc = store_err(t->s, t, rc, "put");
+out:
+	mdb_cursor_close(c);
+	return rc;
+}
+
 int store_del(struct store_txn *t, enum store_db db, const void *k, size_t klen)
 {
 	MDB_val key = {klen, (void *)k};

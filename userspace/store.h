@@ -120,6 +120,17 @@ int store_get_ref(struct store_txn *t, enum store_db db, const void *k, size_t k
 #define STORE_NOOVERWRITE 1u /* store_put fails -EEXIST if the key exists */
 int store_put(struct store_txn *t, enum store_db db, const void *k, size_t klen, const void *v,
 	      size_t vlen, unsigned flags);
+/*
+ * Read-modify-write of one record with one tree walk: fn gets the current value (old NULL
+ * and oldlen 0 when k is absent; borrowed for the call) and writes the new one into out
+ * (cap bytes), setting *outlen; it returns 0 to store it or a negative errno to leave the
+ * record as it was (store_update then returns that). For counters updated in every batch.
+ */
+typedef int (*store_update_fn)(const void *old, size_t oldlen, void *out, size_t cap,
+			       size_t *outlen, void *arg);
+#define STORE_UPDATE_MAX 256 /* cap given to fn */
+int store_update(struct store_txn *t, enum store_db db, const void *k, size_t klen,
+		 store_update_fn fn, void *arg);
 /* Deletes k; -ENOENT if absent. */
 int store_del(struct store_txn *t, enum store_db db, const void *k, size_t klen);
 

@@ -370,6 +370,39 @@ static int bucket_decode(const void *buf, size_t len, int64_t *id, uint64_t v[WI
  * Adds a batch's bucket shares to the stored buckets, as the engine's rings do: the same id
  * adds up, a newer id replaces the slot, an older one (outside every window) is dropped.
  */
+/* One slot's new value: the stored bucket (restarted when older or unreadable) plus the
+ * batch's shares of its newest id. */
+struct bucket_upd {
+	const struct bucket_acc *b;
+	size_t n;
+};
+
+static int bucket_update(const void *old, size_t len, void *out, size_t cap, size_t *outlen,
+			 void *arg)
+{
+	const struct bucket_upd *a = arg;
+	uint64_t v[WIN_M__COUNT] = {0};
+	int64_t id = INT64_MIN;
+
+	if (cap < BUCKET_VAL_LEN)
+		return -EMSGSIZE;
+	if (old && bucket_decode(old, len, &id, v))
+		id = INT64_MIN; /* unreadable: restarted, like a corrupt roll-up */
+	for (size_t k = 0; k < a->n; k++) {
+		if (a->b[k].id < id)
+			continue;
+		if (a->b[k].id > id) {
+			id = a->b[k].id;
+			memset(v, 0, sizeof(v));
+		}
+		for (int m = 0; m < WIN_M__COUNT; m++)
+			v[m] += a->b[k].add[m];
+	}
+	bucket_encode(id, v, out);
+	*outlen = BUCKET_VAL_LEN;
+	return 0;
+}
+
 static int buckets_apply(struct usage *u, struct store_txn *t)
 {
 	size_t i = 0, j;
@@ -377,36 +410,16 @@ static int buckets_apply(struct usage *u, struct store_txn *t)
 	if (u->nb > 1)
 		qsort(u->bacc, u->nb, sizeof(*u->bacc), bacc_cmp);
 	for (; i < u->nb; i = j) {
-		struct bucket_acc *b = &u->bacc[i];
-		uint64_t v[WIN_M__COUNT] = {0};
-		uint8_t val[BUCKET_VAL_LEN];
-		const void *old;
-		size_t len;
-		int64_t id = INT64_MIN;
+		struct bucket_upd a = {.b = &u->bacc[i]};
 		int rc;
 
 		/* the last of equal keys has the newest id: one write per slot */
-		for (j = i + 1; j < u->nb && u->bacc[j].klen == b->klen &&
-				!memcmp(u->bacc[j].key, b->key, b->klen);
+		for (j = i + 1; j < u->nb && u->bacc[j].klen == a.b->klen &&
+				!memcmp(u->bacc[j].key, a.b->key, a.b->klen);
 		     j++)
 			;
-		rc = store_get_ref(t, STORE_DB_BUDGET, b->key, b->klen, &old, &len);
-		if (rc && rc != -ENOENT)
-			return rc;
-		if (!rc && bucket_decode(old, len, &id, v))
-			id = INT64_MIN; /* unreadable: restarted, like a corrupt roll-up */
-		for (size_t k = i; k < j; k++) {
-			if (u->bacc[k].id < id)
-				continue;
-			if (u->bacc[k].id > id) {
-				id = u->bacc[k].id;
-				memset(v, 0, sizeof(v));
-			}
-			for (int m = 0; m < WIN_M__COUNT; m++)
-				v[m] += u->bacc[k].add[m];
-		}
-		bucket_encode(id, v, val);
-		rc = store_put(t, STORE_DB_BUDGET, b->key, b->klen, val, sizeof(val), 0);
+		a.n = j - i;
+		rc = store_update(t, STORE_DB_BUDGET, a.b->key, a.b->klen, bucket_update, &a);
 		if (rc)
 			return rc;
 	}
@@ -592,26 +605,30 @@ static size_t batch_aggregate(struct usage *u, const void *const *recs, const si
 	return out;
 }
 
-/* Adds a to its stored roll-up. */
-static int rollup_apply(struct store_txn *t, const struct rollup_acc *a)
+static int rollup_update(const void *old, size_t len, void *out, size_t cap, size_t *outlen,
+			 void *arg)
 {
+	const struct rollup_acc *a = arg;
 	struct usage_totals sum = {0};
-	uint8_t val[TOTALS_LEN];
-	const void *v;
-	size_t len;
-	int rc = store_get_ref(t, STORE_DB_ROLLUPS, a->key, a->klen, &v, &len);
 
-	if (rc && rc != -ENOENT)
-		return rc;
+	if (cap < TOTALS_LEN)
+		return -EMSGSIZE;
 	/* A corrupt total cannot be repaired from here; refusing it would stop metering. */
-	if (!rc && totals_decode(v, len, &sum)) {
+	if (old && totals_decode(old, len, &sum)) {
 		log_warnx("usage: a roll-up value of %zu bytes does not decode; restarting it",
 			  len);
 		sum = (struct usage_totals){0};
 	}
 	totals_add(&sum, &a->add);
-	totals_encode(&sum, val);
-	return store_put(t, STORE_DB_ROLLUPS, a->key, a->klen, val, sizeof(val), 0);
+	totals_encode(&sum, out);
+	*outlen = TOTALS_LEN;
+	return 0;
+}
+
+/* Adds a to its stored roll-up. */
+static int rollup_apply(struct store_txn *t, const struct rollup_acc *a)
+{
+	return store_update(t, STORE_DB_ROLLUPS, a->key, a->klen, rollup_update, (void *)a);
 }
 
 /* True while tests ask for failures; counts one down without going below zero. */

@@ -456,6 +456,52 @@ static int crud_txn(struct store_txn *t, void *arg)
 	return 0;
 }
 
+/* store_update's fn for the test: appends "+" to the value (absent: "n"); arg != NULL fails. */
+static int plus_one(const void *old, size_t len, void *out, size_t cap, size_t *outlen, void *arg)
+{
+	if (arg)
+		return -EBADMSG;
+	if (!old) {
+		memcpy(out, "n", 1);
+		*outlen = 1;
+		return 0;
+	}
+	if (len + 1 > cap)
+		return -EMSGSIZE;
+	memcpy(out, old, len);
+	((char *)out)[len] = '+';
+	*outlen = len + 1;
+	return 0;
+}
+
+static int update_txn(struct store_txn *t, void *arg)
+{
+	char out[8];
+	size_t len = 0;
+	(void)arg;
+
+	/* absent: created; present: read and rewritten (a new size too); fn's error: unchanged */
+	TG_CHECK_INT(store_update(t, STORE_DB_KEYS, "u1", 2, plus_one, NULL), 0);
+	TG_CHECK_INT(store_update(t, STORE_DB_KEYS, "u1", 2, plus_one, NULL), 0);
+	TG_CHECK_INT(store_update(t, STORE_DB_KEYS, "u1", 2, plus_one, NULL), 0);
+	TG_CHECK_INT(store_get(t, STORE_DB_KEYS, "u1", 2, out, sizeof(out), &len), 0);
+	TG_CHECK(len == 3 && memcmp(out, "n++", 3) == 0);
+	TG_CHECK_INT(store_update(t, STORE_DB_KEYS, "u1", 2, plus_one, out), -EBADMSG);
+	TG_CHECK_INT(store_update(t, STORE_DB_KEYS, "u2", 2, plus_one, out), -EBADMSG);
+	TG_CHECK_INT(store_get(t, STORE_DB_KEYS, "u1", 2, out, sizeof(out), &len), 0);
+	TG_CHECK(len == 3 && memcmp(out, "n++", 3) == 0);
+	TG_CHECK_INT(store_get(t, STORE_DB_KEYS, "u2", 2, out, sizeof(out), &len), -ENOENT);
+	return 0;
+}
+
+TMP_CASE(update_reads_and_rewrites_in_one_walk)
+{
+	struct store *s = topen_path(dir, 0);
+
+	TG_REQUIRE(s);
+	TG_CHECK_INT(store_write(s, update_txn, NULL), 0);
+}
+
 static int put_in_read_txn(struct store_txn *t, void *arg)
 {
 	(void)arg;
@@ -1320,6 +1366,8 @@ TMP_CASE(syncer_syncs_only_after_lazy_commits)
 }
 
 static const struct tg_case cases[] = {
+    {"store_update creates, rewrites, and leaves a record alone when fn fails",
+     update_reads_and_rewrites_in_one_walk},
     {"migrations are numbered 1..N without gaps", migration_table_is_gapless},
     {"a new store is at the latest version with 3 tiers and a secret", fresh_store_is_seeded},
     {"every older schema version migrates to a fresh store's content",
