@@ -615,23 +615,20 @@ static void t_per_id_lockout(void)
 	fx_close(&f);
 }
 
-static struct sockaddr_storage peer4(const char *addr)
-{
-	struct sockaddr_storage ss = {0};
-	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-
-	in->sin_family = AF_INET;
-	inet_pton(AF_INET, addr, &in->sin_addr);
-	return ss;
-}
-
-static struct sockaddr_storage peer6(const char *addr)
+/* An address as a socket address: IPv6 if it has a ':' in it, else IPv4. */
+static struct sockaddr_storage peer(const char *addr)
 {
 	struct sockaddr_storage ss = {0};
 	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+	struct sockaddr_in *in = (struct sockaddr_in *)&ss;
 
-	in6->sin6_family = AF_INET6;
-	inet_pton(AF_INET6, addr, &in6->sin6_addr);
+	if (strchr(addr, ':')) {
+		in6->sin6_family = AF_INET6;
+		inet_pton(AF_INET6, addr, &in6->sin6_addr);
+	} else {
+		in->sin_family = AF_INET;
+		inet_pton(AF_INET, addr, &in->sin_addr);
+	}
 	return ss;
 }
 
@@ -650,9 +647,9 @@ static void lock_out(struct fx *f, const char *pt, const struct sockaddr_storage
 
 static void t_per_source_lockout(void)
 {
-	struct sockaddr_storage attacker = peer4("192.0.2.7"), owner = peer4("198.51.100.9"),
-				mapped = peer6("::ffff:192.0.2.7"), v6a = peer6("2001:db8:1:2::10"),
-				v6b = peer6("2001:db8:1:2:ffff::1"), v6c = peer6("2001:db8:1:3::10"),
+	struct sockaddr_storage attacker = peer("192.0.2.7"), owner = peer("198.51.100.9"),
+				mapped = peer("::ffff:192.0.2.7"), v6a = peer("2001:db8:1:2::10"),
+				v6b = peer("2001:db8:1:2:ffff::1"), v6c = peer("2001:db8:1:3::10"),
 				unknown = {0};
 	struct key_record r;
 	struct keys_auth a;
