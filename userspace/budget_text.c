@@ -18,20 +18,17 @@ bool budget_is_quota(enum limit_field f)
 
 void budget_amount(enum budget_kind k, uint64_t v, char *buf, size_t len)
 {
-	char frac[16];
-	size_t n;
+	char num[32];
 
 	switch (k) {
 	case BUDGET_KIND_COST:
 		/* at least cents, more digits only when they are there */
-		snprintf(frac, sizeof(frac), "%09" PRIu64, v % 1000000000u);
-		for (n = 9; n > 2 && frac[n - 1] == '0'; n--)
-			;
-		frac[n] = '\0';
-		snprintf(buf, len, "%" PRIu64 ".%s USD", v / 1000000000u, frac);
+		tg_fixed_dec(v, 9, 2, num);
+		snprintf(buf, len, "%s USD", num);
 		return;
 	case BUDGET_KIND_COMPUTE:
-		snprintf(buf, len, "%" PRIu64 ".%03u s", v / 1000, (unsigned)(v % 1000));
+		tg_fixed_dec(v, 3, 3, num);
+		snprintf(buf, len, "%s s", num);
 		return;
 	case BUDGET_KIND_TOKENS:
 		snprintf(buf, len, "%" PRIu64 " tokens", v);

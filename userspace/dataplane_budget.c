@@ -132,25 +132,10 @@ static void duration_format(int64_t sec, char buf[48])
 	buf[n] = '\0';
 }
 
-/*
- * A USD amount for the X-Budget-* headers, as budget_amount writes it without the unit:
- * at least cents, more digits only when they are there. On every allowed call, so no
- * printf.
- */
+/* A USD amount for the X-Budget-* headers: budget_amount's, without the unit. */
 static void usd(uint64_t nano, char buf[48])
 {
-	uint32_t frac = (uint32_t)(nano % 1000000000u);
-	size_t n = tg_u64_dec(nano / 1000000000u, buf);
-	int digits = 9;
-
-	buf[n++] = '.';
-	while (digits > 2 && frac % 10 == 0) {
-		frac /= 10;
-		digits--;
-	}
-	for (int i = digits - 1; i >= 0; i--, frac /= 10)
-		buf[n + (size_t)i] = (char)('0' + frac % 10);
-	buf[n + (size_t)digits] = '\0';
+	tg_fixed_dec(nano, 9, 2, buf);
 }
 
 void dp_budget_headers(struct http_req *req, const struct budget_verdict *v, int64_t now)

@@ -375,22 +375,11 @@ void ratelimit_status(const struct tg_slot *slot, const struct limits *lim, uint
 static void fmt_seconds(uint64_t ms, int min_decimals, char *buf, size_t len)
 {
 	char tmp[32];
-	size_t n = tg_u64_dec(ms / 1000, tmp);
-	unsigned frac = (unsigned)(ms % 1000);
-	char *dot = tmp + n;
+	size_t n = tg_fixed_dec(ms, 3, (unsigned)min_decimals, tmp);
 
 	/* no snprintf: this runs for every answer's rate headers (see tg_u64_dec) */
-	dot[0] = '.';
-	dot[1] = (char)('0' + frac / 100);
-	dot[2] = (char)('0' + frac / 10 % 10);
-	dot[3] = (char)('0' + frac % 10);
-	dot[4] = '\0';
-	for (char *end = dot + 3; end > dot + min_decimals && *end == '0'; end--)
-		*end = '\0';
-	if (dot[1] == '\0')
-		*dot = '\0';
-	if (strlen(tmp) < len)
-		memcpy(buf, tmp, strlen(tmp) + 1);
+	if (n < len)
+		memcpy(buf, tmp, n + 1);
 	else if (len)
 		buf[0] = '\0';
 }

@@ -220,6 +220,31 @@ size_t tg_u64_dec(uint64_t v, char out[21])
 	return n;
 }
 
+size_t tg_fixed_dec(uint64_t v, unsigned scale, unsigned min_decimals, char out[32])
+{
+	uint64_t div = 1;
+	uint64_t frac;
+	unsigned digits = scale;
+	size_t n;
+
+	for (unsigned i = 0; i < scale; i++)
+		div *= 10;
+	frac = v % div;
+	n = tg_u64_dec(v / div, out);
+	while (digits > min_decimals && frac % 10 == 0) {
+		frac /= 10;
+		digits--;
+	}
+	if (!digits)
+		return n;
+	out[n++] = '.';
+	for (unsigned i = digits; i > 0; i--, frac /= 10)
+		out[n + i - 1] = (char)('0' + frac % 10);
+	n += digits;
+	out[n] = '\0';
+	return n;
+}
+
 /* The two-character escape of c, or 0 when c is written as \u00XX or as is. */
 static char json_short_escape(unsigned char c)
 {

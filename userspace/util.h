@@ -52,6 +52,13 @@ int tg_cond_init_mono(pthread_cond_t *c);
  * costs ~10x this, and a refused request formats half a dozen numbers.
  */
 size_t tg_u64_dec(uint64_t v, char out[21]);
+/*
+ * Writes v / 10^scale (scale 1..9) as a decimal with a NUL: the whole part, then the
+ * fraction's digits with trailing zeros dropped but at least min_decimals kept (no '.' when
+ * none remain): (1500, 3, 0) "1.5", (60000, 3, 0) "60", (10000000, 9, 2) "0.01". Returns
+ * the length. For amounts kept in fixed point (ms, nano-USD) on per-request paths.
+ */
+size_t tg_fixed_dec(uint64_t v, unsigned scale, unsigned min_decimals, char out[32]);
 
 /*
  * Writes s as a quoted JSON string (the escapes cJSON's printer uses: \" \\ \b \f \n \r

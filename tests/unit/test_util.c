@@ -137,6 +137,40 @@ static void u64_dec_matches_printf(void)
 	}
 }
 
+static void fixed_dec_matches_printf(void)
+{
+	static const struct {
+		uint64_t v;
+		unsigned scale, min;
+		const char *want;
+	} rows[] = {
+	    {0, 3, 0, "0"},	       {1500, 3, 0, "1.5"},	 {60000, 3, 0, "60"},
+	    {20, 3, 0, "0.02"},	       {2000, 3, 1, "2.0"},	 {2345, 3, 1, "2.345"},
+	    {0, 9, 2, "0.00"},	       {10000000, 9, 2, "0.01"}, {1, 9, 2, "0.000000001"},
+	    {1234500000, 9, 2, "1.2345"}, {1000000000, 9, 2, "1.00"}, {999, 3, 3, "0.999"},
+	    {UINT64_MAX, 9, 2, "18446744073.709551615"},
+	};
+	char got[32], want[48], frac[16];
+
+	for (size_t i = 0; i < TG_NCASES(rows); i++) {
+		TG_CHECK_INT(tg_fixed_dec(rows[i].v, rows[i].scale, rows[i].min, got),
+			     strlen(rows[i].want));
+		TG_CHECK_STR(got, rows[i].want);
+	}
+	/* the cost amounts the headers and messages print: printf's %09 fraction, trimmed */
+	for (uint64_t v = 0; v < 3000000000ULL; v += 7777777) {
+		size_t n;
+
+		snprintf(frac, sizeof(frac), "%09" PRIu64, v % 1000000000u);
+		for (n = 9; n > 2 && frac[n - 1] == '0'; n--)
+			;
+		frac[n] = '\0';
+		snprintf(want, sizeof(want), "%" PRIu64 ".%s", v / 1000000000u, frac);
+		tg_fixed_dec(v, 9, 2, got);
+		TG_CHECK_STR(got, want);
+	}
+}
+
 static const char *const json_str_table[] = {
     "",
     "plain text",
@@ -187,6 +221,7 @@ static const struct tg_case cases[] = {
 	{"identifier validation", ident_validation},
 	{"clocks", monotonic_clock_moves_forward},
 	{"decimal numbers match printf", u64_dec_matches_printf},
+	{"fixed-point decimals: trimmed fractions, at least min_decimals", fixed_dec_matches_printf},
 	{"JSON strings match cJSON's printer byte for byte", json_str_matches_cjson},
 	{"JSON strings: a short buffer reports the length needed", json_str_reports_what_does_not_fit},
 };
