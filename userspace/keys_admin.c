@@ -289,7 +289,7 @@ static int change_prepare(struct keys *k, const struct change_ctx *c)
 	int e;
 
 	if (c->op != CHANGE_PATCH)
-		return keys_index_prepare(k, NULL, 0, NULL, 0);
+		return 0; /* the entry is there and its strings and set too: a put reuses them */
 	strs[0] = c->p->service;
 	strs[1] = c->p->tier;
 	pthread_rwlock_rdlock(&k->lock);

@@ -171,13 +171,16 @@ static int64_t kidx_upsert(struct kidx *x, enum kent_kind kind, const char *id)
 	int64_t e;
 	size_t i;
 
-	if ((t->count + 1) * 2 > t->mask + 1 && ktable_grow(t))
-		return -ENOMEM;
 	id_pad(pid, id);
 	fp = id_fp(x, pid);
 	i = ktable_slot(x, t, pid, fp);
 	if (t->slots[i])
-		return (uint32_t)t->slots[i] - 1;
+		return (uint32_t)t->slots[i] - 1; /* an update never allocates */
+	if ((t->count + 1) * 2 > t->mask + 1) {
+		if (ktable_grow(t))
+			return -ENOMEM;
+		i = ktable_slot(x, t, pid, fp);
+	}
 	e = kidx_alloc(x);
 	if (e < 0)
 		return e;
