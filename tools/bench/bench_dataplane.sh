@@ -462,7 +462,6 @@ engine_profile_end() { # FILE VAR: VAR = the engine's % of the samples ("" witho
 		END { if (in_s) { total++; hit += eng } if (total) printf "%.2f %d\n", 100 * hit / total, total }')"
 	rm -f "$1"
 }
-median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 if [ "$LIMITS" = 1 ]; then
 	on_all="" off_all=""
 	for ((rep = 1; rep <= LIMITS_REPS; rep++)); do

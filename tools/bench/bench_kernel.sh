@@ -295,7 +295,6 @@ cpu_share() {
 	}'
 }
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 div() { awk -v a="$1" -v b="$2" -v f="${3:-%.3f}" 'BEGIN {if (b == 0) print "-"; else printf f "\n", a / b}'; }
 metric() { # NAME VALUE UNIT BASELINE GOAL PASS
 	echo "metric=$1 value=$2 unit=$3 baseline=$4 ratio=$(div "$2" "$4") goal=$5 pass=$6"

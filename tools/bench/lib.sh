@@ -43,6 +43,7 @@ ticks() { # PID...: utime+stime of these processes (all threads), in clock ticks
 
 nginx_pids() { echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')"; }
 
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; } # stdin: numbers
 yesno() { awk "BEGIN {exit !($1)}" && echo yes || echo no; }
 
 # bench_cleanup: the EXIT trap of a bench that keeps its processes in pids and its files in
