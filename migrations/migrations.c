@@ -15,6 +15,8 @@ const struct migration tg_migrations[] = {
      migration_0004_limits_buckets},
     {5, "per-limit actions: key records and tiers in format 4 (version fence, no rewrite)",
      migration_0005_limit_actions},
+    {6, "the limits buckets say which usage records they include (written once a second)",
+     migration_0006_budget_seq},
 };
 
 const unsigned tg_migrations_count = sizeof(tg_migrations) / sizeof(tg_migrations[0]);

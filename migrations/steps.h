@@ -13,5 +13,6 @@ int migration_0002_default_tiers(struct store_txn *t);
 int migration_0003_key_slots(struct store_txn *t);
 int migration_0004_limits_buckets(struct store_txn *t);
 int migration_0005_limit_actions(struct store_txn *t);
+int migration_0006_budget_seq(struct store_txn *t);
 
 #endif /* TG_MIGRATIONS_STEPS_H */

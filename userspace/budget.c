@@ -930,7 +930,7 @@ int budget_load_bucket(struct budget *b, const char *subject, enum win_unit ring
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_lock(&s->mu);
-	win_ring_put(&s->ring[ring], id, v); /* an old bucket is simply not kept */
+	win_ring_add(&s->ring[ring], id, v); /* an old bucket is simply not kept */
 	pthread_mutex_unlock(&s->mu);
 	return 0;
 }

@@ -24,10 +24,11 @@
  * the request body only and compute reserves nothing (neither is known before the call):
  * those two quotas can end over by what the calls in flight at the crossing used.
  *
- * Persistence: budget.c keeps memory only. The usage writer rolls every committed record
- * into per-subject buckets in LMDB in the record's own transaction (usage.c), and at start
- * the buckets are loaded with budget_load_bucket: a record counts once in memory (at settle)
- * and once in LMDB (at commit), and only LMDB is read at start.
+ * Persistence: budget.c keeps memory only. The usage writer rolls the committed records
+ * into per-subject buckets in LMDB about once a second, marked with the last record they
+ * include (usage.c); at start the buckets and the records after the mark are loaded with
+ * budget_load_bucket: a record counts once in memory (at settle) and once from LMDB, and
+ * only LMDB is read at start.
  *
  * Notes for the actions side (helper A):
  *  - verdict.hit.action tells what to do with a refused call: LIMIT_ACT_BLOCK (429),
@@ -177,7 +178,11 @@ void budget_release(struct budget *b, struct budget_call *c);
  */
 int budget_set_limits(struct budget *b, const char *subject, const struct limits *lim,
 		      const uint8_t actions[LIMIT__COUNT]);
-/* Loads a persisted bucket (start): ring WIN_MINUTE, WIN_HOUR or WIN_DAY. 0 or -errno. */
+/*
+ * Loads a persisted bucket at start, or a record's share of one: v is added to the bucket
+ * id of ring WIN_MINUTE, WIN_HOUR or WIN_DAY (one older than the ring keeps is dropped, a
+ * newer one replaces it). 0 or -errno.
+ */
 int budget_load_bucket(struct budget *b, const char *subject, enum win_unit ring, int64_t id,
 		       const uint64_t v[WIN_M__COUNT]);
 /*

@@ -3,6 +3,7 @@
  * The byte cursors behind every versioned record layout (model.c's keys, tiers, tokens and
  * owners; usage.c's usage records and roll-ups): little-endian integers of a given width and
  * length-prefixed strings, with the first error remembered instead of checked per field.
+ * Also the big-endian integers of LMDB keys, whose byte order is their numeric order.
  * Pure and header-only.
  */
 #ifndef TG_CODEC_H
@@ -102,6 +103,22 @@ static inline void codec_get_str(struct codec_dec *d, char *out, size_t max)
 	/* An embedded NUL would silently shorten the string: the record is corrupt. */
 	if (memchr(out, '\0', n))
 		d->bad = true;
+}
+
+/* v's low width bytes at p, most significant first (keys that sort as numbers). */
+static inline void codec_be_put(uint8_t *p, uint64_t v, unsigned width)
+{
+	for (unsigned i = width; i-- > 0; v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint64_t codec_be_get(const uint8_t *p, unsigned width)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < width; i++)
+		v = v << 8 | p[i];
+	return v;
 }
 
 #endif /* TG_CODEC_H */

@@ -129,6 +129,9 @@ static const struct config_field config_fields[] = {
 	 "usage records per store transaction"},
 	{"usage.max_delay_us", FT_U32, OFF(usage_max_delay_us), 0, 1000000, NULL,
 	 "a usage batch waits at most this long for more records"},
+	{"usage.bucket_flush_ms", FT_U32, OFF(usage_bucket_flush_ms), 0, 60000, NULL,
+	 "the limits buckets are written to the store this often (0: with every batch); a "
+	 "start adds up the records since"},
 	{"kernel.mode", FT_ENUM, OFF(kernel_mode), 0, 0, kmode_names,
 	 "auto: full when BPF loads, else off with a warning; full, tc: or fail; off"},
 	{"kernel.interfaces", FT_LIST, OFF(kernel_interfaces), 0, 256, NULL,
@@ -205,6 +208,7 @@ void config_defaults(struct config *c)
 	c->upstream_conns = 256;
 	c->usage_max_batch = 4096;
 	c->usage_max_delay_us = 0;
+	c->usage_bucket_flush_ms = 1000;
 	routing_defaults(&c->routing);
 	c->kernel_mode = 0; /* auto */
 	snprintf(c->kernel_pin_dir, sizeof(c->kernel_pin_dir), "/sys/fs/bpf/tollgate");

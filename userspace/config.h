@@ -44,6 +44,7 @@ struct config {
 	uint32_t upstream_conns;     /* upstream.max_host_connections */
 	uint32_t usage_max_batch;    /* usage.max_batch: records per commit */
 	uint32_t usage_max_delay_us; /* usage.max_delay_us: wait for more records at most this */
+	uint32_t usage_bucket_flush_ms; /* usage.bucket_flush_ms: limits buckets written this often */
 	struct providers providers;  /* "providers": [...], or the built-in one; see providers.h */
 	struct routing_cfg routing;  /* "routing": policies, failover, breakers; see providers.h */
 	uint32_t kernel_mode;	     /* kernel.mode: enum kernel_mode_req (auto, full, tc, off) */

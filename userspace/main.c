@@ -420,7 +420,7 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 		log_warn("cannot start the upstream client");
 		return -1;
 	}
-	p->usage = usage_open(s, &wo);
+	p->usage = usage_open(s, &wo, c->usage_bucket_flush_ms);
 	if (!p->usage) {
 		log_warn("cannot start the usage writer");
 		return -1;

@@ -40,6 +40,8 @@ extern const char *const store_db_names[STORE_DB__COUNT];
 #define STORE_META_SCHEMA  "schema_version" /* u32 little-endian */
 #define STORE_META_SECRET  "hash_secret"    /* 16 random bytes: SipHash key for the kernel path */
 #define STORE_META_CREATED "created_at"	    /* i64 little-endian Unix seconds */
+/* u64 big-endian: the last usage sequence whose records STORE_DB_BUDGET includes (usage.c) */
+#define STORE_META_BUDGET_SEQ "budget_seq"
 
 /*
  * How commits reach the disk. Every commit, synced or not, is in the page cache when it
@@ -210,6 +212,8 @@ int store_writer_append_deferred(struct store_writer *w, const void *rec, size_t
 				 uint64_t *seq);
 /* Commits what is queued as store_writer_append_commit would (here, or by the thread). */
 void store_writer_flush(struct store_writer *w);
+/* The highest sequence in STORE_DB_USAGE (as t sees it) into *last, 0 if none. 0 or -errno. */
+int store_usage_last(struct store_txn *t, uint64_t *last);
 /* Highest sequence committed so far (every record <= it is in the store). */
 uint64_t store_writer_committed(struct store_writer *w);
 /* Waits until seq is committed or timeout_ms passes; 0, -ETIMEDOUT, or the commit error. */

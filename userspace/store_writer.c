@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "codec.h"
 #include "log.h"
 #include "store_internal.h"
 #include "util.h"
@@ -65,12 +66,6 @@ struct wbatch {
 	size_t n;
 };
 
-static void be64_put(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
 /* Hands the batch's records to the writer's hook, in the transaction that put them. */
 static int batch_hook(struct store_txn *t, const struct wbatch *b)
 {
@@ -105,7 +100,7 @@ static int batch_txn(struct store_txn *t, void *arg)
 		MDB_val k = {sizeof(key), key}, v = {r->len, (void *)r->data};
 		int rc;
 
-		be64_put(key, r->seq);
+		codec_be_put(key, r->seq, 8);
 		rc = mdb_put(t->txn, dbi, &k, &v, MDB_APPEND);
 		if (rc)
 			return store_err(t->s, t, rc, "append usage");
@@ -272,10 +267,8 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-/* The highest sequence in STORE_DB_USAGE, 0 if it is empty. */
-static int last_seq_txn(struct store_txn *t, void *arg)
+int store_usage_last(struct store_txn *t, uint64_t *last)
 {
-	uint64_t *last = arg;
 	MDB_cursor *c;
 	MDB_val k, v;
 	int rc = mdb_cursor_open(t->txn, t->s->dbi[STORE_DB_USAGE], &c);
@@ -285,8 +278,7 @@ static int last_seq_txn(struct store_txn *t, void *arg)
 	*last = 0;
 	rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
 	if (rc == 0 && k.mv_size == 8) {
-		for (int i = 0; i < 8; i++)
-			*last = *last << 8 | ((const uint8_t *)k.mv_data)[i];
+		*last = codec_be_get(k.mv_data, 8);
 	} else if (rc == 0) {
 		log_warnx("store %s: usage key of %zu bytes, expected 8", t->s->path, k.mv_size);
 		rc = -EIO;
@@ -295,6 +287,11 @@ static int last_seq_txn(struct store_txn *t, void *arg)
 	}
 	mdb_cursor_close(c);
 	return rc;
+}
+
+static int last_seq_txn(struct store_txn *t, void *arg)
+{
+	return store_usage_last(t, arg);
 }
 
 static int writer_init_sync(struct store_writer *w)

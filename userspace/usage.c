@@ -5,6 +5,9 @@
  * transaction, so a record and its share of the roll-ups commit together or not at all, and
  * a batch retried after a failure is counted once.
  *
+ * The limits engine's buckets (STORE_DB_BUDGET) are persisted less often: see
+ * "the buckets' persistence" below.
+ *
  * Encodings are little-endian, like model.c's: a u16 format version and a u16 kind, then the
  * fields in declaration order, integers at fixed width, strings as a u8 length and their
  * bytes (no NUL). Decoding refuses a wrong version or kind, short or trailing bytes, and
@@ -26,6 +29,7 @@
 #include "codec.h"
 #include "budget.h"
 #include "usage.h"
+#include "util.h"
 
 #define USAGE_FORMAT_V1 1u
 #define USAGE_FORMAT_V2 2u /* records: V1, then the tenant and the attempts (u32) */
@@ -84,6 +88,10 @@ struct usage {
 	size_t acc_cap;
 	struct bucket_acc *bacc; /* the same for the limits engine's buckets */
 	size_t bacc_cap, nb;
+	uint32_t *bidx; /* bucket_merge's open-addressing index into bacc: i + 1, 0 = free */
+	size_t bidx_mask;
+	int64_t flush_every_ns; /* buckets written at most this often; 0 = with every batch */
+	int64_t next_flush_ns;	/* CLOCK_MONOTONIC */
 };
 
 static void enc_start(struct codec_enc *e, void *buf, size_t cap, unsigned kind,
@@ -210,24 +218,13 @@ static void totals_add(struct usage_totals *to, const struct usage_totals *from)
 	to->latency_us_sum += from->latency_us_sum;
 }
 
-static void be32_put(uint8_t *p, uint32_t v)
-{
-	for (int i = 3; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint32_t be32_get(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* The roll-up key of (key id, day, service); its length. */
 static size_t rollup_key(uint8_t *k, const char *key_id, uint32_t day, const char *service)
 {
 	size_t n = strnlen(service, TG_SERVICE_MAX);
 
 	memcpy(k, key_id, TG_ID_LEN);
-	be32_put(k + TG_ID_LEN, day);
+	codec_be_put(k + TG_ID_LEN, day, 4);
 	memcpy(k + TG_ID_LEN + 4, service, n);
 	return TG_ID_LEN + 4 + n;
 }
@@ -265,15 +262,7 @@ static int acc_cmp(const void *a, const void *b)
 static int acc_reserve(struct usage *u, size_t n)
 {
 	struct rollup_acc *p;
-	struct bucket_acc *b;
 
-	if (n * BUCKETS_PER_RECORD > u->bacc_cap) {
-		b = realloc(u->bacc, n * BUCKETS_PER_RECORD * sizeof(*b));
-		if (!b)
-			return -ENOMEM;
-		u->bacc = b;
-		u->bacc_cap = n * BUCKETS_PER_RECORD;
-	}
 	if (n <= u->acc_cap)
 		return 0;
 	p = realloc(u->acc, n * sizeof(*p));
@@ -309,11 +298,11 @@ static size_t bucket_key(uint8_t *k, const char *subject, enum win_unit ring, in
 	return n + 4;
 }
 
-/* The record's share of every bucket of its subjects (key, owner, tenant) in u->bacc. */
-static void buckets_from_record(struct usage *u, const struct usage_record *r)
+/* The record's share of every bucket of its subjects (key, owner, tenant) into out; how many. */
+static unsigned record_buckets(const struct usage_record *r, struct bucket_acc *out)
 {
 	char subj[BUDGET_PER_CALL][BUDGET_SUBJECT_MAX];
-	unsigned ns = 0;
+	unsigned ns = 0, nb = 0;
 	uint64_t add[WIN_M__COUNT];
 
 	usage_record_amounts(r, add);
@@ -324,7 +313,7 @@ static void buckets_from_record(struct usage *u, const struct usage_record *r)
 		snprintf(subj[ns++], BUDGET_SUBJECT_MAX, "tenant:%s", r->tenant);
 	for (unsigned i = 0; i < ns; i++) {
 		for (int ring = WIN_MINUTE; ring <= WIN_DAY; ring++) {
-			struct bucket_acc *b = &u->bacc[u->nb++];
+			struct bucket_acc *b = &out[nb++];
 			unsigned secs = win_unit_secs((enum win_unit)ring);
 
 			b->id = win_bucket_id(r->time_ms / 1000, secs);
@@ -332,6 +321,13 @@ static void buckets_from_record(struct usage *u, const struct usage_record *r)
 			memcpy(b->add, add, sizeof(add));
 		}
 	}
+	return nb;
+}
+
+/* The same appended to u->bacc, which has room for BUCKETS_PER_RECORD more. */
+static void buckets_from_record(struct usage *u, const struct usage_record *r)
+{
+	u->nb += record_buckets(r, &u->bacc[u->nb]);
 }
 
 static int bacc_cmp(const void *a, const void *b)
@@ -453,7 +449,7 @@ static int seed_one(const void *k, size_t klen, const void *v, size_t vlen, void
 	}
 	memset(&r, 0, sizeof(r));
 	memcpy(r.key_id, k, TG_ID_LEN);
-	r.time_ms = (int64_t)be32_get((const uint8_t *)k + TG_ID_LEN) * MS_PER_DAY;
+	r.time_ms = (int64_t)codec_be_get((const uint8_t *)k + TG_ID_LEN, 4) * MS_PER_DAY;
 	r.prompt_tokens = tot.prompt_tokens;
 	r.completion_tokens = tot.completion_tokens;
 	r.cost_nano = tot.cost_nano;
@@ -522,48 +518,280 @@ int usage_budget_seed(struct store_txn *t)
 	return rc;
 }
 
+/* ---- the buckets' persistence ---- */
+
+/*
+ * STORE_DB_BUDGET holds the buckets as they were after the usage record whose sequence is
+ * in STORE_META_BUDGET_SEQ (W). Writing every batch's share of them (minute, hour and day
+ * buckets of up to three subjects) was half of what the limits cost per call, so a batch's
+ * hook writes them only once flush_every_ns has passed since the last time: it then adds up
+ * the records after W (its own batch's included, put earlier in the same transaction),
+ * writes one update per bucket touched, and moves W to the last record, all in the batch's
+ * transaction. Whatever fails or is killed, the stored buckets and W match, and at start
+ * usage_budget_load adds the records after W to the buckets it loads: nothing is counted
+ * twice or lost, and the records stay the truth.
+ */
+
+/* W into *seq (0 when absent: every record is after it). 0 or -errno. */
+static int budget_seq_get(struct store_txn *t, uint64_t *seq)
+{
+	uint8_t b[8];
+	size_t n = 0;
+	int rc = store_get(t, STORE_DB_META, STORE_META_BUDGET_SEQ, strlen(STORE_META_BUDGET_SEQ),
+			   b, sizeof(b), &n);
+
+	*seq = 0;
+	if (rc == -ENOENT)
+		return 0;
+	if (rc || n != sizeof(b))
+		return rc ? rc : -EIO;
+	*seq = codec_be_get(b, 8);
+	return 0;
+}
+
+static int budget_seq_put(struct store_txn *t, uint64_t seq)
+{
+	uint8_t b[8];
+
+	codec_be_put(b, seq, 8);
+	return store_put(t, STORE_DB_META, STORE_META_BUDGET_SEQ, strlen(STORE_META_BUDGET_SEQ), b,
+			 sizeof(b), 0);
+}
+
+int usage_budget_mark(struct store_txn *t)
+{
+	uint64_t last;
+	int rc = store_usage_last(t, &last);
+
+	return rc ? rc : budget_seq_put(t, last);
+}
+
+/* Calls fn for every record after W that can be rolled up, in sequence order. */
+struct after_walk {
+	int (*fn)(const struct usage_record *r, void *arg);
+	void *arg;
+	uint64_t last; /* the last sequence seen, 0 = none */
+	size_t n;      /* records given to fn */
+};
+
+static int after_one(const void *k, size_t klen, const void *v, size_t vlen, void *arg)
+{
+	struct after_walk *w = arg;
+	struct usage_record r;
+
+	if (klen != 8)
+		return -EIO; /* store_usage_last says so too */
+	w->last = codec_be_get(k, 8);
+	/* as in batch_aggregate: kept in the store, not rolled up */
+	if (usage_record_decode(v, vlen, &r) || !record_rollable(&r))
+		return 0;
+	w->n++;
+	return w->fn(&r, w->arg);
+}
+
+static int records_after(struct store_txn *t, uint64_t seq, struct after_walk *w)
+{
+	uint8_t start[8];
+
+	if (seq == UINT64_MAX)
+		return 0;
+	codec_be_put(start, seq + 1, 8);
+	return store_iter(t, STORE_DB_USAGE, start, sizeof(start), after_one, w);
+}
+
+static uint32_t bucket_hash(const struct bucket_acc *b)
+{
+	uint32_t h = 2166136261u; /* FNV-1a over the key, then the id */
+
+	for (size_t i = 0; i < b->klen; i++)
+		h = (h ^ b->key[i]) * 16777619u;
+	for (int i = 0; i < 64; i += 8)
+		h = (h ^ (uint8_t)((uint64_t)b->id >> i)) * 16777619u;
+	return h;
+}
+
+/* Doubles the index (and bacc with it) once half full; 0 or -ENOMEM. */
+static int bucket_grow(struct usage *u)
+{
+	size_t cap = u->bidx_mask ? (u->bidx_mask + 1) * 2 : 1024;
+	struct bucket_acc *b;
+	uint32_t *idx;
+
+	if (u->bidx && u->nb < (u->bidx_mask + 1) / 2)
+		return 0;
+	if (cap > UINT32_MAX)
+		return -ENOMEM;
+	b = realloc(u->bacc, cap / 2 * sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	u->bacc = b;
+	u->bacc_cap = cap / 2;
+	idx = calloc(cap, sizeof(*idx));
+	if (!idx)
+		return -ENOMEM;
+	free(u->bidx);
+	u->bidx = idx;
+	u->bidx_mask = cap - 1;
+	for (size_t i = 0; i < u->nb; i++) {
+		size_t h = bucket_hash(&u->bacc[i]) & u->bidx_mask;
+
+		while (u->bidx[h])
+			h = (h + 1) & u->bidx_mask;
+		u->bidx[h] = (uint32_t)i + 1;
+	}
+	return 0;
+}
+
+/* Adds b to the entry of the same (subject, ring, id) in u->bacc, or appends it. */
+static int bucket_merge(struct usage *u, const struct bucket_acc *b)
+{
+	size_t h;
+	int rc = bucket_grow(u);
+
+	if (rc)
+		return rc;
+	for (h = bucket_hash(b) & u->bidx_mask; u->bidx[h]; h = (h + 1) & u->bidx_mask) {
+		struct bucket_acc *e = &u->bacc[u->bidx[h] - 1];
+
+		if (e->id == b->id && e->klen == b->klen && !memcmp(e->key, b->key, b->klen)) {
+			for (int m = 0; m < WIN_M__COUNT; m++)
+				e->add[m] += b->add[m];
+			return 0;
+		}
+	}
+	u->bacc[u->nb] = *b;
+	u->bidx[h] = (uint32_t)++u->nb;
+	return 0;
+}
+
+static int flush_one(const struct usage_record *r, void *arg)
+{
+	struct bucket_acc b[BUCKETS_PER_RECORD];
+	unsigned n = record_buckets(r, b);
+
+	for (unsigned i = 0; i < n; i++) {
+		int rc = bucket_merge(arg, &b[i]);
+
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* Adds the records after W to the stored buckets and moves W past them (in t). */
+static int buckets_flush(struct usage *u, struct store_txn *t)
+{
+	struct after_walk w = {.fn = flush_one, .arg = u};
+	uint64_t seq;
+	int rc = budget_seq_get(t, &seq);
+
+	u->nb = 0;
+	if (u->bidx)
+		memset(u->bidx, 0, (u->bidx_mask + 1) * sizeof(*u->bidx));
+	if (!rc)
+		rc = records_after(t, seq, &w);
+	if (!rc && w.n)
+		rc = buckets_apply(u, t);
+	if (!rc && w.last)
+		rc = budget_seq_put(t, w.last);
+	return rc;
+}
+
+/* The batch hook's part: buckets_flush when the interval has passed. */
+static int buckets_flush_due(struct usage *u, struct store_txn *t)
+{
+	int64_t now = tg_now_mono_ns();
+	int rc;
+
+	if (u->flush_every_ns && now < u->next_flush_ns)
+		return 0;
+	rc = buckets_flush(u, t);
+	/* a transaction that aborts after this only delays the next flush */
+	if (!rc)
+		u->next_flush_ns = now + u->flush_every_ns;
+	return rc;
+}
+
+static int flush_txn(struct store_txn *t, void *arg)
+{
+	return buckets_flush(arg, t);
+}
+
 struct bucket_load {
 	struct budget *b;
 	size_t n;
 };
 
+/* Adds one bucket to the engine; false if it was not kept. */
+static bool load_bucket(struct bucket_load *l, const struct bucket_acc *b)
+{
+	size_t n = strnlen((const char *)b->key, b->klen);
+
+	return n + 4 == b->klen &&
+	       budget_load_bucket(l->b, (const char *)b->key, (enum win_unit)b->key[n + 1], b->id,
+				  b->add) == 0;
+}
+
 static int bucket_load_one(const void *k, size_t klen, const void *v, size_t vlen, void *arg)
 {
 	struct bucket_load *l = arg;
-	const uint8_t *key = k;
-	uint64_t val[WIN_M__COUNT];
-	int64_t id;
+	struct bucket_acc b;
 	size_t n = strnlen(k, klen);
 
 	/* a key this build cannot read is skipped (and said), never fatal at start */
-	if (n + 4 != klen || n >= BUDGET_SUBJECT_MAX || key[n + 1] > WIN_DAY ||
-	    bucket_decode(v, vlen, &id, val)) {
+	if (n + 4 != klen || n >= BUDGET_SUBJECT_MAX || ((const uint8_t *)k)[n + 1] > WIN_DAY ||
+	    bucket_decode(v, vlen, &b.id, b.add)) {
 		log_warnx("usage: a limits bucket of %zu bytes does not decode; skipped", klen);
 		return 0;
 	}
-	{
-		char subject[BUDGET_SUBJECT_MAX];
-
-		memcpy(subject, k, n);
-		subject[n] = '\0';
-		if (budget_load_bucket(l->b, subject, (enum win_unit)key[n + 1], id, val) == 0)
-			l->n++;
-	}
+	memcpy(b.key, k, klen);
+	b.klen = klen;
+	if (load_bucket(l, &b))
+		l->n++;
 	return 0;
 }
 
+/* A record after W: its shares added to the loaded buckets. */
+static int replay_one(const struct usage_record *r, void *arg)
+{
+	struct bucket_acc b[BUCKETS_PER_RECORD];
+	unsigned n = record_buckets(r, b);
+
+	for (unsigned i = 0; i < n; i++)
+		load_bucket(arg, &b[i]);
+	return 0;
+}
+
+struct budget_load {
+	struct bucket_load l;
+	struct after_walk replay;
+};
+
 static int budget_load_txn(struct store_txn *t, void *arg)
 {
-	return store_iter(t, STORE_DB_BUDGET, NULL, 0, bucket_load_one, arg);
+	struct budget_load *bl = arg;
+	uint64_t seq;
+	int rc = store_iter(t, STORE_DB_BUDGET, NULL, 0, bucket_load_one, &bl->l);
+
+	if (!rc)
+		rc = budget_seq_get(t, &seq);
+	if (!rc)
+		rc = records_after(t, seq, &bl->replay);
+	return rc;
 }
 
 int usage_budget_load(struct store *s, struct budget *b, size_t *loaded)
 {
-	struct bucket_load l = {b, 0};
-	int rc = store_read(s, budget_load_txn, &l);
+	struct budget_load bl = {.l = {b, 0}};
+	int rc;
 
+	bl.replay = (struct after_walk){.fn = replay_one, .arg = &bl.l};
+	rc = store_read(s, budget_load_txn, &bl);
+	if (!rc && bl.replay.n)
+		log_info("usage: %zu records after the buckets' last flush added to them",
+			 bl.replay.n);
 	if (loaded)
-		*loaded = l.n;
+		*loaded = bl.l.n;
 	return rc;
 }
 
@@ -576,7 +804,6 @@ static size_t batch_aggregate(struct usage *u, const void *const *recs, const si
 {
 	size_t m = 0, out = 0;
 
-	u->nb = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct usage_record r;
 
@@ -589,7 +816,6 @@ static size_t batch_aggregate(struct usage *u, const void *const *recs, const si
 			continue;
 		}
 		rollup_from_record(&r, &u->acc[m++]);
-		buckets_from_record(u, &r);
 	}
 	if (m > 1)
 		qsort(u->acc, m, sizeof(*u->acc), acc_cmp);
@@ -657,13 +883,14 @@ static int usage_on_batch(struct store_txn *t, const void *const *recs, const si
 		if (rc)
 			return rc;
 	}
-	rc = buckets_apply(u, t);
+	rc = buckets_flush_due(u, t);
 	if (rc)
 		return rc;
 	return debug_fail_now() ? -EIO : 0;
 }
 
-struct usage *usage_open(struct store *s, const struct store_writer_opts *o)
+struct usage *usage_open(struct store *s, const struct store_writer_opts *o,
+			 unsigned bucket_flush_ms)
 {
 	struct store_writer_opts wo = {0};
 	struct usage *u;
@@ -681,6 +908,7 @@ struct usage *usage_open(struct store *s, const struct store_writer_opts *o)
 	wo.on_batch = usage_on_batch;
 	wo.on_batch_arg = u;
 	u->s = s;
+	u->flush_every_ns = (int64_t)bucket_flush_ms * 1000000;
 	u->w = store_writer_start(s, &wo);
 	if (!u->w) {
 		e = errno;
@@ -696,6 +924,11 @@ void usage_close(struct usage *u)
 	if (!u)
 		return;
 	store_writer_stop(u->w);
+	/* so that the next start has nothing to add up (it would be right either way) */
+	if (store_write(u->s, flush_txn, u))
+		log_warnx("usage: the limits buckets were not flushed at stop; the next start "
+			  "adds up the records since the last flush");
+	free(u->bidx);
 	free(u->bacc);
 	free(u->acc);
 	free(u);
@@ -777,7 +1010,7 @@ static int totals_one(const void *k, size_t klen, const void *v, size_t vlen, vo
 	struct usage_totals t;
 
 	if (klen < TG_ID_LEN + 4 || memcmp(k, w->key_id, TG_ID_LEN) != 0 ||
-	    be32_get((const uint8_t *)k + TG_ID_LEN) > w->last)
+	    codec_be_get((const uint8_t *)k + TG_ID_LEN, 4) > w->last)
 		return 1;
 	if (w->service && (klen - TG_ID_LEN - 4 != w->service_len ||
 			   memcmp((const uint8_t *)k + TG_ID_LEN + 4, w->service, w->service_len)))
@@ -796,7 +1029,7 @@ static int totals_txn(struct store_txn *t, void *arg)
 	uint8_t start[TG_ID_LEN + 4];
 
 	memcpy(start, w->key_id, TG_ID_LEN);
-	be32_put(start + TG_ID_LEN, w->first);
+	codec_be_put(start + TG_ID_LEN, w->first, 4);
 	return store_iter(t, STORE_DB_ROLLUPS, start, sizeof(start), totals_one, w);
 }
 

@@ -61,9 +61,14 @@ struct usage_totals {
 
 struct usage;
 
-/* Starts the writer (with the roll-up hook). NULL and errno on failure. */
-struct usage *usage_open(struct store *s, const struct store_writer_opts *o);
-/* Commits what is queued and stops. Accepts NULL. */
+/*
+ * Starts the writer (with the roll-up hook). The limits engine's buckets are written at
+ * most every bucket_flush_ms (0: with every batch; see usage_budget_load). NULL and errno
+ * on failure.
+ */
+struct usage *usage_open(struct store *s, const struct store_writer_opts *o,
+			 unsigned bucket_flush_ms);
+/* Commits what is queued, writes the buckets and stops. Accepts NULL. */
 void usage_close(struct usage *u);
 /* Queues a record; *seq identifies it for usage_wait. Never blocks on I/O. */
 int usage_append(struct usage *u, const struct usage_record *r, uint64_t *seq);
@@ -102,12 +107,16 @@ int usage_totals_days(struct usage *u, const char *key_id, const char *service, 
  */
 void usage_record_amounts(const struct usage_record *r, uint64_t out[5]);
 /*
- * Loads the limits engine's persisted buckets (STORE_DB_BUDGET, written with each batch's
- * records in the same transaction) into b, at start; *loaded = buckets loaded. 0 or -errno.
+ * Loads the limits engine's persisted buckets into b, at start: STORE_DB_BUDGET holds them
+ * as of the usage sequence in STORE_META_BUDGET_SEQ (written together, at most every
+ * bucket_flush_ms), and the committed records after it are added to them, so every
+ * committed record counts once. *loaded = buckets loaded. 0 or -errno.
  */
 int usage_budget_load(struct store *s, struct budget *b, size_t *loaded);
 
 struct store_txn;
+/* Migration 6: the stored buckets include every record so far (STORE_META_BUDGET_SEQ). */
+int usage_budget_mark(struct store_txn *t);
 /*
  * Migration 4: seeds the limits engine's day buckets (keys and their owners) from the daily
  * roll-ups, so quotas keep counting what was used before the upgrade. Minute and hour buckets

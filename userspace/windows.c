@@ -164,18 +164,6 @@ bool win_ring_add(struct win_ring *r, int64_t id, const uint64_t add[WIN_M__COUN
 	return true;
 }
 
-bool win_ring_put(struct win_ring *r, int64_t id, const uint64_t v[WIN_M__COUNT])
-{
-	struct win_bucket *b = ring_slot(r, id);
-
-	if (!b)
-		return false;
-	totals_sub(r, id, b->v);
-	memcpy(b->v, v, sizeof(b->v));
-	totals_add(r, id, b->v);
-	return true;
-}
-
 uint64_t win_ring_get(const struct win_ring *r, int64_t id, enum win_metric m)
 {
 	int64_t i = id % (int64_t)r->n;

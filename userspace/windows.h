@@ -80,8 +80,6 @@ void win_ring_reset(struct win_ring *r);
  * bucket is older than the ring keeps.
  */
 bool win_ring_add(struct win_ring *r, int64_t id, const uint64_t add[WIN_M__COUNT]);
-/* Replaces the bucket with id (a persisted bucket loaded at start); false if too old. */
-bool win_ring_put(struct win_ring *r, int64_t id, const uint64_t v[WIN_M__COUNT]);
 /*
  * Running total k (< r->ntot) moved to the span [from, to] (clamped to what the ring
  * keeps, as win_ring_sum_all does): every metric's sum, valid until the ring next changes

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "budget.h"
+#include "codec.h"
 #include "log.h"
 #include "model.h"
 #include "store.h"
@@ -28,6 +29,11 @@
 extern atomic_uint usage_debug_fail_batches;
 
 #define MS_PER_DAY 86400000LL
+
+static uint64_t codec_seq(const void *k)
+{
+	return codec_be_get(k, 8);
+}
 
 /* The case's directory and what it opened (closed by the harness if the case bails out). */
 static char case_dir[64];
@@ -40,8 +46,12 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 	return remove(path);
 }
 
+/* The limits buckets' flush interval topen gives usage_open; each case starts at the default. */
+static unsigned case_flush_ms;
+
 static void in_tmpdir(void (*body)(const char *dir))
 {
+	case_flush_ms = 1000;
 	strcpy(case_dir, "/tmp/tg_usage_XXXXXX");
 	if (!mkdtemp(case_dir)) {
 		printf("#   mkdtemp: %s\n", strerror(errno));
@@ -72,7 +82,7 @@ static bool topen(const char *dir, const struct store_writer_opts *wo)
 	case_store = store_open(&o);
 	if (!case_store)
 		return false;
-	case_usage = usage_open(case_store, wo);
+	case_usage = usage_open(case_store, wo, case_flush_ms);
 	return case_usage != NULL;
 }
 
@@ -754,6 +764,147 @@ TMP_CASE(wait_then_record_is_readable)
 }
 
 /*
+ * The stored limits buckets against the records they say they include (usage.h): for every
+ * subject (key:<id>, owner, tenant:<name>), ring and slot, among the records up to
+ * STORE_META_BUDGET_SEQ, the newest bucket id that falls in the slot and the sums of the
+ * records with that id; and nothing else stored. Read as the formats are specified: the key
+ * is the subject, a 0 byte, the ring and the slot (BE u16); the value a version word, kind
+ * 0x12, the id and 5 amounts (u64 LE).
+ */
+#define SPEC_SUBJECTS 8
+#define SPEC_SLOTS    64
+
+struct spec_bucket {
+	int64_t id;
+	uint64_t v[WIN_M__COUNT];
+	bool set, seen;
+};
+
+struct bucket_spec {
+	char subject[SPEC_SUBJECTS][BUDGET_SUBJECT_MAX];
+	unsigned nsubj;
+	struct spec_bucket b[SPEC_SUBJECTS][WIN_DAY + 1][SPEC_SLOTS];
+	uint64_t mark, records;
+	unsigned bad;
+};
+
+static int spec_subject(struct bucket_spec *c, const char *name)
+{
+	for (unsigned i = 0; i < c->nsubj; i++)
+		if (strcmp(c->subject[i], name) == 0)
+			return (int)i;
+	if (c->nsubj == SPEC_SUBJECTS)
+		return -1;
+	snprintf(c->subject[c->nsubj], BUDGET_SUBJECT_MAX, "%s", name);
+	return (int)c->nsubj++;
+}
+
+static void spec_add(struct bucket_spec *c, const char *subject, const struct usage_record *r)
+{
+	uint64_t a[WIN_M__COUNT];
+	int si = spec_subject(c, subject);
+
+	usage_record_amounts(r, a);
+	for (int ring = WIN_MINUTE; ring <= WIN_DAY && si >= 0; ring++) {
+		int64_t id = r->time_ms / 1000 / win_unit_secs((enum win_unit)ring);
+		struct spec_bucket *b = &c->b[si][ring][id % budget_ring_size((enum win_unit)ring)];
+
+		if (b->set && id < b->id)
+			continue;
+		if (!b->set || id > b->id)
+			*b = (struct spec_bucket){.id = id, .set = true};
+		for (int m = 0; m < WIN_M__COUNT; m++)
+			b->v[m] += a[m];
+	}
+}
+
+static int spec_record(const void *k, size_t klen, const void *v, size_t vlen, void *arg)
+{
+	struct bucket_spec *c = arg;
+	struct usage_record r;
+	char name[BUDGET_SUBJECT_MAX];
+
+	if (klen != 8 || usage_record_decode(v, vlen, &r))
+		return -EBADMSG;
+	if (codec_seq(k) > c->mark)
+		return 1;
+	c->records++;
+	snprintf(name, sizeof(name), "key:%s", r.key_id);
+	spec_add(c, name, &r);
+	if (r.owner[0])
+		spec_add(c, r.owner, &r);
+	snprintf(name, sizeof(name), "tenant:%s", r.tenant);
+	if (r.tenant[0])
+		spec_add(c, name, &r);
+	return 0;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int b = 7; b >= 0; b--)
+		v = v << 8 | p[b];
+	return v;
+}
+
+static int spec_stored(const void *k, size_t klen, const void *v, size_t vlen, void *arg)
+{
+	struct bucket_spec *c = arg;
+	const uint8_t *p = k, *q = v;
+	size_t n = strnlen(k, klen);
+	int si = n + 4 == klen ? spec_subject(c, k) : -1;
+	unsigned ring = si >= 0 ? p[n + 1] : 99, slot = si >= 0 ? p[n + 2] << 8 | p[n + 3] : 0;
+	struct spec_bucket *b = ring <= WIN_DAY && slot < SPEC_SLOTS ? &c->b[si][ring][slot] : NULL;
+	bool ok = b && b->set && !b->seen && vlen == 4 + 8 + 8 * WIN_M__COUNT && q[0] == 1 &&
+		  q[1] == 0 && q[2] == 0x12 && q[3] == 0 && (int64_t)le64(q + 4) == b->id;
+
+	for (int m = 0; ok && m < WIN_M__COUNT; m++)
+		ok = le64(q + 12 + 8 * m) == b->v[m];
+	if (!ok) {
+		printf("#   stored bucket %.*s ring %u slot %u is not what the records say\n",
+		       (int)n, (const char *)k, ring, slot);
+		c->bad++;
+	}
+	if (b)
+		b->seen = true;
+	return 0;
+}
+
+static int spec_txn(struct store_txn *t, void *arg)
+{
+	struct bucket_spec *c = arg;
+	uint8_t m[8];
+	size_t len = 0;
+	int rc = store_get(t, STORE_DB_META, STORE_META_BUDGET_SEQ, strlen(STORE_META_BUDGET_SEQ),
+			   m, sizeof(m), &len);
+
+	if (rc || len != 8)
+		return rc ? rc : -EBADMSG;
+	c->mark = codec_seq(m);
+	rc = store_iter(t, STORE_DB_USAGE, NULL, 0, spec_record, c);
+	return rc ? rc : store_iter(t, STORE_DB_BUDGET, NULL, 0, spec_stored, c);
+}
+
+/* Checks the store's buckets against its records; the mark, or UINT64_MAX on failure. */
+static uint64_t check_buckets_at_mark(struct store *s)
+{
+	static struct bucket_spec c;
+	unsigned missing = 0;
+
+	memset(&c, 0, sizeof(c));
+	TG_CHECK_INT(store_read(s, spec_txn, &c), 0);
+	TG_CHECK_INT(c.bad, 0);
+	for (unsigned i = 0; i < c.nsubj; i++)
+		for (int ring = WIN_MINUTE; ring <= WIN_DAY; ring++)
+			for (unsigned slot = 0; slot < SPEC_SLOTS; slot++)
+				missing += c.b[i][ring][slot].set && !c.b[i][ring][slot].seen;
+	TG_CHECK_INT(missing, 0);
+	printf("#   buckets include %" PRIu64 " records (mark %" PRIu64 ")\n", c.records, c.mark);
+	return c.bad || missing ? UINT64_MAX : c.mark;
+}
+
+/*
  * A bare writer whose hook counts the records it saw in STORE_DB_ROLLUPS, read-modify-write,
  * and fails its first call after writing: the count must end equal to the records, never
  * more, since the failed transaction's write is undone along with its records.
@@ -836,6 +987,7 @@ TMP_CASE(failed_rollup_commits_nothing_then_retry_commits_both)
 	size_t n[2] = {1, 1};
 	int rc = -ETIMEDOUT;
 
+	case_flush_ms = 0; /* every attempt writes the buckets: the failed ones must undo it */
 	TG_REQUIRE(topen(dir, NULL));
 	atomic_store(&usage_debug_fail_batches, 1000000);
 	for (uint64_t i = 0; i < 20; i++) {
@@ -864,6 +1016,8 @@ TMP_CASE(failed_rollup_commits_nothing_then_retry_commits_both)
 	TG_CHECK_INT(n[1], 1);
 	TG_CHECK_INT(usage_totals_days(case_usage, "k1x2y3z4w5v6", NULL, 1, now, &t), 0);
 	CHECK_TOTALS(&t, &want);
+	/* the failed attempts' bucket writes were undone with them: counted once */
+	TG_CHECK_INT(check_buckets_at_mark(case_store), seq);
 }
 
 /*
@@ -875,7 +1029,8 @@ static void crash_child(const char *dir, int fd)
 	/* the daemon's policy: usage batches commit without a sync, the syncer is far away */
 	struct store_opts o = {.path = dir, .sync = STORE_SYNC_META, .sync_interval_ms = 3600000};
 	struct store *s = store_open(&o);
-	struct usage *u = s ? usage_open(s, NULL) : NULL;
+	/* the buckets flushed often, so that the kill lands between flushes with some behind */
+	struct usage *u = s ? usage_open(s, NULL, 20) : NULL;
 	uint64_t pending = 0;
 
 	if (!u)
@@ -968,6 +1123,9 @@ TMP_CASE(kill_9_rollups_match_surviving_records)
 	TG_CHECK_INT(c.bad, 0);
 	TG_CHECK(c.next - 1 >= reported);
 	check_rollups(case_store, &sums);
+	/* the buckets: exactly the records up to their mark; a start adds the rest */
+	reported = check_buckets_at_mark(case_store);
+	TG_CHECK(reported > 0 && reported <= c.next - 1);
 }
 
 /*
@@ -1015,6 +1173,19 @@ static void bucket_records(void)
 	TG_CHECK_INT(usage_wait(case_usage, seq, 5000), 0);
 }
 
+/* Tokens of the four calls of bucket_records today, for every subject and for tenant acme. */
+static void bucket_records_tokens(uint64_t *per, uint64_t *tenant)
+{
+	struct usage_record r;
+
+	*per = *tenant = 0;
+	for (int i = 0; i < 4; i++) {
+		mk_record(&r, "k1x2y3z4w5v6", "chat", 0, 10 + i);
+		*per += r.prompt_tokens + r.completion_tokens;
+		*tenant += i % 2 ? r.prompt_tokens + r.completion_tokens : 0;
+	}
+}
+
 /* tokens_per_day used by subject at B_T0, after loading the store's buckets into an engine. */
 static uint64_t loaded_day_tokens(const char *subject)
 {
@@ -1039,21 +1210,73 @@ static uint64_t loaded_day_tokens(const char *subject)
 
 TMP_CASE(budget_buckets_persist_and_load)
 {
-	uint64_t per = 0, tenant = 0;
-	struct usage_record r;
+	uint64_t per, tenant;
 
 	TG_REQUIRE(topen(dir, NULL));
 	bucket_records();
 	tclose();
 	TG_REQUIRE(topen(dir, NULL));
-	for (int i = 0; i < 4; i++) {
-		mk_record(&r, "k1x2y3z4w5v6", "chat", 0, 10 + i);
-		per += r.prompt_tokens + r.completion_tokens;
-		tenant += i % 2 ? r.prompt_tokens + r.completion_tokens : 0;
-	}
+	bucket_records_tokens(&per, &tenant);
 	/* four calls today (15:00 back to 12:00), each counted once; the old one not */
 	TG_CHECK_INT(loaded_day_tokens("key:k1x2y3z4w5v6"), per);
 	TG_CHECK_INT(loaded_day_tokens("team:ml"), per);
+	TG_CHECK_INT(loaded_day_tokens("tenant:acme"), tenant);
+	tclose();
+}
+
+TMP_CASE(buckets_lag_then_start_adds_the_rest_once)
+{
+	uint64_t per, tenant, first, seq = 0;
+	struct usage_record r;
+
+	bucket_records_tokens(&per, &tenant);
+	case_flush_ms = 60000;
+	TG_REQUIRE(topen(dir, NULL));
+	mk_record(&r, "k1x2y3z4w5v6", "chat", (int64_t)B_T0 * 1000, 99);
+	first = r.prompt_tokens + r.completion_tokens;
+	TG_CHECK_INT(usage_append(case_usage, &r, &seq), 0);
+	TG_CHECK_INT(usage_wait(case_usage, seq, 5000), 0);
+	bucket_records();
+	/* the first batch wrote the buckets; the next ones, within the interval, did not */
+	TG_CHECK_INT(check_buckets_at_mark(case_store), 1);
+	TG_CHECK_INT(loaded_day_tokens("key:k1x2y3z4w5v6"), first + per);
+	TG_CHECK_INT(loaded_day_tokens("team:ml"), first + per);
+	TG_CHECK_INT(loaded_day_tokens("tenant:acme"), tenant);
+	tclose();
+	/* a stop writes them; loading then adds nothing twice */
+	TG_REQUIRE(topen(dir, NULL));
+	TG_CHECK_INT(check_buckets_at_mark(case_store), 6);
+	TG_CHECK_INT(loaded_day_tokens("key:k1x2y3z4w5v6"), first + per);
+	TG_CHECK_INT(loaded_day_tokens("tenant:acme"), tenant);
+	tclose();
+}
+
+static int mark_del_txn(struct store_txn *t, void *arg)
+{
+	(void)arg;
+	return store_del(t, STORE_DB_META, STORE_META_BUDGET_SEQ, strlen(STORE_META_BUDGET_SEQ));
+}
+
+static int mark_txn(struct store_txn *t, void *arg)
+{
+	(void)arg;
+	return usage_budget_mark(t);
+}
+
+TMP_CASE(migration_6_marks_every_record_as_in_the_buckets)
+{
+	uint64_t per, tenant;
+
+	bucket_records_tokens(&per, &tenant);
+	case_flush_ms = 0; /* the buckets of a store from before: every record in them */
+	TG_REQUIRE(topen(dir, NULL));
+	bucket_records();
+	TG_REQUIRE(store_write(case_store, mark_del_txn, NULL) == 0);
+	/* without the mark every record would count twice: in the buckets and after the mark */
+	TG_CHECK_INT(loaded_day_tokens("key:k1x2y3z4w5v6"), 2 * per);
+	TG_CHECK_INT(store_write(case_store, mark_txn, NULL), 0);
+	TG_CHECK_INT(check_buckets_at_mark(case_store), 5);
+	TG_CHECK_INT(loaded_day_tokens("key:k1x2y3z4w5v6"), per);
 	TG_CHECK_INT(loaded_day_tokens("tenant:acme"), tenant);
 	tclose();
 }
@@ -1129,6 +1352,10 @@ static const struct tg_case cases[] = {
      budget_buckets_persist_and_load},
     {"migration 4 seeds the key's and owner's day buckets from the roll-ups",
      migration_4_seeds_day_buckets_from_rollups},
+    {"buckets written once per interval lag the records; a start adds the rest once",
+     buckets_lag_then_start_adds_the_rest_once},
+    {"migration 6 marks every record so far as in the buckets (none counted twice)",
+     migration_6_marks_every_record_as_in_the_buckets},
 };
 
 int main(void)

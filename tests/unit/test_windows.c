@@ -88,7 +88,7 @@ static void ring_reuses_slots_and_drops_late_adds(void)
 	TG_CHECK_INT(win_ring_sum(&r, 100, 108, WIN_M_REQUESTS), 2);
 	/* a span longer than the ring sums only what it keeps, never an aliased slot twice */
 	TG_CHECK_INT(win_ring_sum(&r, 0, 108, WIN_M_REQUESTS), 2);
-	TG_CHECK(win_ring_put(&r, 104, one));
+	TG_CHECK(win_ring_add(&r, 104, one));
 	TG_CHECK_INT(win_ring_sum(&r, 101, 108, WIN_M_REQUESTS), 3);
 }
 
@@ -328,7 +328,7 @@ static void running_totals_follow_evictions_and_puts(void)
 	struct win_bucket b[NB];
 	struct win_total t[1];
 	struct win_ring r = {60, NB, b, t, 1};
-	uint64_t one[WIN_M__COUNT] = {1, 10, 0, 0, 0}, five[WIN_M__COUNT] = {5, 50, 0, 0, 0};
+	uint64_t one[WIN_M__COUNT] = {1, 10, 0, 0, 0}, four[WIN_M__COUNT] = {4, 40, 0, 0, 0};
 
 	win_ring_reset(&r);
 	win_ring_add(&r, 100, one);
@@ -338,8 +338,8 @@ static void running_totals_follow_evictions_and_puts(void)
 	win_ring_add(&r, 108, one);
 	TG_CHECK_INT(t[0].sum[WIN_M_TOKENS], 10);
 	TG_CHECK_INT(win_ring_total(&r, 0, 101, 108)[WIN_M_TOKENS], 20);
-	/* a persisted bucket replacing one the total counts */
-	win_ring_put(&r, 103, five);
+	/* an add to a bucket the total counts (103: 1 + 4 requests) */
+	win_ring_add(&r, 103, four);
 	TG_CHECK_INT(t[0].sum[WIN_M_TOKENS], 60);
 	/* a late add (older than the slot holds) changes nothing */
 	TG_CHECK(!win_ring_add(&r, 100, one));
@@ -380,10 +380,8 @@ static void running_totals_equal_fresh_sums_at_random(void)
 			v[m] = rnd(&seed) % 1000;
 		if (op < 2)
 			v[WIN_M_COST] = UINT64_MAX - rnd(&seed) % 3; /* saturation */
-		if (op < 40) {
+		if (op < 45) {
 			win_ring_add(&r, id, v);
-		} else if (op < 45) {
-			win_ring_put(&r, id, v);
 		} else if (op == 45) {
 			win_ring_reset(&r);
 		} else if (op < 60) {

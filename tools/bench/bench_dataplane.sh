@@ -441,8 +441,9 @@ limits_side() { # on|off REP: a fresh tollgated, keys, warm-up, one allowed-path
 # threads (cpu-clock, DWARF call stacks); a sample counts for the engine when any frame on
 # its stack is one of the engine's entry points: the data plane's reserve, settle and
 # headers (dataplane_budget.c, which call budget.c and windows.c) and the usage writer's
-# bucket roll-ups (usage.c, their LMDB writes included). Without perf the figure is skipped.
-ENGINE_SYMS="dp_budget_reserve dp_budget_settle dp_budget_headers dp_budget_peek_headers budget_release buckets_from_record buckets_apply"
+# bucket flush (usage.c: about once a second, the records since the last flush added to the
+# stored buckets, their LMDB writes included). Without perf the figure is skipped.
+ENGINE_SYMS="dp_budget_reserve dp_budget_settle dp_budget_headers dp_budget_peek_headers budget_release buckets_flush"
 engine_profile_start() { # PID FILE: samples PID for SEC s in the background
 	PERF_PID=""
 	command -v perf >/dev/null || return 0
