@@ -40,7 +40,7 @@ extern const char *const store_db_names[STORE_DB__COUNT];
 #define STORE_META_SCHEMA  "schema_version" /* u32 little-endian */
 #define STORE_META_SECRET  "hash_secret"    /* 16 random bytes: SipHash key for the kernel path */
 #define STORE_META_CREATED "created_at"	    /* i64 little-endian Unix seconds */
-/* u64 big-endian: the last usage sequence whose records STORE_DB_BUDGET includes (usage.c) */
+/* u64 little-endian: the last usage sequence whose records STORE_DB_BUDGET includes (usage.c) */
 #define STORE_META_BUDGET_SEQ "budget_seq"
 
 /*

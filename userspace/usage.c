@@ -535,25 +535,28 @@ int usage_budget_seed(struct store_txn *t)
 /* W into *seq (0 when absent: every record is after it). 0 or -errno. */
 static int budget_seq_get(struct store_txn *t, uint64_t *seq)
 {
-	uint8_t b[8];
+	const void *v;
 	size_t n = 0;
-	int rc = store_get(t, STORE_DB_META, STORE_META_BUDGET_SEQ, strlen(STORE_META_BUDGET_SEQ),
-			   b, sizeof(b), &n);
+	struct codec_dec d;
+	int rc = store_get_ref(t, STORE_DB_META, STORE_META_BUDGET_SEQ,
+			       strlen(STORE_META_BUDGET_SEQ), &v, &n);
 
 	*seq = 0;
 	if (rc == -ENOENT)
 		return 0;
-	if (rc || n != sizeof(b))
-		return rc ? rc : -EIO;
-	*seq = codec_be_get(b, 8);
-	return 0;
+	if (rc)
+		return rc;
+	d = (struct codec_dec){.p = v, .len = n};
+	*seq = codec_get_uint(&d, 8);
+	return dec_end(&d);
 }
 
 static int budget_seq_put(struct store_txn *t, uint64_t seq)
 {
 	uint8_t b[8];
+	struct codec_enc e = {.p = b, .cap = sizeof(b)};
 
-	codec_be_put(b, seq, 8);
+	codec_put_uint(&e, seq, 8);
 	return store_put(t, STORE_DB_META, STORE_META_BUDGET_SEQ, strlen(STORE_META_BUDGET_SEQ), b,
 			 sizeof(b), 0);
 }

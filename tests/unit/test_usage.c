@@ -881,7 +881,7 @@ static int spec_txn(struct store_txn *t, void *arg)
 
 	if (rc || len != 8)
 		return rc ? rc : -EBADMSG;
-	c->mark = codec_seq(m);
+	c->mark = le64(m);
 	rc = store_iter(t, STORE_DB_USAGE, NULL, 0, spec_record, c);
 	return rc ? rc : store_iter(t, STORE_DB_BUDGET, NULL, 0, spec_stored, c);
 }
