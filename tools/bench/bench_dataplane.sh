@@ -14,7 +14,10 @@
 # default: the allowed path with every limit of issue 5 configured on the keys and their
 # owner, against TOLLGATE_LIMITS_ENABLED=false, same keys and load; BENCH_LIMITS_REPS runs
 # of each, alternating, default 3; BENCH_LIMITS_ONLY=1 runs only that and the streams; with
-# perf installed, also the engine's share of tollgated's CPU in each limits-on run).
+# perf installed, also the engine's share of tollgated's CPU in each limits-on run),
+# BENCH_PAIRS (tollgated and nginx runs of the allowed and flood scenarios, alternating,
+# default 3: each figure is the median of its runs, since this VM's speed moves by ±20 %
+# between runs minutes apart and one pair's ratio moves with it).
 #
 # Pinning (KERNEL-NOTES.md "Measuring"): wrk runs on CPU 0, every server (tollgated, nginx,
 # mock-llm) on CPU 1. Server CPU is read from /proc/<pid>/stat (utime+stime) of each server
@@ -31,6 +34,7 @@ STREAMS=${BENCH_STREAMS-2000 10000}
 VARIANTS=${BENCH_VARIANTS:-1}
 LIMITS=${BENCH_LIMITS:-1}
 LIMITS_REPS=${BENCH_LIMITS_REPS:-3}
+PAIRS=${BENCH_PAIRS:-3}
 LCPU=0 SCPU=1 # load generator CPU, server CPU
 TOKEN=tollgate-bench-admin-token-0123456789abcdef
 HZ=$(getconf CLK_TCK)
@@ -321,24 +325,37 @@ latency() { # LABEL
 latency ""
 
 # ---- 2. allowed traffic: 100 enterprise keys, keep-alive, 32 connections ----
-SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load allowed-tollgated "http://$TG_DATA" "$tmp/keys.hi" 32
-[ "$SERR" = 0 ] || echo "# WARNING: $SERR non-2xx answers through tollgated"
-tg_rps=$RPS tg_cpu=$(div "$CPU_A" "$OK" %.1f) tg_mcpu=$(div "$CPU_B" "$OK" %.1f)
-SRV_A="$(nginx_pids)" SRV_B=$MOCK_PID_fast load allowed-nginx "http://$NGINX_HI" "$tmp/keys.hi" 32
-[ "$SERR" = 0 ] || echo "# WARNING: $SERR non-2xx answers through nginx"
-ng_rps=$RPS ng_cpu=$(div "$CPU_A" "$OK" %.1f) ng_mcpu=$(div "$CPU_B" "$OK" %.1f)
+# tollgated and nginx alternate PAIRS times; each figure is the median of its side's runs.
+runs_tg_rps="" runs_tg_cpu="" runs_tg_mcpu="" runs_ng_rps="" runs_ng_cpu="" runs_ng_mcpu=""
+for ((pair = 1; pair <= PAIRS; pair++)); do
+	SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load "allowed-tollgated-$pair" "http://$TG_DATA" "$tmp/keys.hi" 32
+	[ "$SERR" = 0 ] || echo "# WARNING: $SERR non-2xx answers through tollgated"
+	runs_tg_rps+="$RPS " runs_tg_cpu+="$(div "$CPU_A" "$OK" %.1f) " runs_tg_mcpu+="$(div "$CPU_B" "$OK" %.1f) "
+	SRV_A="$(nginx_pids)" SRV_B=$MOCK_PID_fast load "allowed-nginx-$pair" "http://$NGINX_HI" "$tmp/keys.hi" 32
+	[ "$SERR" = 0 ] || echo "# WARNING: $SERR non-2xx answers through nginx"
+	runs_ng_rps+="$RPS " runs_ng_cpu+="$(div "$CPU_A" "$OK" %.1f) " runs_ng_mcpu+="$(div "$CPU_B" "$OK" %.1f) "
+done
+tg_rps=$(median <<<"$runs_tg_rps") tg_cpu=$(median <<<"$runs_tg_cpu") tg_mcpu=$(median <<<"$runs_tg_mcpu")
+ng_rps=$(median <<<"$runs_ng_rps") ng_cpu=$(median <<<"$runs_ng_cpu") ng_mcpu=$(median <<<"$runs_ng_mcpu")
+echo "# allowed, per run: tollgated $runs_tg_rps req/s, $runs_tg_cpu us/req; nginx $runs_ng_rps req/s, $runs_ng_cpu us/req"
 metric allowed_throughput_c32 "$tg_rps" req/s "$ng_rps" ">=1.0x nginx" "$(yesno "$tg_rps >= $ng_rps")"
 metric allowed_cpu_per_request "$tg_cpu" us/req "$ng_cpu" "ratio reported" -
-echo "# (server CPU per allowed request: tollgated vs nginx worker+master; the mock behind them used ${tg_mcpu} vs ${ng_mcpu} us/req)"
+echo "# (medians of $PAIRS runs each; server CPU per allowed request: tollgated vs nginx worker+master; the mock behind them used ${tg_mcpu} vs ${ng_mcpu} us/req)"
 
 # ---- 3. one key flooding (basic tier: 10 r/s, burst 20), keep-alive ----
-SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load flood-tollgated "http://$TG_DATA" "$tmp/keys.lo" 32
-tg_ref=$SERR tg_fcpu=$(div "$CPU_A" "$SERR" %.2f) tg_frps=$RPS
-SRV_A="$(nginx_pids)" SRV_B=$MOCK_PID_fast load flood-nginx "http://$NGINX_LO" "$tmp/keys.lo" 32
-ng_ref=$SERR ng_fcpu=$(div "$CPU_A" "$SERR" %.2f) ng_frps=$RPS
+runs_tg_fcpu="" runs_tg_ref="" runs_ng_fcpu="" runs_ng_ref=""
+for ((pair = 1; pair <= PAIRS; pair++)); do
+	SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load "flood-tollgated-$pair" "http://$TG_DATA" "$tmp/keys.lo" 32
+	runs_tg_fcpu+="$(div "$CPU_A" "$SERR" %.2f) " runs_tg_ref+="$SERR "
+	SRV_A="$(nginx_pids)" SRV_B=$MOCK_PID_fast load "flood-nginx-$pair" "http://$NGINX_LO" "$tmp/keys.lo" 32
+	runs_ng_fcpu+="$(div "$CPU_A" "$SERR" %.2f) " runs_ng_ref+="$SERR "
+done
+tg_fcpu=$(median <<<"$runs_tg_fcpu") tg_ref=$(median <<<"$runs_tg_ref")
+ng_fcpu=$(median <<<"$runs_ng_fcpu") ng_ref=$(median <<<"$runs_ng_ref")
+echo "# flood, per run: tollgated $runs_tg_fcpu us/refusal; nginx $runs_ng_fcpu us/refusal"
 metric flood_cpu_per_refusal "$tg_fcpu" us/refusal "$ng_fcpu" "<=1.0x nginx" "$(yesno "$tg_fcpu <= $ng_fcpu")"
 metric flood_refusals_per_sec "$(div "$tg_ref" "$SEC" %.0f)" refusals/s "$(div "$ng_ref" "$SEC" %.0f)" "-" -
-echo "# (refusals: tollgated $tg_ref of $tg_frps req/s, nginx $ng_ref of $ng_frps req/s)"
+echo "# (medians of $PAIRS runs each; refusals per run: tollgated $runs_tg_ref, nginx $runs_ng_ref)"
 
 # ---- variants: where the added latency goes ----
 # store.sync_interval_ms=0: every usage batch fdatasynced before the answer is released (the
