@@ -65,10 +65,9 @@ struct budget_subj {
 	struct win_ring ring[WIN_DAY + 1]; /* by ring unit */
 	uint64_t reserved[WIN_M__COUNT];
 	uint64_t inflight;
-	bool has_lim;	   /* owners and tenants: lim and actions are set */
+	bool has_lim;	   /* owners and tenants: lim (with its per-limit actions) is set */
 	struct limits lim; /* keys: the effective limits of the last reservation */
-	uint8_t actions[LIMIT__COUNT];
-	struct plan plan; /* of lim (and actions) */
+	struct plan plan;  /* of lim */
 	struct alert_state alert[LIMIT__COUNT];
 };
 
@@ -353,23 +352,6 @@ static void subj_limits(const struct budget *b, const struct budget_subj *s,
 		out->v[LIMIT_TPD] = b->o.default_daily_tokens;
 }
 
-/*
- * Owners and tenants: their per-limit action, their action, limits.action. Keys: l is the
- * key's effective limits, whose act[] limits_merge resolved (key per-limit, key action, tier
- * per-limit, tier action), then limits.action.
- */
-static enum limit_action resolve_action(const struct budget *b, const struct budget_subj *s,
-					const struct limits *l, enum limit_field f)
-{
-	uint64_t a = s->has_lim ? s->actions[f] : l->act[f];
-
-	if (!a || a >= LIMIT_ACT__COUNT)
-		a = lval(l, LIMIT_ACTION);
-	if (!a || a >= LIMIT_ACT__COUNT)
-		a = b->o.action;
-	return (enum limit_action)a;
-}
-
 static enum limit_mode resolve_mode(const struct budget *b, const struct limits *l)
 {
 	uint64_t m = lval(l, LIMIT_MODE);
@@ -403,7 +385,12 @@ static void plan_build(const struct budget *b, const struct budget_subj *s,
 		p->set |= 1u << i;
 		pl->w = limit_window(&l, ldefs[i].f);
 		pl->total = total_of(&pl->w);
-		pl->action = resolve_action(b, s, &l, ldefs[i].f);
+		/*
+		 * One resolution for every subject: act[f], the subject's action, limits.action.
+		 * A key's l is its effective limits, whose act[] limits_merge already resolved
+		 * (key per-limit, key action, tier per-limit, tier action).
+		 */
+		pl->action = limit_action_of(&l, ldefs[i].f, b->o.action);
 		if (ldefs[i].k != BUDGET_KIND_CONCURRENCY) {
 			p->tmask[pl->w.ring_unit] |= (uint8_t)(1u << pl->total);
 			p->tdef[pl->w.ring_unit][pl->total] = pl->w;
@@ -875,8 +862,7 @@ static bool limits_subject(const char *subject)
 	       model_owner_valid(subject);
 }
 
-int budget_set_limits(struct budget *b, const char *subject, const struct limits *lim,
-		      const uint8_t actions[LIMIT__COUNT])
+int budget_set_limits(struct budget *b, const char *subject, const struct limits *lim)
 {
 	struct budget_subj *s;
 
@@ -891,30 +877,23 @@ int budget_set_limits(struct budget *b, const char *subject, const struct limits
 		s->lim = *lim;
 	else
 		limits_clear(&s->lim);
-	memset(s->actions, 0, sizeof(s->actions));
-	if (lim && actions)
-		memcpy(s->actions, actions, sizeof(s->actions));
 	plan_build(b, s, NULL, &s->plan);
 	pthread_mutex_unlock(&s->mu);
 	return 0;
 }
 
-bool budget_subject_limits(struct budget *b, const char *subject, struct limits *lim,
-			   uint8_t actions[LIMIT__COUNT])
+bool budget_subject_limits(struct budget *b, const char *subject, struct limits *lim)
 {
 	struct budget_subj *s = subj_get(b, subject, false);
 	bool has;
 
 	limits_clear(lim);
-	memset(actions, 0, LIMIT__COUNT);
 	if (!s)
 		return false;
 	pthread_mutex_lock(&s->mu);
 	has = s->has_lim;
-	if (has) {
+	if (has)
 		*lim = s->lim;
-		memcpy(actions, s->actions, LIMIT__COUNT);
-	}
 	pthread_mutex_unlock(&s->mu);
 	return has;
 }

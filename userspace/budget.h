@@ -171,12 +171,11 @@ void budget_settle(struct budget *b, struct budget_call *c, const uint64_t actua
 void budget_release(struct budget *b, struct budget_call *c);
 
 /*
- * The owner or tenant subject's explicit limits (LIMIT_UNSET: not set) and per-limit
- * actions (0 = the subject's default); lim NULL removes them. 0 or -ENOMEM / -EINVAL (a
- * subject that is not "user:", "team:", "consumer:" or "tenant:").
+ * The owner or tenant subject's explicit limits (LIMIT_UNSET: not set) with their per-limit
+ * actions in lim->act (0 = the subject's default); lim NULL removes them. 0 or -ENOMEM /
+ * -EINVAL (a subject that is not "user:", "team:", "consumer:" or "tenant:").
  */
-int budget_set_limits(struct budget *b, const char *subject, const struct limits *lim,
-		      const uint8_t actions[LIMIT__COUNT]);
+int budget_set_limits(struct budget *b, const char *subject, const struct limits *lim);
 /* Loads a persisted bucket (start): ring WIN_MINUTE, WIN_HOUR or WIN_DAY. 0 or -errno. */
 int budget_load_bucket(struct budget *b, const char *subject, enum win_unit ring, int64_t id,
 		       const uint64_t v[WIN_M__COUNT]);
@@ -193,9 +192,9 @@ size_t budget_status(struct budget *b, const char *subject, const struct limits 
  * scrape, not the hot path. Keys count with the limits of their last call.
  */
 void budget_max_ratios(struct budget *b, int64_t now, double out[LIMIT__COUNT]);
-/* The limits budget_status applies to subject, with owner/tenant per-limit actions. */
-bool budget_subject_limits(struct budget *b, const char *subject, struct limits *lim,
-			   uint8_t actions[LIMIT__COUNT]);
+/* The explicit limits of an owner or tenant subject (per-limit actions in lim->act); false
+ * and lim cleared when it has none. */
+bool budget_subject_limits(struct budget *b, const char *subject, struct limits *lim);
 
 struct budget_event {
 	bool exceeded; /* false: crossed the alert threshold; true: the limit itself */

@@ -232,7 +232,6 @@ static void owner_and_tenant_limits_with_per_limit_actions(void)
 {
 	struct budget *b = engine(LIMIT_MODE_HARD, LIMIT_ACT_BLOCK);
 	struct limits key, team, ten, got;
-	uint8_t act[LIMIT__COUNT] = {0}, got_act[LIMIT__COUNT];
 	struct budget_call c;
 	struct budget_verdict v;
 	struct budget_req r;
@@ -241,13 +240,13 @@ static void owner_and_tenant_limits_with_per_limit_actions(void)
 	lim_zero(&key);
 	limits_clear(&team);
 	team.v[LIMIT_RP_MONTH] = 2;
-	act[LIMIT_RP_MONTH] = LIMIT_ACT_QUEUE;
-	TG_CHECK_INT(budget_set_limits(b, "team:ml", &team, act), 0);
-	TG_CHECK_INT(budget_set_limits(b, "key:k7dq2m9xa4bz", &team, act), -EINVAL);
-	TG_CHECK_INT(budget_set_limits(b, "tenant:bad tenant", &team, act), -EINVAL);
-	TG_CHECK(budget_subject_limits(b, "team:ml", &got, got_act));
+	team.act[LIMIT_RP_MONTH] = LIMIT_ACT_QUEUE;
+	TG_CHECK_INT(budget_set_limits(b, "team:ml", &team), 0);
+	TG_CHECK_INT(budget_set_limits(b, "key:k7dq2m9xa4bz", &team), -EINVAL);
+	TG_CHECK_INT(budget_set_limits(b, "tenant:bad tenant", &team), -EINVAL);
+	TG_CHECK(budget_subject_limits(b, "team:ml", &got));
 	TG_CHECK_INT(got.v[LIMIT_RP_MONTH], 2);
-	TG_CHECK_INT(got_act[LIMIT_RP_MONTH], LIMIT_ACT_QUEUE);
+	TG_CHECK_INT(got.act[LIMIT_RP_MONTH], LIMIT_ACT_QUEUE);
 	r = req(&key, 10, 0, T0);
 	for (int i = 0; i < 2; i++) {
 		TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
@@ -261,8 +260,8 @@ static void owner_and_tenant_limits_with_per_limit_actions(void)
 	/* a tenant with a cost budget of its own */
 	limits_clear(&ten);
 	ten.v[LIMIT_COST_MONTH] = 50;
-	TG_CHECK_INT(budget_set_limits(b, "tenant:acme.eu", &ten, NULL), 0);
-	TG_CHECK_INT(budget_set_limits(b, "team:ml", NULL, NULL), 0);
+	TG_CHECK_INT(budget_set_limits(b, "tenant:acme.eu", &ten), 0);
+	TG_CHECK_INT(budget_set_limits(b, "team:ml", NULL), 0);
 	r.tenant = "acme.eu";
 	r.est[WIN_M_COST] = 60;
 	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
@@ -532,7 +531,7 @@ static void max_ratios_per_limit_over_subjects(void)
 	l.v[LIMIT_TPD] = 1000;
 	limits_clear(&team);
 	team.v[LIMIT_TPD] = 400;
-	TG_CHECK_INT(budget_set_limits(b, "team:ml", &team, NULL), 0);
+	TG_CHECK_INT(budget_set_limits(b, "team:ml", &team), 0);
 	r = req(&l, 100, 0, T0);
 	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
 	budget_settle(b, &c, (uint64_t[WIN_M__COUNT]){1, 200, 0, 0, 0});

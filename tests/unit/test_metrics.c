@@ -437,7 +437,6 @@ static void budget_ratios_from_the_engine(void)
 	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024};
 	struct budget *b = budget_new(&o);
 	struct limits team, key;
-	uint8_t actions[LIMIT__COUNT] = {0};
 	struct budget_call c1 = {0}, c2 = {0};
 	struct budget_verdict v;
 	struct budget_req r = {
@@ -450,7 +449,7 @@ static void budget_ratios_from_the_engine(void)
 	limits_clear(&team);
 	team.v[LIMIT_TPD] = 400; /* the team: 300 of 400 */
 	team.v[LIMIT_RPD] = 10;	 /* 1 of 10 */
-	TG_REQUIRE(budget_set_limits(b, "team:ratio", &team, actions) == 0);
+	TG_REQUIRE(budget_set_limits(b, "team:ratio", &team) == 0);
 	r.est[WIN_M_REQUESTS] = 1;
 	r.est[WIN_M_TOKENS] = 300;
 	TG_REQUIRE(budget_reserve(b, &r, &c1, &v) == 0 && v.allowed);

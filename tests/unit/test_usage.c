@@ -1029,7 +1029,7 @@ static uint64_t loaded_day_tokens(const char *subject)
 	l.v[LIMIT_TPD] = 1000000;
 	if (b && usage_budget_load(case_store, b, &n) == 0) {
 		if (strncmp(subject, "key:", 4) != 0)
-			budget_set_limits(b, subject, &l, NULL);
+			budget_set_limits(b, subject, &l);
 		if (budget_status(b, subject, &l, B_T0, h, BUDGET_STATUS_MAX) == 1)
 			used = h[0].used;
 	}
