@@ -75,6 +75,7 @@ struct budget {
 	struct budget_opts o;
 	pthread_rwlock_t table_lock;
 	struct budget_subj *table[TABLE_SIZE];
+	uint64_t tenants; /* tenant subjects in the table; written under table_lock */
 	pthread_mutex_t hook_mu;
 	void (*on_threshold)(const struct budget_event *ev, void *arg);
 	void *threshold_arg;
@@ -191,28 +192,69 @@ static struct budget_subj *subj_find(struct budget *b, const char *name, uint32_
 	return NULL;
 }
 
-/* The subject named name, made if create; NULL (errno ENOENT or ENOMEM) otherwise. */
-static struct budget_subj *subj_get(struct budget *b, const char *name, bool create)
+/* How subj_get treats a subject not seen yet. */
+enum subj_make {
+	SUBJ_FIND = 0,	  /* not made: NULL, ENOENT */
+	SUBJ_MAKE,	  /* made (the admin's limits, persisted buckets, keys, owners) */
+	SUBJ_MAKE_BOUNDED /* a tenant a request names: made while under max_tenants */
+};
+
+static bool is_tenant(const char *name)
+{
+	return strncmp(name, "tenant:", 7) == 0;
+}
+
+/* Under table_lock: makes and publishes name (h its chain); NULL, errno EDQUOT or ENOMEM. */
+static struct budget_subj *subj_add(struct budget *b, const char *name, uint32_t h,
+				    enum subj_make how)
+{
+	bool tenant = is_tenant(name);
+	struct budget_subj *s;
+
+	/*
+	 * Subjects are never freed: without this bound any key holder could grow the daemon
+	 * by one subject per made-up tenant name.
+	 */
+	if (tenant && how == SUBJ_MAKE_BOUNDED && b->tenants >= b->o.max_tenants) {
+		errno = EDQUOT;
+		return NULL;
+	}
+	s = subj_new(b, name);
+	if (!s) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	s->next = b->table[h];
+	__atomic_store_n(&b->table[h], s, __ATOMIC_RELEASE);
+	if (tenant)
+		__atomic_store_n(&b->tenants, b->tenants + 1, __ATOMIC_RELAXED);
+	return s;
+}
+
+/* The subject named name, made as how says; NULL (errno ENOENT, EDQUOT, ENOMEM) otherwise. */
+static struct budget_subj *subj_get(struct budget *b, const char *name, enum subj_make how)
 {
 	uint32_t h = name_hash(name);
 	struct budget_subj *s = subj_find(b, name, h);
 
-	if (s || !create) {
+	if (s || how == SUBJ_FIND) {
 		if (!s)
 			errno = ENOENT;
 		return s;
 	}
 	pthread_rwlock_wrlock(&b->table_lock);
 	s = subj_find(b, name, h); /* made by another thread meanwhile? */
-	if (!s && (s = subj_new(b, name))) {
-		s->next = b->table[h];
-		__atomic_store_n(&b->table[h], s, __ATOMIC_RELEASE);
-	}
-	pthread_rwlock_unlock(&b->table_lock);
 	if (!s)
-		errno = ENOMEM;
+		s = subj_add(b, name, h, how);
+	pthread_rwlock_unlock(&b->table_lock);
 	return s;
 }
+
+uint64_t budget_tenants(struct budget *b)
+{
+	return __atomic_load_n(&b->tenants, __ATOMIC_RELAXED);
+}
+
 
 /* ---- lifecycle ---- */
 
@@ -668,21 +710,22 @@ static void subject_name(char *name, const char *prefix, const char *id)
 	name[p + n] = '\0';
 }
 
-/* The call's subjects (made on first sight); the count, or -ENOMEM. */
+/* The call's subjects (made on first sight, a tenant only under the bound); the count, or
+ * -ENOMEM, -EDQUOT. */
 static int call_subjects(struct budget *b, const struct budget_req *r, struct budget_subj **s)
 {
 	char name[BUDGET_SUBJECT_MAX];
 	unsigned n = 0;
 
 	subject_name(name, "key:", r->key_id);
-	if (!(s[n++] = subj_get(b, name, true)))
+	if (!(s[n++] = subj_get(b, name, SUBJ_MAKE)))
 		return -ENOMEM;
-	if (r->owner && r->owner[0] && !(s[n++] = subj_get(b, r->owner, true)))
+	if (r->owner && r->owner[0] && !(s[n++] = subj_get(b, r->owner, SUBJ_MAKE)))
 		return -ENOMEM;
 	if (r->tenant && r->tenant[0]) {
 		subject_name(name, "tenant:", r->tenant);
-		if (!(s[n++] = subj_get(b, name, true)))
-			return -ENOMEM;
+		if (!(s[n++] = subj_get(b, name, SUBJ_MAKE_BOUNDED)))
+			return -errno;
 	}
 	return (int)subjects_sort(s, n);
 }
@@ -868,7 +911,7 @@ int budget_set_limits(struct budget *b, const char *subject, const struct limits
 
 	if (!limits_subject(subject))
 		return -EINVAL;
-	s = subj_get(b, subject, true);
+	s = subj_get(b, subject, SUBJ_MAKE);
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_lock(&s->mu);
@@ -884,7 +927,7 @@ int budget_set_limits(struct budget *b, const char *subject, const struct limits
 
 bool budget_subject_limits(struct budget *b, const char *subject, struct limits *lim)
 {
-	struct budget_subj *s = subj_get(b, subject, false);
+	struct budget_subj *s = subj_get(b, subject, SUBJ_FIND);
 	bool has;
 
 	limits_clear(lim);
@@ -905,7 +948,7 @@ int budget_load_bucket(struct budget *b, const char *subject, enum win_unit ring
 
 	if (ring > WIN_DAY || !subject[0])
 		return -EINVAL;
-	s = subj_get(b, subject, true);
+	s = subj_get(b, subject, SUBJ_MAKE);
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_lock(&s->mu);
@@ -917,7 +960,7 @@ int budget_load_bucket(struct budget *b, const char *subject, enum win_unit ring
 size_t budget_status(struct budget *b, const char *subject, const struct limits *key_limits,
 		     int64_t now, struct budget_hit *out, size_t cap)
 {
-	struct budget_subj *s = subj_get(b, subject, true);
+	struct budget_subj *s = subj_get(b, subject, SUBJ_MAKE_BOUNDED);
 	const struct win_clock *clk = clock_at(now);
 	const struct plan *p;
 	struct plan kp;

@@ -81,6 +81,9 @@ struct budget_opts {
 	uint32_t alert_permille;       /* limits.alert_threshold x 1000 */
 	uint64_t default_daily_tokens; /* limits.default_daily_tokens, 0 = none */
 	uint64_t completion_estimate;  /* limits.completion_estimate_tokens */
+	/* limits.max_tenants: tenant subjects requests may make (0 = none); tenants with limits
+	 * of their own (budget_set_limits) or persisted buckets count, and are always made */
+	uint64_t max_tenants;
 };
 
 /* Where one subject stands against one limit (the contract's "limit status"). */
@@ -153,8 +156,9 @@ void budget_estimate(const struct model_price *price, uint64_t prompt_tokens,
 /*
  * Checks every limit of every subject of r and, if the call may go (v->allowed), reserves
  * r->est in each and counts it in flight (c, which must hold nothing). Refused: nothing is
- * reserved, v->hit names the limit. 0, or -ENOMEM (a new subject could not be made; nothing
- * reserved). Allocation-free once the subjects exist.
+ * reserved, v->hit names the limit. 0, or -ENOMEM (a new subject could not be made), or
+ * -EDQUOT (r->tenant is a new tenant and max_tenants tenant subjects exist): nothing
+ * reserved, no tenant subject made. Allocation-free once the subjects exist.
  */
 int budget_reserve(struct budget *b, const struct budget_req *r, struct budget_call *c,
 		   struct budget_verdict *v);
@@ -192,6 +196,8 @@ size_t budget_status(struct budget *b, const char *subject, const struct limits 
  * scrape, not the hot path. Keys count with the limits of their last call.
  */
 void budget_max_ratios(struct budget *b, int64_t now, double out[LIMIT__COUNT]);
+/* Tenant subjects made so far (every path: requests, admin limits, persisted buckets). */
+uint64_t budget_tenants(struct budget *b);
 /* The explicit limits of an owner or tenant subject (per-limit actions in lim->act); false
  * and lim cleared when it has none. */
 bool budget_subject_limits(struct budget *b, const char *subject, struct limits *lim);

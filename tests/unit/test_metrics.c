@@ -306,7 +306,7 @@ static void output_parses_line_by_line(void)
 			printf("#   bad line: %s\n", line);
 		}
 	}
-	TG_CHECK_INT(types, 15);
+	TG_CHECK_INT(types, 16);
 	TG_CHECK(samples > 300);
 	free(text);
 }
@@ -364,6 +364,7 @@ static void limit_counters_count(void)
 	    {"tollgate_enforcement_actions_total{action=\"downgrade\"}", -1},
 	    {"tollgate_alert_webhooks_total{result=\"sent\"}", 3},
 	    {"tollgate_alert_webhooks_total{result=\"dropped\"}", 1},
+	    {"tollgate_tenants_refused_total", 2},
 	};
 
 	metrics_limit_hit("cost_per_day", "block");
@@ -376,6 +377,8 @@ static void limit_counters_count(void)
 	for (int i = 0; i < 3; i++)
 		metrics_alert_webhook("sent");
 	metrics_alert_webhook("dropped");
+	metrics_tenant_refused();
+	metrics_tenant_refused();
 	for (size_t i = 0; i < TG_NCASES(rows); i++) {
 		double got = sample(rows[i].series);
 
@@ -434,7 +437,7 @@ static void budget_ratio_keeps_the_max(void)
 /* The gauge from the engine: per limit, the highest ratio among subjects, at each render. */
 static void budget_ratios_from_the_engine(void)
 {
-	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024};
+	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024, 10000};
 	struct budget *b = budget_new(&o);
 	struct limits team, key;
 	struct budget_call c1 = {0}, c2 = {0};

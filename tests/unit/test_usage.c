@@ -1018,7 +1018,7 @@ static void bucket_records(void)
 /* tokens_per_day used by subject at B_T0, after loading the store's buckets into an engine. */
 static uint64_t loaded_day_tokens(const char *subject)
 {
-	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024};
+	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024, 10000};
 	struct budget *b = budget_new(&o);
 	struct budget_hit h[BUDGET_STATUS_MAX];
 	struct limits l;
