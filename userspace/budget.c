@@ -192,50 +192,20 @@ static struct budget_subj *subj_find(struct budget *b, const char *name, uint32_
 	return NULL;
 }
 
-/* How subj_get treats a subject not seen yet. */
-enum subj_make {
-	SUBJ_FIND = 0,	  /* not made: NULL, ENOENT */
-	SUBJ_MAKE,	  /* made (the admin's limits, persisted buckets, keys, owners) */
-	SUBJ_MAKE_BOUNDED /* a tenant a request names: made while under max_tenants */
-};
+/* How subj_get treats a subject not seen yet: not made (ENOENT); made; made while under
+ * max_tenants if a tenant (one a request names; the admin's and persisted ones are made). */
+enum subj_make { SUBJ_FIND = 0, SUBJ_MAKE, SUBJ_MAKE_BOUNDED };
 
-static bool is_tenant(const char *name)
-{
-	return strncmp(name, "tenant:", 7) == 0;
-}
-
-/* Under table_lock: makes and publishes name (h its chain); NULL, errno EDQUOT or ENOMEM. */
-static struct budget_subj *subj_add(struct budget *b, const char *name, uint32_t h,
-				    enum subj_make how)
-{
-	bool tenant = is_tenant(name);
-	struct budget_subj *s;
-
-	/*
-	 * Subjects are never freed: without this bound any key holder could grow the daemon
-	 * by one subject per made-up tenant name.
-	 */
-	if (tenant && how == SUBJ_MAKE_BOUNDED && b->tenants >= b->o.max_tenants) {
-		errno = EDQUOT;
-		return NULL;
-	}
-	s = subj_new(b, name);
-	if (!s) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	s->next = b->table[h];
-	__atomic_store_n(&b->table[h], s, __ATOMIC_RELEASE);
-	if (tenant)
-		__atomic_store_n(&b->tenants, b->tenants + 1, __ATOMIC_RELAXED);
-	return s;
-}
-
-/* The subject named name, made as how says; NULL (errno ENOENT, EDQUOT, ENOMEM) otherwise. */
+/*
+ * The subject named name, made as how says; NULL (errno ENOENT, EDQUOT, ENOMEM) otherwise.
+ * Subjects are never freed: without the bound any key holder could grow the daemon by one
+ * subject per made-up tenant name.
+ */
 static struct budget_subj *subj_get(struct budget *b, const char *name, enum subj_make how)
 {
 	uint32_t h = name_hash(name);
 	struct budget_subj *s = subj_find(b, name, h);
+	bool tenant = strncmp(name, "tenant:", 7) == 0;
 
 	if (s || how == SUBJ_FIND) {
 		if (!s)
@@ -244,8 +214,16 @@ static struct budget_subj *subj_get(struct budget *b, const char *name, enum sub
 	}
 	pthread_rwlock_wrlock(&b->table_lock);
 	s = subj_find(b, name, h); /* made by another thread meanwhile? */
-	if (!s)
-		s = subj_add(b, name, h, how);
+	if (!s && tenant && how == SUBJ_MAKE_BOUNDED && b->tenants >= b->o.max_tenants) {
+		errno = EDQUOT;
+	} else if (!s && (s = subj_new(b, name))) {
+		s->next = b->table[h];
+		__atomic_store_n(&b->table[h], s, __ATOMIC_RELEASE);
+		if (tenant)
+			__atomic_store_n(&b->tenants, b->tenants + 1, __ATOMIC_RELAXED);
+	} else if (!s) {
+		errno = ENOMEM;
+	}
 	pthread_rwlock_unlock(&b->table_lock);
 	return s;
 }
@@ -254,7 +232,6 @@ uint64_t budget_tenants(struct budget *b)
 {
 	return __atomic_load_n(&b->tenants, __ATOMIC_RELAXED);
 }
-
 
 /* ---- lifecycle ---- */
 
@@ -427,11 +404,7 @@ static void plan_build(const struct budget *b, const struct budget_subj *s,
 		p->set |= 1u << i;
 		pl->w = limit_window(&l, ldefs[i].f);
 		pl->total = total_of(&pl->w);
-		/*
-		 * One resolution for every subject: act[f], the subject's action, limits.action.
-		 * A key's l is its effective limits, whose act[] limits_merge already resolved
-		 * (key per-limit, key action, tier per-limit, tier action).
-		 */
+		/* one resolution for every subject (a key's l: limits_merge resolved its act[]) */
 		pl->action = limit_action_of(&l, ldefs[i].f, b->o.action);
 		if (ldefs[i].k != BUDGET_KIND_CONCURRENCY) {
 			p->tmask[pl->w.ring_unit] |= (uint8_t)(1u << pl->total);
@@ -710,8 +683,7 @@ static void subject_name(char *name, const char *prefix, const char *id)
 	name[p + n] = '\0';
 }
 
-/* The call's subjects (made on first sight, a tenant only under the bound); the count, or
- * -ENOMEM, -EDQUOT. */
+/* The call's subjects (made on first sight; tenants under the bound); count, -ENOMEM, -EDQUOT. */
 static int call_subjects(struct budget *b, const struct budget_req *r, struct budget_subj **s)
 {
 	char name[BUDGET_SUBJECT_MAX];

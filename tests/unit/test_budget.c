@@ -850,7 +850,8 @@ static void tenant_rows(struct budget *b, const struct limits *l, const struct t
 		r.tenant = rows[i].tenant;
 		rc = budget_reserve(b, &r, &c, &v);
 		if (rc != rows[i].rc)
-			printf("#   row %zu (%s): rc %d, want %d\n", i, rows[i].tenant, rc, rows[i].rc);
+			printf("#   row %zu (%s): rc %d, want %d\n", i, rows[i].tenant, rc,
+			       rows[i].rc);
 		TG_CHECK_INT(rc, rows[i].rc);
 		TG_CHECK(rc ? !c.held && !v.allowed : c.held && v.allowed);
 		TG_CHECK_INT(budget_tenants(b), rows[i].tenants);
@@ -874,14 +875,14 @@ static void tenant_bound_refuses_new_tenants_only(void)
 	struct limits key, vip;
 	static const uint64_t bucket[WIN_M__COUNT] = {1, 5, 0, 0, 0};
 	static const struct tenant_row rows[] = {
-	    {"vip", 0, 1},	  /* admin-set below: counts, served */
-	    {"acme", 0, 2},	  /* a new one under the bound */
-	    {"globex", 0, 3},	  /* the third: the bound reached */
+	    {"vip", 0, 1},	     /* admin-set below: counts, served */
+	    {"acme", 0, 2},	     /* a new one under the bound */
+	    {"globex", 0, 3},	     /* the third: the bound reached */
 	    {"initech", -EDQUOT, 3}, /* a fourth: refused, not made */
-	    {"acme", 0, 3},	  /* known ones keep working */
+	    {"acme", 0, 3},	     /* known ones keep working */
 	    {"globex", 0, 3},
 	    {"initech", -EDQUOT, 3}, /* still refused */
-	    {"", 0, 3},		  /* no tenant: the bound does not apply */
+	    {"", 0, 3},		     /* no tenant: the bound does not apply */
 	};
 
 	TG_REQUIRE(b);

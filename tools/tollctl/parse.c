@@ -43,8 +43,8 @@ int parse_count(const char *s, long long *out)
 }
 
 /*
- * Parses DIGITS[.DIGITS], the only shape a rate or an amount needs. strtod alone would also take "inf",
- * "0x1p3" and leading blanks, none of which should reach the server. Returns 0 or -EINVAL.
+ * Parses DIGITS[.DIGITS], the only shape a rate or an amount needs. strtod alone would also take
+ * "inf", "0x1p3" and leading blanks, none of which should reach the server. Returns 0 or -EINVAL.
  */
 int parse_decimal(const char *s, double *out)
 {
@@ -277,9 +277,8 @@ int parse_limit(const char *field, const char *value, bool allow_null, cJSON **i
 		case SLK_ENUM:
 			*hint = limit_fields[i].words == parse_action_words
 				    ? "one of block, queue, downgrade, alert"
-				: limit_fields[i].words == mode_words
-				    ? "one of hard, soft"
-				    : "one of calendar, rolling";
+				: limit_fields[i].words == mode_words ? "one of hard, soft"
+								      : "one of calendar, rolling";
 			if (!parse_one_of(value, limit_fields[i].words))
 				return -EINVAL;
 			*item = cJSON_CreateString(value);

@@ -25,8 +25,10 @@
  * exist and what they take is parse.c's one table (parse_limit).
  */
 static const char *const shorthand_fields[] = {
-    "requests_per_second", "burst",		"requests_per_minute", "requests_per_hour",
-    "requests_per_day",	   "tokens_per_minute", "tokens_per_month",    "max_concurrent",
+    "requests_per_second", "burst",
+    "requests_per_minute", "requests_per_hour",
+    "requests_per_day",	   "tokens_per_minute",
+    "tokens_per_month",	   "max_concurrent",
 };
 
 #define NSHORTHANDS (sizeof(shorthand_fields) / sizeof(shorthand_fields[0]))
