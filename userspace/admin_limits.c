@@ -47,7 +47,7 @@ static void reply_json(struct http_req *req, unsigned status, cJSON *o)
 static cJSON *record_json(const struct subject_limits *r)
 {
 	cJSON *o = cJSON_CreateObject(), *l = cJSON_CreateObject(),
-	      *a = admin_actions_json(r->actions);
+	      *a = admin_actions_json(r->lim.act);
 	bool ok = o && l && a && cJSON_AddStringToObject(o, "subject", r->subject) &&
 		  admin_limits_add(l, &r->lim) && cJSON_AddItemToObject(o, "limits", l);
 
@@ -104,7 +104,7 @@ static int limits_read(struct store *s, const char *subject, struct subject_limi
 static bool record_empty(const struct subject_limits *r)
 {
 	for (int f = 0; f < LIMIT__COUNT; f++)
-		if (r->lim.v[f] != LIMIT_UNSET || r->actions[f])
+		if (r->lim.v[f] != LIMIT_UNSET || r->lim.act[f])
 			return false;
 	return true;
 }
@@ -144,7 +144,7 @@ static int list_one(const void *k, size_t klen, const void *v, size_t vlen, void
 		return 0;
 	}
 	if (w->b) {
-		w->err = budget_set_limits(w->b, r.subject, &r.lim, r.actions);
+		w->err = budget_set_limits(w->b, r.subject, &r.lim);
 		return w->err ? w->err : 0;
 	}
 	o = record_json(&r);
@@ -211,7 +211,6 @@ void admin_limits_get(struct http_req *req, struct keys *k, struct budget *b, co
 		      int64_t now)
 {
 	struct limits lim;
-	uint8_t actions[LIMIT__COUNT] = {0};
 	bool is_key = strncmp(subject, "key:", 4) == 0;
 	cJSON *o, *l, *usage;
 	bool ok;
@@ -224,17 +223,16 @@ void admin_limits_get(struct http_req *req, struct keys *k, struct budget *b, co
 		return;
 	}
 	if (is_key ? !key_limits(req, k, subject + 4, &lim)
-		   : (budget_subject_limits(b, subject, &lim, actions), false))
+		   : (budget_subject_limits(b, subject, &lim), false))
 		return;
-	if (is_key) /* the key's per-limit actions, resolved with its tier's */
-		memcpy(actions, lim.act, LIMIT__COUNT);
+	/* a key's lim.act: its per-limit actions resolved with its tier's (limits_merge) */
 	o = cJSON_CreateObject();
 	l = cJSON_CreateObject();
 	ok = o && l && cJSON_AddStringToObject(o, "subject", subject) &&
 	     admin_limits_add(l, &lim) && cJSON_AddItemToObject(o, "limits", l);
 	if (ok)
 		l = NULL;
-	ok = ok && cJSON_AddItemToObject(o, "actions", admin_actions_json(actions)) &&
+	ok = ok && cJSON_AddItemToObject(o, "actions", admin_actions_json(lim.act)) &&
 	     cJSON_AddStringToObject(o, "mode",
 				     limit_mode_name(lim.v[LIMIT_MODE] == LIMIT_MODE_SOFT ||
 							     lim.v[LIMIT_MODE] == LIMIT_MODE_HARD
@@ -303,7 +301,7 @@ static int put_parse(const cJSON *body, struct subject_limits *r, struct admin_e
 			r->lim.v[f] = set.v[f];
 	}
 	if (!rc && act)
-		rc = actions_apply(act, r->actions, e);
+		rc = actions_apply(act, r->lim.act, e);
 	cJSON_Delete(copy);
 	return rc;
 }
@@ -329,7 +327,7 @@ void admin_limits_put(struct http_req *req, struct store *s, struct keys *k, str
 		limits_clear(&r.lim);
 	}
 	if (!rc && (put_parse(body, &r, &e) ||
-		    admin_downgrade_check(r.lim.v[LIMIT_ACTION], r.actions, "limits", "actions",
+		    admin_downgrade_check(r.lim.v[LIMIT_ACTION], r.lim.act, "limits", "actions",
 					  downgrade_ok, &e))) {
 		reply_err(req, &e);
 		return;
@@ -338,8 +336,7 @@ void admin_limits_put(struct http_req *req, struct store *s, struct keys *k, str
 	if (!rc)
 		rc = store_write(s, put_txn, &r);
 	if (!rc)
-		rc = record_empty(&r) ? budget_set_limits(b, subject, NULL, NULL)
-				      : budget_set_limits(b, subject, &r.lim, r.actions);
+		rc = budget_set_limits(b, subject, record_empty(&r) ? NULL : &r.lim);
 	if (rc) {
 		http_reply_error(req, rc == -ENOSPC ? 503 : 500, "server_error",
 				 rc == -ENOSPC ? "store_full" : "internal_error", NULL,
@@ -364,7 +361,7 @@ void admin_limits_delete(struct http_req *req, struct store *s, struct budget *b
 	limits_clear(&r.lim);
 	rc = store_write(s, put_txn, &r);
 	if (!rc)
-		rc = budget_set_limits(b, subject, NULL, NULL);
+		rc = budget_set_limits(b, subject, NULL);
 	if (rc) {
 		http_reply_error(req, 500, "server_error", "internal_error", NULL,
 				 "removing the limits of %s failed: %s", subject, strerror(-rc));

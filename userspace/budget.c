@@ -65,10 +65,9 @@ struct budget_subj {
 	struct win_ring ring[WIN_DAY + 1]; /* by ring unit */
 	uint64_t reserved[WIN_M__COUNT];
 	uint64_t inflight;
-	bool has_lim;	   /* owners and tenants: lim and actions are set */
+	bool has_lim;	   /* owners and tenants: lim (with its per-limit actions) is set */
 	struct limits lim; /* keys: the effective limits of the last reservation */
-	uint8_t actions[LIMIT__COUNT];
-	struct plan plan; /* of lim (and actions) */
+	struct plan plan;  /* of lim */
 	struct alert_state alert[LIMIT__COUNT];
 };
 
@@ -76,6 +75,7 @@ struct budget {
 	struct budget_opts o;
 	pthread_rwlock_t table_lock;
 	struct budget_subj *table[TABLE_SIZE];
+	uint64_t tenants; /* tenant subjects in the table; written under table_lock */
 	pthread_mutex_t hook_mu;
 	void (*on_threshold)(const struct budget_event *ev, void *arg);
 	void *threshold_arg;
@@ -192,27 +192,45 @@ static struct budget_subj *subj_find(struct budget *b, const char *name, uint32_
 	return NULL;
 }
 
-/* The subject named name, made if create; NULL (errno ENOENT or ENOMEM) otherwise. */
-static struct budget_subj *subj_get(struct budget *b, const char *name, bool create)
+/* How subj_get treats a subject not seen yet: not made (ENOENT); made; made while under
+ * max_tenants if a tenant (one a request names; the admin's and persisted ones are made). */
+enum subj_make { SUBJ_FIND = 0, SUBJ_MAKE, SUBJ_MAKE_BOUNDED };
+
+/*
+ * The subject named name, made as how says; NULL (errno ENOENT, EDQUOT, ENOMEM) otherwise.
+ * Subjects are never freed: without the bound any key holder could grow the daemon by one
+ * subject per made-up tenant name.
+ */
+static struct budget_subj *subj_get(struct budget *b, const char *name, enum subj_make how)
 {
 	uint32_t h = name_hash(name);
 	struct budget_subj *s = subj_find(b, name, h);
+	bool tenant = strncmp(name, "tenant:", 7) == 0;
 
-	if (s || !create) {
+	if (s || how == SUBJ_FIND) {
 		if (!s)
 			errno = ENOENT;
 		return s;
 	}
 	pthread_rwlock_wrlock(&b->table_lock);
 	s = subj_find(b, name, h); /* made by another thread meanwhile? */
-	if (!s && (s = subj_new(b, name))) {
+	if (!s && tenant && how == SUBJ_MAKE_BOUNDED && b->tenants >= b->o.max_tenants) {
+		errno = EDQUOT;
+	} else if (!s && (s = subj_new(b, name))) {
 		s->next = b->table[h];
 		__atomic_store_n(&b->table[h], s, __ATOMIC_RELEASE);
+		if (tenant)
+			__atomic_store_n(&b->tenants, b->tenants + 1, __ATOMIC_RELAXED);
+	} else if (!s) {
+		errno = ENOMEM;
 	}
 	pthread_rwlock_unlock(&b->table_lock);
-	if (!s)
-		errno = ENOMEM;
 	return s;
+}
+
+uint64_t budget_tenants(struct budget *b)
+{
+	return __atomic_load_n(&b->tenants, __ATOMIC_RELAXED);
 }
 
 /* ---- lifecycle ---- */
@@ -353,23 +371,6 @@ static void subj_limits(const struct budget *b, const struct budget_subj *s,
 		out->v[LIMIT_TPD] = b->o.default_daily_tokens;
 }
 
-/*
- * Owners and tenants: their per-limit action, their action, limits.action. Keys: l is the
- * key's effective limits, whose act[] limits_merge resolved (key per-limit, key action, tier
- * per-limit, tier action), then limits.action.
- */
-static enum limit_action resolve_action(const struct budget *b, const struct budget_subj *s,
-					const struct limits *l, enum limit_field f)
-{
-	uint64_t a = s->has_lim ? s->actions[f] : l->act[f];
-
-	if (!a || a >= LIMIT_ACT__COUNT)
-		a = lval(l, LIMIT_ACTION);
-	if (!a || a >= LIMIT_ACT__COUNT)
-		a = b->o.action;
-	return (enum limit_action)a;
-}
-
 static enum limit_mode resolve_mode(const struct budget *b, const struct limits *l)
 {
 	uint64_t m = lval(l, LIMIT_MODE);
@@ -403,7 +404,8 @@ static void plan_build(const struct budget *b, const struct budget_subj *s,
 		p->set |= 1u << i;
 		pl->w = limit_window(&l, ldefs[i].f);
 		pl->total = total_of(&pl->w);
-		pl->action = resolve_action(b, s, &l, ldefs[i].f);
+		/* one resolution for every subject (a key's l: limits_merge resolved its act[]) */
+		pl->action = limit_action_of(&l, ldefs[i].f, b->o.action);
 		if (ldefs[i].k != BUDGET_KIND_CONCURRENCY) {
 			p->tmask[pl->w.ring_unit] |= (uint8_t)(1u << pl->total);
 			p->tdef[pl->w.ring_unit][pl->total] = pl->w;
@@ -681,21 +683,21 @@ static void subject_name(char *name, const char *prefix, const char *id)
 	name[p + n] = '\0';
 }
 
-/* The call's subjects (made on first sight); the count, or -ENOMEM. */
+/* The call's subjects (made on first sight; tenants under the bound); count, -ENOMEM, -EDQUOT. */
 static int call_subjects(struct budget *b, const struct budget_req *r, struct budget_subj **s)
 {
 	char name[BUDGET_SUBJECT_MAX];
 	unsigned n = 0;
 
 	subject_name(name, "key:", r->key_id);
-	if (!(s[n++] = subj_get(b, name, true)))
+	if (!(s[n++] = subj_get(b, name, SUBJ_MAKE)))
 		return -ENOMEM;
-	if (r->owner && r->owner[0] && !(s[n++] = subj_get(b, r->owner, true)))
+	if (r->owner && r->owner[0] && !(s[n++] = subj_get(b, r->owner, SUBJ_MAKE)))
 		return -ENOMEM;
 	if (r->tenant && r->tenant[0]) {
 		subject_name(name, "tenant:", r->tenant);
-		if (!(s[n++] = subj_get(b, name, true)))
-			return -ENOMEM;
+		if (!(s[n++] = subj_get(b, name, SUBJ_MAKE_BOUNDED)))
+			return -errno;
 	}
 	return (int)subjects_sort(s, n);
 }
@@ -875,14 +877,13 @@ static bool limits_subject(const char *subject)
 	       model_owner_valid(subject);
 }
 
-int budget_set_limits(struct budget *b, const char *subject, const struct limits *lim,
-		      const uint8_t actions[LIMIT__COUNT])
+int budget_set_limits(struct budget *b, const char *subject, const struct limits *lim)
 {
 	struct budget_subj *s;
 
 	if (!limits_subject(subject))
 		return -EINVAL;
-	s = subj_get(b, subject, true);
+	s = subj_get(b, subject, SUBJ_MAKE);
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_lock(&s->mu);
@@ -891,30 +892,23 @@ int budget_set_limits(struct budget *b, const char *subject, const struct limits
 		s->lim = *lim;
 	else
 		limits_clear(&s->lim);
-	memset(s->actions, 0, sizeof(s->actions));
-	if (lim && actions)
-		memcpy(s->actions, actions, sizeof(s->actions));
 	plan_build(b, s, NULL, &s->plan);
 	pthread_mutex_unlock(&s->mu);
 	return 0;
 }
 
-bool budget_subject_limits(struct budget *b, const char *subject, struct limits *lim,
-			   uint8_t actions[LIMIT__COUNT])
+bool budget_subject_limits(struct budget *b, const char *subject, struct limits *lim)
 {
-	struct budget_subj *s = subj_get(b, subject, false);
+	struct budget_subj *s = subj_get(b, subject, SUBJ_FIND);
 	bool has;
 
 	limits_clear(lim);
-	memset(actions, 0, LIMIT__COUNT);
 	if (!s)
 		return false;
 	pthread_mutex_lock(&s->mu);
 	has = s->has_lim;
-	if (has) {
+	if (has)
 		*lim = s->lim;
-		memcpy(actions, s->actions, LIMIT__COUNT);
-	}
 	pthread_mutex_unlock(&s->mu);
 	return has;
 }
@@ -926,7 +920,7 @@ int budget_load_bucket(struct budget *b, const char *subject, enum win_unit ring
 
 	if (ring > WIN_DAY || !subject[0])
 		return -EINVAL;
-	s = subj_get(b, subject, true);
+	s = subj_get(b, subject, SUBJ_MAKE);
 	if (!s)
 		return -ENOMEM;
 	pthread_mutex_lock(&s->mu);
@@ -938,7 +932,7 @@ int budget_load_bucket(struct budget *b, const char *subject, enum win_unit ring
 size_t budget_status(struct budget *b, const char *subject, const struct limits *key_limits,
 		     int64_t now, struct budget_hit *out, size_t cap)
 {
-	struct budget_subj *s = subj_get(b, subject, true);
+	struct budget_subj *s = subj_get(b, subject, SUBJ_MAKE_BOUNDED);
 	const struct win_clock *clk = clock_at(now);
 	const struct plan *p;
 	struct plan kp;

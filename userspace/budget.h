@@ -82,6 +82,9 @@ struct budget_opts {
 	uint32_t alert_permille;       /* limits.alert_threshold x 1000 */
 	uint64_t default_daily_tokens; /* limits.default_daily_tokens, 0 = none */
 	uint64_t completion_estimate;  /* limits.completion_estimate_tokens */
+	/* limits.max_tenants: tenant subjects requests may make (0 = none); tenants with limits
+	 * of their own (budget_set_limits) or persisted buckets count, and are always made */
+	uint64_t max_tenants;
 };
 
 /* Where one subject stands against one limit (the contract's "limit status"). */
@@ -154,8 +157,9 @@ void budget_estimate(const struct model_price *price, uint64_t prompt_tokens,
 /*
  * Checks every limit of every subject of r and, if the call may go (v->allowed), reserves
  * r->est in each and counts it in flight (c, which must hold nothing). Refused: nothing is
- * reserved, v->hit names the limit. 0, or -ENOMEM (a new subject could not be made; nothing
- * reserved). Allocation-free once the subjects exist.
+ * reserved, v->hit names the limit. 0, or -ENOMEM (a new subject could not be made), or
+ * -EDQUOT (r->tenant is a new tenant and max_tenants tenant subjects exist): nothing
+ * reserved, no tenant subject made. Allocation-free once the subjects exist.
  */
 int budget_reserve(struct budget *b, const struct budget_req *r, struct budget_call *c,
 		   struct budget_verdict *v);
@@ -172,12 +176,11 @@ void budget_settle(struct budget *b, struct budget_call *c, const uint64_t actua
 void budget_release(struct budget *b, struct budget_call *c);
 
 /*
- * The owner or tenant subject's explicit limits (LIMIT_UNSET: not set) and per-limit
- * actions (0 = the subject's default); lim NULL removes them. 0 or -ENOMEM / -EINVAL (a
- * subject that is not "user:", "team:", "consumer:" or "tenant:").
+ * The owner or tenant subject's explicit limits (LIMIT_UNSET: not set) with their per-limit
+ * actions in lim->act (0 = the subject's default); lim NULL removes them. 0 or -ENOMEM /
+ * -EINVAL (a subject that is not "user:", "team:", "consumer:" or "tenant:").
  */
-int budget_set_limits(struct budget *b, const char *subject, const struct limits *lim,
-		      const uint8_t actions[LIMIT__COUNT]);
+int budget_set_limits(struct budget *b, const char *subject, const struct limits *lim);
 /*
  * Loads a persisted bucket at start, or a record's share of one: v is added to the bucket
  * id of ring WIN_MINUTE, WIN_HOUR or WIN_DAY (one older than the ring keeps is dropped, a
@@ -198,9 +201,11 @@ size_t budget_status(struct budget *b, const char *subject, const struct limits 
  * scrape, not the hot path. Keys count with the limits of their last call.
  */
 void budget_max_ratios(struct budget *b, int64_t now, double out[LIMIT__COUNT]);
-/* The limits budget_status applies to subject, with owner/tenant per-limit actions. */
-bool budget_subject_limits(struct budget *b, const char *subject, struct limits *lim,
-			   uint8_t actions[LIMIT__COUNT]);
+/* Tenant subjects made so far (every path: requests, admin limits, persisted buckets). */
+uint64_t budget_tenants(struct budget *b);
+/* The explicit limits of an owner or tenant subject (per-limit actions in lim->act); false
+ * and lim cleared when it has none. */
+bool budget_subject_limits(struct budget *b, const char *subject, struct limits *lim);
 
 struct budget_event {
 	bool exceeded; /* false: crossed the alert threshold; true: the limit itself */

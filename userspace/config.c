@@ -166,6 +166,10 @@ static const struct config_field config_fields[] = {
 	 "model -> cheaper model for the downgrade action (both priced models)"},
 	{"limits.default_daily_tokens", FT_U32, OFF(limits_default_daily_tokens), 0, 4000000000u,
 	 NULL, "daily token quota of every key and tenant whose limits set none (0 = none)"},
+	{"limits.max_tenants", FT_U32, OFF(limits_max_tenants), 0, 1000000, NULL,
+	 "tenants requests may name (metadata.tenant, X-Tollgate-Tenant) before a new one is "
+	 "refused; tenants with admin-set limits always count and are always accepted (0: none "
+	 "from requests)"},
 	{"limits.completion_estimate_tokens", FT_U32, OFF(limits_completion_estimate), 1,
 	 10000000, NULL, "completion tokens reserved for a call without max_tokens"},
 	{"limits.webhook_url", FT_STR0, OFF(limits_webhook_url), 0, 512, NULL,
@@ -224,6 +228,7 @@ void config_defaults(struct config *c)
 	c->limits_queue_depth = 64;
 	c->limits_queue_timeout_ms = 5000;
 	c->limits_completion_estimate = 1024;
+	c->limits_max_tenants = 10000;
 	c->limits_webhook_retries = 3;
 	c->limits_webhook_timeout_ms = 2000;
 }

@@ -66,6 +66,7 @@ struct config {
 	char limits_downgrade[1024];	 /* limits.downgrade: "from=to,..." (JSON: an object) */
 	uint32_t limits_default_daily_tokens; /* limits.default_daily_tokens: 0 = none */
 	uint32_t limits_completion_estimate; /* limits.completion_estimate_tokens */
+	uint32_t limits_max_tenants;	 /* limits.max_tenants: 0 = no tenant from requests */
 	char limits_webhook_url[512];	 /* limits.webhook_url: "" = none */
 	uint32_t limits_webhook_retries; /* limits.webhook_retries */
 	uint32_t limits_webhook_timeout_ms; /* limits.webhook_timeout_ms */

@@ -52,6 +52,7 @@ bool dp_tenant(struct dp_req *q, const cJSON *root)
 	if (!budget_tenant_valid(v))
 		goto bad;
 	snprintf(q->tenant, sizeof(q->tenant), "%s", v);
+	q->tenant_param = param;
 	return true;
 bad:
 	http_reply_error(q->req, 400, "invalid_request_error", "invalid_tenant", param,
@@ -292,6 +293,27 @@ static bool downgrade(struct dp_req *q, struct dp_plan *pl)
 	return true;
 }
 
+/*
+ * A new tenant past limits.max_tenants: 400 on the field that named it, not 429, because
+ * waiting does not help (the bound frees nothing by itself) and OpenAI SDKs retry a 429
+ * on their own; the request is fine without the tenant, or once the admin sets limits for
+ * it (such tenants are always accepted).
+ */
+static void tenant_refused(struct dp_req *q)
+{
+	const char *param = q->tenant_param ? q->tenant_param : "metadata.tenant";
+
+	metrics_tenant_refused();
+	log_info("data: key %s named a new tenant past limits.max_tenants (%" PRIu64
+		 "): refused, id=%s",
+		 q->auth.id, budget_opts(q->dp->d.budget)->max_tenants, http_req_id(q->req));
+	http_reply_error(q->req, 400, "invalid_request_error", "tenant_limit_reached", param,
+			 "%s: '%s' would be a new tenant, and tollgate takes at most %" PRIu64
+			 " tenants from requests (limits.max_tenants); name a known tenant or "
+			 "none, or ask the administrator to set limits for this one",
+			 param, q->tenant, budget_opts(q->dp->d.budget)->max_tenants);
+}
+
 bool dp_budget_reserve(struct dp_req *q, struct dp_plan *pl)
 {
 	struct budget_verdict v;
@@ -313,6 +335,10 @@ bool dp_budget_reserve(struct dp_req *q, struct dp_plan *pl)
 			metrics_limit_hit(limit_descs[v.hit.limit].name, "downgrade");
 			metrics_enforcement("downgrade");
 		}
+	}
+	if (rc == -EDQUOT) {
+		tenant_refused(q);
+		return false;
 	}
 	if (rc) {
 		dp_reply_500(q->req, "reserving the call's budget", rc);

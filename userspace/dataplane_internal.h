@@ -140,6 +140,7 @@ struct dp_req {
 	int64_t start_ns;
 	int64_t time_ms; /* wall clock, Unix ms */
 	char tenant[BUDGET_TENANT_MAX + 1]; /* metadata.tenant or X-Tollgate-Tenant; "" none */
+	const char *tenant_param;	    /* where tenant came from: "metadata.tenant", ... */
 	struct budget_call bc; /* the reservation, until dp_call_new takes it */
 	/*
 	 * Deferred by the verification pool, which holds http_defer's request reference:

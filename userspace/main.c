@@ -356,7 +356,8 @@ static int budget_start(const struct config *c, struct store *s, struct data_pat
 				 .action = (enum limit_action)c->limits_action,
 				 .alert_permille = c->limits_alert_permille,
 				 .default_daily_tokens = c->limits_default_daily_tokens,
-				 .completion_estimate = c->limits_completion_estimate};
+				 .completion_estimate = c->limits_completion_estimate,
+				 .max_tenants = c->limits_max_tenants};
 
 	p->budget = budget_new(&bo);
 	if (!p->budget) {

@@ -77,6 +77,7 @@ enum family_id {
 	F_ENFORCEMENT,
 	F_LIMIT_CHECK,
 	F_ALERT_WEBHOOKS,
+	F_TENANTS_REFUSED,
 	F__COUNT,
 };
 
@@ -181,6 +182,12 @@ static const struct family families[F__COUNT] = {
 			  1,
 			  {"result"},
 			  NULL},
+    [F_TENANTS_REFUSED] = {"tollgate_tenants_refused_total",
+			   "Requests refused for naming a new tenant past limits.max_tenants.",
+			   FAM_COUNTER,
+			   0,
+			   {NULL},
+			   NULL},
 };
 
 static struct table tables[F__COUNT];
@@ -396,6 +403,11 @@ void metrics_enforcement(const char *action)
 void metrics_limit_check_ns(uint64_t ns)
 {
 	histogram_observe(F_LIMIT_CHECK, (const char *const[]){NULL}, ns);
+}
+
+void metrics_tenant_refused(void)
+{
+	counter_add(F_TENANTS_REFUSED, (const char *const[]){NULL}, 1);
 }
 
 void metrics_alert_webhook(const char *result)

@@ -29,6 +29,8 @@ void metrics_consumption(const char *endpoint, const char *model, unsigned statu
 void metrics_rate_limited(const char *window);
 /* quota_exceeded_total{quota} */
 void metrics_quota_exceeded(const char *quota);
+/* tollgate_tenants_refused_total: requests naming a new tenant past limits.max_tenants */
+void metrics_tenant_refused(void);
 /* Upstream errors by class: upstream_errors_total{class="timeout"|"connect"|"status"|...} */
 void metrics_upstream_error(const char *cls);
 

@@ -606,8 +606,9 @@ int subject_limits_encode(const struct subject_limits *r, void *buf, size_t cap)
 
 	enc_start(&e, buf, cap, MODEL_KIND_LIMITS, MODEL_FORMAT_V3);
 	codec_put_str(&e, r->subject, TG_SUBJECT_MAX);
-	enc_limits(&e, &r->lim, MODEL_FORMAT_V3);
-	codec_put(&e, r->actions, LIMIT__COUNT);
+	/* the limits and actions of a format 4 key or tier: see model.h */
+	enc_limits(&e, &r->lim, MODEL_FORMAT_V4);
+	enc_actions(&e, &r->lim, MODEL_FORMAT_V4);
 	return enc_end(&e);
 }
 
@@ -622,10 +623,7 @@ int subject_limits_decode(const void *buf, size_t len, struct subject_limits *r)
 	if (format && format != MODEL_FORMAT_V3)
 		d.bad = true;
 	codec_get_str(&d, r->subject, TG_SUBJECT_MAX);
-	dec_limits(&d, &r->lim, MODEL_FORMAT_V3, LIMIT_UNSET);
-	codec_get(&d, r->actions, LIMIT__COUNT);
-	for (int f = 0; f < LIMIT__COUNT; f++)
-		if (r->actions[f] >= LIMIT_ACT__COUNT)
-			d.bad = true;
+	dec_limits(&d, &r->lim, MODEL_FORMAT_V4, LIMIT_UNSET);
+	dec_actions(&d, &r->lim, MODEL_FORMAT_V4);
 	return dec_end(&d);
 }

@@ -203,11 +203,14 @@ struct owner_record {
 
 #define TG_SUBJECT_MAX 79 /* "consumer:" + 64, "tenant:" + 64 */
 
-/* An owner's or tenant's explicit limits (STORE_DB_LIMITS), set through /api/v1/limits. */
+/*
+ * An owner's or tenant's explicit limits (STORE_DB_LIMITS), set through /api/v1/limits. Its
+ * per-limit actions are lim.act, as for keys and tiers: one representation, one resolution
+ * (limit_action_of) and one codec for every subject.
+ */
 struct subject_limits {
 	char subject[TG_SUBJECT_MAX + 1]; /* "team:ml", "tenant:acme"; the store key */
-	struct limits lim;		  /* LIMIT_UNSET where not set */
-	uint8_t actions[LIMIT__COUNT];	  /* per-limit enum limit_action, 0 = the default */
+	struct limits lim;		  /* LIMIT_UNSET where not set; act[f] 0 = the default */
 };
 
 /* Status of a key at Unix time now. */
@@ -253,6 +256,12 @@ int token_record_encode(const struct token_record *r, void *buf, size_t cap);
 int token_record_decode(const void *buf, size_t len, struct token_record *r);
 int owner_record_encode(const struct owner_record *r, void *buf, size_t cap);
 int owner_record_decode(const void *buf, size_t len, struct owner_record *r);
+/*
+ * Subject limits records have been format 3 since they exist (issue 5): the subject, every
+ * limit field, then one action byte per field, the layout keys and tiers reached in format 4.
+ * The record did not change when owners and tenants moved to lim.act: same bytes, same codec
+ * as key and tier limits.
+ */
 int subject_limits_encode(const struct subject_limits *r, void *buf, size_t cap);
 int subject_limits_decode(const void *buf, size_t len, struct subject_limits *r);
 

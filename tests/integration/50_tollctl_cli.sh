@@ -151,6 +151,31 @@ expect_jq '.limits == {}'
 expect_json .effective_limits.burst 200
 case_end
 
+case_start "keys update --limit takes every limit field keys create and the admin API take"
+ctl keys update "$key_id" --limit tokens_per_day=5000 --limit cost_per_day=0.25 \
+	--limit cost_window=rolling --limit compute_seconds_per_month=1.5 --limit mode=soft \
+	--limit action=alert --limit alert_threshold=0.9 --limit token_quota_days=7
+expect_exit 0
+api GET "/api/v1/keys/$key_id"
+expect_jq '.limits == {"tokens_per_day":5000,"cost_per_day":0.25,"cost_window":"rolling","compute_seconds_per_month":1.5,"mode":"soft","action":"alert","alert_threshold":0.9,"token_quota_days":7}'
+ctl keys update "$key_id" --limit mode=lenient
+expect_exit 2
+expect_stderr "^tollctl: --limit mode: 'lenient' is not one of hard, soft$"
+ctl keys update "$key_id" --limit cost_per_day=0.1234567891
+expect_exit 2
+expect_stderr "--limit cost_per_day: '0.1234567891' is not an amount in USD"
+ctl keys update "$key_id" --clear-limit tokens_per_day --clear-limit cost_per_day \
+	--clear-limit cost_window --clear-limit compute_seconds_per_month --limit mode=null \
+	--limit action=null --limit alert_threshold=null --limit token_quota_days=null
+expect_exit 0
+api GET "/api/v1/keys/$key_id"
+expect_jq '.limits == {}'
+ctl keys create --name x2 --owner team:cli --limit requests_per_month=10 --limit bytes_per_month=4096
+expect_exit 0
+api GET "/api/v1/keys?owner=team:cli&limit=100"
+expect_jq '[.data[] | select(.name == "x2") | .limits] == [{"requests_per_month":10,"bytes_per_month":4096}]'
+case_end
+
 case_start "keys rotate prints the new key once and until when the previous one works"
 ctl keys rotate "$key_id" --grace 3600
 expect_exit 0
@@ -182,10 +207,10 @@ case_end
 case_start "tiers list prints the default tiers in a table with its header"
 ctl tiers list
 expect_exit 0
-expect test "$(head -n 1 <<<"$BODY" | tr -s ' ')" = "NAME RPS BURST RPM RPH RPD TPM TOKENS/MONTH MAX CONC"
-expect_stdout '^basic +10 +20 +0 +0 +0 +0 +100000 +0$'
-expect_stdout '^enterprise +1000 +2000 +0 +0 +0 +0 +1000000000 +0$'
-expect_stdout '^premium +100 +200 +0 +0 +0 +0 +10000000 +0$'
+expect test "$(head -n 1 <<<"$BODY" | tr -s ' ')" = "NAME RPS BURST RPM RPH RPD TPM TOKENS/MONTH MAX CONC ACTIONS"
+expect_stdout '^basic +10 +20 +0 +0 +0 +0 +100000 +0 +-$'
+expect_stdout '^enterprise +1000 +2000 +0 +0 +0 +0 +1000000000 +0 +-$'
+expect_stdout '^premium +100 +200 +0 +0 +0 +0 +10000000 +0 +-$'
 case_end
 
 case_start "tiers set creates a tier with --rps and --burst, other limits 0"
@@ -202,6 +227,22 @@ ctl tiers set basic --rps 0.5
 expect_exit 0
 api GET /api/v1/tiers/basic
 expect_jq '.requests_per_second == 0.5 and .burst == 20 and .tokens_per_month == 100000'
+case_end
+
+case_start "tiers set --limit takes any limit field; tiers list shows each tier's actions"
+ctl tiers set gold --limit tokens_per_day=9000 --action tokens_per_month=alert \
+	--action requests_per_day=queue
+expect_exit 0
+api GET /api/v1/tiers/gold
+expect_jq '.tokens_per_day == 9000 and .actions == {"requests_per_day":"queue","tokens_per_month":"alert"}'
+ctl tiers list
+expect_exit 0
+expect_stdout '^gold +50 +100 +0 +0 +0 +0 +5000000 +0 +requests_per_day=queue,tokens_per_month=alert$'
+expect_stdout '^basic +0.5 +20 +0 +0 +0 +0 +100000 +0 +-$'
+ctl tiers set gold --action requests_per_day=null
+expect_exit 0
+ctl tiers list
+expect_stdout '^gold +50 +100 +0 +0 +0 +0 +5000000 +0 +tokens_per_month=alert$'
 case_end
 
 case_start "tiers list --json prints the server's list"

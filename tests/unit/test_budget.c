@@ -20,7 +20,7 @@
 
 static struct budget *engine(enum limit_mode mode, enum limit_action action)
 {
-	struct budget_opts o = {true, mode, action, 800, 0, 1024};
+	struct budget_opts o = {true, mode, action, 800, 0, 1024, 10000};
 
 	return budget_new(&o);
 }
@@ -211,7 +211,7 @@ static void per_limit_alert_leaves_other_limits_blocking(void)
 
 static void disabled_engine_counts_but_never_refuses(void)
 {
-	struct budget_opts o = {false, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024};
+	struct budget_opts o = {false, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024, 10000};
 	struct budget *b = budget_new(&o);
 	struct limits l;
 	struct budget_call c;
@@ -232,7 +232,6 @@ static void owner_and_tenant_limits_with_per_limit_actions(void)
 {
 	struct budget *b = engine(LIMIT_MODE_HARD, LIMIT_ACT_BLOCK);
 	struct limits key, team, ten, got;
-	uint8_t act[LIMIT__COUNT] = {0}, got_act[LIMIT__COUNT];
 	struct budget_call c;
 	struct budget_verdict v;
 	struct budget_req r;
@@ -241,13 +240,13 @@ static void owner_and_tenant_limits_with_per_limit_actions(void)
 	lim_zero(&key);
 	limits_clear(&team);
 	team.v[LIMIT_RP_MONTH] = 2;
-	act[LIMIT_RP_MONTH] = LIMIT_ACT_QUEUE;
-	TG_CHECK_INT(budget_set_limits(b, "team:ml", &team, act), 0);
-	TG_CHECK_INT(budget_set_limits(b, "key:k7dq2m9xa4bz", &team, act), -EINVAL);
-	TG_CHECK_INT(budget_set_limits(b, "tenant:bad tenant", &team, act), -EINVAL);
-	TG_CHECK(budget_subject_limits(b, "team:ml", &got, got_act));
+	team.act[LIMIT_RP_MONTH] = LIMIT_ACT_QUEUE;
+	TG_CHECK_INT(budget_set_limits(b, "team:ml", &team), 0);
+	TG_CHECK_INT(budget_set_limits(b, "key:k7dq2m9xa4bz", &team), -EINVAL);
+	TG_CHECK_INT(budget_set_limits(b, "tenant:bad tenant", &team), -EINVAL);
+	TG_CHECK(budget_subject_limits(b, "team:ml", &got));
 	TG_CHECK_INT(got.v[LIMIT_RP_MONTH], 2);
-	TG_CHECK_INT(got_act[LIMIT_RP_MONTH], LIMIT_ACT_QUEUE);
+	TG_CHECK_INT(got.act[LIMIT_RP_MONTH], LIMIT_ACT_QUEUE);
 	r = req(&key, 10, 0, T0);
 	for (int i = 0; i < 2; i++) {
 		TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
@@ -261,8 +260,8 @@ static void owner_and_tenant_limits_with_per_limit_actions(void)
 	/* a tenant with a cost budget of its own */
 	limits_clear(&ten);
 	ten.v[LIMIT_COST_MONTH] = 50;
-	TG_CHECK_INT(budget_set_limits(b, "tenant:acme.eu", &ten, NULL), 0);
-	TG_CHECK_INT(budget_set_limits(b, "team:ml", NULL, NULL), 0);
+	TG_CHECK_INT(budget_set_limits(b, "tenant:acme.eu", &ten), 0);
+	TG_CHECK_INT(budget_set_limits(b, "team:ml", NULL), 0);
 	r.tenant = "acme.eu";
 	r.est[WIN_M_COST] = 60;
 	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
@@ -278,7 +277,7 @@ static void owner_and_tenant_limits_with_per_limit_actions(void)
 
 static void default_daily_tokens_apply_without_a_quota(void)
 {
-	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 100, 1024};
+	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 100, 1024, 10000};
 	struct budget *b = budget_new(&o);
 	struct limits l;
 	struct budget_call c;
@@ -532,7 +531,7 @@ static void max_ratios_per_limit_over_subjects(void)
 	l.v[LIMIT_TPD] = 1000;
 	limits_clear(&team);
 	team.v[LIMIT_TPD] = 400;
-	TG_CHECK_INT(budget_set_limits(b, "team:ml", &team, NULL), 0);
+	TG_CHECK_INT(budget_set_limits(b, "team:ml", &team), 0);
 	r = req(&l, 100, 0, T0);
 	TG_CHECK_INT(budget_reserve(b, &r, &c, &v), 0);
 	budget_settle(b, &c, (uint64_t[WIN_M__COUNT]){1, 200, 0, 0, 0});
@@ -828,6 +827,94 @@ static void running_totals_equal_fresh_sums_at_random(void)
 	budget_free(b);
 }
 
+/* One row of the tenant bound: a request naming tenant, what budget_reserve answers. */
+struct tenant_row {
+	const char *tenant;
+	int rc;		  /* budget_reserve's */
+	uint64_t tenants; /* budget_tenants after it */
+};
+
+/* Runs rows against b with key limits l; each row allowed (rc 0) or refused with nothing
+ * reserved and no subject made (rc -EDQUOT). */
+static void tenant_rows(struct budget *b, const struct limits *l, const struct tenant_row *rows,
+			size_t n)
+{
+	struct budget_hit st[BUDGET_STATUS_MAX];
+	struct budget_call c;
+	struct budget_verdict v;
+
+	for (size_t i = 0; i < n; i++) {
+		struct budget_req r = req(l, 10, 0, T0);
+		int rc;
+
+		r.tenant = rows[i].tenant;
+		rc = budget_reserve(b, &r, &c, &v);
+		if (rc != rows[i].rc)
+			printf("#   row %zu (%s): rc %d, want %d\n", i, rows[i].tenant, rc,
+			       rows[i].rc);
+		TG_CHECK_INT(rc, rows[i].rc);
+		TG_CHECK(rc ? !c.held && !v.allowed : c.held && v.allowed);
+		TG_CHECK_INT(budget_tenants(b), rows[i].tenants);
+		budget_settle(b, &c, (uint64_t[WIN_M__COUNT]){1, 10, 0, 0, 0});
+	}
+	/* the refused calls reserved and counted nothing in the key: 10 tokens per allowed row */
+	TG_REQUIRE(budget_status(b, "key:k7dq2m9xa4bz", l, T0, st, BUDGET_STATUS_MAX) == 1);
+	TG_CHECK_INT(st[0].reserved, 0);
+}
+
+/*
+ * limits.max_tenants: requests make tenant subjects up to the bound, then a new name is
+ * refused (-EDQUOT: nothing reserved, no subject); known tenants keep working; tenants the
+ * admin gives limits, and persisted ones, are always made and count.
+ */
+static void tenant_bound_refuses_new_tenants_only(void)
+{
+	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024, 3};
+	struct budget *b = budget_new(&o);
+	struct budget_hit st[BUDGET_STATUS_MAX];
+	struct limits key, vip;
+	static const uint64_t bucket[WIN_M__COUNT] = {1, 5, 0, 0, 0};
+	static const struct tenant_row rows[] = {
+	    {"vip", 0, 1},	     /* admin-set below: counts, served */
+	    {"acme", 0, 2},	     /* a new one under the bound */
+	    {"globex", 0, 3},	     /* the third: the bound reached */
+	    {"initech", -EDQUOT, 3}, /* a fourth: refused, not made */
+	    {"acme", 0, 3},	     /* known ones keep working */
+	    {"globex", 0, 3},
+	    {"initech", -EDQUOT, 3}, /* still refused */
+	    {"", 0, 3},		     /* no tenant: the bound does not apply */
+	};
+
+	TG_REQUIRE(b);
+	lim_zero(&key);
+	key.v[LIMIT_TPD] = 1000000;
+	limits_clear(&vip);
+	vip.v[LIMIT_RPD] = 100;
+	TG_CHECK_INT(budget_set_limits(b, "tenant:vip", &vip), 0);
+	tenant_rows(b, &key, rows, TG_NCASES(rows));
+	TG_CHECK_INT(budget_status(b, "tenant:initech", NULL, T0, st, BUDGET_STATUS_MAX), 0);
+	TG_CHECK_INT(budget_tenants(b), 3);
+	/* past the bound: the admin's limits and persisted buckets still make their tenant */
+	TG_CHECK_INT(budget_set_limits(b, "tenant:hooli", &vip), 0);
+	TG_CHECK_INT(budget_load_bucket(b, "tenant:umbrella", WIN_DAY, T0 / 86400, bucket), 0);
+	TG_CHECK_INT(budget_tenants(b), 5);
+	TG_CHECK_INT(budget_status(b, "tenant:hooli", NULL, T0, st, BUDGET_STATUS_MAX), 1);
+	budget_free(b);
+
+	/* 0: no tenant from requests, the admin's still served */
+	o.max_tenants = 0;
+	b = budget_new(&o);
+	TG_REQUIRE(b);
+	TG_CHECK_INT(budget_set_limits(b, "tenant:vip", &vip), 0);
+	{
+		static const struct tenant_row none[] = {
+		    {"acme", -EDQUOT, 1}, {"vip", 0, 1}, {"", 0, 1}};
+
+		tenant_rows(b, &key, none, TG_NCASES(none));
+	}
+	budget_free(b);
+}
+
 static const struct tg_case cases[] = {
     {"reserve/settle arithmetic: used + reserved + estimate against the limit",
      reserve_settle_arithmetic},
@@ -838,6 +925,8 @@ static const struct tg_case cases[] = {
      key_action_resolution_order},
     {"a per-limit alert leaves the key's other limits blocking",
      per_limit_alert_leaves_other_limits_blocking},
+    {"limits.max_tenants: new tenants past the bound refused, nothing made or reserved",
+     tenant_bound_refuses_new_tenants_only},
     {"owner and tenant limits, per-limit actions, bad subjects refused",
      owner_and_tenant_limits_with_per_limit_actions},
     {"limits.default_daily_tokens applies only without a token quota",

@@ -337,6 +337,10 @@ static const struct kernel_text_case limits_text_cases[] = {
 	{"limits.downgrade", "a=b=c", 0, 0},
 	{"limits.webhook_url", "", 1, 0},
 	{"limits.completion_estimate_tokens", "0", 0, 0},
+	{"limits.max_tenants", "0", 1, 0},
+	{"limits.max_tenants", "1000000", 1, 1000000},
+	{"limits.max_tenants", "1000001", 0, 0},
+	{"limits.max_tenants", "-1", 0, 0},
 };
 
 static void limits_fields(void)
@@ -352,6 +356,7 @@ static void limits_fields(void)
 	TG_CHECK_INT(c.limits_queue_depth, 64);
 	TG_CHECK_INT(c.limits_queue_timeout_ms, 5000);
 	TG_CHECK_INT(c.limits_completion_estimate, 1024);
+	TG_CHECK_INT(c.limits_max_tenants, 10000);
 	TG_CHECK_INT(c.limits_webhook_retries, 3);
 	TG_CHECK_INT(c.limits_webhook_timeout_ms, 2000);
 	TG_CHECK_STR(c.limits_webhook_url, "");
@@ -368,6 +373,14 @@ static void limits_fields(void)
 	TG_CHECK_INT(c.limits_enabled, 0);
 	TG_CHECK_INT(c.limits_mode, 2);
 	TG_CHECK_INT(c.limits_alert_permille, 900);
+	TG_CHECK_INT(c.limits_max_tenants, 1000000);
+	/* the environment name of the bound, as the README gives it */
+	setenv("TOLLGATE_LIMITS_MAX_TENANTS", "3", 1);
+	TG_CHECK_INT(config_apply_env(&c, err), 0);
+	TG_CHECK_INT(c.limits_max_tenants, 3);
+	setenv("TOLLGATE_LIMITS_MAX_TENANTS", "many", 1);
+	TG_CHECK(config_apply_env(&c, err) != 0 && strstr(err, "TOLLGATE_LIMITS_MAX_TENANTS"));
+	unsetenv("TOLLGATE_LIMITS_MAX_TENANTS");
 }
 
 /* limits.downgrade as a JSON object, checked against the priced models by config_finish. */

@@ -306,7 +306,7 @@ static void output_parses_line_by_line(void)
 			printf("#   bad line: %s\n", line);
 		}
 	}
-	TG_CHECK_INT(types, 15);
+	TG_CHECK_INT(types, 16);
 	TG_CHECK(samples > 300);
 	free(text);
 }
@@ -364,6 +364,7 @@ static void limit_counters_count(void)
 	    {"tollgate_enforcement_actions_total{action=\"downgrade\"}", -1},
 	    {"tollgate_alert_webhooks_total{result=\"sent\"}", 3},
 	    {"tollgate_alert_webhooks_total{result=\"dropped\"}", 1},
+	    {"tollgate_tenants_refused_total", 2},
 	};
 
 	metrics_limit_hit("cost_per_day", "block");
@@ -376,6 +377,8 @@ static void limit_counters_count(void)
 	for (int i = 0; i < 3; i++)
 		metrics_alert_webhook("sent");
 	metrics_alert_webhook("dropped");
+	metrics_tenant_refused();
+	metrics_tenant_refused();
 	for (size_t i = 0; i < TG_NCASES(rows); i++) {
 		double got = sample(rows[i].series);
 
@@ -434,10 +437,9 @@ static void budget_ratio_keeps_the_max(void)
 /* The gauge from the engine: per limit, the highest ratio among subjects, at each render. */
 static void budget_ratios_from_the_engine(void)
 {
-	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024};
+	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024, 10000};
 	struct budget *b = budget_new(&o);
 	struct limits team, key;
-	uint8_t actions[LIMIT__COUNT] = {0};
 	struct budget_call c1 = {0}, c2 = {0};
 	struct budget_verdict v;
 	struct budget_req r = {
@@ -450,7 +452,7 @@ static void budget_ratios_from_the_engine(void)
 	limits_clear(&team);
 	team.v[LIMIT_TPD] = 400; /* the team: 300 of 400 */
 	team.v[LIMIT_RPD] = 10;	 /* 1 of 10 */
-	TG_REQUIRE(budget_set_limits(b, "team:ratio", &team, actions) == 0);
+	TG_REQUIRE(budget_set_limits(b, "team:ratio", &team) == 0);
 	r.est[WIN_M_REQUESTS] = 1;
 	r.est[WIN_M_TOKENS] = 300;
 	TG_REQUIRE(budget_reserve(b, &r, &c1, &v) == 0 && v.allowed);

@@ -451,6 +451,70 @@ static void key_format_4_round_trips_actions(void)
 	}
 }
 
+/*
+ * A STORE_DB_LIMITS record as tollgated wrote it before owners and tenants kept their
+ * per-limit actions in lim.act (a separate actions[] then): team:ml, tokens_per_day 5000,
+ * action alert, tokens_per_day's own action queue. Bytes from that build's encoder.
+ */
+static const uint8_t old_limits_record[] = {
+    0x03, 0x00, 0x05, 0x00, 0x07, 't', 'e', 'a', 'm', ':', 'm', 'l',
+    /* v[0..9]: unset */
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    /* v[LIMIT_TPD] = 5000 */
+    0x88, 0x13, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    /* v[11..19]: unset */
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    /* v[LIMIT_ACTION] = alert */
+    0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    /* actions[LIMIT__COUNT]: tokens_per_day (10) queue */
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00};
+
+_Static_assert(sizeof(old_limits_record) == 12 + 8 * LIMIT__COUNT + LIMIT__COUNT,
+	       "the old record holds every limit field and one action byte each");
+
+/* The old bytes decode into lim.act; encoding gives the same bytes back (older builds read
+ * what this one writes); corrupt action bytes are refused. */
+static void subject_limits_old_record_decodes(void)
+{
+	struct subject_limits r, back;
+	uint8_t buf[MODEL_LIMITS_MAX];
+	int n;
+
+	TG_CHECK_INT(subject_limits_decode(old_limits_record, sizeof(old_limits_record), &r), 0);
+	TG_CHECK_STR(r.subject, "team:ml");
+	for (int f = 0; f < LIMIT__COUNT; f++) {
+		uint64_t want = f == LIMIT_TPD	    ? 5000
+				: f == LIMIT_ACTION ? LIMIT_ACT_ALERT
+						    : LIMIT_UNSET;
+
+		TG_CHECK(r.lim.v[f] == want);
+		TG_CHECK_INT(r.lim.act[f], f == LIMIT_TPD ? LIMIT_ACT_QUEUE : 0);
+	}
+	for (int f = LIMIT__COUNT; f < LIMIT_ACT_SLOTS; f++)
+		TG_CHECK_INT(r.lim.act[f], 0);
+	TG_CHECK_INT(limit_action_of(&r.lim, LIMIT_TPD, LIMIT_ACT_BLOCK), LIMIT_ACT_QUEUE);
+	TG_CHECK_INT(limit_action_of(&r.lim, LIMIT_RPD, LIMIT_ACT_BLOCK), LIMIT_ACT_ALERT);
+	n = subject_limits_encode(&r, buf, sizeof(buf));
+	TG_REQUIRE(n == (int)sizeof(old_limits_record));
+	TG_CHECK(memcmp(buf, old_limits_record, sizeof(old_limits_record)) == 0);
+	TG_CHECK_INT(subject_limits_decode(buf, (size_t)n, &back), 0);
+	TG_CHECK(memcmp(&back, &r, sizeof(r)) == 0);
+	buf[n - LIMIT__COUNT + LIMIT_BURST] = LIMIT_ACT_ALERT; /* burst takes no action */
+	TG_CHECK_INT(subject_limits_decode(buf, (size_t)n, &back), -EINVAL);
+	buf[n - LIMIT__COUNT + LIMIT_BURST] = 0;
+	buf[n - LIMIT__COUNT + LIMIT_TPD] = LIMIT_ACT__COUNT; /* not an action */
+	TG_CHECK_INT(subject_limits_decode(buf, (size_t)n, &back), -EINVAL);
+}
+
 /* limits_merge + limit_action_of: key per-limit, key action, tier per-limit, tier action,
  * then the default (limits.action). */
 static void action_resolution_order(void)
@@ -790,6 +854,8 @@ static const struct tg_case cases[] = {
      key_format_1_decodes_without_slot},
     {"key records and tiers: format 4 round-trips per-limit actions, format 3 has none",
      key_format_4_round_trips_actions},
+    {"limits records: the old bytes decode into lim.act and re-encode identically",
+     subject_limits_old_record_decodes},
     {"a limit's action: key per-limit, key action, tier per-limit, tier action, default",
      action_resolution_order},
     {"every limit field is found by its JSON name", limit_names_round_trip},

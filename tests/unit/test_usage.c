@@ -1189,7 +1189,7 @@ static void bucket_records_tokens(uint64_t *per, uint64_t *tenant)
 /* tokens_per_day used by subject at B_T0, after loading the store's buckets into an engine. */
 static uint64_t loaded_day_tokens(const char *subject)
 {
-	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024};
+	struct budget_opts o = {true, LIMIT_MODE_HARD, LIMIT_ACT_BLOCK, 800, 0, 1024, 10000};
 	struct budget *b = budget_new(&o);
 	struct budget_hit h[BUDGET_STATUS_MAX];
 	struct limits l;
@@ -1200,7 +1200,7 @@ static uint64_t loaded_day_tokens(const char *subject)
 	l.v[LIMIT_TPD] = 1000000;
 	if (b && usage_budget_load(case_store, b, &n) == 0) {
 		if (strncmp(subject, "key:", 4) != 0)
-			budget_set_limits(b, subject, &l, NULL);
+			budget_set_limits(b, subject, &l);
 		if (budget_status(b, subject, &l, B_T0, h, BUDGET_STATUS_MAX) == 1)
 			used = h[0].used;
 	}

@@ -60,47 +60,17 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # ---- processes ----
 
-start_mock() { # NAME [MOCK ARGS...]: sets MOCK_PID_<NAME>, MOCK_<NAME> (host:port)
-	local name=$1
-	shift
-	taskset -c $SCPU "$build/mock-llm" --listen 127.0.0.1:0 --ready-file "$tmp/mock.$name.ready" \
-		"$@" >/dev/null 2>>"$tmp/mock.$name.log" </dev/null &
-	local pid=$!
-	pids+=("$pid")
-	wait_file "$tmp/mock.$name.ready" "$pid"
-	printf -v "MOCK_PID_$name" %s "$pid"
-	printf -v "MOCK_$name" %s "$(jq -r .listen "$tmp/mock.$name.ready")"
-}
+start_mock() { bench_mock "$@"; } # NAME [MOCK ARGS...]: sets MOCK_PID_<NAME>, MOCK_<NAME>
 
-tg_n=0
 start_tg() { # UPSTREAM(host:port) [TOLLGATED ARGS...]: sets TG_PID, TG_DATA, TG_ADMIN
 	local up=$1
 	shift
-	tg_n=$((tg_n + 1))
-	local ready=$tmp/tg.$tg_n.ready
-	env TOLLGATE_ADMIN_TOKEN=$TOKEN TOLLGATE_KEYS_ARGON2_M_COST_KIB=256 \
-		TOLLGATE_KEYS_ARGON2_T_COST=1 TOLLGATE_KEYS_ARGON2_PER_SEC=100000 \
-		taskset -c $SCPU "$build/tollgated" run --store "$tmp/store.$tg_n" --ready-file "$ready" \
-		--admin-listen 127.0.0.1:0 --set "data.listen=127.0.0.1:0" \
+	bench_tollgated "$tmp/store.$((tg_n + 1))" --set "data.listen=127.0.0.1:0" \
 		--set "upstream.default_url=http://$up/v1" --log-level warn \
-		--set "kernel.mode=${BENCH_KERNEL_MODE:-off}" "$@" \
-		>"$tmp/tg.$tg_n.out" 2>"$tmp/tg.$tg_n.log" </dev/null &
-	TG_PID=$!
-	pids+=("$TG_PID")
-	wait_file "$ready" "$TG_PID"
-	TG_DATA=$(jq -r .data "$ready")
-	TG_ADMIN=$(jq -r .admin "$ready")
+		--set "kernel.mode=${BENCH_KERNEL_MODE:-off}" "$@"
 }
 
-new_keys() { # N TIER FILE: creates N keys of TIER, one full key per line in FILE
-	local i
-	: >"$3"
-	for ((i = 0; i < $1; i++)); do
-		curl -sS --max-time 10 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-			--data-binary "{\"name\":\"bench-$2-$i\",\"owner\":\"team:bench\",\"service\":\"bench\",\"tier\":\"$2\"}" \
-			"http://$TG_ADMIN/api/v1/keys" | jq -er .key >>"$3"
-	done
-}
+new_keys() { bench_keys "$@"; } # N TIER FILE: N keys of TIER, one full key per line in FILE
 
 start_nginx() { # UPSTREAM(host:port): sets NGINX_PID, NGINX_HI, NGINX_LO (host:port)
 	local p_hi p_lo
@@ -407,13 +377,7 @@ fi # BENCH_LIMITS_ONLY
 # median of each side's CPU per allowed request (goal: on < 1.05 x off).
 LIMITS_ALL='"requests_per_day":1000000000,"requests_per_month":1000000000,"tokens_per_minute":1000000000,"tokens_per_hour":1000000000,"tokens_per_day":1000000000,"tokens_per_month":1000000000,"cost_per_hour":1000000,"cost_per_day":1000000,"cost_per_month":1000000,"bytes_per_month":1000000000000,"compute_seconds_per_month":1000000000,"max_concurrent":100000'
 limits_keys() { # N FILE: enterprise keys of team:bench with every limit set
-	local i
-	: >"$2"
-	for ((i = 0; i < $1; i++)); do
-		curl -sS --max-time 10 -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-			--data-binary "{\"name\":\"bench-lim-$i\",\"owner\":\"team:bench\",\"service\":\"bench\",\"tier\":\"enterprise\",\"limits\":{$LIMITS_ALL}}" \
-			"http://$TG_ADMIN/api/v1/keys" | jq -er .key >>"$2"
-	done
+	bench_keys "$1" enterprise "$2" "$LIMITS_ALL"
 	local code
 	code=$(curl -sS --max-time 10 -o "$tmp/limits.put" -w '%{http_code}' -X PUT \
 		-H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \

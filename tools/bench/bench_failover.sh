@@ -43,13 +43,7 @@ BENCH_NAME=bench_failover
 trap bench_cleanup EXIT
 trap 'exit 143' TERM INT HUP
 
-start_mock() { # NAME: sets MOCK_<NAME> (host:port)
-	taskset -c $SCPU "$build/mock-llm" --listen 127.0.0.1:0 --ready-file "$tmp/mock.$1.ready" \
-		>/dev/null 2>>"$tmp/mock.$1.log" </dev/null &
-	pids+=("$!")
-	wait_file "$tmp/mock.$1.ready" "$!"
-	printf -v "MOCK_$1" %s "$(jq -r .listen "$tmp/mock.$1.ready")"
-}
+start_mock() { bench_mock "$1"; } # NAME: sets MOCK_<NAME> (host:port)
 
 mock_ctl() { # HOST:PORT METHOD PATH [BODY]
 	curl -sS --max-time 5 -X "$2" ${4:+-H 'Content-Type: application/json' --data-binary "$4"} \
@@ -62,31 +56,13 @@ provider() { # NAME HOST:PORT PRIORITY
 		"$1" "$2" "$3"
 }
 
-tg_n=0
-start_tg() { # CONFIG_JSON: sets TG_PID, TG_DATA, TG_ADMIN
-	tg_n=$((tg_n + 1))
-	local ready=$tmp/tg.$tg_n.ready
-	printf '%s\n' "$1" >"$tmp/tg.$tg_n.json"
-	env TOLLGATE_ADMIN_TOKEN=$TOKEN TOLLGATE_KEYS_ARGON2_M_COST_KIB=256 \
-		TOLLGATE_KEYS_ARGON2_T_COST=1 TOLLGATE_KEYS_ARGON2_PER_SEC=100000 \
-		taskset -c $SCPU "$build/tollgated" run --store "$tmp/store.$tg_n" --ready-file "$ready" \
-		--admin-listen 127.0.0.1:0 --set "data.listen=127.0.0.1:0" --log-level error \
-		--set kernel.mode=off --config "$tmp/tg.$tg_n.json" \
-		>"$tmp/tg.$tg_n.out" 2>"$tmp/tg.$tg_n.log" </dev/null &
-	TG_PID=$!
-	pids+=("$TG_PID")
-	wait_file "$ready" "$TG_PID"
-	TG_DATA=$(jq -r .data "$ready")
-	TG_ADMIN=$(jq -r .admin "$ready")
+start_tg() { # CONFIG_JSON: sets TG_PID, TG_DATA, TG_ADMIN; its keys in $tmp/key.$tg_n
+	local n=$((tg_n + 1))
+	printf '%s\n' "$1" >"$tmp/tg.$n.json"
+	bench_tollgated "$tmp/store.$n" --set "data.listen=127.0.0.1:0" --log-level error \
+		--set kernel.mode=off --config "$tmp/tg.$n.json"
 	# 16 enterprise keys (1000 r/s each), so the keys' own rate limits stay out of the way
-	local i
-	: >"$tmp/key.$tg_n"
-	for ((i = 0; i < 16; i++)); do
-		curl -sS --max-time 10 -H "Authorization: Bearer $TOKEN" \
-			-H 'Content-Type: application/json' --data-binary \
-			"{\"name\":\"bench-$i\",\"owner\":\"team:bench\",\"service\":\"bench\",\"tier\":\"enterprise\"}" \
-			"http://$TG_ADMIN/api/v1/keys" | jq -er .key >>"$tmp/key.$tg_n"
-	done
+	bench_keys 16 enterprise "$tmp/key.$tg_n"
 }
 
 # run NAME URL KEYS_FILE CONNS SECS: one bounded wrk run; sets REQ, SERR, P50, P99 (us).

@@ -146,36 +146,21 @@ net_setup() {
 	done
 }
 
-start_mock() {
-	nsenter --net="/run/netns/$GW_NS" taskset -c $SCPU "$build/mock-llm" --listen 127.0.0.1:0 --ready-file "$tmp/mock.ready" \
-		>/dev/null 2>"$tmp/mock.log" </dev/null &
-	MOCK_PID=$!
-	pids+=("$MOCK_PID")
-	wait_file "$tmp/mock.ready" "$MOCK_PID"
-	MOCK=$(jq -r .listen "$tmp/mock.ready")
+# servers and admin calls (lib.sh) run in the gateway namespace
+BENCH_RUN=(nsenter --net="/run/netns/$GW_NS")
+
+start_mock() { # sets MOCK_PID, MOCK (host:port)
+	bench_mock gw
+	MOCK_PID=$MOCK_PID_gw MOCK=$MOCK_gw
 }
 
 TG_SET=() # BENCH_TG_SET as --set options
 for kv in ${BENCH_TG_SET:-}; do TG_SET+=(--set "$kv"); done
-tg_n=0
 start_tg() { # [TOLLGATED ARGS...]: sets TG_PID, TG_DATA, TG_ADMIN; same store every time
-	tg_n=$((tg_n + 1))
-	local ready=$tmp/tg.$tg_n.ready
-	nsenter --net="/run/netns/$GW_NS" env TOLLGATE_ADMIN_TOKEN=$TOKEN TOLLGATE_KEYS_ARGON2_M_COST_KIB=256 \
-		TOLLGATE_KEYS_ARGON2_T_COST=1 TOLLGATE_KEYS_ARGON2_PER_SEC=100000 \
-		taskset -c $SCPU "$build/tollgated" run --store "$tmp/store" --ready-file "$ready" \
-		--admin-listen 127.0.0.1:0 --set "data.listen=$GW_ADDR:0" \
+	bench_tollgated "$tmp/store" --set "data.listen=$GW_ADDR:0" \
 		--set "upstream.default_url=http://$MOCK/v1" --set kernel.mode=full \
 		--set kernel.pin_dir="$PIN" --set kernel.interfaces="$GW_IF,$GW2_IF" --set data.rate_slots=4096 \
-		--log-level warn "${TG_SET[@]}" "$@" >"$tmp/tg.$tg_n.out" 2>"$tmp/tg.$tg_n.log" </dev/null &
-	TG_PID=$!
-	pids+=("$TG_PID")
-	wait_file "$ready" "$TG_PID" || {
-		tail -n 5 "$tmp/tg.$tg_n.log" >&2
-		return 1
-	}
-	TG_DATA=$(jq -r .data "$ready")
-	TG_ADMIN=$(jq -r .admin "$ready")
+		--log-level warn "${TG_SET[@]}" "$@"
 }
 
 stop_tg() {
@@ -183,10 +168,7 @@ stop_tg() {
 }
 
 new_key() { # JSON_LIMITS NAME: prints the key
-	in_gw curl -sS --max-time 10 -H "Authorization: Bearer $TOKEN" \
-		-H 'Content-Type: application/json' \
-		--data-binary "{\"name\":\"$2\",\"owner\":\"team:bench\",\"limits\":$1}" \
-		"http://$TG_ADMIN/api/v1/keys" | jq -er .key
+	bench_key "{\"name\":\"$2\",\"owner\":\"team:bench\",\"limits\":$1}"
 }
 
 start_nginx() { # sets NGINX_PID, NGINX (host:port); FLOOD_KEY is limited to 1/min, others 1000/s

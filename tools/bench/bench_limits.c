@@ -134,13 +134,12 @@ static struct budget *engine(void)
 				.completion_estimate = 1024};
 	struct budget *b = budget_new(&o);
 	struct limits sub;
-	uint8_t actions[LIMIT__COUNT] = {0};
 
 	if (!b)
 		return NULL;
 	limits_all(&sub);
-	if (budget_set_limits(b, "team:bench", &sub, actions) ||
-	    budget_set_limits(b, "tenant:bench-tenant", &sub, actions)) {
+	if (budget_set_limits(b, "team:bench", &sub) ||
+	    budget_set_limits(b, "tenant:bench-tenant", &sub)) {
 		budget_free(b);
 		return NULL;
 	}

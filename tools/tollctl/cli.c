@@ -219,7 +219,7 @@ int ctl_load_token(struct ctl *ctl)
 }
 
 static int limit_error(const struct ctl *ctl, int err, const char *what, const char *field,
-		       const char *value)
+		       const char *value, const char *hint)
 {
 	switch (err) {
 	case -ENOENT:
@@ -230,10 +230,8 @@ static int limit_error(const struct ctl *ctl, int err, const char *what, const c
 				       "'keys update'",
 				       what);
 	case -EINVAL:
-		return ctl_usage_error(ctl, "%s: '%s' is not %s", what, value,
-				       strcmp(field, "requests_per_second") == 0
-					   ? "a number (digits, optionally .digits)"
-					   : "a non-negative integer");
+	case -ERANGE:
+		return ctl_usage_error(ctl, "%s: '%s' is not %s", what, value, hint);
 	default:
 		return ctl_nomem();
 	}
@@ -249,7 +247,7 @@ int ctl_limit_opt(const struct ctl *ctl, cJSON *limits, const char *flag, const 
 		  const char *value, bool allow_null)
 {
 	char name[64], what[96];
-	const char *eq;
+	const char *eq, *hint = "a valid value";
 	cJSON *item;
 	int err;
 
@@ -268,9 +266,9 @@ int ctl_limit_opt(const struct ctl *ctl, cJSON *limits, const char *flag, const 
 	if (cJSON_GetObjectItemCaseSensitive(limits, field))
 		return ctl_usage_error(ctl, "%s: the limit %s is given more than once", flag,
 				       field);
-	err = parse_limit(field, value, allow_null, &item);
+	err = parse_limit(field, value, allow_null, &item, &hint);
 	if (err)
-		return limit_error(ctl, err, what, field, value);
+		return limit_error(ctl, err, what, field, value, hint);
 	if (!cJSON_AddItemToObject(limits, field, item)) {
 		cJSON_Delete(item);
 		return ctl_nomem();

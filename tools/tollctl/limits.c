@@ -169,7 +169,7 @@ static int field_arg(const struct ctl *ctl, cJSON *body, const char *arg)
 		return action_arg(ctl, body, field + strlen(ACTIONS_PREFIX), eq + 1);
 	if (cJSON_GetObjectItemCaseSensitive(body, field))
 		return ctl_usage_error(ctl, "%s is given more than once", field);
-	err = parse_subject_limit(field, eq + 1, &item, &hint);
+	err = parse_limit(field, eq + 1, true, &item, &hint);
 	if (err == -ENOENT)
 		return ctl_usage_error(ctl,
 				       "unknown limit field '%s' (see 'tollctl limits set "

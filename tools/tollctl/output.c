@@ -131,13 +131,45 @@ static char *number_text(double d)
 	return strdup(buf);
 }
 
+/*
+ * An object whose members are all strings (a tier's "actions": limit -> action) as
+ * "name=value,name=value"; NULL with *other set when it is not one, or NULL (out of memory).
+ */
+static char *pairs_cell(const cJSON *v, bool *other)
+{
+	struct sbuf sb = {0};
+	const cJSON *m;
+	char *d;
+
+	*other = false;
+	cJSON_ArrayForEach(m, v)
+	{
+		if (!cJSON_IsString(m) || !m->string) {
+			*other = true;
+			sbuf_wipe(&sb);
+			return NULL;
+		}
+		if (sbuf_addf(&sb, "%s%s=%s", m == v->child ? "" : ",", m->string,
+			      m->valuestring)) {
+			sbuf_wipe(&sb);
+			return NULL;
+		}
+	}
+	d = clean_dup(sb.buf ? sb.buf : "");
+	sbuf_wipe(&sb);
+	return d;
+}
+
 /* Human text for one value: "-" for null or missing. Returns a string to free(), or NULL. */
 static char *out_cell(const cJSON *v)
 {
 	char *s, *d;
+	bool other;
 
 	if (!v || cJSON_IsNull(v) || (cJSON_IsObject(v) && !v->child))
 		return strdup("-");
+	if (cJSON_IsObject(v) && ((d = pairs_cell(v, &other)) || !other))
+		return d;
 	if (cJSON_IsString(v))
 		return clean_dup(v->valuestring);
 	if (cJSON_IsNumber(v))

@@ -15,17 +15,6 @@
 
 #include "tollctl.h"
 
-/* The limit fields of docs/admin-api.md, in the order the API documents them. */
-const char *const parse_limit_names[PARSE_NLIMITS] = {
-    "requests_per_second", "burst",
-    "requests_per_minute", "requests_per_hour",
-    "requests_per_day",	   "tokens_per_minute",
-    "tokens_per_month",	   "max_concurrent",
-};
-
-/* Only requests_per_second may be fractional (up to 3 decimals); all others are integers. */
-#define LIMIT_FRACTIONAL 0
-
 /* Longest relative expiry accepted; keeps the arithmetic far from time_t overflow. */
 #define WHEN_MAX_REL_SEC (100LL * 366 * 86400)
 
@@ -54,8 +43,8 @@ int parse_count(const char *s, long long *out)
 }
 
 /*
- * Parses DIGITS[.DIGITS], the only shape a rate needs. strtod alone would also take "inf",
- * "0x1p3" and leading blanks, none of which should reach the server. Returns 0 or -EINVAL.
+ * Parses DIGITS[.DIGITS], the only shape a rate or an amount needs. strtod alone would also take
+ * "inf", "0x1p3" and leading blanks, none of which should reach the server. Returns 0 or -EINVAL.
  */
 int parse_decimal(const char *s, double *out)
 {
@@ -79,49 +68,6 @@ int parse_decimal(const char *s, double *out)
 		return -EINVAL;
 	*out = v;
 	return 0;
-}
-
-static int limit_index(const char *field)
-{
-	int i;
-
-	for (i = 0; i < PARSE_NLIMITS; i++)
-		if (strcmp(parse_limit_names[i], field) == 0)
-			return i;
-	return -1;
-}
-
-/*
- * Turns FIELD=VALUE into a JSON value for a "limits" object. Integers go out as raw digits,
- * not through cJSON's double, so large token budgets keep every digit. "null" clears an
- * override and is accepted only when ALLOW_NULL. On 0, *ITEM is a new item the caller owns.
- * Returns -ENOENT for an unknown field, -EINVAL for a bad number, -EPERM for a refused
- * null, -ENOMEM.
- */
-int parse_limit(const char *field, const char *value, bool allow_null, cJSON **item)
-{
-	int i = limit_index(field);
-	char raw[32];
-	long long n;
-	double d;
-
-	if (i < 0)
-		return -ENOENT;
-	if (strcmp(value, "null") == 0) {
-		if (!allow_null)
-			return -EPERM;
-		*item = cJSON_CreateNull();
-	} else if (i == LIMIT_FRACTIONAL) {
-		if (parse_decimal(value, &d) != 0)
-			return -EINVAL;
-		*item = cJSON_CreateNumber(d);
-	} else {
-		if (parse_count(value, &n) != 0)
-			return -EINVAL;
-		snprintf(raw, sizeof(raw), "%lld", n);
-		*item = cJSON_CreateRaw(raw);
-	}
-	return *item ? 0 : -ENOMEM;
 }
 
 static int two_digits(const char *s)
@@ -232,7 +178,10 @@ bool parse_one_of(const char *s, const char *const *allowed)
 	return false;
 }
 
-/* ---- subject limits (tollctl limits set; the issue-5 contract's names) ---- */
+/*
+ * ---- limit fields: the one table of the limit names the admin API takes, for keys
+ * create/update --limit, tiers set --limit and limits set (docs/admin-api.md "Limits") ----
+ */
 
 enum subject_limit_kind {
 	SLK_COUNT = 0, /* non-negative integer */
@@ -250,7 +199,7 @@ static const struct {
 	const char *name;
 	enum subject_limit_kind kind;
 	const char *const *words;
-} subject_limits[] = {
+} limit_fields[] = {
     {"requests_per_second", SLK_DEC3, NULL},  {"burst", SLK_COUNT, NULL},
     {"requests_per_minute", SLK_COUNT, NULL}, {"requests_per_hour", SLK_COUNT, NULL},
     {"requests_per_day", SLK_COUNT, NULL},    {"requests_per_month", SLK_COUNT, NULL},
@@ -264,14 +213,14 @@ static const struct {
     {"action", SLK_ENUM, parse_action_words},
 };
 
-#define NSUBJECT_LIMITS (sizeof(subject_limits) / sizeof(subject_limits[0]))
+#define NLIMIT_FIELDS (sizeof(limit_fields) / sizeof(limit_fields[0]))
 
 /* Whether FIELD is an amount that can carry a per-limit action (not mode, action, ...). */
 bool parse_is_amount_limit(const char *field)
 {
-	for (size_t i = 0; i < NSUBJECT_LIMITS; i++)
-		if (strcmp(subject_limits[i].name, field) == 0)
-			return subject_limits[i].kind != SLK_ENUM &&
+	for (size_t i = 0; i < NLIMIT_FIELDS; i++)
+		if (strcmp(limit_fields[i].name, field) == 0)
+			return limit_fields[i].kind != SLK_ENUM &&
 			       strcmp(field, "alert_threshold") != 0 &&
 			       strcmp(field, "token_quota_days") != 0 &&
 			       strcmp(field, "burst") != 0;
@@ -292,19 +241,22 @@ static int decimal_raw(const char *value, int maxfrac, bool ratio, cJSON **item)
 	return *item ? 0 : -ENOMEM;
 }
 
-int parse_subject_limit(const char *field, const char *value, cJSON **item, const char **hint)
+int parse_limit(const char *field, const char *value, bool allow_null, cJSON **item,
+		const char **hint)
 {
 	long long n;
 	char raw[32];
 
-	for (size_t i = 0; i < NSUBJECT_LIMITS; i++) {
-		if (strcmp(subject_limits[i].name, field) != 0)
+	for (size_t i = 0; i < NLIMIT_FIELDS; i++) {
+		if (strcmp(limit_fields[i].name, field) != 0)
 			continue;
 		if (strcmp(value, "null") == 0) {
+			if (!allow_null)
+				return -EPERM;
 			*item = cJSON_CreateNull();
 			return *item ? 0 : -ENOMEM;
 		}
-		switch (subject_limits[i].kind) {
+		switch (limit_fields[i].kind) {
 		case SLK_COUNT:
 			*hint = "a non-negative integer";
 			if (parse_count(value, &n) != 0)
@@ -323,12 +275,11 @@ int parse_subject_limit(const char *field, const char *value, cJSON **item, cons
 			    "a fraction more than 0 and at most 1 (up to 3 digits after the point)";
 			return decimal_raw(value, 3, true, item);
 		case SLK_ENUM:
-			*hint = subject_limits[i].words == parse_action_words
+			*hint = limit_fields[i].words == parse_action_words
 				    ? "one of block, queue, downgrade, alert"
-				: subject_limits[i].words == mode_words
-				    ? "one of hard, soft"
-				    : "one of calendar, rolling";
-			if (!parse_one_of(value, subject_limits[i].words))
+				: limit_fields[i].words == mode_words ? "one of hard, soft"
+								      : "one of calendar, rolling";
+			if (!parse_one_of(value, limit_fields[i].words))
 				return -EINVAL;
 			*item = cJSON_CreateString(value);
 			return *item ? 0 : -ENOMEM;

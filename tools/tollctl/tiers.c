@@ -16,8 +16,22 @@
 
 #define TIERS_PATH "/api/v1/tiers"
 
-/* getopt values of the shorthand flags: TIER_SHORTHAND + index in parse_limit_names. */
+/* getopt values of the shorthand flags: TIER_SHORTHAND + index in shorthand_fields. */
 #define TIER_SHORTHAND 1000
+
+/*
+ * The limits of the shorthand flags (--rps ... --max-concurrent, in that order): the
+ * limits every tier had from the start, sent as 0 (no limit) for a new tier. Which fields
+ * exist and what they take is parse.c's one table (parse_limit).
+ */
+static const char *const shorthand_fields[] = {
+    "requests_per_second", "burst",
+    "requests_per_minute", "requests_per_hour",
+    "requests_per_day",	   "tokens_per_minute",
+    "tokens_per_month",	   "max_concurrent",
+};
+
+#define NSHORTHANDS (sizeof(shorthand_fields) / sizeof(shorthand_fields[0]))
 
 static const struct out_col tiers_cols[] = {
     {"NAME", "name"},
@@ -29,6 +43,7 @@ static const struct out_col tiers_cols[] = {
     {"TPM", "tokens_per_minute"},
     {"TOKENS/MONTH", "tokens_per_month"},
     {"MAX CONC", "max_concurrent"},
+    {"ACTIONS", "actions"},
 };
 
 /* tollctl tiers list: GET /api/v1/tiers. */
@@ -67,9 +82,9 @@ static int tier_set_opts(const struct ctl *ctl, int argc, char **argv, cJSON *se
 			rc = ctl_limit_opt(ctl, set, "--limit", NULL, optarg, false);
 		} else if (opt == 'a') {
 			rc = ctl_action_opt(ctl, actions, "--action", optarg, true);
-		} else if (opt >= TIER_SHORTHAND && opt < TIER_SHORTHAND + PARSE_NLIMITS) {
+		} else if (opt >= TIER_SHORTHAND && opt < TIER_SHORTHAND + (int)NSHORTHANDS) {
 			snprintf(flag, sizeof(flag), "--%s", opts[idx].name);
-			rc = ctl_limit_opt(ctl, set, flag, parse_limit_names[opt - TIER_SHORTHAND],
+			rc = ctl_limit_opt(ctl, set, flag, shorthand_fields[opt - TIER_SHORTHAND],
 					   optarg, false);
 		} else {
 			rc = ctl_common_opt(ctl, opt);
@@ -115,14 +130,15 @@ static int tier_merge(cJSON *tier, const cJSON *set, const cJSON *actions)
 }
 
 /*
- * A new tier: the server insists on a rate and a burst, and the other limits are sent as 0
- * (no limit) so the body is the complete tier whatever the server's defaults.
+ * A new tier: the server insists on a rate and a burst, and the other shorthand limits are
+ * sent as 0 (no limit) so the body is the complete tier whatever the server's defaults;
+ * any other --limit given goes as well.
  */
 static int tier_new(const struct ctl *ctl, const char *name, const cJSON *set, const cJSON *actions,
 		    cJSON **tier)
 {
 	const cJSON *v;
-	int i;
+	size_t i;
 
 	if (!cJSON_GetObjectItemCaseSensitive(set, "requests_per_second") ||
 	    !cJSON_GetObjectItemCaseSensitive(set, "burst"))
@@ -133,10 +149,12 @@ static int tier_new(const struct ctl *ctl, const char *name, const cJSON *set, c
 	*tier = cJSON_CreateObject();
 	if (!*tier)
 		return ctl_nomem();
-	for (i = 0; i < PARSE_NLIMITS; i++) {
-		v = cJSON_GetObjectItemCaseSensitive(set, parse_limit_names[i]);
-		if (!cJSON_AddItemToObject(*tier, parse_limit_names[i],
-					   v ? cJSON_Duplicate(v, true) : cJSON_CreateNumber(0)))
+	for (i = 0; i < NSHORTHANDS; i++)
+		if (!cJSON_AddItemToObject(*tier, shorthand_fields[i], cJSON_CreateNumber(0)))
+			return ctl_nomem();
+	cJSON_ArrayForEach(v, set)
+	{
+		if (json_replace(*tier, v->string, cJSON_Duplicate(v, true)) != 0)
 			return ctl_nomem();
 	}
 	return tier_merge_actions(*tier, actions);

@@ -18,19 +18,18 @@
 
 #include "tollctl.h"
 
-#define LIMIT_HELP                                                                                 \
-	"FIELD is one of requests_per_second (may be fractional, e.g. 0.5), burst,\n"              \
-	"requests_per_minute, requests_per_hour, requests_per_day, tokens_per_minute,\n"           \
-	"tokens_per_month, max_concurrent. Values are numbers; 0 means no limit of that kind.\n"
-#define SUBJECT_LIMIT_HELP                                                                         \
+/* The limit fields parse.c's one table takes: keys create/update, tiers set, limits set. */
+#define LIMIT_FIELDS_HELP                                                                          \
 	"FIELD: requests_per_second (up to 3 decimals), burst, requests_per_minute,\n"             \
 	"requests_per_hour, requests_per_day, requests_per_month, tokens_per_minute,\n"            \
 	"tokens_per_hour, tokens_per_day, tokens_per_month, token_quota_days (N: a rolling\n"      \
 	"quota of N days; 0: calendar month), max_concurrent, cost_per_hour, cost_per_day,\n"      \
-	"cost_per_month (USD, up to 9 decimals), cost_window (calendar|rolling),\n"               \
-	"bytes_per_month, compute_seconds_per_month (up to 3 decimals), alert_threshold\n"        \
+	"cost_per_month (USD, up to 9 decimals), cost_window (calendar|rolling),\n"                \
+	"bytes_per_month, compute_seconds_per_month (up to 3 decimals), alert_threshold\n"         \
 	"(0 < x <= 1), mode (hard|soft), action (block|queue|downgrade|alert: the default of\n"    \
-	"every limit). actions.LIMIT=ACTION sets the action of one limit.\n"
+	"every limit).\n"
+#define LIMIT_HELP	   LIMIT_FIELDS_HELP "0 means no limit of that kind.\n"
+#define SUBJECT_LIMIT_HELP LIMIT_FIELDS_HELP "actions.LIMIT=ACTION sets the action of one limit.\n"
 #define ACTION_HELP                                                                                \
 	"--action LIMIT=ACTION sets the action of one limit (block, queue, downgrade, alert);\n"   \
 	"LIMIT is a request rate or count, token, cost, bytes, compute or concurrency limit.\n"    \

@@ -128,20 +128,19 @@ int json_replace(cJSON *obj, const char *name, cJSON *item);
 const char *json_str(const cJSON *obj, const char *name);
 
 /* parse.c */
-#define PARSE_NLIMITS 8
-extern const char *const parse_limit_names[PARSE_NLIMITS];
 int parse_count(const char *s, long long *out);
 int parse_decimal(const char *s, double *out);
-int parse_limit(const char *field, const char *value, bool allow_null, cJSON **item);
 int parse_when(const char *s, time_t now, char *out, size_t outlen);
 bool parse_one_of(const char *s, const char *const *allowed);
 /*
- * Subject limits (tollctl limits set): FIELD=VALUE of the issue-5 limit names into a JSON
- * value (amounts raw, so no digit is lost; enums as strings; "null" clears). 0 and *item,
- * -ENOENT unknown field, -EINVAL bad value, -ERANGE out of range (*hint then says what
- * the field takes), -ENOMEM.
+ * FIELD=VALUE of any limit the admin API takes (one table for keys create/update --limit,
+ * tiers set --limit and limits set) into a JSON value: amounts raw, so no digit is lost;
+ * enums as strings; "null" (which clears) only when allow_null. 0 and *item, -ENOENT
+ * unknown field, -EINVAL bad value, -ERANGE out of range (*hint then says what the field
+ * takes), -EPERM a null not allowed, -ENOMEM.
  */
-int parse_subject_limit(const char *field, const char *value, cJSON **item, const char **hint);
+int parse_limit(const char *field, const char *value, bool allow_null, cJSON **item,
+		const char **hint);
 /* Whether FIELD is an amount limit that may carry its own action (actions.FIELD=...). */
 bool parse_is_amount_limit(const char *field);
 extern const char *const parse_action_words[]; /* block, queue, downgrade, alert, NULL */
