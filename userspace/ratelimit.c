@@ -417,31 +417,60 @@ void ratelimit_headers(const struct rl_verdict *v,
 }
 
 /* The per-second window also says its sustained rate, since its limit is the burst. */
-static void fmt_window_limit(const struct rl_verdict *v, char *buf, size_t len)
+/* Appends the decimal v. */
+static void put_u64(char *out, size_t cap, size_t *n, uint64_t v)
 {
-	char rate[32];
+	char d[21];
 
-	const char *noun = v->limit == 1 ? "request" : "requests";
-
-	if (v->window != RL_SECOND) {
-		snprintf(buf, len, "%" PRIu64 " %s per %s", v->limit, noun,
-			 rl_window_name(v->window));
-		return;
-	}
-	fmt_seconds((uint64_t)(v->rate * 1000.0 + 0.5), 0, rate, sizeof(rate));
-	snprintf(buf, len, "%" PRIu64 " %s per second (rate %s/s, burst %" PRIu64 ")", v->limit,
-		 noun, rate, v->limit);
+	tg_put(out, cap, n, d, tg_u64_dec(v, d));
 }
 
+/* Appends ms as seconds with at least min_decimals decimals. */
+static void put_secs(char *out, size_t cap, size_t *n, uint64_t ms, unsigned min_decimals)
+{
+	char d[32];
+
+	tg_put(out, cap, n, d, tg_fixed_dec(ms, 3, min_decimals, d));
+}
+
+#define PUT_LIT(out, cap, n, lit) tg_put(out, cap, n, lit, sizeof(lit) - 1)
+
+/* "20 requests per second (rate 10/s, burst 20)", "600 requests per minute" */
+static void put_window_limit(char *out, size_t cap, size_t *n, const struct rl_verdict *v)
+{
+	const char *w = rl_window_name(v->window);
+
+	put_u64(out, cap, n, v->limit);
+	if (v->limit == 1)
+		PUT_LIT(out, cap, n, " request per ");
+	else
+		PUT_LIT(out, cap, n, " requests per ");
+	tg_put(out, cap, n, w, strlen(w));
+	if (v->window != RL_SECOND)
+		return;
+	PUT_LIT(out, cap, n, " (rate ");
+	put_secs(out, cap, n, (uint64_t)(v->rate * 1000.0 + 0.5), 0);
+	PUT_LIT(out, cap, n, "/s, burst ");
+	put_u64(out, cap, n, v->limit);
+	PUT_LIT(out, cap, n, ")");
+}
+
+/* Without printf: a flood of refusals builds one of these per request. */
 void ratelimit_message(const struct rl_verdict *v, const char *key_id, char *buf, size_t len)
 {
-	char what[96], retry[32], reset[32];
+	const char *id = key_id ? key_id : "(unknown)";
+	size_t n = 0;
 
-	fmt_window_limit(v, what, sizeof(what));
-	fmt_seconds(v->retry_after_ms, 1, retry, sizeof(retry));
-	fmt_seconds(v->reset_ms, 1, reset, sizeof(reset));
-	snprintf(buf, len,
-		 "Rate limit exceeded for key %s: %s; retry after %s s "
-		 "(bucket full again in %s s)",
-		 key_id ? key_id : "(unknown)", what, retry, reset);
+	if (!len)
+		return;
+	PUT_LIT(buf, len, &n, "Rate limit exceeded for key ");
+	tg_put(buf, len, &n, id, strlen(id));
+	PUT_LIT(buf, len, &n, ": ");
+	put_window_limit(buf, len, &n, v);
+	PUT_LIT(buf, len, &n, "; retry after ");
+	put_secs(buf, len, &n, v->retry_after_ms, 1);
+	PUT_LIT(buf, len, &n, " s (bucket full again in ");
+	put_secs(buf, len, &n, v->reset_ms, 1);
+	PUT_LIT(buf, len, &n, " s)");
+	buf[n < len ? n : len - 1] = '\0';
 }

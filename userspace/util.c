@@ -268,11 +268,10 @@ static char json_short_escape(unsigned char c)
 	}
 }
 
-/* Appends len bytes at out[*n] if they fit with room for a NUL; counts them either way. */
-static void json_put(char *out, size_t cap, size_t *n, const char *p, size_t len)
+void tg_put(char *out, size_t cap, size_t *n, const char *p, size_t len)
 {
-	if (*n + len < cap)
-		memcpy(out + *n, p, len);
+	if (*n + 1 < cap)
+		memcpy(out + *n, p, len < cap - 1 - *n ? len : cap - 1 - *n);
 	*n += len;
 }
 
@@ -282,29 +281,29 @@ size_t tg_json_str(char *out, size_t cap, size_t at, const char *s)
 	size_t n = at;
 	char piece[6] = {'\\'};
 
-	json_put(out, cap, &n, "\"", 1);
+	tg_put(out, cap, &n, "\"", 1);
 	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
 		char e = json_short_escape(*c);
 
 		if (e) {
 			piece[1] = e;
-			json_put(out, cap, &n, piece, 2);
+			tg_put(out, cap, &n, piece, 2);
 		} else if (*c < 0x20) {
 			memcpy(piece + 1, "u00", 3);
 			piece[4] = hex[*c >> 4];
 			piece[5] = hex[*c & 15];
-			json_put(out, cap, &n, piece, 6);
+			tg_put(out, cap, &n, piece, 6);
 		} else {
 			/* the run of bytes that need no escape, copied at once */
 			const unsigned char *run = c + 1;
 
 			while (*run >= 0x20 && *run != '"' && *run != '\\')
 				run++;
-			json_put(out, cap, &n, (const char *)c, (size_t)(run - c));
+			tg_put(out, cap, &n, (const char *)c, (size_t)(run - c));
 			c = run - 1;
 		}
 	}
-	json_put(out, cap, &n, "\"", 1);
+	tg_put(out, cap, &n, "\"", 1);
 	if (n < cap)
 		out[n] = '\0';
 	return n;

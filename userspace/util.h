@@ -61,6 +61,13 @@ size_t tg_u64_dec(uint64_t v, char out[21]);
 size_t tg_fixed_dec(uint64_t v, unsigned scale, unsigned min_decimals, char out[32]);
 
 /*
+ * Appends len bytes of p at out[*n], as many as fit below out[cap - 1] (room kept for the
+ * caller's NUL); *n counts them all, as snprintf's return does, so *n >= cap means the text
+ * was cut. For hot paths that build a line from pieces without printf.
+ */
+void tg_put(char *out, size_t cap, size_t *n, const char *p, size_t len);
+
+/*
  * Writes s as a quoted JSON string (the escapes cJSON's printer uses: \" \\ \b \f \n \r
  * \t, \u00XX for other control bytes, everything else as is) at out[at..cap), NUL-terminated
  * when it fits. Returns the length the whole text needs from out (at + quoted length); a
