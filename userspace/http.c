@@ -500,16 +500,6 @@ int http_reply_json_secret(struct http_req *r, unsigned status, const struct cJS
 	return reply_submit(r, status, "application/json", resp);
 }
 
-/* Appends the literal lit at out[*n] if it fits with room for a NUL; counts it either way. */
-static void put_lit(char *out, size_t cap, size_t *n, const char *lit)
-{
-	size_t len = strlen(lit);
-
-	if (*n + len < cap)
-		memcpy(out + *n, lit, len);
-	*n += len;
-}
-
 /*
  * The OpenAI error shape, {"error":{"message","type","param","code"}}, written straight into
  * out (the bytes cJSON_PrintUnformatted gives for that object): a refused request is the
@@ -521,18 +511,18 @@ static size_t error_body(char *out, size_t cap, const char *msg, const char *typ
 {
 	size_t n = 0;
 
-	put_lit(out, cap, &n, "{\"error\":{\"message\":");
+	TG_PUT_LIT(out, cap, &n, "{\"error\":{\"message\":");
 	n = tg_json_str(out, cap, n, msg);
-	put_lit(out, cap, &n, ",\"type\":");
+	TG_PUT_LIT(out, cap, &n, ",\"type\":");
 	n = tg_json_str(out, cap, n, type);
-	put_lit(out, cap, &n, ",\"param\":");
+	TG_PUT_LIT(out, cap, &n, ",\"param\":");
 	if (param)
 		n = tg_json_str(out, cap, n, param);
 	else
-		put_lit(out, cap, &n, "null");
-	put_lit(out, cap, &n, ",\"code\":");
+		TG_PUT_LIT(out, cap, &n, "null");
+	TG_PUT_LIT(out, cap, &n, ",\"code\":");
 	n = tg_json_str(out, cap, n, code);
-	put_lit(out, cap, &n, "}}");
+	TG_PUT_LIT(out, cap, &n, "}}");
 	if (n < cap)
 		out[n] = '\0';
 	return n;

@@ -433,8 +433,6 @@ static void put_secs(char *out, size_t cap, size_t *n, uint64_t ms, unsigned min
 	tg_put(out, cap, n, d, tg_fixed_dec(ms, 3, min_decimals, d));
 }
 
-#define PUT_LIT(out, cap, n, lit) tg_put(out, cap, n, lit, sizeof(lit) - 1)
-
 /* "20 requests per second (rate 10/s, burst 20)", "600 requests per minute" */
 static void put_window_limit(char *out, size_t cap, size_t *n, const struct rl_verdict *v)
 {
@@ -442,17 +440,17 @@ static void put_window_limit(char *out, size_t cap, size_t *n, const struct rl_v
 
 	put_u64(out, cap, n, v->limit);
 	if (v->limit == 1)
-		PUT_LIT(out, cap, n, " request per ");
+		TG_PUT_LIT(out, cap, n, " request per ");
 	else
-		PUT_LIT(out, cap, n, " requests per ");
+		TG_PUT_LIT(out, cap, n, " requests per ");
 	tg_put(out, cap, n, w, strlen(w));
 	if (v->window != RL_SECOND)
 		return;
-	PUT_LIT(out, cap, n, " (rate ");
+	TG_PUT_LIT(out, cap, n, " (rate ");
 	put_secs(out, cap, n, (uint64_t)(v->rate * 1000.0 + 0.5), 0);
-	PUT_LIT(out, cap, n, "/s, burst ");
+	TG_PUT_LIT(out, cap, n, "/s, burst ");
 	put_u64(out, cap, n, v->limit);
-	PUT_LIT(out, cap, n, ")");
+	TG_PUT_LIT(out, cap, n, ")");
 }
 
 /* Without printf: a flood of refusals builds one of these per request. */
@@ -463,14 +461,14 @@ void ratelimit_message(const struct rl_verdict *v, const char *key_id, char *buf
 
 	if (!len)
 		return;
-	PUT_LIT(buf, len, &n, "Rate limit exceeded for key ");
+	TG_PUT_LIT(buf, len, &n, "Rate limit exceeded for key ");
 	tg_put(buf, len, &n, id, strlen(id));
-	PUT_LIT(buf, len, &n, ": ");
+	TG_PUT_LIT(buf, len, &n, ": ");
 	put_window_limit(buf, len, &n, v);
-	PUT_LIT(buf, len, &n, "; retry after ");
+	TG_PUT_LIT(buf, len, &n, "; retry after ");
 	put_secs(buf, len, &n, v->retry_after_ms, 1);
-	PUT_LIT(buf, len, &n, " s (bucket full again in ");
+	TG_PUT_LIT(buf, len, &n, " s (bucket full again in ");
 	put_secs(buf, len, &n, v->reset_ms, 1);
-	PUT_LIT(buf, len, &n, " s)");
+	TG_PUT_LIT(buf, len, &n, " s)");
 	buf[n < len ? n : len - 1] = '\0';
 }

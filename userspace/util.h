@@ -66,6 +66,8 @@ size_t tg_fixed_dec(uint64_t v, unsigned scale, unsigned min_decimals, char out[
  * was cut. For hot paths that build a line from pieces without printf.
  */
 void tg_put(char *out, size_t cap, size_t *n, const char *p, size_t len);
+/* tg_put of a string literal. */
+#define TG_PUT_LIT(out, cap, n, lit) tg_put((out), (cap), (n), (lit), sizeof(lit) - 1)
 
 /*
  * Writes s as a quoted JSON string (the escapes cJSON's printer uses: \" \\ \b \f \n \r
