@@ -113,6 +113,10 @@ struct dp_queue {
 
 struct dataplane {
 	struct http_server *http;
+	/* the listener threads: loop i runs the listener's daemon i and upstream client i */
+	struct loop **loops;
+	struct upstream **ups;
+	unsigned nloops;
 	struct dataplane_deps d;
 	char default_model[MODEL_NAME_MAX + 1];
 	atomic_bool slots_full_logged;
@@ -193,6 +197,7 @@ struct dp_call {
 	struct http_req *req;
 	atomic_int refs;
 	_Atomic uint64_t handle; /* upstream call, for upstream_cancel */
+	struct upstream *_Atomic up; /* the client it was submitted to (loop's or d.up) */
 	atomic_bool client_gone; /* the request is over (on_close ran) */
 	atomic_bool up_done;	 /* on_done ran */
 	/* set by the handler before submit */
