@@ -15,6 +15,7 @@
 
 #include "dataplane_internal.h"
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
 #include "tollgate/gcra.h"
 #include "util.h"
@@ -456,7 +457,7 @@ void dp_call_cancel(struct dp_call *c)
 	uint64_t h = atomic_load(&c->handle);
 
 	if (h && !atomic_load(&c->up_done))
-		upstream_cancel(c->dp->d.up, h);
+		upstream_cancel(atomic_load(&c->up), h);
 }
 
 /* The request is over (answered, client gone, listener stopped). Listener thread. */
@@ -559,7 +560,7 @@ static void dp_meter(struct dp_call *c)
 	 * with the other calls that ended in the same round: one commit per call was a tenth
 	 * of a forwarded call's CPU.
 	 */
-	if (upstream_on_thread(c->dp->d.up))
+	if (upstream_here())
 		c->append_rc = usage_append_deferred(c->dp->d.usage, &r, &c->seq);
 	else
 		c->append_rc = usage_append_commit(c->dp->d.usage, &r, &c->seq);
@@ -709,6 +710,50 @@ static void dp_commits_fini(struct dataplane *dp)
 
 /* ---- lifecycle ---- */
 
+/* After the listener stopped: each loop's upstream client (its last calls cancelled), then
+ * the loops. Accepts a partial start. */
+static void dp_loops_stop(struct dataplane *dp)
+{
+	for (unsigned i = 0; i < dp->nloops; i++) {
+		upstream_stop(dp->ups[i]);
+		loop_stop(dp->loops[i]);
+	}
+	free(dp->ups);
+	free(dp->loops);
+	dp->ups = NULL;
+	dp->loops = NULL;
+	dp->nloops = 0;
+}
+
+/*
+ * n listener loops, each with an upstream client whose callbacks (and their usage records,
+ * committed at the end of its round) run on it. The per-host connection bound is shared
+ * among them. 0 or -errno.
+ */
+static int dp_loops_start(struct dataplane *dp, unsigned n, unsigned conns)
+{
+	unsigned per = conns ? (conns + n - 1) / n : 0;
+
+	dp->loops = calloc(n, sizeof(*dp->loops));
+	dp->ups = calloc(n, sizeof(*dp->ups));
+	if (!dp->loops || !dp->ups)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "data-%u", i);
+		dp->loops[i] = loop_start(name);
+		if (!dp->loops[i])
+			return -errno;
+		dp->nloops = i + 1;
+		dp->ups[i] = upstream_start_on(dp->loops[i], per);
+		if (!dp->ups[i])
+			return -errno;
+		upstream_on_round(dp->ups[i], dp_round_end, dp->d.usage);
+	}
+	return 0;
+}
+
 struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct dataplane_deps *d)
 {
 	struct http_opts ho = {
@@ -753,7 +798,11 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 		errno = -err;
 		return NULL;
 	}
-	err = dp_verify_start(dp, o && o->verify_threads ? o->verify_threads : 2);
+	err = dp_loops_start(dp, ho.threads, o && o->upstream_conns ? o->upstream_conns : 256);
+	ho.loops = dp->loops;
+	ho.nloops = dp->nloops;
+	if (!err)
+		err = dp_verify_start(dp, o && o->verify_threads ? o->verify_threads : 2);
 	if (!err)
 		err = dp_queue_start(dp, dp->queue_depth);
 	if (!err && d->budget) /* capacity freed by a settle or release: retry the waiters */
@@ -765,6 +814,7 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 			budget_on_release(d->budget, NULL, NULL);
 		dp_queue_close(dp);
 		dp_verify_stop(dp);
+		dp_loops_stop(dp);
 		dp_commits_fini(dp);
 		free(dp);
 		errno = err;
@@ -789,6 +839,7 @@ void dataplane_stop(struct dataplane *dp)
 	http_stop(dp->http);
 	dp->http = NULL;
 	dp_verify_stop(dp); /* before upstream_stop: a pool thread may submit calls */
+	dp_loops_stop(dp);  /* the listener's calls: cancelled, their last callbacks run */
 }
 
 void dataplane_close(struct dataplane *dp)
@@ -798,6 +849,7 @@ void dataplane_close(struct dataplane *dp)
 	dp_queue_stop(dp);
 	http_stop(dp->http); /* in case dataplane_stop was not called */
 	dp_verify_stop(dp);
+	dp_loops_stop(dp);
 	if (dp->d.budget) /* no settle comes any more (after upstream_stop) */
 		budget_on_release(dp->d.budget, NULL, NULL);
 	dp_queue_close(dp);

@@ -26,7 +26,10 @@ struct budget;
 
 struct dataplane_opts {
 	const char *listen;	   /* default "127.0.0.1:8080" */
-	unsigned threads;	   /* listener threads, default 2 */
+	unsigned threads;	   /* listener threads, default 2: each an event loop running
+				      its own listener and upstream client (loop.h) */
+	unsigned upstream_conns;   /* connections per upstream host, shared among the
+				      loops' upstream clients (default 256) */
 	size_t max_body;	   /* request bodies, default 1 MiB (413 beyond) */
 	unsigned timeout_sec;	   /* idle client connections, default 60 */
 	unsigned max_conns;	   /* default 20000 */

@@ -6,8 +6,12 @@
  * the OpenAI-compatible endpoints, their checks and the upstream callbacks that stream or
  * collect an answer; dataplane_market.c the marketplace endpoints.
  *
- * Threads. Listener threads run handlers: authenticate, charge, check, submit the upstream
- * call and defer. The upstream thread runs the call's callbacks: it starts and feeds
+ * Threads. Each listener thread is an event loop (loop.h) running its own listener daemon
+ * and its own upstream client (dp->loops, dp->ups): handlers authenticate, charge, check,
+ * submit the upstream call to the client of their own loop (upstream_here) and defer, and
+ * the call's callbacks come back on that same thread, with no wake-up. Calls submitted
+ * from other threads (the verify pool, the queue) go to the shared upstream client (d.up)
+ * on its own thread. The thread of the call's client runs its callbacks: it starts and feeds
  * streams, collects plain bodies, and on the last callback settles the call (tokens, cost,
  * usage record appended: dp_finish); it never waits for a commit. Whoever commits the
  * record - the upstream thread itself when the usage writer is idle (usage_append_commit),
@@ -113,6 +117,10 @@ struct dp_queue {
 
 struct dataplane {
 	struct http_server *http;
+	/* the listener threads: loop i runs the listener's daemon i and upstream client i */
+	struct loop **loops;
+	struct upstream **ups;
+	unsigned nloops;
 	struct dataplane_deps d;
 	char default_model[MODEL_NAME_MAX + 1];
 	atomic_bool slots_full_logged;
@@ -194,6 +202,7 @@ struct dp_call {
 	struct http_req *req;
 	atomic_int refs;
 	_Atomic uint64_t handle; /* upstream call, for upstream_cancel */
+	struct upstream *_Atomic up; /* the client it was submitted to (loop's or d.up) */
 	atomic_bool client_gone; /* the request is over (on_close ran) */
 	atomic_bool up_done;	 /* on_done ran */
 	/* set by the handler before submit */

@@ -135,6 +135,7 @@ static bool attempt_submit(struct dp_call *c, const struct router_choice *ch, in
 				   .on_done = dp_up_on_done,
 				   .ctx = c};
 	uint64_t h = 0, zero = 0;
+	struct upstream *up;
 	int rc;
 
 	c->choice = *ch;
@@ -145,7 +146,12 @@ static bool attempt_submit(struct dp_call *c, const struct router_choice *ch, in
 	c->attempt_ns = now;
 	c->headers_ns = 0;
 	snprintf(url, sizeof(url), "%s%s", ch->prov->base_url, c->up_path);
-	rc = upstream_submit(c->dp->d.up, &uc, &h);
+	/* on a listener loop, its own upstream client: the answer comes back to this thread */
+	up = upstream_here();
+	if (!up)
+		up = c->dp->d.up;
+	atomic_store(&c->up, up);
+	rc = upstream_submit(up, &uc, &h);
 	if (rc) {
 		router_report(c->dp->d.router, ch, ROUTER_CANCELLED, 0, 0, now);
 		c->err = rc == -ESHUTDOWN ? UPSTREAM_CANCELLED : UPSTREAM_INTERNAL;
@@ -164,7 +170,7 @@ static bool attempt_submit(struct dp_call *c, const struct router_choice *ch, in
 	atomic_store(&c->handle, h);
 	/* the client may have left between the attempts, when there was nothing to cancel */
 	if (atomic_load(&c->client_gone))
-		upstream_cancel(c->dp->d.up, h);
+		upstream_cancel(up, h);
 	return true;
 }
 

@@ -83,6 +83,9 @@ void http_req_wake(struct http_req *r)
 		return;
 	r->suspended = false;
 	MHD_resume_connection(r->conn);
+	/* a daemon on a loop has no thread to notice the resume: its loop runs it */
+	if (r->ld)
+		http_loops_kick(r->ld);
 }
 
 /*
@@ -144,6 +147,7 @@ static struct http_req *req_new(struct http_server *h, struct MHD_Connection *co
 	}
 	atomic_init(&r->refs, 1); /* the library's, until on_completed */
 	r->srv = h;
+	r->ld = h->nld ? http_loops_here(h) : NULL;
 	r->conn = conn;
 	r->start_ns = tg_now_mono_ns();
 	r->method = strdup(method ? method : "");
@@ -892,24 +896,39 @@ static int listen_parse(const char *s, struct sockaddr_storage *ss, bool *v6)
 	return 0;
 }
 
-static struct MHD_Daemon *daemon_start(struct http_server *h, const struct http_opts *o,
-				       const struct sockaddr_storage *ss, bool v6)
+struct MHD_Daemon *http_daemon_start(struct http_server *h, const struct http_opts *o,
+				     const struct sockaddr_storage *ss, bool v6, int listen_fd,
+				     unsigned nloops)
 {
 	/* the address comes from MHD_OPTION_SOCK_ADDR; the port is passed for its messages */
 	uint16_t port = ntohs(v6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
 				 : ((const struct sockaddr_in *)ss)->sin_port);
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-			 MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | (v6 ? MHD_USE_IPv6 : 0);
+	unsigned flags = MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC |
+			 MHD_ALLOW_SUSPEND_RESUME | (v6 ? MHD_USE_IPv6 : 0);
+	unsigned conns = o->max_conns ? o->max_conns : 1024;
+	/* on loops (http_loop.c): no thread of the library's, and one listen socket shared */
+	struct MHD_OptionItem mode[] = {
+	    {MHD_OPTION_SOCK_ADDR, 0, (void *)ss},
+	    {MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)(o->threads ? o->threads : 2), NULL},
+	    {MHD_OPTION_END, 0, NULL},
+	};
 
+	if (nloops) {
+		if (listen_fd >= 0)
+			mode[0] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL};
+		mode[1] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+		/* as the library's thread pool does: the bound is shared among the loops */
+		conns = conns / nloops ? conns / nloops : 1;
+	} else {
+		flags |= MHD_USE_INTERNAL_POLLING_THREAD;
+	}
 	/* the logger first, so that the library's messages about the options reach it too */
 	return MHD_start_daemon(
 	    flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
-	    MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)ss, MHD_OPTION_THREAD_POOL_SIZE,
-	    (unsigned)(o->threads ? o->threads : 2), MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned)(o->timeout_sec ? o->timeout_sec : 30), MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned)(o->max_conns ? o->max_conns : 1024), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    h->max_header, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-	    MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, h, MHD_OPTION_END);
+	    MHD_OPTION_ARRAY, mode, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)(o->timeout_sec ? o->timeout_sec : 30), MHD_OPTION_CONNECTION_LIMIT, conns,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, h->max_header, MHD_OPTION_NOTIFY_COMPLETED,
+	    on_completed, h, MHD_OPTION_NOTIFY_CONNECTION, http_conn_notify, h, MHD_OPTION_END);
 }
 
 /* The server's mutex, and its condition variable on the monotonic clock. 0 or -1. */
@@ -978,7 +997,10 @@ struct http_server *http_start(const struct http_opts *o, http_handler_fn fn, vo
 		goto fail;
 	}
 	errno = 0;
-	h->d = daemon_start(h, o, &ss, v6);
+	if (o->nloops)
+		h->d = http_loops_start(h, o, &ss, v6);
+	else
+		h->d = http_daemon_start(h, o, &ss, v6, -1, 0);
 	if (!h->d) {
 		err = errno ? errno : EADDRNOTAVAIL;
 		log_warnx("%s: cannot listen on %s: %s", h->name, o->listen, strerror(err));
@@ -1004,14 +1026,17 @@ void http_stop(struct http_server *h)
 	if (!h)
 		return;
 	/* stop accepting first; requests already in a handler finish before the join */
-	fd = MHD_quiesce_daemon(h->d);
+	fd = h->nld ? http_loops_quiesce(h) : MHD_quiesce_daemon(h->d);
 	pthread_mutex_lock(&h->mu);
 	h->draining = true;
 	http_server_drain(h);
 	http_server_wake_all(h);
 	pthread_mutex_unlock(&h->mu);
 	/* every request completes here (on_completed): none touches h or its connection after */
-	MHD_stop_daemon(h->d);
+	if (h->nld)
+		http_loops_stop(h);
+	else
+		MHD_stop_daemon(h->d);
 	if (fd != MHD_INVALID_SOCKET)
 		close(fd);
 	pthread_cond_destroy(&h->parked_cv);

@@ -54,9 +54,18 @@ struct http_opts {
 	 */
 	const char *(*route_label)(const char *method, const char *path);
 	enum metrics_listener listener;
+	/*
+	 * nloops > 0: no threads of the listener's own (threads is ignored); one daemon per
+	 * loop (loop.h), all on one listen socket, each run from its loop's thread, where its
+	 * handlers then run: a handler that submits an upstream call on an upstream of the same
+	 * loop has the answer come back on its own thread. The loops outlive http_stop.
+	 */
+	struct loop *const *loops;
+	unsigned nloops;
 };
 
 struct http_req;
+struct loop;
 struct sockaddr_storage;
 typedef void (*http_handler_fn)(struct http_req *req, void *arg);
 

@@ -59,8 +59,12 @@
 #define HTTP_REPLY_ROOM	    1024
 #define HTTP_REQ_HDR_RECORD 64 /* the library's record of one request header, rounded up */
 
+struct http_loopd; /* http_loop.c */
+
 struct http_server {
-	struct MHD_Daemon *d;
+	struct MHD_Daemon *d;	 /* the first daemon when there are loops (its listen socket) */
+	struct http_loopd *ld; /* one daemon per loop (http_opts.loops), nld of them */
+	unsigned nld;
 	http_handler_fn fn;
 	void *arg;
 	size_t max_body;
@@ -97,6 +101,7 @@ struct http_hdr {
 
 struct http_req {
 	struct http_server *srv;
+	struct http_loopd *ld; /* the loop whose daemon has the connection, or NULL */
 	struct MHD_Connection *conn;
 	char *method;
 	char *path;
@@ -146,6 +151,30 @@ void http_req_unpark(struct http_req *r);
 /* http_stop: wait for parked requests (drain_ms), then resume every one. Hold h->mu. */
 void http_server_drain(struct http_server *h);
 void http_server_wake_all(struct http_server *h);
+/*
+ * A daemon for the server: with nloops == 0 it runs its own thread pool (o->threads);
+ * otherwise it is driven from a loop (http_loop.c), listening on listen_fd when >= 0 (else
+ * binding ss). NULL and errno.
+ */
+struct sockaddr_storage;
+struct MHD_Daemon *http_daemon_start(struct http_server *h, const struct http_opts *o,
+				     const struct sockaddr_storage *ss, bool v6, int listen_fd,
+				     unsigned nloops);
+/* One daemon per loop of o->loops; the first, or NULL and errno (none left running). */
+struct MHD_Daemon *http_loops_start(struct http_server *h, const struct http_opts *o,
+				    const struct sockaddr_storage *ss, bool v6);
+/* Stops accepting on every loop's daemon; the shared listen socket (for the caller to close). */
+MHD_socket http_loops_quiesce(struct http_server *h);
+/* The daemon of the loop running this thread (a handler's), or NULL. */
+struct http_loopd *http_loops_here(struct http_server *h);
+/*
+ * After MHD_resume_connection: in external mode the library does not wake the loop (its
+ * inter-thread channel is not in the epoll set we watch), so the daemon is marked to run
+ * and, from another thread, its loop woken. Any thread.
+ */
+void http_loops_kick(struct http_loopd *ld);
+/* Stops every loop's daemon on its own loop thread (completing their requests), frees them. */
+void http_loops_stop(struct http_server *h);
 /* MHD_OPTION_NOTIFY_CONNECTION: makes and frees the per-connection state (http_conn.c). */
 void http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
 		      enum MHD_ConnectionNotificationCode toe);

@@ -403,6 +403,7 @@ static int data_path_start(const struct config *c, struct store *s, struct keys 
 	struct store_writer_opts wo = {.max_batch = c->usage_max_batch,
 				       .max_delay_us = c->usage_max_delay_us};
 	struct dataplane_opts o = {.listen = c->data_listen, .threads = c->data_threads,
+				   .upstream_conns = c->upstream_conns,
 				   .max_body = c->data_max_body, .timeout_sec = c->data_timeout_sec,
 				   .max_conns = c->data_max_conns,
 				   .default_model = c->data_default_model,

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The upstream client (see upstream.h), the only module that includes curl.h. One thread
- * owns a libcurl multi handle: submitters build the easy handle on their own thread, then
- * queue it under a mutex and wake the thread through an eventfd; cancels are queued the
- * same way, by handle id. The thread drives libcurl with curl_multi_socket_action over its
- * own epoll set (libcurl says which sockets to watch and when its timer is due), so one
+ * The upstream client (see upstream.h), the only module that includes curl.h. One loop
+ * thread (loop.h: its own, or a data-plane listener's) owns a libcurl multi handle:
+ * submitters build the easy handle on their own thread, then queue it under a mutex and
+ * wake the loop (not when they are the loop thread: its next turn takes the queue before
+ * it waits); cancels are queued the same way, by handle id. The thread drives libcurl with
+ * curl_multi_socket_action over the loop's epoll set (libcurl says which sockets to watch
+ * and when its timer is due), so one
  * event costs work for its own transfer only: curl_multi_perform would walk every transfer
  * on each wakeup, quadratic with thousands of streams in flight. The thread alone touches the multi handle, the
  * table that maps ids to calls, and every call after it was queued, so nothing but the two
@@ -24,17 +26,16 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
 
 #include "log.h"
+#include "loop.h"
 #include "upstream.h"
 #include "util.h"
 
 #define UP_POLL_MS	    100 /* the loop looks at its queues at least this often */
-#define UP_EVENTS	    256 /* epoll events taken per wait */
 #define UP_SWEEP_MS	    50	/* how often deadlines are checked (see up_sweep) */
 #define UP_TABLE_MIN	    64	/* initial buckets of the id table (a power of two) */
 #define UP_CONTENT_TYPE_MAX 128
@@ -72,7 +73,6 @@ struct up_call {
 
 struct upstream {
 	CURLM *multi;
-	pthread_t thread;
 	pthread_mutex_t lock;
 	/* under lock */
 	struct up_call *queue_head, *queue_tail;
@@ -84,8 +84,9 @@ struct upstream {
 	void (*round_fn)(void *arg); /* upstream_on_round */
 	void *round_arg;
 	_Atomic unsigned inflight;
-	int epfd;  /* the thread's epoll set: the eventfd and libcurl's sockets */
-	int wakefd; /* eventfd: submitters and cancels wake the thread */
+	struct loop *loop; /* the thread: its epoll set holds libcurl's sockets */
+	bool own_loop;	   /* upstream_start made it (upstream_start_on: the caller's) */
+	struct loop_hook hook;
 	/* upstream thread only */
 	struct up_call **table;
 	size_t table_mask, table_n;
@@ -596,24 +597,43 @@ static void up_cancel_all(struct upstream *u)
 	}
 }
 
-/* libcurl's socket callback: keeps the epoll set in line with what it wants to watch. */
+static void up_on_ready(void *arg, int fd, uint32_t events)
+{
+	struct upstream *u = arg;
+	int mask = 0, running;
+
+	if (events & (EPOLLIN | EPOLLHUP))
+		mask |= CURL_CSELECT_IN;
+	if (events & EPOLLOUT)
+		mask |= CURL_CSELECT_OUT;
+	if (events & EPOLLERR)
+		mask |= CURL_CSELECT_ERR;
+	curl_multi_socket_action(u->multi, fd, mask, &running);
+}
+
+/* libcurl's socket callback: keeps the loop's set in line with what it wants to watch. */
 static int up_on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
 {
 	struct upstream *u = userp;
-	struct epoll_event ev = {.data.fd = fd};
+	struct loop_watch *w = socketp;
+	uint32_t ev;
+	int err;
 
 	(void)e;
 	if (what == CURL_POLL_REMOVE) {
-		epoll_ctl(u->epfd, EPOLL_CTL_DEL, fd, NULL); /* EBADF if closed already: fine */
+		loop_watch_del(u->loop, w); /* libcurl forgets socketp with the socket */
 		return 0;
 	}
-	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-	/* socketp marks a socket already in the set (libcurl forgets it with the socket) */
-	if (epoll_ctl(u->epfd, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) &&
-	    epoll_ctl(u->epfd, socketp ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev))
-		log_warnx("upstream: cannot watch a connection: %s", strerror(errno));
-	else if (!socketp)
-		curl_multi_assign(u->multi, fd, u);
+	ev = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	if (w) {
+		err = loop_watch_mod(u->loop, w, ev);
+	} else {
+		err = loop_watch_add(u->loop, fd, ev, up_on_ready, u, &w);
+		if (!err)
+			curl_multi_assign(u->multi, fd, w);
+	}
+	if (err)
+		log_warnx("upstream: cannot watch a connection: %s", strerror(-err));
 	return 0;
 }
 
@@ -641,29 +661,11 @@ static int up_wait_ms(const struct upstream *u)
 	return (int)((until - now + 999999) / 1000000);
 }
 
-/* Hands the ready sockets (and a due timer) to libcurl. */
-static void up_dispatch(struct upstream *u, const struct epoll_event *evs, int n)
+/* A due libcurl timer. */
+static void up_timer_check(struct upstream *u)
 {
 	int running;
 
-	for (int i = 0; i < n; i++) {
-		int mask = 0;
-
-		if (evs[i].data.fd == u->wakefd) {
-			uint64_t v;
-
-			if (read(u->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-				log_warnx("upstream: wake-up read: %s", strerror(errno));
-			continue;
-		}
-		if (evs[i].events & (EPOLLIN | EPOLLHUP))
-			mask |= CURL_CSELECT_IN;
-		if (evs[i].events & EPOLLOUT)
-			mask |= CURL_CSELECT_OUT;
-		if (evs[i].events & EPOLLERR)
-			mask |= CURL_CSELECT_ERR;
-		curl_multi_socket_action(u->multi, evs[i].data.fd, mask, &running);
-	}
 	if (u->timer_due_ns && tg_now_mono_ns() >= u->timer_due_ns) {
 		u->timer_due_ns = 0; /* the action below sets the next one */
 		curl_multi_socket_action(u->multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -684,34 +686,68 @@ static void up_round_end(struct upstream *u)
 		fn(arg);
 }
 
-static void *up_main(void *arg)
+static __thread struct upstream *up_self; /* the upstream whose loop this thread runs */
+
+/* Starts what was queued, applies cancels, ends the round; how long the loop may wait. */
+static int up_before(void *arg)
 {
 	struct upstream *u = arg;
-	struct epoll_event evs[UP_EVENTS];
+	struct up_call *calls;
+	uint64_t *ids;
+	size_t nids;
+	bool more, stopping = up_take(u, &calls, &ids, &nids);
 
-	for (;;) {
-		struct up_call *calls;
-		uint64_t *ids;
-		size_t nids;
-		int n;
-		bool stopping = up_take(u, &calls, &ids, &nids);
+	/* new calls first, so that a cancel queued after its submit finds its call */
+	up_start_calls(u, calls);
+	up_apply_cancels(u, ids, nids);
+	free(ids);
+	if (stopping)
+		return -1; /* up_detach, queued by upstream_stop, ends the calls */
+	/* every call that ended since the last wait (events, sweep, cancels) is done */
+	up_round_end(u);
+	/* the round's end may have submitted (on this thread, without a wake-up) */
+	pthread_mutex_lock(&u->lock);
+	more = u->queue_head || u->ncancels;
+	pthread_mutex_unlock(&u->lock);
+	return more ? 0 : up_wait_ms(u);
+}
 
-		/* new calls first, so that a cancel queued after its submit finds its call */
-		up_start_calls(u, calls);
-		up_apply_cancels(u, ids, nids);
-		free(ids);
-		if (stopping)
-			break;
-		/* every call that ended since the last wait (events, sweep, cancels) is done */
-		up_round_end(u);
-		n = epoll_wait(u->epfd, evs, UP_EVENTS, up_wait_ms(u));
-		up_dispatch(u, evs, n > 0 ? n : 0);
-		up_reap(u);
-		up_sweep(u);
-	}
+static void up_after(void *arg)
+{
+	struct upstream *u = arg;
+
+	up_timer_check(u);
+	up_reap(u);
+	up_sweep(u);
+}
+
+static void up_attach(void *arg)
+{
+	struct upstream *u = arg;
+
+	up_self = u;
+	loop_hook_add(u->loop, &u->hook);
+}
+
+/* On the loop thread: the last calls are cancelled, the hook and the sockets go. */
+static void up_detach(void *arg)
+{
+	struct upstream *u = arg;
+	struct up_call *calls;
+	uint64_t *ids;
+	size_t nids;
+
+	up_take(u, &calls, &ids, &nids);
+	up_start_calls(u, calls);
+	up_apply_cancels(u, ids, nids);
+	free(ids);
 	up_cancel_all(u);
 	up_round_end(u);
-	return NULL;
+	loop_hook_del(u->loop, &u->hook);
+	curl_multi_cleanup(u->multi); /* calls up_on_socket: the loop is still there */
+	u->multi = NULL;
+	if (up_self == u)
+		up_self = NULL;
 }
 
 /* --- the API --- */
@@ -723,34 +759,11 @@ static void *up_main(void *arg)
  */
 static void up_wake(struct upstream *u)
 {
-	uint64_t one = 1;
-
-	if (u->wake_pending)
+	/* on the loop thread, up_before takes the queues before the next wait */
+	if (u->wake_pending || loop_on_thread(u->loop))
 		return;
 	u->wake_pending = true;
-	if (write(u->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		log_warnx("upstream: wake-up write: %s", strerror(errno));
-}
-
-/* The thread's epoll set with the eventfd in it; 0 or -errno. */
-static int up_events_setup(struct upstream *u)
-{
-	struct epoll_event ev = {.events = EPOLLIN};
-
-	u->epfd = epoll_create1(EPOLL_CLOEXEC);
-	u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (u->epfd < 0 || u->wakefd < 0)
-		return -errno;
-	ev.data.fd = u->wakefd;
-	return epoll_ctl(u->epfd, EPOLL_CTL_ADD, u->wakefd, &ev) ? -errno : 0;
-}
-
-static void up_events_close(struct upstream *u)
-{
-	if (u->wakefd >= 0)
-		close(u->wakefd);
-	if (u->epfd >= 0)
-		close(u->epfd);
+	loop_wake(u->loop);
 }
 
 static int up_multi_setup(struct upstream *u, unsigned max_host_conns)
@@ -775,64 +788,10 @@ static int up_multi_setup(struct upstream *u, unsigned max_host_conns)
 	return bad ? -EINVAL : 0;
 }
 
-struct upstream *upstream_start(unsigned max_host_conns)
+static void up_free(struct upstream *u)
 {
-	struct upstream *u;
-	int err;
-
-	pthread_once(&up_global_once, up_global_init);
-	if (up_global_rc != CURLE_OK) {
-		log_warnx("upstream: libcurl initialisation failed: %s",
-			  curl_easy_strerror(up_global_rc));
-		errno = EIO;
-		return NULL;
-	}
-	u = calloc(1, sizeof(*u));
-	if (!u) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	err = pthread_mutex_init(&u->lock, NULL);
-	if (!err && (err = pthread_mutex_init(&u->pool_lock, NULL)))
-		pthread_mutex_destroy(&u->lock);
-	if (err) {
-		free(u);
-		errno = err;
-		return NULL;
-	}
-	u->table_mask = UP_TABLE_MIN - 1;
-	u->table = calloc(UP_TABLE_MIN, sizeof(*u->table));
-	u->epfd = u->wakefd = -1;
-	err = u->table ? up_events_setup(u) : -ENOMEM;
-	if (!err)
-		err = up_multi_setup(u, max_host_conns);
-	if (!err)
-		err = -pthread_create(&u->thread, NULL, up_main, u);
-	if (err) {
+	if (u->multi)
 		curl_multi_cleanup(u->multi);
-		up_events_close(u);
-		free(u->table);
-		pthread_mutex_destroy(&u->pool_lock);
-		pthread_mutex_destroy(&u->lock);
-		free(u);
-		errno = -err;
-		return NULL;
-	}
-	return u;
-}
-
-/* Must not be called from a callback: it waits for the upstream thread. */
-void upstream_stop(struct upstream *u)
-{
-	if (!u)
-		return;
-	pthread_mutex_lock(&u->lock);
-	u->stopping = true;
-	up_wake(u);
-	pthread_mutex_unlock(&u->lock);
-	pthread_join(u->thread, NULL);
-	curl_multi_cleanup(u->multi); /* may still call up_on_socket: the set goes after it */
-	up_events_close(u);
 	for (int k = 0; k < 2; k++) {
 		while (u->npool[k])
 			curl_easy_cleanup(u->pool[k][--u->npool[k]]);
@@ -844,6 +803,71 @@ void upstream_stop(struct upstream *u)
 	free(u);
 }
 
+struct upstream *upstream_start_on(struct loop *l, unsigned max_host_conns)
+{
+	struct upstream *u;
+	int err;
+
+	pthread_once(&up_global_once, up_global_init);
+	if (up_global_rc != CURLE_OK) {
+		log_warnx("upstream: libcurl initialisation failed: %s",
+			  curl_easy_strerror(up_global_rc));
+		errno = EIO;
+		return NULL;
+	}
+	if (!l) {
+		errno = EINVAL;
+		return NULL;
+	}
+	u = calloc(1, sizeof(*u));
+	if (!u) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_init(&u->lock, NULL);
+	pthread_mutex_init(&u->pool_lock, NULL);
+	u->loop = l;
+	u->hook = (struct loop_hook){.before = up_before, .after = up_after, .arg = u};
+	u->table_mask = UP_TABLE_MIN - 1;
+	u->table = calloc(UP_TABLE_MIN, sizeof(*u->table));
+	err = u->table ? up_multi_setup(u, max_host_conns) : -ENOMEM;
+	if (err) {
+		up_free(u);
+		errno = -err;
+		return NULL;
+	}
+	loop_call(l, up_attach, u);
+	return u;
+}
+
+struct upstream *upstream_start(unsigned max_host_conns)
+{
+	struct loop *l = loop_start("upstream");
+	struct upstream *u = l ? upstream_start_on(l, max_host_conns) : NULL;
+	int err = errno;
+
+	if (!u) {
+		loop_stop(l);
+		errno = err;
+		return NULL;
+	}
+	u->own_loop = true;
+	return u;
+}
+
+/* Must not be called from a callback: it waits for the upstream's loop. */
+void upstream_stop(struct upstream *u)
+{
+	if (!u)
+		return;
+	pthread_mutex_lock(&u->lock);
+	u->stopping = true;
+	pthread_mutex_unlock(&u->lock);
+	loop_call(u->loop, up_detach, u);
+	if (u->own_loop)
+		loop_stop(u->loop);
+	up_free(u);
+}
 /* -ESHUTDOWN once upstream_stop has begun. Safe from callbacks. */
 int upstream_submit(struct upstream *u, const struct upstream_call *c, uint64_t *handle)
 {
@@ -919,7 +943,12 @@ void upstream_on_round(struct upstream *u, void (*fn)(void *arg), void *arg)
 
 bool upstream_on_thread(const struct upstream *u)
 {
-	return u && pthread_equal(pthread_self(), u->thread);
+	return u && loop_on_thread(u->loop);
+}
+
+struct upstream *upstream_here(void)
+{
+	return up_self;
 }
 
 /* --- small JSON POSTs (notifications) --- */

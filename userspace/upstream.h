@@ -44,9 +44,18 @@ struct upstream_call {
 };
 
 struct upstream;
+struct loop;
 
 /* Starts the upstream thread. max_host_conns bounds connections per upstream host. */
 struct upstream *upstream_start(unsigned max_host_conns);
+/*
+ * An upstream on an existing loop (loop.h): its callbacks run on the loop's thread, and a
+ * call submitted from that thread is started there with no wake-up. upstream_stop leaves
+ * the loop running.
+ */
+struct upstream *upstream_start_on(struct loop *l, unsigned max_host_conns);
+/* The upstream whose loop runs on this thread, or NULL. */
+struct upstream *upstream_here(void);
 /* Cancels every call in flight (on_done with UPSTREAM_CANCELLED), stops. Accepts NULL. */
 void upstream_stop(struct upstream *u);
 /*
