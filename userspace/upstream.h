@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The upstream client: the only module that includes curl.h. One thread drives a libcurl
- * multi handle (HTTP/1.1 keep-alive connection reuse per upstream host, no thread per
- * call), so thousands of slow or streaming calls in flight cost memory, not threads.
- * Calls are submitted from any thread; their callbacks run on the upstream thread and must
- * not block.
+ * The upstream client: the only module that includes curl.h. Each client drives a libcurl
+ * multi handle on one event loop (loop.h; its own, or a data-plane listener's), with
+ * HTTP/1.1 keep-alive connection reuse per upstream host and no thread per call, so
+ * thousands of slow or streaming calls in flight cost memory, not threads. Calls are
+ * submitted from any thread; their callbacks run on the loop's thread (called "the upstream
+ * thread" below) and must not block.
  */
 #ifndef TG_UPSTREAM_H
 #define TG_UPSTREAM_H
@@ -46,7 +47,7 @@ struct upstream_call {
 struct upstream;
 struct loop;
 
-/* Starts the upstream thread. max_host_conns bounds connections per upstream host. */
+/* Starts a client on a loop of its own. max_host_conns bounds connections per upstream host. */
 struct upstream *upstream_start(unsigned max_host_conns);
 /*
  * An upstream on an existing loop (loop.h): its callbacks run on the loop's thread, and a
