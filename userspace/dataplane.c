@@ -358,7 +358,8 @@ void dp_month_reset(int64_t now, char out[32])
 static void dp_handle(struct http_req *req, void *arg)
 {
 	struct dp_req q = {
-	    .dp = arg, .req = req, .start_ns = tg_now_mono_ns(), .time_ms = dp_now_ms()};
+	    .dp = arg, .req = req, .home = upstream_here(), .start_ns = tg_now_mono_ns(),
+	    .time_ms = dp_now_ms()};
 	char allow[64];
 
 	q.route = route_find(http_req_method(req), http_req_path(req), q.arg, allow, sizeof(allow));
@@ -408,6 +409,7 @@ struct dp_call *dp_call_new(struct dp_req *q, enum dp_endpoint ep, const struct 
 	}
 	c->dp = q->dp;
 	c->req = q->req;
+	c->home = q->home;
 	c->ep = ep;
 	c->prov = p;
 	c->price = price;

@@ -10,8 +10,9 @@
  * and its own upstream client (dp->loops, dp->ups): handlers authenticate, charge, check,
  * submit the upstream call to the client of their own loop (upstream_here) and defer, and
  * the call's callbacks come back on that same thread, with no wake-up. Calls submitted
- * from other threads (the verify pool, the queue) go to the shared upstream client (d.up)
- * on its own thread. The thread of the call's client runs its callbacks: it starts and feeds
+ * from other threads (the verify pool, the queue) go to the same client, the accepting
+ * loop's (dp_req.home), through its queue and a wake-up; the shared client d.up serves only
+ * what no loop accepted. The thread of the call's client runs its callbacks: it starts and feeds
  * streams, collects plain bodies, and on the last callback settles the call (tokens, cost,
  * usage record appended: dp_finish); it never waits for a commit. Whoever commits the
  * record - the upstream thread itself when the usage writer is idle (usage_append_commit),
@@ -140,6 +141,7 @@ struct dp_route;
 struct dp_req {
 	struct dataplane *dp;
 	struct http_req *req;
+	struct upstream *home; /* the upstream client of the loop that accepted it (or NULL) */
 	const struct dp_route *route;
 	struct keys_auth auth;
 	struct tg_slot *slot;
@@ -203,6 +205,7 @@ struct dp_call {
 	atomic_int refs;
 	_Atomic uint64_t handle; /* upstream call, for upstream_cancel */
 	struct upstream *_Atomic up; /* the client it was submitted to (loop's or d.up) */
+	struct upstream *home;	     /* dp_req.home: where its attempts are submitted */
 	atomic_bool client_gone; /* the request is over (on_close ran) */
 	atomic_bool up_done;	 /* on_done ran */
 	/* set by the handler before submit */
