@@ -459,7 +459,7 @@ void dp_call_cancel(struct dp_call *c)
 	uint64_t h = atomic_load(&c->handle);
 
 	if (h && !atomic_load(&c->up_done))
-		upstream_cancel(atomic_load(&c->up), h);
+		upstream_cancel(dp_call_upstream(c), h);
 }
 
 /* The request is over (answered, client gone, listener stopped). Listener thread. */

@@ -204,8 +204,7 @@ struct dp_call {
 	struct http_req *req;
 	atomic_int refs;
 	_Atomic uint64_t handle; /* upstream call, for upstream_cancel */
-	struct upstream *_Atomic up; /* the client it was submitted to (loop's or d.up) */
-	struct upstream *home;	     /* dp_req.home: where its attempts are submitted */
+	struct upstream *home;	     /* dp_req.home (see dp_call_upstream) */
 	atomic_bool client_gone; /* the request is over (on_close ran) */
 	atomic_bool up_done;	 /* on_done ran */
 	/* set by the handler before submit */
@@ -296,6 +295,18 @@ void dp_verify_stop(struct dataplane *dp);
  * the pool, which verifies and carries on (dp_proceed); answers 503 if it cannot queue.
  */
 void dp_verify_later(struct dp_req *q, const char *key, size_t len);
+
+/*
+ * The upstream client of c's attempts and cancels: the one of the loop that accepted the
+ * request, from whichever thread submits (that loop, the verify pool, the queue), so the
+ * answer comes back to the connection's own loop and connections opened for calls the
+ * verify pool forwarded are not left idle in a client no listener uses (they took the
+ * open-file limit at 9,872 streams); d.up only for a request no loop accepted.
+ */
+static inline struct upstream *dp_call_upstream(const struct dp_call *c)
+{
+	return c->home ? c->home : c->dp->d.up;
+}
 
 /* A new call for an authenticated request; NULL after answering 500. */
 struct dp_call *dp_call_new(struct dp_req *q, enum dp_endpoint ep, const struct provider *p,

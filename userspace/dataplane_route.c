@@ -146,17 +146,7 @@ static bool attempt_submit(struct dp_call *c, const struct router_choice *ch, in
 	c->attempt_ns = now;
 	c->headers_ns = 0;
 	snprintf(url, sizeof(url), "%s%s", ch->prov->base_url, c->up_path);
-	/*
-	 * The upstream client of the loop that accepted the request, from whichever thread
-	 * submits (that loop, the verify pool, the queue): the answer comes back to the
-	 * connection's own loop, and connections opened for calls the verify pool forwarded
-	 * are not left idle in a client no listener uses (they took the open-file limit at
-	 * 9,872 streams). d.up only for requests no loop accepted.
-	 */
-	up = c->home ? c->home : upstream_here();
-	if (!up)
-		up = c->dp->d.up;
-	atomic_store(&c->up, up);
+	up = dp_call_upstream(c);
 	rc = upstream_submit(up, &uc, &h);
 	if (rc) {
 		router_report(c->dp->d.router, ch, ROUTER_CANCELLED, 0, 0, now);
