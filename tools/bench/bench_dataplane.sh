@@ -17,7 +17,11 @@
 # perf installed, also the engine's share of tollgated's CPU in each limits-on run),
 # BENCH_PAIRS (tollgated and nginx runs of the allowed and flood scenarios, alternating,
 # default 3: each figure is the median of its runs, since this VM's speed moves by ±20 %
-# between runs minutes apart and one pair's ratio moves with it).
+# between runs minutes apart and one pair's ratio moves with it), BENCH_PROFILE=DIR (with perf
+# installed: one extra, profiled tollgated run after the pairs of the allowed and of the flood
+# scenario; DIR/allowed.txt and DIR/flood.txt get perf's flat profile by library and symbol,
+# DIR/*.callers.txt the call graphs, DIR/*.data the samples; the profiled runs count in no
+# figure).
 #
 # Pinning (KERNEL-NOTES.md "Measuring"): wrk runs on CPU 0, every server (tollgated, nginx,
 # mock-llm) on CPU 1. Server CPU is read from /proc/<pid>/stat (utime+stime) of each server
@@ -294,6 +298,29 @@ latency() { # LABEL
 }
 latency ""
 
+# profile_run NAME KEYS_FILE: with BENCH_PROFILE, one more tollgated run of the scenario,
+# sampled by perf (cpu-clock, DWARF call stacks); its flat profile goes to BENCH_PROFILE/NAME.txt
+profile_run() {
+	[ -n "${BENCH_PROFILE:-}" ] || return 0
+	command -v perf >/dev/null || {
+		echo "# BENCH_PROFILE: perf is not installed, no profile"
+		return 0
+	}
+	mkdir -p "$BENCH_PROFILE"
+	local data=$BENCH_PROFILE/$1.data
+	perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$TG_PID" -o "$data" \
+		-- sleep "$SEC" >/dev/null 2>&1 &
+	local perf_pid=$!
+	SRV_A=$TG_PID SRV_B=$MOCK_PID_fast load "$1-tollgated-profiled" "http://$TG_DATA" "$2" 32
+	wait "$perf_pid" 2>/dev/null || true
+	# the whole report to a file first: head closing a pipe would end this script (pipefail)
+	perf report -i "$data" --no-children --sort dso,sym --stdio -g none >"$BENCH_PROFILE/$1.txt" \
+		2>/dev/null || true
+	perf report -i "$data" --no-children --sort sym --stdio -g caller,0.5,callee \
+		>"$BENCH_PROFILE/$1.callers.txt" 2>/dev/null || true
+	echo "# profile of $1-tollgated-profiled: $BENCH_PROFILE/$1.txt"
+}
+
 # ---- 2. allowed traffic: 100 enterprise keys, keep-alive, 32 connections ----
 # tollgated and nginx alternate PAIRS times; each figure is the median of its side's runs.
 runs_tg_rps="" runs_tg_cpu="" runs_tg_mcpu="" runs_ng_rps="" runs_ng_cpu="" runs_ng_mcpu=""
@@ -305,6 +332,7 @@ for ((pair = 1; pair <= PAIRS; pair++)); do
 	[ "$SERR" = 0 ] || echo "# WARNING: $SERR non-2xx answers through nginx"
 	runs_ng_rps+="$RPS " runs_ng_cpu+="$(div "$CPU_A" "$OK" %.1f) " runs_ng_mcpu+="$(div "$CPU_B" "$OK" %.1f) "
 done
+profile_run allowed "$tmp/keys.hi"
 tg_rps=$(median <<<"$runs_tg_rps") tg_cpu=$(median <<<"$runs_tg_cpu") tg_mcpu=$(median <<<"$runs_tg_mcpu")
 ng_rps=$(median <<<"$runs_ng_rps") ng_cpu=$(median <<<"$runs_ng_cpu") ng_mcpu=$(median <<<"$runs_ng_mcpu")
 echo "# allowed, per run: tollgated $runs_tg_rps req/s, $runs_tg_cpu us/req; nginx $runs_ng_rps req/s, $runs_ng_cpu us/req"
@@ -320,6 +348,7 @@ for ((pair = 1; pair <= PAIRS; pair++)); do
 	SRV_A="$(nginx_pids)" SRV_B=$MOCK_PID_fast load "flood-nginx-$pair" "http://$NGINX_LO" "$tmp/keys.lo" 32
 	runs_ng_fcpu+="$(div "$CPU_A" "$SERR" %.2f) " runs_ng_ref+="$SERR "
 done
+profile_run flood "$tmp/keys.lo"
 tg_fcpu=$(median <<<"$runs_tg_fcpu") tg_ref=$(median <<<"$runs_tg_ref")
 ng_fcpu=$(median <<<"$runs_ng_fcpu") ng_ref=$(median <<<"$runs_ng_ref")
 echo "# flood, per run: tollgated $runs_tg_fcpu us/refusal; nginx $runs_ng_fcpu us/refusal"
