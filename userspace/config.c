@@ -86,7 +86,8 @@ static const struct config_field config_fields[] = {
 	{"log.level", FT_ENUM, OFF(log_level), 0, 0, level_names, "error, warn, info or debug"},
 	{"data.listen", FT_STR, OFF(data_listen), 0, 128, NULL,
 	 "OpenAI-compatible API address host:port"},
-	{"data.threads", FT_U32, OFF(data_threads), 1, 64, NULL, "data-plane HTTP threads"},
+	{"data.threads", FT_U32, OFF(data_threads), 0, 64, NULL,
+	 "data-plane listener threads (event loops); 0: one per CPU the daemon may run on"},
 	{"data.verify_threads", FT_U32, OFF(data_verify_threads), 1, 64, NULL,
 	 "threads verifying API keys not yet in the cache (argon2), off the listener threads"},
 	{"data.max_body_bytes", FT_U32, OFF(data_max_body), 1024, 64 << 20, NULL,
@@ -199,7 +200,7 @@ void config_defaults(struct config *c)
 	keys_opts_default(&c->keys);
 	c->log_level = LOG_LVL_INFO;
 	snprintf(c->data_listen, sizeof(c->data_listen), "127.0.0.1:8080");
-	c->data_threads = 2;
+	c->data_threads = 0; /* one per usable CPU */
 	c->data_verify_threads = 2;
 	c->data_max_body = 1 << 20;
 	c->data_timeout_sec = 60;

@@ -31,7 +31,7 @@ struct config {
 	struct keys_opts keys;	     /* keys.*: argon2 parameters, cache, throttles */
 	uint32_t log_level;	     /* log.level: enum log_level */
 	char data_listen[128];	     /* data.listen: host:port of the OpenAI-compatible API */
-	uint32_t data_threads;	     /* data.threads: HTTP worker threads */
+	uint32_t data_threads;	     /* data.threads: listener loops, 0 = one per CPU */
 	uint32_t data_verify_threads; /* data.verify_threads: argon2 verifications of cache misses */
 	uint32_t data_max_body;	     /* data.max_body_bytes: larger request bodies get 413 */
 	uint32_t data_timeout_sec;   /* data.timeout_sec: idle client connections are closed */

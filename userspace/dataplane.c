@@ -756,12 +756,19 @@ static int dp_loops_start(struct dataplane *dp, unsigned n, unsigned conns)
 	return 0;
 }
 
+static unsigned dp_threads_auto(void)
+{
+	unsigned n = tg_cpus_usable();
+
+	return n < DP_THREADS_AUTO_MAX ? n : DP_THREADS_AUTO_MAX;
+}
+
 struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct dataplane_deps *d)
 {
 	struct http_opts ho = {
 	    .listen = o && o->listen ? o->listen : "127.0.0.1:8080",
 	    .name = "data",
-	    .threads = o && o->threads ? o->threads : 2,
+	    .threads = o && o->threads ? o->threads : dp_threads_auto(),
 	    .max_body = o && o->max_body ? o->max_body : 1u << 20,
 	    .require_json = true,
 	    .timeout_sec = o && o->timeout_sec ? o->timeout_sec : 60,
@@ -830,6 +837,11 @@ struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct d
 uint16_t dataplane_port(const struct dataplane *dp)
 {
 	return dp ? http_port(dp->http) : 0;
+}
+
+unsigned dataplane_threads(const struct dataplane *dp)
+{
+	return dp ? dp->nloops : 0;
 }
 
 void dataplane_stop(struct dataplane *dp)

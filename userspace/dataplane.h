@@ -24,10 +24,18 @@ struct providers;
 struct router;
 struct budget;
 
+/*
+ * The automatic listener thread count stops here: past it, more loops mostly add upstream
+ * connections and memory, as one loop carries a core's worth of calls.
+ */
+#define DP_THREADS_AUTO_MAX 64
+
 struct dataplane_opts {
 	const char *listen;	   /* default "127.0.0.1:8080" */
-	unsigned threads;	   /* listener threads, default 2: each an event loop running
-				      its own listener and upstream client (loop.h) */
+	unsigned threads;	   /* listener threads, each an event loop running its own
+				      listener and upstream client (loop.h); 0: one per CPU
+				      the process may run on (tg_cpus_usable), at most
+				      DP_THREADS_AUTO_MAX */
 	unsigned upstream_conns;   /* connections per upstream host, shared among the
 				      loops' upstream clients (default 256) */
 	size_t max_body;	   /* request bodies, default 1 MiB (413 beyond) */
@@ -71,6 +79,8 @@ struct dataplane;
 struct dataplane *dataplane_start(const struct dataplane_opts *o, const struct dataplane_deps *d);
 /* The port actually bound. */
 uint16_t dataplane_port(const struct dataplane *dp);
+/* The listener threads (event loops) running: data.threads, or the count 0 chose. */
+unsigned dataplane_threads(const struct dataplane *dp);
 /*
  * Stops the listener: no new requests; calls in flight get drain_ms to finish, then their
  * clients are cut (and their upstream calls cancelled); then the verification pool. Must

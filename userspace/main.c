@@ -671,10 +671,10 @@ static int cmd_run(const struct config *c, const char *ready_file)
 		goto out;
 	}
 	log_info("tollgated %s ready: store %s (schema %u, %zu keys), admin API on %s (port %u), "
-		 "data plane on %s (port %u), %zu providers",
+		 "data plane on %s (port %u, %u listener threads), %zu providers",
 		 TOLLGATED_VERSION, c->store_path, store_schema_version(s), keys_count(k),
 		 c->admin_listen, admin_port(a), c->data_listen, dataplane_port(dpath.dp),
-		 c->providers.n);
+		 dataplane_threads(dpath.dp), c->providers.n);
 	if (ready_file && write_ready_file(ready_file, c, admin_port(a), dataplane_port(dpath.dp)))
 		log_warn("cannot write ready file %s", ready_file);
 	serve_until_signal(k, dpath.sync, kern);

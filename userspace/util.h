@@ -19,6 +19,12 @@ int64_t tg_now_mono_ns(void);
 /* Wall-clock Unix seconds: for timestamps shown to people (created, expires), never rates. */
 int64_t tg_now_unix(void);
 
+/*
+ * CPUs this process may run on (its affinity mask: a `taskset` or a cgroup cpuset narrows
+ * it), at least 1: what "one per CPU" defaults size themselves by.
+ */
+unsigned tg_cpus_usable(void);
+
 /* Fills buf with len bytes from getrandom(2); returns 0 or -errno. */
 int tg_getrandom(void *buf, size_t len);
 /*

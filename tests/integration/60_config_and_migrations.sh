@@ -153,6 +153,27 @@ expect_error 413 invalid_request_error body_too_large
 tg_stop_daemon
 case_end
 
+# data_loops: the listener loops of the running daemon (threads named data-N)
+data_loops() { cat /proc/"$TG_PID"/task/*/comm 2>/dev/null | grep -c '^data-[0-9]*$'; }
+case_start "data.threads: by default one listener loop per CPU the daemon may run on; a number sets it"
+TG_STORE=$tmp/prec tg_start_daemon || fail "tollgated did not start"
+n=$(data_loops)
+[ "$n" = "$(nproc)" ] || fail "default: expected $(nproc) listener loops (nproc), got $n"
+tg_stop_daemon
+# narrowed the way taskset or a cpuset narrows it: this shell's mask, inherited by the daemon
+mask=$(taskset -p $$ | awk '{print $NF}')
+taskset -p -c 0 $$ >/dev/null
+TG_STORE=$tmp/prec tg_start_daemon
+taskset -p "$mask" $$ >/dev/null
+n=$(data_loops)
+[ "$n" = 1 ] || fail "on one CPU: expected 1 listener loop, got $n"
+tg_stop_daemon
+TG_STORE=$tmp/prec tg_start_daemon --set data.threads=3
+n=$(data_loops)
+[ "$n" = 3 ] || fail "data.threads=3: expected 3 listener loops, got $n"
+tg_stop_daemon
+case_end
+
 case_start "a bad TOLLGATE_* value stops tollgated at once, naming the variable"
 run_tollgated TOLLGATE_KEYS_FAIL_LIMIT=abc -- run --store "$tmp/envbad" --admin-listen "$TG_GATEWAY_HOST:0"
 expect_failed

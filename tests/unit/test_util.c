@@ -2,9 +2,11 @@
 /*
  * util: RFC 3339 times parse and format exactly (offsets, fractions, calendar limits), random
  * identifiers draw only from their alphabet, comparisons are exact, identifiers validate,
- * numbers format as printf's %llu does, JSON strings come out byte for byte as cJSON prints them.
+ * numbers format as printf's %llu does, JSON strings come out byte for byte as cJSON prints
+ * them, the usable CPU count follows the affinity mask.
  */
 #include <errno.h>
+#include <sched.h>
 
 #include <cjson/cJSON.h>
 
@@ -122,6 +124,26 @@ static void monotonic_clock_moves_forward(void)
 	TG_CHECK(tg_now_unix() > 1700000000);
 }
 
+/* The count follows the affinity mask, as `taskset` or a cpuset narrows it. */
+static void cpus_usable_follows_affinity(void)
+{
+	cpu_set_t all, one;
+	int first = -1;
+
+	TG_CHECK_INT(sched_getaffinity(0, sizeof(all), &all), 0);
+	TG_CHECK_INT((int)tg_cpus_usable(), CPU_COUNT(&all));
+	for (int i = 0; i < CPU_SETSIZE && first < 0; i++)
+		if (CPU_ISSET(i, &all))
+			first = i;
+	TG_CHECK(first >= 0);
+	CPU_ZERO(&one);
+	CPU_SET(first, &one);
+	TG_CHECK_INT(sched_setaffinity(0, sizeof(one), &one), 0);
+	TG_CHECK_INT((int)tg_cpus_usable(), 1);
+	TG_CHECK_INT(sched_setaffinity(0, sizeof(all), &all), 0);
+	TG_CHECK_INT((int)tg_cpus_usable(), CPU_COUNT(&all));
+}
+
 static void u64_dec_matches_printf(void)
 {
 	static const uint64_t vals[] = {0, 7, 9, 10, 99, 100, 1000, 65535, 4294967296ULL,
@@ -220,6 +242,7 @@ static const struct tg_case cases[] = {
 	{"constant-time compare is exact", ct_equal_is_exact},
 	{"identifier validation", ident_validation},
 	{"clocks", monotonic_clock_moves_forward},
+	{"usable CPUs follow the affinity mask", cpus_usable_follows_affinity},
 	{"decimal numbers match printf", u64_dec_matches_printf},
 	{"fixed-point decimals: trimmed fractions, at least min_decimals", fixed_dec_matches_printf},
 	{"JSON strings match cJSON's printer byte for byte", json_str_matches_cjson},

@@ -270,7 +270,7 @@ export BENCH_BODY=$BODY
 
 start_mock fast --threads 2
 start_tg "$MOCK_fast"
-echo "# mock-llm pid $MOCK_PID_fast at $MOCK_fast; tollgated pid $TG_PID data $TG_DATA (defaults: store.sync=meta, data.threads=2)"
+echo "# mock-llm pid $MOCK_PID_fast at $MOCK_fast; tollgated pid $TG_PID data $TG_DATA (defaults: store.sync=meta; data.threads=0, one loop per usable CPU: 1 here, pinned to one)"
 if [ "${BENCH_LIMITS_ONLY:-0}" != 1 ]; then
 new_keys 100 enterprise "$tmp/keys.hi"
 new_keys 1 basic "$tmp/keys.lo"
