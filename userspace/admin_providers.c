@@ -73,6 +73,7 @@ static cJSON *provider_json(const struct router_status *st, int64_t now_mono, in
 		  cJSON_AddNumberToObject(o, "priority", p->priority) &&
 		  cJSON_AddNumberToObject(o, "weight", p->weight) &&
 		  cJSON_AddNumberToObject(o, "rate_limit_per_sec", p->rate_limit) &&
+		  cJSON_AddStringToObject(o, "http", provider_http_names[p->http]) &&
 		  cJSON_AddStringToObject(o, "breaker", breaker_state_name(st->state)) &&
 		  cJSON_AddNumberToObject(o, "failures_in_row", st->failures_in_row) &&
 		  add_instant(o, "open_until", st->state == BREAKER_OPEN ? st->open_until_ns : 0,

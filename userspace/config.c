@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -109,6 +110,10 @@ static const struct config_field config_fields[] = {
 	 "base URL of the built-in provider when the file lists none"},
 	{"upstream.max_host_connections", FT_U32, OFF(upstream_conns), 1, 100000, NULL,
 	 "connections kept per upstream host"},
+	{"upstream.http", FT_ENUM, OFF(upstream_http), 0, 0, provider_http_names,
+	 "HTTP version to the built-in provider: 1.1 or 2 (cleartext HTTP/2 for http://)"},
+	{"upstream.ca_file", FT_STR0, OFF(upstream_ca_file), 0, 256, NULL,
+	 "PEM certificate authorities the built-in provider's https:// URL is verified against"},
 	{"routing.policy", FT_ENUM, ROFF(policy), 0, 0, route_policy_names,
 	 "primary, cost_weighted or latency_weighted: how a model's provider is chosen"},
 	{"routing.max_attempts", FT_U32, ROFF(max_attempts), 1, 10, NULL,
@@ -698,8 +703,33 @@ static int check_webhook(const struct config *c, char *err)
 	return -EINVAL;
 }
 
+/*
+ * HTTP/2 over http:// (prior knowledge) needs a libcurl that keeps such a connection when it
+ * reuses it: 7.88 starts a second HTTP/2 layer on it and every reused call fails.
+ */
+static int check_h2c(const struct config *c, bool builtin, char err[CONFIG_ERR_MAX])
+{
+	for (size_t i = 0; i < c->providers.n; i++) {
+		const struct provider *pv = &c->providers.v[i];
+
+		if (pv->http != PROVIDER_HTTP_2 || strncmp(pv->base_url, "http:", 5) != 0 ||
+		    upstream_h2c_ok())
+			continue;
+		snprintf(err, CONFIG_ERR_MAX,
+			 "%s%.40s: HTTP/2 over http:// (cleartext) needs libcurl 8.0 or newer, this "
+			 "one is %s (it breaks such a connection when it reuses it); use an https:// "
+			 "URL, or HTTP/1.1",
+			 builtin ? "upstream.http: 2 with upstream.default_url " : "providers: http 2 of ",
+			 builtin ? c->upstream_url : pv->name, upstream_lib_version());
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int config_finish(struct config *c, char err[CONFIG_ERR_MAX])
 {
+	bool builtin;
+
 	if (check_allow(c, err))
 		return -EINVAL;
 	/* argon2 needs at least 8 KiB of memory per lane */
@@ -710,11 +740,21 @@ int config_finish(struct config *c, char err[CONFIG_ERR_MAX])
 		return -EINVAL;
 	}
 	c->keys.rate_slots = c->data_slots; /* the registry hands the slots out */
-	if (!c->providers.n && providers_default(&c->providers, c->upstream_url)) {
-		snprintf(err, CONFIG_ERR_MAX, "upstream.default_url: '%.200s' is not an http(s) URL",
-			 c->upstream_url);
+	builtin = !c->providers.n;
+	if (builtin && providers_default(&c->providers, c->upstream_url,
+						 (enum provider_http)c->upstream_http,
+						 c->upstream_ca_file)) {
+		if (c->upstream_ca_file[0] && access(c->upstream_ca_file, R_OK) != 0)
+			snprintf(err, CONFIG_ERR_MAX, "upstream.ca_file: cannot read '%.200s'",
+				 c->upstream_ca_file);
+		else
+			snprintf(err, CONFIG_ERR_MAX,
+				 "upstream.default_url: '%.200s' is not an http(s) URL",
+				 c->upstream_url);
 		return -EINVAL;
 	}
+	if (check_h2c(c, builtin, err))
+		return -EINVAL;
 	if (check_webhook(c, err))
 		return -EINVAL;
 	/* a default action of downgrade with nowhere to downgrade to would only ever block */

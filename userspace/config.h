@@ -42,6 +42,8 @@ struct config {
 	uint32_t data_close_after;   /* data.close_after_refusals: 429s in a row, then close */
 	char upstream_url[256];	     /* upstream.default_url: the built-in provider's base URL */
 	uint32_t upstream_conns;     /* upstream.max_host_connections */
+	uint32_t upstream_http;	     /* upstream.http: enum provider_http of the built-in one */
+	char upstream_ca_file[256];  /* upstream.ca_file: its CA bundle, "" = the system's */
 	uint32_t usage_max_batch;    /* usage.max_batch: records per commit */
 	uint32_t usage_max_delay_us; /* usage.max_delay_us: wait for more records at most this */
 	uint32_t usage_bucket_flush_ms; /* usage.bucket_flush_ms: limits buckets written this often */

@@ -130,6 +130,8 @@ static bool attempt_submit(struct dp_call *c, const struct router_choice *ch, in
 				   .body_kept = true,
 				   .timeout_ms = left_ms < (int64_t)tmo ? (uint32_t)left_ms : tmo,
 				   .stream = c->stream,
+				   .http2 = ch->prov->http == PROVIDER_HTTP_2,
+				   .ca_file = ch->prov->ca_file,
 				   .on_status = dp_up_on_status,
 				   .on_data = dp_up_on_data,
 				   .on_done = dp_up_on_done,

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -34,7 +35,9 @@ static const struct model_price default_models[] = {
 
 static const char *const provider_fields[] = {
     "name", "base_url", "api_key_env", "timeout_sec", "models", "priority", "weight",
-    "rate_limit_per_sec", NULL};
+    "rate_limit_per_sec", "http", "ca_file", NULL};
+
+const char *const provider_http_names[] = {"1.1", "2", NULL};
 
 const char *const route_policy_names[] = {"primary", "cost_weighted", "latency_weighted", NULL};
 
@@ -108,7 +111,17 @@ void providers_free(struct providers *p)
 	p->n = 0;
 }
 
-int providers_default(struct providers *p, const char *base_url)
+/* A CA file name that fits and can be read now; -EINVAL otherwise. */
+static int ca_file_copy(const char *name, char *out, size_t outlen)
+{
+	if (!*name || strlen(name) >= outlen || access(name, R_OK) != 0)
+		return -EINVAL;
+	memcpy(out, name, strlen(name) + 1);
+	return 0;
+}
+
+int providers_default(struct providers *p, const char *base_url, enum provider_http http,
+		      const char *ca_file)
 {
 	struct provider *pv = calloc(1, sizeof(*pv));
 	int rc = -ENOMEM;
@@ -124,6 +137,9 @@ int providers_default(struct providers *p, const char *base_url)
 	snprintf(pv->name, sizeof(pv->name), "mock");
 	pv->timeout_sec = DEFAULT_TIMEOUT_SEC;
 	pv->weight = 1;
+	pv->http = http;
+	if (ca_file && *ca_file && ca_file_copy(ca_file, pv->ca_file, sizeof(pv->ca_file)) < 0)
+		goto out;
 	memcpy(pv->models, default_models, sizeof(default_models));
 	pv->nmodels = TG_ARRAY_SIZE(default_models);
 	p->v = pv;
@@ -294,6 +310,35 @@ static int uint_field(const cJSON *item, const char *field, const char *path, ui
 	return 0;
 }
 
+/* The optional "ca_file": a readable PEM file of certificate authorities. */
+static int ca_file_parse(const cJSON *it, const char *path, struct provider *pv, char *err,
+			 size_t errlen)
+{
+	pv->ca_file[0] = '\0';
+	if (!it)
+		return 0;
+	if (!cJSON_IsString(it) || ca_file_copy(it->valuestring, pv->ca_file, sizeof(pv->ca_file)))
+		return fail(err, errlen, "%s.ca_file: must name a readable file (under %zu bytes)",
+			    path, sizeof(pv->ca_file));
+	return 0;
+}
+
+/* The optional "http": "1.1" (its default) or "2". */
+static int http_parse(const cJSON *it, const char *path, struct provider *pv, char *err,
+		      size_t errlen)
+{
+	pv->http = PROVIDER_HTTP_1_1;
+	if (!it)
+		return 0;
+	for (int i = 0; cJSON_IsString(it) && provider_http_names[i]; i++) {
+		if (strcmp(it->valuestring, provider_http_names[i]) == 0) {
+			pv->http = (enum provider_http)i;
+			return 0;
+		}
+	}
+	return fail(err, errlen, "%s.http: must be \"1.1\" or \"2\"", path);
+}
+
 /* priority, weight and rate_limit_per_sec of providers[idx]. */
 static int routing_fields_parse(const cJSON *item, const char *path, struct provider *pv, int idx,
 				char *err, size_t errlen)
@@ -349,6 +394,12 @@ static int provider_parse(const cJSON *item, struct provider *v, int idx, char *
 	if (rc < 0)
 		return rc;
 	rc = routing_fields_parse(item, path, pv, idx, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = http_parse(cJSON_GetObjectItemCaseSensitive(item, "http"), path, pv, err, errlen);
+	if (rc < 0)
+		return rc;
+	rc = ca_file_parse(cJSON_GetObjectItemCaseSensitive(item, "ca_file"), path, pv, err, errlen);
 	if (rc < 0)
 		return rc;
 	rc = models_parse(cJSON_GetObjectItemCaseSensitive(item, "models"), path, pv, err, errlen);

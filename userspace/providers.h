@@ -9,7 +9,11 @@
  *
  * Each provider may also set "priority" (lower is tried first; default its position in the
  * array), "weight" (1-1000, default 1: shares traffic among providers of equal priority or
- * price) and "rate_limit_per_sec" (outbound requests per second it is sent, 0 = no limit).
+ * price), "rate_limit_per_sec" (outbound requests per second it is sent, 0 = no limit) and
+ * "http" ("1.1", the default, or "2": HTTP/2, which carries many calls on one connection;
+ * over http:// that is cleartext HTTP/2 with prior knowledge, so the upstream must speak it)
+ * and "ca_file" (a PEM file of the certificate authorities an https:// upstream is verified
+ * against, instead of the system's: a private CA; it must be readable at load).
  * Several providers may serve one model; the router (router.h) chooses among them by the
  * routing policy (struct routing_cfg, the config's "routing" section).
  *
@@ -17,7 +21,8 @@
  * upstream.default_url (http://127.0.0.1:9000/v1, where `make run` starts mock-llm).
  * Credentials are read from the named environment variable at load, kept in memory only,
  * and never logged or shown. Prices are held as integer nano-dollars per 1K tokens so
- * costs add up exactly; pure functions, no I/O beyond getenv.
+ * costs add up exactly; pure functions, no I/O beyond getenv and checking that a ca_file can
+ * be read.
  */
 #ifndef TG_PROVIDERS_H
 #define TG_PROVIDERS_H
@@ -37,6 +42,14 @@ struct model_price {
 	uint64_t completion_nano_per_1k; /* USD 1e-9 per 1000 completion tokens */
 };
 
+enum provider_http {
+	PROVIDER_HTTP_1_1 = 0, /* one call per connection at a time (keep-alive reuse) */
+	PROVIDER_HTTP_2,       /* calls multiplexed over few connections */
+};
+
+/* "1.1" and "2", indexed by enum provider_http, NULL-terminated (the config's names too). */
+extern const char *const provider_http_names[];
+
 struct provider {
 	char name[PROVIDER_NAME_MAX + 1];
 	char base_url[256];	 /* e.g. "http://127.0.0.1:9000/v1", no trailing slash */
@@ -46,6 +59,8 @@ struct provider {
 	uint32_t priority;	 /* lower first; default the index in the array */
 	uint32_t weight;	 /* 1..1000, default 1 */
 	uint32_t rate_limit;	 /* outbound requests per second, 0 = none */
+	enum provider_http http; /* the HTTP version calls are made with */
+	char ca_file[256];	 /* "" = the system's certificate authorities */
 	struct model_price *models;
 	size_t nmodels;
 };
@@ -55,8 +70,12 @@ struct providers {
 	size_t n;
 };
 
-/* The built-in single provider "mock" at base_url with the default models and prices. */
-int providers_default(struct providers *p, const char *base_url);
+/*
+ * The built-in single provider "mock" at base_url with the default models and prices,
+ * spoken to over http (upstream.http).
+ */
+int providers_default(struct providers *p, const char *base_url, enum provider_http http,
+		      const char *ca_file);
 /*
  * Parses a "providers" JSON array. 0, or -EINVAL with err naming the field
  * ("providers[1].models[0].prompt_per_1k: must be a number >= 0"), or -ENOMEM; *p untouched

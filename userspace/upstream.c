@@ -50,6 +50,7 @@ struct up_call {
 	uint64_t id;
 	CURL *easy;
 	bool stream; /* which pool the easy handle goes back to */
+	bool http2;  /* the easy handle is not pooled (up_easy_put) */
 	struct curl_slist *headers; /* the Authorization line in it is wiped at free */
 	char *url;
 	const char *body; /* curl reads it in place (CURLOPT_POSTFIELDS) until the call ends */
@@ -205,11 +206,20 @@ static CURL *up_easy_get(struct upstream *u, bool stream)
 	return e ? e : curl_easy_init();
 }
 
-/* Gives an easy handle back: reset (its options and their pointers forgotten) and pooled. */
-static void up_easy_put(struct upstream *u, CURL *e, bool stream)
+/*
+ * Gives an easy handle back: reset (its options and their pointers forgotten) and pooled.
+ * Not one that ended on a connection other calls still use (HTTP/2): libcurl 7.88 then keeps
+ * the handle's receive buffer, which a reset does not free, so the next CURLOPT_BUFFERSIZE
+ * would be refused and the old buffer used at the new (reset) size.
+ */
+static void up_easy_put(struct upstream *u, CURL *e, bool stream, bool http2)
 {
 	if (!e)
 		return;
+	if (http2) {
+		curl_easy_cleanup(e);
+		return;
+	}
 	curl_easy_reset(e);
 	pthread_mutex_lock(&u->pool_lock);
 	if (u->npool[stream] < UP_EASY_POOL) {
@@ -226,7 +236,7 @@ static void up_call_free(struct upstream *u, struct up_call *c)
 {
 	if (!c)
 		return;
-	up_easy_put(u, c->easy, c->stream);
+	up_easy_put(u, c->easy, c->stream, c->http2);
 	/* libcurl copied the header lines; wipe its copies, the API key among them */
 	for (struct curl_slist *l = c->headers; l; l = l->next)
 		explicit_bzero(l->data, strlen(l->data));
@@ -342,6 +352,35 @@ static int up_call_headers(struct up_call *c, const char *api_key)
 	return err;
 }
 
+/*
+ * The HTTP version of a call. HTTP/2 over http:// is cleartext with prior knowledge (there is
+ * no negotiation without TLS); over https:// it is offered in the TLS handshake, and a server
+ * that does not take it is spoken to in HTTP/1.1. PIPEWAIT: a call waits for a connection
+ * that can carry it as one more stream rather than opening its own, so a burst of calls
+ * shares the connections there are.
+ */
+static int up_call_version(CURL *e, const char *url, bool http2)
+{
+	long v = !http2				  ? CURL_HTTP_VERSION_1_1
+		 : strncasecmp(url, "https:", 6) == 0 ? CURL_HTTP_VERSION_2TLS
+						      : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
+	int bad = curl_easy_setopt(e, CURLOPT_HTTP_VERSION, v) != CURLE_OK;
+
+	if (http2)
+		bad |= curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L) != CURLE_OK;
+	return bad;
+}
+
+bool upstream_h2c_ok(void)
+{
+	return curl_version_info(CURLVERSION_NOW)->version_num >= 0x080000;
+}
+
+const char *upstream_lib_version(void)
+{
+	return curl_version_info(CURLVERSION_NOW)->version;
+}
+
 /* Sets the easy handle's options; -EINVAL if libcurl refuses one. */
 static int up_call_options(struct up_call *c, bool post, const struct upstream_call *r)
 {
@@ -353,7 +392,9 @@ static int up_call_options(struct up_call *c, bool post, const struct upstream_c
 	bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, c) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, c->errbuf) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
-	bad |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
+	bad |= up_call_version(e, c->url, r->http2);
+	if (r->ca_file && *r->ca_file) /* copied by libcurl */
+		bad |= curl_easy_setopt(e, CURLOPT_CAINFO, r->ca_file) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK;
 	/*
 	 * The receive buffer, allocated per call for its whole life: a stream's events are a
@@ -428,6 +469,7 @@ static int up_call_new(struct upstream *u, const struct upstream_call *r, struct
 	}
 	c->body_len = r->body_len;
 	c->stream = r->stream;
+	c->http2 = r->http2;
 	c->easy = up_easy_get(u, c->stream);
 	if (!c->easy || up_call_headers(c, r->api_key))
 		goto fail;
@@ -780,7 +822,9 @@ static int up_multi_setup(struct upstream *u, unsigned max_host_conns)
 	/* idle connections stay in this cache for reuse; the default would shrink with the
 	 * number of easy handles, which here come and go with each call */
 	bad |= curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, cache) != CURLM_OK;
-	bad |= curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING) != CURLM_OK;
+	/* HTTP/2 calls share connections; HTTP/1.1 ones never pipeline either way */
+	bad |= curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) !=
+	       CURLM_OK;
 	bad |= curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, up_on_socket) != CURLM_OK;
 	bad |= curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u) != CURLM_OK;
 	bad |= curl_multi_setopt(u->multi, CURLMOPT_TIMERFUNCTION, up_on_timer) != CURLM_OK;

@@ -33,6 +33,9 @@ struct upstream_call {
 	uint32_t timeout_ms;	  /* whole call */
 	bool stream;		  /* the answer is expected as a stream of small events: the
 				   * call gets a 1 KiB receive buffer instead of 4 KiB */
+	bool http2;		  /* HTTP/2 (prior knowledge over http://, negotiated over
+				   * https://): the call shares a connection with others */
+	const char *ca_file;	  /* PEM CAs for https://; NULL = the system's */
 	bool body_kept;		  /* the caller keeps body alive and unchanged until on_done
 				   * has returned (or submit failed): it is sent from there, not
 				   * copied (a call in flight then holds its body once, not twice) */
@@ -46,6 +49,14 @@ struct upstream_call {
 
 struct upstream;
 struct loop;
+
+/*
+ * Whether this libcurl can keep cleartext HTTP/2 (prior knowledge) connections across calls:
+ * 7.88 cannot (every reused call fails with "Error in the HTTP2 framing layer"; fixed in 8.0).
+ */
+bool upstream_h2c_ok(void);
+/* libcurl's version text ("7.88.1"), for messages. */
+const char *upstream_lib_version(void);
 
 /* Starts a client on a loop of its own. max_host_conns bounds connections per upstream host. */
 struct upstream *upstream_start(unsigned max_host_conns);

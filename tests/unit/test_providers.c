@@ -39,13 +39,14 @@ static void default_mock_provider(void)
 	const struct model_price *price = NULL;
 	const struct provider *pv;
 
-	TG_REQUIRE(providers_default(&p, "http://127.0.0.1:9000/v1/") == 0);
+	TG_REQUIRE(providers_default(&p, "http://127.0.0.1:9000/v1/", PROVIDER_HTTP_1_1, NULL) == 0);
 	TG_REQUIRE(p.n == 1);
 	TG_CHECK_STR(p.v[0].name, "mock");
 	TG_CHECK_STR(p.v[0].base_url, "http://127.0.0.1:9000/v1");
 	TG_CHECK(p.v[0].api_key == NULL);
 	TG_CHECK_STR(p.v[0].api_key_env, "");
 	TG_CHECK_INT(p.v[0].timeout_sec, 120);
+	TG_CHECK_INT(p.v[0].http, PROVIDER_HTTP_1_1);
 	TG_CHECK_INT(p.v[0].nmodels, 4);
 	pv = providers_route(&p, "gpt-4o-mini", &price);
 	TG_REQUIRE(pv && price);
@@ -64,9 +65,13 @@ static void default_mock_provider(void)
 	TG_CHECK(p.v == NULL && p.n == 0);
 	providers_free(&p); /* twice, and on NULL */
 	providers_free(NULL);
-	TG_CHECK_INT(providers_default(&p, "ftp://x"), -EINVAL);
-	TG_CHECK_INT(providers_default(&p, NULL), -EINVAL);
+	TG_CHECK_INT(providers_default(&p, "ftp://x", PROVIDER_HTTP_1_1, NULL), -EINVAL);
+	TG_CHECK_INT(providers_default(&p, NULL, PROVIDER_HTTP_1_1, NULL), -EINVAL);
 	TG_CHECK(p.v == NULL);
+	/* upstream.http reaches the built-in provider */
+	TG_REQUIRE(providers_default(&p, "http://127.0.0.1:9000/v1", PROVIDER_HTTP_2, NULL) == 0);
+	TG_CHECK_INT(p.v[0].http, PROVIDER_HTTP_2);
+	providers_free(&p);
 }
 
 static void parse_good_config(void)
@@ -79,7 +84,7 @@ static void parse_good_config(void)
 	    "\"completion_per_1k\":3},{\"name\":\"tiny\",\"prompt_per_1k\":0.0000000016,"
 	    "\"completion_per_1k\":0.0000000014}]},"
 	    "{\"name\":\"local_llm-2\",\"base_url\":\"http://10.0.0.2:8000\","
-	    "\"priority\":0,\"weight\":5,\"rate_limit_per_sec\":20,"
+	    "\"priority\":0,\"weight\":5,\"rate_limit_per_sec\":20,\"http\":\"2\","
 	    "\"models\":[{\"name\":\"meta-llama/Llama-3.1-8B@v1:q4.0\",\"prompt_per_1k\":0,"
 	    "\"completion_per_1k\":0.1}]}]";
 	struct providers p = {0};
@@ -113,6 +118,9 @@ static void parse_good_config(void)
 	TG_CHECK_INT(p.v[1].priority, 0);
 	TG_CHECK_INT(p.v[1].weight, 5);
 	TG_CHECK_INT(p.v[1].rate_limit, 20);
+	/* the HTTP version: 1.1 unless "http" says "2" */
+	TG_CHECK_INT(p.v[0].http, PROVIDER_HTTP_1_1);
+	TG_CHECK_INT(p.v[1].http, PROVIDER_HTTP_2);
 	providers_free(&p);
 	unsetenv(ENV_VAR);
 }
@@ -179,6 +187,9 @@ static const struct {
     {P(MODELS ",\"weight\":0"), "providers[0].weight: must be a whole number from 1 to 1000"},
     {P(MODELS ",\"weight\":1001"), "providers[0].weight: must be a whole number from 1"},
     {P(MODELS ",\"weight\":\"2\""), "providers[0].weight: must be a whole number"},
+    {P(MODELS ",\"http\":\"3\""), "providers[0].http: must be \"1.1\" or \"2\""},
+    {P(MODELS ",\"http\":2"), "providers[0].http: must be \"1.1\" or \"2\""},
+    {P(MODELS ",\"http\":\"HTTP/2\""), "providers[0].http: must be \"1.1\" or \"2\""},
     {P(MODELS ",\"rate_limit_per_sec\":-3"),
      "providers[0].rate_limit_per_sec: must be a whole number from 0 to 1000000"},
     {"[{\"name\":\"a\",\"base_url\":\"http://h\",\"api_key_env\":\"" ENV_VAR "\"," MODELS "},"
