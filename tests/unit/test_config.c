@@ -11,6 +11,7 @@
 #include "config.h"
 #include "log.h"
 #include "tg_test.h"
+#include "upstream.h"
 
 /* Writes text to a fresh temp file; returns its path (static buffer). */
 static const char *write_temp(const char *text)
@@ -434,7 +435,48 @@ static void limits_action_downgrade_needs_a_map(void)
 	config_free(&c);
 }
 
+/*
+ * upstream.http and upstream.ca_file reach the built-in provider; cleartext HTTP/2 is refused,
+ * naming the field and the library, where libcurl cannot reuse such connections (7.88).
+ */
+static void upstream_http_and_ca_file(void)
+{
+	char err[CONFIG_ERR_MAX] = "";
+	struct config c;
+
+	config_defaults(&c);
+	TG_CHECK_INT(config_set(&c, "upstream.http", "2", err), 0);
+	TG_CHECK(config_set(&c, "upstream.http", "3", err) < 0);
+	TG_CHECK(strstr(err, "upstream.http") != NULL);
+	if (upstream_h2c_ok()) {
+		TG_CHECK_INT(config_finish(&c, err), 0);
+	} else {
+		TG_CHECK(config_finish(&c, err) < 0);
+		TG_CHECK(strstr(err, "upstream.http: 2 with upstream.default_url") != NULL);
+		TG_CHECK(strstr(err, upstream_lib_version()) != NULL);
+	}
+	config_free(&c);
+
+	config_defaults(&c);
+	TG_CHECK_INT(config_set(&c, "upstream.http", "2", err), 0);
+	TG_CHECK_INT(config_set(&c, "upstream.default_url", "https://127.0.0.1:9443/v1", err), 0);
+	TG_CHECK_INT(config_set(&c, "upstream.ca_file", "/nonexistent/ca.pem", err), 0);
+	TG_CHECK(config_finish(&c, err) < 0);
+	TG_CHECK(strstr(err, "upstream.ca_file: cannot read '/nonexistent/ca.pem'") != NULL);
+	config_free(&c);
+
+	config_defaults(&c);
+	TG_CHECK_INT(config_set(&c, "upstream.http", "2", err), 0);
+	TG_CHECK_INT(config_set(&c, "upstream.default_url", "https://127.0.0.1:9443/v1", err), 0);
+	TG_CHECK_INT(config_set(&c, "upstream.ca_file", "/etc/passwd", err), 0);
+	TG_REQUIRE(config_finish(&c, err) == 0);
+	TG_CHECK_INT(c.providers.v[0].http, PROVIDER_HTTP_2);
+	TG_CHECK_STR(c.providers.v[0].ca_file, "/etc/passwd");
+	config_free(&c);
+}
+
 static const struct tg_case cases[] = {
+	{"upstream.http and upstream.ca_file reach the built-in provider", upstream_http_and_ca_file},
     {"routing: every field from a file, overrides, --set", routing_section},
 	{"defaults need no file", defaults_need_no_file},
 	{"a file overrides defaults field by field", file_overrides_defaults},

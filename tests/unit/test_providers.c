@@ -85,6 +85,7 @@ static void parse_good_config(void)
 	    "\"completion_per_1k\":0.0000000014}]},"
 	    "{\"name\":\"local_llm-2\",\"base_url\":\"http://10.0.0.2:8000\","
 	    "\"priority\":0,\"weight\":5,\"rate_limit_per_sec\":20,\"http\":\"2\","
+	    "\"ca_file\":\"/etc/passwd\","
 	    "\"models\":[{\"name\":\"meta-llama/Llama-3.1-8B@v1:q4.0\",\"prompt_per_1k\":0,"
 	    "\"completion_per_1k\":0.1}]}]";
 	struct providers p = {0};
@@ -121,6 +122,8 @@ static void parse_good_config(void)
 	/* the HTTP version: 1.1 unless "http" says "2" */
 	TG_CHECK_INT(p.v[0].http, PROVIDER_HTTP_1_1);
 	TG_CHECK_INT(p.v[1].http, PROVIDER_HTTP_2);
+	TG_CHECK_STR(p.v[0].ca_file, "");
+	TG_CHECK_STR(p.v[1].ca_file, "/etc/passwd");
 	providers_free(&p);
 	unsetenv(ENV_VAR);
 }
@@ -190,6 +193,9 @@ static const struct {
     {P(MODELS ",\"http\":\"3\""), "providers[0].http: must be \"1.1\" or \"2\""},
     {P(MODELS ",\"http\":2"), "providers[0].http: must be \"1.1\" or \"2\""},
     {P(MODELS ",\"http\":\"HTTP/2\""), "providers[0].http: must be \"1.1\" or \"2\""},
+    {P(MODELS ",\"ca_file\":\"/nonexistent/ca.pem\""),
+     "providers[0].ca_file: must name a readable file"},
+    {P(MODELS ",\"ca_file\":7"), "providers[0].ca_file: must name a readable file"},
     {P(MODELS ",\"rate_limit_per_sec\":-3"),
      "providers[0].rate_limit_per_sec: must be a whole number from 0 to 1000000"},
     {"[{\"name\":\"a\",\"base_url\":\"http://h\",\"api_key_env\":\"" ENV_VAR "\"," MODELS "},"
