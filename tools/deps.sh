@@ -8,7 +8,7 @@ pkgs=(
 	liblmdb-dev lmdb-utils libargon2-dev libmicrohttpd-dev libcjson-dev libcurl4-openssl-dev
 	curl jq iproute2 procps psmisc
 	llvm libbpf-dev libxdp-dev xdp-tools bpftool libelf-dev zlib1g-dev ethtool
-	wrk nginx-light
+	wrk nginx-light openssl
 )
 missing=()
 for p in "${pkgs[@]}"; do
