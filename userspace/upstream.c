@@ -44,6 +44,7 @@
 #define UP_AUTH_PREFIX	    "Authorization: Bearer "
 #define UP_RECV_BUFFER	    4096 /* libcurl's receive buffer per call (its default: 16 KiB) */
 #define UP_RECV_STREAM	    1024 /* ... for a stream (libcurl's minimum) */
+#define UP_H2_STREAMS	    1000L /* calls at once on one HTTP/2 connection, at most */
 #define UP_EASY_POOL	    32	 /* finished easy handles kept for reuse, per kind */
 
 struct up_call {
@@ -824,6 +825,15 @@ static int up_multi_setup(struct upstream *u, unsigned max_host_conns)
 	bad |= curl_multi_setopt(u->multi, CURLMOPT_MAXCONNECTS, cache) != CURLM_OK;
 	/* HTTP/2 calls share connections; HTTP/1.1 ones never pipeline either way */
 	bad |= curl_multi_setopt(u->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX) !=
+	       CURLM_OK;
+	/*
+	 * Calls per HTTP/2 connection (the server's own limit applies when lower). libcurl 7.88
+	 * gives a call that finds every connection full a connection of its own, even while
+	 * another one is still being set up, so a burst past this bound opens a connection per
+	 * call (up to max_host_conns): at libcurl's default of 100 a burst of 2,000 streams
+	 * opened ~1,900 connections.
+	 */
+	bad |= curl_multi_setopt(u->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, UP_H2_STREAMS) !=
 	       CURLM_OK;
 	bad |= curl_multi_setopt(u->multi, CURLMOPT_SOCKETFUNCTION, up_on_socket) != CURLM_OK;
 	bad |= curl_multi_setopt(u->multi, CURLMOPT_SOCKETDATA, u) != CURLM_OK;

@@ -9,7 +9,8 @@
 # usage: tools/bench/bench_dataplane.sh [BUILD_DIR]
 # Environment: BENCH_SEC (seconds per load run, default 5), BENCH_STREAMS (concurrent
 # streaming calls of the last scenario, space-separated, default "2000 10000"; empty skips it),
-# BENCH_ONLY=streams (that scenario alone), BENCH_VARIANTS (1 by default: also measure latency and throughput with
+# BENCH_ONLY=streams (that scenario alone), BENCH_STREAM_H2=1 (its upstream over HTTP/2,
+# through tools/h2-front.sh), BENCH_VARIANTS (1 by default: also measure latency and throughput with
 # store.sync_interval_ms=0 and with store.sync=none, each labelled), BENCH_LIMITS (1 by
 # default: the allowed path with every limit of issue 5 configured on the keys and their
 # owner, against TOLLGATE_LIMITS_ENABLED=false, same keys and load; BENCH_LIMITS_REPS runs
@@ -207,24 +208,44 @@ streams() {
 	# ~700 such calls/s, fewer than 2,000 concurrent 2-s calls need, so not every stream is
 	# in flight upstream at the sample; a slower upstream (BENCH_STREAM_TOKEN_MS=500: 10-s
 	# calls) keeps them all in flight, for the memory figures.
-	local tms=${BENCH_STREAM_TOKEN_MS:-100} extra
+	local tms=${BENCH_STREAM_TOKEN_MS:-100} extra up per=2 h2args=()
 	start_mock slow --threads 2 --token-ms "$tms"
+	up=$MOCK_slow
 	echo "# streams: mock-llm pid $MOCK_PID_slow (token_ms $tms, 20 tokens/call); a fresh tollgated per level with upstream.max_host_connections=20000 (default 256 would queue the calls)"
+	if [ "${BENCH_STREAM_H2:-0}" = 1 ]; then
+		# the upstream over HTTP/2: tools/h2-front.sh (nginx, TLS) in front of the mock, on
+		# CPU 0 with wrk; tollgated then holds one descriptor per stream, not two
+		local fport
+		fport=$(free_port)
+		taskset -c $LCPU "$here/../h2-front.sh" "127.0.0.1:$fport" "$MOCK_slow" "$tmp/front" \
+			>"$tmp/front.out" 2>&1 &
+		pids+=($!)
+		for ((i = 0; i < 100; i++)); do
+			curl -s -o /dev/null --max-time 1 --cacert "$tmp/front/cert.pem" \
+				"https://127.0.0.1:$fport/v1/models" && break
+			sleep 0.05
+		done
+		up=127.0.0.1:$fport per=1
+		h2args=(--set "upstream.default_url=https://$up/v1" --set upstream.http=2
+			--set "upstream.ca_file=$tmp/front/cert.pem")
+		echo "# streams over HTTP/2: tollgated -> h2-front (nginx pid ${pids[-1]}, TLS) -> mock-llm"
+	fi
 	# BENCH_STREAM_PROMPT_BYTES: a longer user message (real calls carry the conversation)
 	local prompt=hi
 	[ -z "${BENCH_STREAM_PROMPT_BYTES:-}" ] || prompt=$(head -c "$BENCH_STREAM_PROMPT_BYTES" /dev/zero | tr '\0' x)
 	export BENCH_BODY='{"model":"gpt-4o-mini","max_tokens":20,"stream":true,"messages":[{"role":"user","content":"'$prompt'"}]}'
 	for n in $STREAMS; do
-		# tollgated holds two descriptors per stream (client and upstream): a level the
-		# open-file hard limit cannot hold is capped (raising the hard limit needs root
-		# with CAP_SYS_RESOURCE; tollgated tries at start)
-		cap=$((($(ulimit -Hn) - 256) / 2))
+		# over HTTP/1.1 tollgated holds two descriptors per stream (client and upstream): a
+		# level the open-file hard limit cannot hold is capped (raising the hard limit needs
+		# root with CAP_SYS_RESOURCE; tollgated tries at start)
+		cap=$((($(ulimit -Hn) - 256) / per))
 		if [ "$n" -gt "$cap" ]; then
-			echo "# streams-$n: capped to $cap (open-file hard limit $(ulimit -Hn), two per stream in tollgated)"
+			echo "# streams-$n: capped to $cap (open-file hard limit $(ulimit -Hn), $per per stream in tollgated)"
 			n=$cap
 		fi
 		[ -z "${TG_PID:-}" ] || stop_pid "$TG_PID"
-		start_tg "$MOCK_slow" --set upstream.max_host_connections=20000 --set data.max_connections=20000 ${BENCH_STREAM_TG_ARGS:-}
+		start_tg "$up" --set upstream.max_host_connections=20000 --set data.max_connections=20000 \
+			"${h2args[@]}" ${BENCH_STREAM_TG_ARGS:-}
 		new_keys 100 enterprise "$tmp/keys.st"
 		sleep 1
 		rss0=$(awk '/^VmRSS/ {print $2}' "/proc/$TG_PID/status")
