@@ -11,7 +11,9 @@
 # usage: tools/bench/bench_syscalls.sh [BUILD_DIR]
 # Environment: BENCH_SEC (seconds counted per scenario, default 3), BENCH_SCENARIOS
 # ("allowed flood" by default), BENCH_CONNS (wrk connections, default 32), BENCH_TG_ARGS
-# (more tollgated arguments). Prints per scenario one line per system call:
+# (more tollgated arguments). Prints per scenario tollgated's CPU per request (while counted:
+# for quick A/Bs of one build against another, not for the nginx comparison) and one line
+# per system call:
 #   <scenario> <syscall> calls=<n> per_req=<n/requests>
 # and a total line (of the calls counted: CALLS below, or all with strace). Run it under the
 # shared bench lock like the other benches.
@@ -59,8 +61,12 @@ run() {
 		pids+=("$spid")
 		sleep 0.5 # attached to every thread before the load starts
 	fi
+	local t0 t1
+	t0=$(ticks "$TG_PID")
 	BENCH_KEYS=$keys BENCH_BODY=$BODY taskset -c $LCPU wrk -t1 -c"$CONNS" -d"${sec}s" \
 		--timeout 10s -s "$lua" "http://$TG_DATA" >"$tmp/wrk.$name" 2>&1 || true
+	t1=$(ticks "$TG_PID")
+	echo $(((t1 - t0) * 1000000 / $(getconf CLK_TCK))) >"$tmp/cpu.$name"
 	[ -z "$spid" ] && return 0
 	# perf stat writes its counts on SIGINT (SIGTERM kills it silently); strace on either
 	kill -INT "$spid" 2>/dev/null || true
@@ -77,7 +83,7 @@ report() {
 		return 1
 	}
 	req=$(sed 's/.* requests=\([0-9]*\) .*/\1/' <<<"$line")
-	echo "# $name: $req requests in ${SEC}s, counted by $TRACER ($(sed 's/.*status_errors=\([0-9]*\) .*/\1/' <<<"$line") non-2xx)"
+	echo "# $name: $req requests in ${SEC}s, counted by $TRACER ($(sed 's/.*status_errors=\([0-9]*\) .*/\1/' <<<"$line") non-2xx), tollgated CPU $(awk -v c="$(cat "$tmp/cpu.$name")" -v r="$req" 'BEGIN {printf "%.1f", c / r}') us per request (while counted)"
 	if [ "$TRACER" = strace ]; then
 		# strace -c columns: % time, seconds, usecs/call, calls, [errors], syscall
 		awk '/^-|^%|total/ {next} NF == 6 || NF == 5 {print $NF, $4}' "$tmp/count.$name"
