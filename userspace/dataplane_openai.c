@@ -652,10 +652,14 @@ static void all_failed_retry_after(struct dp_call *c)
 /* The provider's answer as it came: status, content type, Retry-After, body. */
 static void pass_through(struct dp_call *c)
 {
+	char *body = c->body;
+
 	if (c->retry_after[0])
 		http_add_header(c->req, "Retry-After", c->retry_after);
-	http_reply(c->req, c->up_status, c->ctype[0] ? c->ctype : "application/json", c->body,
-		   c->len);
+	c->body = NULL; /* the answer takes it: the bytes are not copied again */
+	c->cap = 0;
+	http_reply_take(c->req, c->up_status, c->ctype[0] ? c->ctype : "application/json", body,
+			c->len);
 }
 
 static void release_plain(struct dp_call *c, int commit_rc)
