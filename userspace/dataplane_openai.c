@@ -18,6 +18,7 @@
 #include <strings.h>
 
 #include "dataplane_internal.h"
+#include "jscan.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -183,7 +184,7 @@ static bool plan_call(struct dp_req *q, cJSON *root, enum dp_endpoint ep, const 
 	if (!(pl->p = dp_route_model(q, model, &pl->price)) || !dp_tenant(q, root))
 		return false;
 	pl->completion_est = completion_estimate(q, root, ep);
-	pl->prompt_est = dp_prompt_estimate(root, ep == DP_EP_CHAT	   ? NULL
+	pl->prompt_est = dp_prompt_estimate(root, ep == DP_EP_CHAT	    ? NULL
 						  : ep == DP_EP_COMPLETIONS ? "prompt"
 									    : "input");
 	if (!dp_budget_reserve(q, pl))
@@ -212,8 +213,7 @@ static void forward(struct dp_req *q, enum dp_endpoint ep)
 		return;
 	if (!(model = check_model(q->req, root)) || !check_input(q->req, root, ep) ||
 	    !check_stream(q->req, root, ep, &stream) ||
-	    !dp_check_max_tokens(q->req, root, "max_tokens") ||
-	    !plan_call(q, root, ep, model, &pl))
+	    !dp_check_max_tokens(q->req, root, "max_tokens") || !plan_call(q, root, ep, model, &pl))
 		goto out;
 	if (stream && stream_body(root, &rewritten, &client_usage)) {
 		dp_reply_500(q->req, "rewriting a stream request", -ENOMEM);
@@ -504,13 +504,37 @@ static enum dp_outcome failure_outcome(const struct dp_call *c, bool gone)
 	}
 }
 
+/*
+ * The usage counts of an answer passed through as it is, read in place: its tree is not
+ * needed, and parsing it took ~40 allocations per call. True only if a count was found;
+ * for anything else (usage missing, not strictly valid JSON...) the caller parses the
+ * answer, so the outcome is always what plain_tokens gives (see jscan.h).
+ */
+static bool plain_tokens_scan(struct dp_call *c)
+{
+	const char *u, *v;
+	size_t ulen, vlen;
+	uint64_t pt = 0, ct = 0;
+	bool p, cp;
+
+	if (c->render || jscan_member(c->body, c->len, "usage", &u, &ulen))
+		return false;
+	p = !jscan_member(u, ulen, "prompt_tokens", &v, &vlen) && jscan_count(v, vlen, &pt);
+	cp = !jscan_member(u, ulen, "completion_tokens", &v, &vlen) && jscan_count(v, vlen, &ct);
+	if (p)
+		c->prompt_tokens = pt;
+	if (cp)
+		c->completion_tokens = ct;
+	return p || cp;
+}
+
 static void settle_plain(struct dp_call *c, bool gone)
 {
 	bool whole = c->err == UPSTREAM_OK && !c->too_large;
 
 	c->outcome = failure_outcome(c, gone);
 	/* a whole answer is metered even if its client left: the provider did the work */
-	if (whole && c->up_status >= 200 && c->up_status < 300) {
+	if (whole && c->up_status >= 200 && c->up_status < 300 && !plain_tokens_scan(c)) {
 		c->json = c->len ? cJSON_ParseWithLength(c->body, c->len) : NULL;
 		plain_tokens(c);
 		if (c->render && !cJSON_IsObject(c->json) && c->outcome == DP_OUT_UPSTREAM)
@@ -628,10 +652,14 @@ static void all_failed_retry_after(struct dp_call *c)
 /* The provider's answer as it came: status, content type, Retry-After, body. */
 static void pass_through(struct dp_call *c)
 {
+	char *body = c->body;
+
 	if (c->retry_after[0])
 		http_add_header(c->req, "Retry-After", c->retry_after);
-	http_reply(c->req, c->up_status, c->ctype[0] ? c->ctype : "application/json", c->body,
-		   c->len);
+	c->body = NULL; /* the answer takes it: the bytes are not copied again */
+	c->cap = 0;
+	http_reply_take(c->req, c->up_status, c->ctype[0] ? c->ctype : "application/json", body,
+			c->len);
 }
 
 static void release_plain(struct dp_call *c, int commit_rc)

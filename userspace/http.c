@@ -65,9 +65,7 @@ static void req_free(struct http_req *r)
 	}
 	pthread_mutex_destroy(&r->mu);
 	free(r->body);
-	free(r->path);
-	free(r->method);
-	free(r);
+	free(r); /* method and path are in its block */
 }
 
 void http_req_release(struct http_req *r)
@@ -134,10 +132,12 @@ static void req_set_id(struct http_req *r)
 			 atomic_fetch_add(&fallback, 1));
 }
 
+/* A request, with copies of its method and path in the same block (one allocation). */
 static struct http_req *req_new(struct http_server *h, struct MHD_Connection *conn, const char *url,
 				const char *method)
 {
-	struct http_req *r = calloc(1, sizeof(*r));
+	size_t ml = strlen(method ? method : "") + 1, pl = strlen(url ? url : "") + 1;
+	struct http_req *r = calloc(1, sizeof(*r) + ml + pl);
 
 	if (!r)
 		return NULL;
@@ -145,17 +145,13 @@ static struct http_req *req_new(struct http_server *h, struct MHD_Connection *co
 		free(r);
 		return NULL;
 	}
+	r->method = memcpy((char *)(r + 1), method ? method : "", ml);
+	r->path = memcpy(r->method + ml, url ? url : "", pl);
 	atomic_init(&r->refs, 1); /* the library's, until on_completed */
 	r->srv = h;
 	r->ld = h->nld ? http_loops_here(h) : NULL;
 	r->conn = conn;
 	r->start_ns = tg_now_mono_ns();
-	r->method = strdup(method ? method : "");
-	r->path = strdup(url ? url : "");
-	if (!r->method || !r->path) {
-		req_free(r);
-		return NULL;
-	}
 	req_set_id(r);
 	return r;
 }
@@ -444,6 +440,22 @@ int http_reply(struct http_req *r, unsigned status, const char *content_type, co
 	return reply_submit(r, status, content_type, resp);
 }
 
+int http_reply_take(struct http_req *r, unsigned status, const char *content_type, char *body,
+		    size_t len)
+{
+	struct MHD_Response *resp;
+
+	if (!len) {
+		free(body);
+		return http_reply(r, status, content_type, "", 0);
+	}
+	/* the library frees body with the response: an answer's bytes are not copied again */
+	resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (!resp)
+		free(body);
+	return reply_submit(r, status, content_type, resp);
+}
+
 int http_reply_json(struct http_req *r, unsigned status, const struct cJSON *json)
 {
 	char *s = cJSON_PrintUnformatted(json);
@@ -510,8 +522,8 @@ int http_reply_json_secret(struct http_req *r, unsigned status, const struct cJS
  * path a flood takes, and building and printing a cJSON tree was a fifth of its user time.
  * Returns the length the body needs; >= cap means out is incomplete.
  */
-static size_t error_body(char *out, size_t cap, const char *msg, const char *type,
-			 const char *code, const char *param)
+static size_t error_body(char *out, size_t cap, const char *msg, const char *type, const char *code,
+			 const char *param)
 {
 	size_t n = 0;
 
@@ -915,7 +927,8 @@ struct MHD_Daemon *http_daemon_start(struct http_server *h, const struct http_op
 
 	if (nloops) {
 		if (listen_fd >= 0)
-			mode[0] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL};
+			mode[0] =
+			    (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, listen_fd, NULL};
 		mode[1] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 		/* as the library's thread pool does: the bound is shared among the loops */
 		conns = conns / nloops ? conns / nloops : 1;

@@ -25,26 +25,26 @@
 struct cJSON;
 
 struct http_opts {
-	const char *listen;	    /* "127.0.0.1:8081", "[::1]:8081", "0.0.0.0:0" (any port) */
-	const char *name;	    /* for logs: "admin", "data" */
-	unsigned threads;	    /* worker threads, default 2 */
-	size_t max_body;	    /* bytes; a larger body is answered 413 */
-	bool require_json;	    /* bodies of POST/PUT/PATCH must be application/json (415) */
-	unsigned timeout_sec;	    /* idle connection timeout, default 30 */
-	unsigned max_conns;	    /* concurrent connections, default 1024 */
-	size_t max_header;	    /* per-connection buffer for the request line and headers,
-				       default 32768; longer headers are refused by the library
-				       (431) before any handler runs, and so are (by us) headers
-				       that would leave the answer no room in it: the limit on
-				       a request's headers is max_header - HTTP_REPLY_ROOM */
-	size_t stream_buffer_max;   /* bytes a stream may buffer for a slow client before it is
-				       cut (http_stream_write), default 1 MiB */
-	unsigned drain_ms;	    /* http_stop waits this long for deferred requests to finish
-				       before cutting them, default 0 */
-	unsigned defer_accept_sec;  /* > 0: TCP_DEFER_ACCEPT on the listener, so a connection is
-				       accepted only once its first data came (the kernel fast
-				       path sees the first request while the connection is still
-				       embryonic, and may refuse it there); 0 = off */
+	const char *listen;	   /* "127.0.0.1:8081", "[::1]:8081", "0.0.0.0:0" (any port) */
+	const char *name;	   /* for logs: "admin", "data" */
+	unsigned threads;	   /* worker threads, default 2 */
+	size_t max_body;	   /* bytes; a larger body is answered 413 */
+	bool require_json;	   /* bodies of POST/PUT/PATCH must be application/json (415) */
+	unsigned timeout_sec;	   /* idle connection timeout, default 30 */
+	unsigned max_conns;	   /* concurrent connections, default 1024 */
+	size_t max_header;	   /* per-connection buffer for the request line and headers,
+				      default 32768; longer headers are refused by the library
+				      (431) before any handler runs, and so are (by us) headers
+				      that would leave the answer no room in it: the limit on
+				      a request's headers is max_header - HTTP_REPLY_ROOM */
+	size_t stream_buffer_max;  /* bytes a stream may buffer for a slow client before it is
+				      cut (http_stream_write), default 1 MiB */
+	unsigned drain_ms;	   /* http_stop waits this long for deferred requests to finish
+				      before cutting them, default 0 */
+	unsigned defer_accept_sec; /* > 0: TCP_DEFER_ACCEPT on the listener, so a connection is
+				      accepted only once its first data came (the kernel fast
+				      path sees the first request while the connection is still
+				      embryonic, and may refuse it there); 0 = off */
 	/*
 	 * With route_label set, every request is counted in http_requests_total and
 	 * http_request_duration_seconds{listener,route} (metrics.h), route being what
@@ -97,7 +97,7 @@ bool http_bearer_token(const char *h, const char **tok, size_t *len);
  * connection and must be copied by the handler before it returns.
  */
 const char *http_req_method(struct http_req *r);
-const char *http_req_path(struct http_req *r);	       /* without the query string */
+const char *http_req_path(struct http_req *r);			   /* without the query string */
 const char *http_req_header(struct http_req *r, const char *name); /* case-insensitive */
 const char *http_req_query(struct http_req *r, const char *name);  /* decoded, or NULL */
 /* Calls cb for each query parameter (decoded); stops at the first non-zero return. */
@@ -130,6 +130,13 @@ int http_add_header(struct http_req *r, const char *name, const char *value);
  */
 int http_reply(struct http_req *r, unsigned status, const char *content_type, const void *body,
 	       size_t len);
+/*
+ * As http_reply, but takes body (malloc'd, len bytes) instead of copying it: it is freed
+ * when the library is done with the answer, or at once on failure. NULL with len 0 is an
+ * empty body.
+ */
+int http_reply_take(struct http_req *r, unsigned status, const char *content_type, char *body,
+		    size_t len);
 /* Serialises json (not freed) and sends it as application/json. */
 int http_reply_json(struct http_req *r, unsigned status, const struct cJSON *json);
 /*

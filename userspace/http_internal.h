@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Private to the HTTP layer (http.c: listener, request cycle, replies; http_defer.c:
- * deferred answers and streams; http_conn.c: per-connection refusal counts). The request and server state both files work on, and the
- * few functions they share. With http.h, the only headers that include microhttpd.h.
+ * deferred answers and streams; http_conn.c: per-connection refusal counts). The request and server
+ * state both files work on, and the few functions they share. With http.h, the only headers that
+ * include microhttpd.h.
  *
  * Lifetimes: a request has a reference for the library (dropped when it reports the
  * request completed), one per http_defer (dropped by http_req_release) and one while a
@@ -62,7 +63,7 @@
 struct http_loopd; /* http_loop.c */
 
 struct http_server {
-	struct MHD_Daemon *d;	 /* the first daemon when there are loops (its listen socket) */
+	struct MHD_Daemon *d;  /* the first daemon when there are loops (its listen socket) */
 	struct http_loopd *ld; /* one daemon per loop (http_opts.loops), nld of them */
 	unsigned nld;
 	http_handler_fn fn;
@@ -103,7 +104,7 @@ struct http_req {
 	struct http_server *srv;
 	struct http_loopd *ld; /* the loop whose daemon has the connection, or NULL */
 	struct MHD_Connection *conn;
-	char *method;
+	char *method; /* method and path: in the request's own block, after it */
 	char *path;
 	char *body; /* NUL-terminated; NULL until the first byte */
 	size_t len;

@@ -4,6 +4,15 @@
  * epoll_wait, the ready descriptors' callbacks, the hooks' after(), then the calls other
  * threads posted with loop_call. A watch removed during a turn may still have an event in
  * the batch being dispatched: it is marked dead and freed once the batch is over.
+ *
+ * Wake-ups cost the eventfd only when the loop sleeps: a write by the waker and a read by
+ * the loop are two system calls, which on a paravirtualised VM cost more than many small
+ * events' work, and a data-plane loop is woken once per call another thread releases.
+ * loop_wake always sets `woken`, and writes the eventfd only when the loop is in (or about
+ * to enter) epoll_wait and no write is pending; the loop checks `woken` after announcing
+ * that it waits, and then does not wait. Both sides store their flag, then load the other's
+ * (sequentially consistent atomics), so either the loop sees `woken` or the waker sees
+ * `waiting`: no wake-up is lost.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -44,6 +53,9 @@ struct loop {
 	pthread_cond_t cv;	 /* a call is done */
 	struct loop_call *calls;
 	bool stopping;
+	atomic_bool waiting;   /* in epoll_wait, or past the last check of woken before it */
+	atomic_bool woken;     /* loop_wake ran since the loop last checked */
+	atomic_bool wake_sent; /* the eventfd was written and the loop has not read it yet */
 	char name[16];
 };
 
@@ -86,6 +98,8 @@ static void loop_dispatch(struct loop *l, const struct epoll_event *evs, int n)
 		if (!w) { /* the wake eventfd */
 			uint64_t v;
 
+			/* before the read: a wake-up after it writes again if the loop sleeps */
+			atomic_store(&l->wake_sent, false);
 			if (read(l->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 				log_warnx("loop %s: wake-up read: %s", l->name, strerror(errno));
 			continue;
@@ -105,6 +119,22 @@ static void loop_dispatch(struct loop *l, const struct epoll_event *evs, int n)
 	}
 }
 
+/*
+ * Waits for events as long as the hooks allow; not at all if loop_wake ran since the last
+ * check (what it announced may have come after the hooks looked: the next turn sees it).
+ */
+static int loop_wait(struct loop *l, struct epoll_event *evs)
+{
+	int timeout = loop_before(l), n;
+
+	atomic_store(&l->waiting, true);
+	if (atomic_exchange(&l->woken, false))
+		timeout = 0;
+	n = epoll_wait(l->epfd, evs, LOOP_EVENTS, timeout);
+	atomic_store(&l->waiting, false);
+	return n;
+}
+
 static void *loop_main(void *arg)
 {
 	struct loop *l = arg;
@@ -121,7 +151,7 @@ static void *loop_main(void *arg)
 		pthread_mutex_unlock(&l->mu);
 		if (stop)
 			break;
-		n = epoll_wait(l->epfd, evs, LOOP_EVENTS, loop_before(l));
+		n = loop_wait(l, evs);
 		loop_dispatch(l, evs, n > 0 ? n : 0);
 	}
 	return NULL;
@@ -252,6 +282,10 @@ void loop_wake(struct loop *l)
 {
 	uint64_t one = 1;
 
+	atomic_store(&l->woken, true);
+	/* awake, the loop sees woken before it waits; asleep, one write wakes it */
+	if (!atomic_load(&l->waiting) || atomic_exchange(&l->wake_sent, true))
+		return;
 	if (write(l->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_warnx("loop %s: wake-up write: %s", l->name, strerror(errno));
 }

@@ -8,10 +8,10 @@
  * curl_multi_socket_action over the loop's epoll set (libcurl says which sockets to watch
  * and when its timer is due), so one
  * event costs work for its own transfer only: curl_multi_perform would walk every transfer
- * on each wakeup, quadratic with thousands of streams in flight. The thread alone touches the multi handle, the
- * table that maps ids to calls, and every call after it was queued, so nothing but the two
- * queues needs a lock. libcurl keeps idle connections per host for reuse (HTTP/1.1
- * keep-alive) and queues transfers beyond the per-host connection bound itself.
+ * on each wakeup, quadratic with thousands of streams in flight. The thread alone touches the multi
+ * handle, the table that maps ids to calls, and every call after it was queued, so nothing but the
+ * two queues needs a lock. libcurl keeps idle connections per host for reuse (HTTP/1.1 keep-alive)
+ * and queues transfers beyond the per-host connection bound itself.
  *
  * Flow control: callbacks must take every byte they are given (buffering in the caller if
  * the client is slower than the upstream). Pausing the transfer (CURL_WRITEFUNC_PAUSE and
@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -50,8 +51,8 @@
 struct up_call {
 	uint64_t id;
 	CURL *easy;
-	bool stream; /* which pool the easy handle goes back to */
-	bool http2;  /* the easy handle is not pooled (up_easy_put) */
+	bool stream;		    /* which pool the easy handle goes back to */
+	bool http2;		    /* the easy handle is not pooled (up_easy_put) */
 	struct curl_slist *headers; /* the Authorization line in it is wiped at free */
 	char *url;
 	const char *body; /* curl reads it in place (CURLOPT_POSTFIELDS) until the call ends */
@@ -71,6 +72,21 @@ struct up_call {
 	char errbuf[CURL_ERROR_SIZE];
 	struct up_call *next;  /* submit queue */
 	struct up_call *hnext; /* id table chain */
+};
+
+/*
+ * One of libcurl's sockets in the loop's epoll set. A connection that goes idle in
+ * libcurl's cache stays registered for EPOLLIN ("parked"): its next call then costs no
+ * epoll_ctl, where removing and adding it again cost two per call. If a parked socket
+ * stirs (the server closed it, most likely), up_on_ready takes it out of the set, and
+ * libcurl finds out when it next looks at the connection. A socket libcurl closes leaves
+ * the set with its descriptor; the stale entry is cleared when libcurl opens a socket
+ * with the same number (up_on_open), so a new socket never inherits it.
+ */
+struct up_sock {
+	struct loop_watch *w; /* NULL: not in the set */
+	uint32_t events;      /* what w is registered for */
+	bool parked;	      /* libcurl stopped watching it (CURL_POLL_REMOVE) */
 };
 
 struct upstream {
@@ -93,7 +109,9 @@ struct upstream {
 	struct up_call **table;
 	size_t table_mask, table_n;
 	int64_t next_sweep_ns;
-	int64_t timer_due_ns; /* libcurl's timer (CLOCK_MONOTONIC); 0 = none */
+	int64_t timer_due_ns;  /* libcurl's timer (CLOCK_MONOTONIC); 0 = none */
+	struct up_sock *socks; /* by descriptor: libcurl's sockets in the loop's set */
+	size_t nsocks;
 	/*
 	 * Easy handles of finished calls, reset, for the next ones: curl_easy_init and
 	 * curl_easy_cleanup were ~3 % of a forwarded call's CPU. One pool per receive-buffer
@@ -381,9 +399,11 @@ const char *upstream_lib_version(void)
 {
 	return curl_version_info(CURLVERSION_NOW)->version;
 }
+static curl_socket_t up_on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a);
 
 /* Sets the easy handle's options; -EINVAL if libcurl refuses one. */
-static int up_call_options(struct up_call *c, bool post, const struct upstream_call *r)
+static int up_call_options(struct upstream *u, struct up_call *c, bool post,
+			   const struct upstream_call *r)
 {
 	CURL *e = c->easy;
 	int bad = 0;
@@ -413,6 +433,8 @@ static int up_call_options(struct up_call *c, bool post, const struct upstream_c
 	bad |= curl_easy_setopt(e, CURLOPT_HEADERDATA, c) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, up_on_body) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, c) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, up_on_open) != CURLE_OK;
+	bad |= curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, u) != CURLE_OK;
 	if (post) {
 		/* never NULL: with NULL fields libcurl would read the body from stdin */
 		bad |= curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body ? c->body : "") != CURLE_OK;
@@ -474,7 +496,7 @@ static int up_call_new(struct upstream *u, const struct upstream_call *r, struct
 	c->easy = up_easy_get(u, c->stream);
 	if (!c->easy || up_call_headers(c, r->api_key))
 		goto fail;
-	err = up_call_options(c, post, r);
+	err = up_call_options(u, c, post, r);
 	if (err)
 		goto fail;
 	c->on_status = r->on_status;
@@ -640,11 +662,44 @@ static void up_cancel_all(struct upstream *u)
 	}
 }
 
+/* The entry of descriptor fd, the table grown to hold it; NULL if out of memory. */
+static struct up_sock *up_sock_get(struct upstream *u, curl_socket_t fd)
+{
+	size_t n = u->nsocks ? u->nsocks : 64;
+	struct up_sock *t;
+
+	if (fd < 0)
+		return NULL;
+	if ((size_t)fd < u->nsocks)
+		return &u->socks[fd];
+	while (n <= (size_t)fd)
+		n *= 2;
+	t = realloc(u->socks, n * sizeof(*t));
+	if (!t)
+		return NULL;
+	memset(t + u->nsocks, 0, (n - u->nsocks) * sizeof(*t));
+	u->socks = t;
+	u->nsocks = n;
+	return &u->socks[fd];
+}
+
+/* Takes the socket out of the loop's set (if its descriptor is closed already: a no-op). */
+static void up_sock_drop(struct upstream *u, struct up_sock *s)
+{
+	loop_watch_del(u->loop, s->w);
+	*s = (struct up_sock){0};
+}
+
 static void up_on_ready(void *arg, int fd, uint32_t events)
 {
 	struct upstream *u = arg;
 	int mask = 0, running;
 
+	if ((size_t)fd < u->nsocks && u->socks[fd].parked) {
+		/* an idle connection stirred: unwatched until libcurl wants it again */
+		up_sock_drop(u, &u->socks[fd]);
+		return;
+	}
 	if (events & (EPOLLIN | EPOLLHUP))
 		mask |= CURL_CSELECT_IN;
 	if (events & EPOLLOUT)
@@ -654,26 +709,46 @@ static void up_on_ready(void *arg, int fd, uint32_t events)
 	curl_multi_socket_action(u->multi, fd, mask, &running);
 }
 
+/* libcurl opens every socket here: the descriptor's entry starts clean (see up_sock). */
+static curl_socket_t up_on_open(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct upstream *u = clientp;
+	curl_socket_t fd;
+
+	(void)purpose;
+	fd = socket(a->family, a->socktype, a->protocol);
+	if (fd >= 0 && (size_t)fd < u->nsocks && u->socks[fd].w)
+		up_sock_drop(u, &u->socks[fd]); /* the old socket's: gone with its close */
+	return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
 /* libcurl's socket callback: keeps the loop's set in line with what it wants to watch. */
 static int up_on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
 {
 	struct upstream *u = userp;
-	struct loop_watch *w = socketp;
+	struct up_sock *s = up_sock_get(u, fd);
 	uint32_t ev;
-	int err;
+	int err = 0;
 
 	(void)e;
-	if (what == CURL_POLL_REMOVE) {
-		loop_watch_del(u->loop, w); /* libcurl forgets socketp with the socket */
-		return 0;
-	}
-	ev = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-	if (w) {
-		err = loop_watch_mod(u->loop, w, ev);
+	(void)socketp;
+	if (!s) {
+		err = -ENOMEM;
+	} else if (what == CURL_POLL_REMOVE) {
+		/* idle (or closing): parked if it waits for input only, else out of the set */
+		if (s->w && s->events == EPOLLIN)
+			s->parked = true;
+		else
+			up_sock_drop(u, s);
 	} else {
-		err = loop_watch_add(u->loop, fd, ev, up_on_ready, u, &w);
+		ev = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+		s->parked = false;
+		if (!s->w)
+			err = loop_watch_add(u->loop, fd, ev, up_on_ready, u, &s->w);
+		else if (s->events != ev)
+			err = loop_watch_mod(u->loop, s->w, ev);
 		if (!err)
-			curl_multi_assign(u->multi, fd, w);
+			s->events = ev;
 	}
 	if (err)
 		log_warnx("upstream: cannot watch a connection: %s", strerror(-err));
@@ -789,6 +864,11 @@ static void up_detach(void *arg)
 	loop_hook_del(u->loop, &u->hook);
 	curl_multi_cleanup(u->multi); /* calls up_on_socket: the loop is still there */
 	u->multi = NULL;
+	/* parked sockets are closed now; their watches go (and other stale entries') */
+	for (size_t fd = 0; fd < u->nsocks; fd++) {
+		if (u->socks[fd].w)
+			up_sock_drop(u, &u->socks[fd]);
+	}
 	if (up_self == u)
 		up_self = NULL;
 }
@@ -852,6 +932,7 @@ static void up_free(struct upstream *u)
 	}
 	free(u->cancels);
 	free(u->table);
+	free(u->socks);
 	pthread_mutex_destroy(&u->pool_lock);
 	pthread_mutex_destroy(&u->lock);
 	free(u);
@@ -1080,8 +1161,7 @@ int upstream_url_check(const char *url, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	if (!url || strpbrk(url, " \t\r\n") ||
-	    curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK)
+	if (!url || strpbrk(url, " \t\r\n") || curl_url_set(h, CURLUPART_URL, url, 0) != CURLUE_OK)
 		snprintf(err, errlen, "not a URL (expected http://host[:port]/path)");
 	else if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
 		 (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0))

@@ -3,10 +3,12 @@
  * The event loop (userspace/loop.c): a watched descriptor's callback runs on the loop
  * thread with its events, a hook's before() bounds the wait and after() follows the events,
  * loop_call runs on the loop thread (and directly when already there), loop_wake ends a wait
- * that no descriptor or timeout would end, and a watch removed by another watch's callback
- * in the same batch is never called. Waits are bounded; no duration is asserted.
+ * that no descriptor or timeout would end (also when it races with the loop going to sleep,
+ * from several threads at once), and a watch removed by another watch's callback in the
+ * same batch is never called. Waits are bounded; no duration is asserted.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -152,6 +154,89 @@ static void case_wake_ends_an_unbounded_wait(void)
 	loop_stop(p.l);
 }
 
+/*
+ * Work announced by other threads, as a loop's modules see it: before() takes what was
+ * posted and then allows an unbounded wait. A wake-up lost in the race with the loop going
+ * to sleep leaves posted ahead of seen for good, and the poster's bounded wait fails.
+ */
+struct mailbox {
+	struct loop *l;
+	atomic_int posted, seen;
+	atomic_int lost; /* posts whose wake-up never came */
+};
+
+#define WAKE_THREADS 3
+#define WAKE_POSTS   5000 /* per thread */
+
+static int mailbox_before(void *arg)
+{
+	struct mailbox *m = arg;
+
+	atomic_store(&m->seen, atomic_load(&m->posted));
+	usleep(20); /* widens the window between looking and waiting, where wake-ups get lost */
+	return -1;
+}
+
+static void *poster(void *arg)
+{
+	struct mailbox *m = arg;
+
+	for (int i = 0; i < WAKE_POSTS; i++) {
+		int mine = atomic_fetch_add(&m->posted, 1) + 1, t;
+
+		loop_wake(m->l);
+		/* spins, sleeping now and then: the loop must get to sleep between posts too */
+		for (t = 0; t < WAIT_MS * 10 && atomic_load(&m->seen) < mine; t++) {
+			if (t % 16 == 15)
+				usleep(100);
+		}
+		if (atomic_load(&m->seen) < mine) {
+			atomic_fetch_add(&m->lost, 1);
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+static void mailbox_hook_add(void *arg)
+{
+	struct loop_hook *h = arg;
+	struct mailbox *m = h->arg;
+
+	loop_hook_add(m->l, h);
+}
+
+static void mailbox_hook_del(void *arg)
+{
+	struct loop_hook *h = arg;
+	struct mailbox *m = h->arg;
+
+	loop_hook_del(m->l, h);
+}
+
+/* every post is seen: the eventfd is skipped only while the loop is awake to see it */
+static void case_wake_never_lost(void)
+{
+	struct mailbox m = {.l = loop_start("t-mail")};
+	struct loop_hook h = {.before = mailbox_before, .arg = &m};
+	pthread_t th[WAKE_THREADS];
+	int started = 0;
+
+	TG_REQUIRE(m.l);
+	loop_call(m.l, mailbox_hook_add, &h);
+	for (; started < WAKE_THREADS; started++) {
+		if (pthread_create(&th[started], NULL, poster, &m))
+			break;
+	}
+	TG_CHECK_INT(started, WAKE_THREADS);
+	for (int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	TG_CHECK_INT(atomic_load(&m.lost), 0);
+	TG_CHECK_INT(atomic_load(&m.seen), started * WAKE_POSTS);
+	loop_call(m.l, mailbox_hook_del, &h);
+	loop_stop(m.l);
+}
+
 struct pair {
 	struct probe *a, *b;
 };
@@ -194,6 +279,8 @@ static const struct tg_case cases[] = {
     {"a hook's before() of 0 keeps the loop turning; after() follows each wait",
      case_hook_bounds_the_wait},
     {"loop_wake ends a wait no descriptor or timeout would end", case_wake_ends_an_unbounded_wait},
+    {"loop_wake from several threads racing with the loop's sleep: no wake-up is lost",
+     case_wake_never_lost},
     {"a watch removed by another callback of the same batch is not called",
      case_watch_deleted_in_batch_not_called},
 };

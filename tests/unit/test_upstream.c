@@ -185,6 +185,12 @@ static int route(struct conn *c, const char *path, const char *auth)
 	if (!strcmp(path, "/429"))
 		return reply(fd, "429 Too Many Requests", "application/json", "Retry-After: 7\r\n",
 			     "{\"error\":{\"message\":\"slow down\"}}");
+	if (!strcmp(path, "/json-then-close")) {
+		/* a keep-alive answer, then the server drops the idle connection */
+		reply(fd, "200 OK", "application/json", "", "{\"ok\":true}");
+		sleep_ms(20);
+		return 0;
+	}
 	if (!strcmp(path, "/stream"))
 		return reply_stream(c->s, fd);
 	if (!strcmp(path, "/hang"))
@@ -675,6 +681,42 @@ static void sequential_calls_reuse_connections(void)
 	srv_stop(s);
 }
 
+/*
+ * An idle connection stays in the loop's set (parked); when the server closes it, the
+ * next call must still succeed, on a new connection, with no stale watch in the way.
+ */
+static void connection_closed_while_idle_is_replaced(void)
+{
+	struct srv *s = srv_start();
+	struct upstream *u = upstream_start(8);
+	int ok = 0;
+
+	TG_REQUIRE(s && u);
+	for (int i = 0; i < 10; i++) {
+		struct rec r = {0};
+
+		TG_CHECK_INT(
+		    submit(u, s->port, "POST", "/json-then-close", "{}", API_KEY, 5000, &r, NULL),
+		    0);
+		TG_CHECK(wait_atomic(&r.done, 1) && wait_idle(u));
+		ok += r.err == UPSTREAM_OK && r.status == 200;
+		if (i % 2 == 0)
+			sleep_ms(60); /* closed while parked; else closed at about the next call */
+	}
+	for (int i = 0; i < 10; i++) { /* and a connection kept open is reused after that */
+		struct rec r = {0};
+
+		TG_CHECK_INT(submit(u, s->port, "POST", "/json", "{}", API_KEY, 5000, &r, NULL), 0);
+		TG_CHECK(wait_atomic(&r.done, 1) && wait_idle(u));
+		ok += r.err == UPSTREAM_OK && r.status == 200;
+	}
+	upstream_stop(u);
+	TG_CHECK_INT(ok, 20);
+	TG_CHECK_INT(atomic_load(&s->requests), 20);
+	TG_CHECK(atomic_load(&s->accepts) >= 10 && atomic_load(&s->accepts) <= 13);
+	srv_stop(s);
+}
+
 static void request_headers_arrive_as_sent(void)
 {
 	struct srv *s = srv_start();
@@ -834,6 +876,8 @@ static const struct tg_case cases[] = {
     {"cancel in flight: UPSTREAM_CANCELLED exactly once", cancel_in_flight_ends_the_call_once},
     {"200 concurrent calls from 4 threads each end exactly once", concurrent_calls_each_end_once},
     {"50 sequential calls reuse keep-alive connections", sequential_calls_reuse_connections},
+    {"a connection the server closes while idle is replaced; kept ones are reused",
+     connection_closed_while_idle_is_replaced},
     {"Authorization, Content-Type and body arrive as sent; a reused handle keeps none of them",
      request_headers_arrive_as_sent},
     {"a kept body is sent in place; a copied one survives the caller overwriting it",
